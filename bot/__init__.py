@@ -1,0 +1,1 @@
+"""The answer core: settings, prompts, the LLM client and `AnswerCore`."""

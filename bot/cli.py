@@ -1,0 +1,294 @@
+"""The composition root: `aisafety-bot ingest / search / ask / chat / eval / run`.
+
+This is the one place that wires settings, the store, the models and the core together, and the
+only place in `bot/` that imports adapters (lazily).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Settings, load_settings
+from bot.core import AnswerCore
+from bot.errors import BotError, ConfigError
+from bot.llm import AnthropicLLM
+from bot.models import Answer, Question, Turn
+from retrieval.embeddings import EmbeddingError, FastEmbedder, configure_offline
+from retrieval.ingest import IngestError, ingest
+from retrieval.search import HybridRetriever
+from retrieval.store import QdrantStore, SearchMode, StoreError
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: QdrantStore
+    embedder: FastEmbedder
+
+    def retriever(self, mode: SearchMode = "hybrid") -> HybridRetriever:
+        return HybridRetriever(store=self.store, embedder=self.embedder, mode=mode)
+
+    def core(self, mode: SearchMode = "hybrid", *, use_llm: bool = True) -> AnswerCore:
+        s = self.settings
+        llm = None
+        if use_llm and s.anthropic_api_key is not None:
+            llm = AnthropicLLM(
+                api_key=s.anthropic_api_key.get_secret_value(),
+                model=s.anthropic_model,
+                base_url=s.anthropic_base_url,
+                timeout_s=s.llm_timeout_s,
+                max_retries=s.llm_max_retries,
+            )
+        return AnswerCore(
+            retriever=self.retriever(mode),
+            llm=llm,
+            top_k=s.top_k,
+            abstain_below=s.abstain_below,
+            history_token_budget=s.history_token_budget,
+            max_tokens=s.llm_max_tokens,
+            deadline_s=s.answer_deadline_s,
+            llm_unavailable_reason=(
+                "no ANTHROPIC_API_KEY is set" if use_llm else "the language model is switched off"
+            ),
+        )
+
+    def ensure_ingested(self) -> None:
+        """The first question on an empty store ingests the configured sources."""
+        if self.store.count() == 0:
+            print(
+                f"The article index is empty; ingesting {', '.join(self.settings.source_list)} first.",
+                file=sys.stderr,
+            )
+            report = ingest(
+                store=self.store,
+                embedder=self.embedder,
+                sources=self.settings.source_list,
+                progress=sys.stderr.isatty() or bool(os.environ.get("AISAFETY_BOT_PROGRESS")),
+            )
+            print(_summary_line(report.summary()), file=sys.stderr)
+
+
+@contextlib.contextmanager
+def open_app(settings: Settings) -> Iterator[App]:
+    configure_offline(str(settings.embedding_model_path) if settings.embedding_model_path else None)
+    if not settings.qdrant_url:
+        settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+    store = QdrantStore(
+        alias=settings.qdrant_collection,
+        url=settings.qdrant_url,
+        api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+        path=str(settings.qdrant_path),
+        timeout_s=settings.qdrant_timeout_s,
+    )
+    embedder = FastEmbedder(
+        model_name=settings.embedding_model,
+        model_path=str(settings.embedding_model_path) if settings.embedding_model_path else None,
+        cache_dir=str(settings.embedding_cache_dir) if settings.embedding_cache_dir else None,
+    )
+    try:
+        yield App(settings, store, embedder)
+    finally:
+        store.close()
+
+
+def _summary_line(summary: dict[str, int]) -> str:
+    return "Ingest: " + ", ".join(f"{v} {k}" for k, v in summary.items())
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_ingest(app: App, args: argparse.Namespace) -> int:
+    sources = args.sources or app.settings.source_list
+    report = ingest(
+        store=app.store,
+        embedder=app.embedder,
+        sources=sources,
+        rebuild=args.rebuild,
+        progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps(report.summary()))
+    else:
+        for rec in report.skipped_records:
+            print(f"skipped {rec.origin} line {rec.line}: {rec.reason}", file=sys.stderr)
+        print(_summary_line(report.summary()))
+    return 0
+
+
+def cmd_search(app: App, args: argparse.Namespace) -> int:
+    app.ensure_ingested()
+    hits = app.retriever(args.mode).search_sync(args.question, k=args.k)
+    if args.json:
+        rows = [
+            {"id": h.article_id, "title": h.title, "url": h.url, "score": round(h.score, 6), "text": h.text}
+            for h in hits
+        ]
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        for i, h in enumerate(hits, start=1):
+            print(f"{i}. {h.title}  ({h.score:.4f}, cosine {h.dense_score:.3f})\n   {h.url}")
+    return 0
+
+
+def cmd_ask(app: App, args: argparse.Namespace) -> int:
+    from adapters.terminal import render
+
+    app.ensure_ingested()
+    answer = asyncio.run(app.core().answer(Question(args.question)))
+    print(json.dumps(answer.to_json(), ensure_ascii=False) if args.json else render(answer))
+    return 0
+
+
+def cmd_eval(app: App, args: argparse.Namespace) -> int:
+    from bot.evaluate import evaluate, format_table, load_eval
+
+    app.ensure_ingested()
+    items = load_eval(Path(args.file))
+    result = asyncio.run(evaluate(app.core(args.mode, use_llm=args.llm), items, k=args.k))
+    if args.json:
+        print(json.dumps({key: v for key, v in result.items() if key != "by_kind"}))
+    else:
+        print(format_table(result))
+    return 0
+
+
+async def chat_loop(core: AnswerCore, *, read: object = None, write: object = None) -> None:
+    """An interactive chat that keeps the conversation for follow-ups and streams each answer."""
+    from adapters.terminal import render_sources
+
+    out = sys.stdout
+    history: list[Turn] = []
+    print("Ask about AI safety. /reset starts a new conversation, /quit or Ctrl-D leaves.", file=out)
+    while True:
+        try:
+            line = await asyncio.to_thread(input, "\nyou> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=out)
+            return
+        text = line.strip()
+        if text in {"/quit", "/exit"}:
+            return
+        if text == "/reset":
+            history.clear()
+            print("(new conversation)", file=out)
+            continue
+        if not text:
+            continue
+        print("bot> ", end="", flush=True, file=out)
+        streamed = False
+        final: Answer | None = None
+        try:
+            async for item in core.stream(Question(text, tuple(history))):
+                if isinstance(item, Answer):
+                    final = item
+                else:
+                    streamed = True
+                    print(item, end="", flush=True, file=out)
+        except BotError as exc:
+            print(f"\nSorry, I could not answer that: {exc.user_message} ({exc})", file=out)
+            continue
+        assert final is not None
+        if streamed and final.mode != "llm":
+            print(f"\n\n{final.notice or 'The answer was cut off.'}", file=out)
+        if not streamed or final.mode != "llm":
+            print(final.text, file=out)
+        tail = render_sources(final)
+        if tail:
+            print(f"\n{tail}", file=out)
+        history.extend([Turn("user", text), Turn("assistant", final.text)])
+
+
+def cmd_chat(app: App, args: argparse.Namespace) -> int:
+    app.ensure_ingested()
+    asyncio.run(chat_loop(app.core()))
+    return 0
+
+
+def cmd_run(app: App, args: argparse.Namespace) -> int:
+    platforms = [n for n in ("DISCORD_TOKEN", "SLACK_BOT_TOKEN") if os.environ.get(n)]
+    if platforms:
+        print(
+            f"{', '.join(platforms)} is set, but this version has no Discord or Slack adapter yet; "
+            "unset it to use the terminal chat.",
+            file=sys.stderr,
+        )
+        return 2
+    return cmd_chat(app, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aisafety-bot",
+        description="Answers AI-safety questions from a library of articles, with sources.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("ingest", help="index the sources (incremental unless --rebuild)")
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="paths or URLs (default: SOURCES)")
+    p.add_argument("--rebuild", action="store_true", help="build a new index and switch to it when complete")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_ingest)
+
+    modes = ["hybrid", "dense", "sparse"]
+    p = sub.add_parser("search", help="the most relevant articles for a question")
+    p.add_argument("question")
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--mode", choices=modes, default="hybrid")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", help="answer one question with numbered sources")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("chat", help="interactive chat in the terminal")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("eval", help="retrieval and abstention metrics over a JSONL question file")
+    p.add_argument("file")
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--mode", choices=modes, default="hybrid")
+    p.add_argument("--llm", action="store_true", help="condense follow-ups with the LLM when configured")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("run", help="run the bot (terminal chat when no platform token is set)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv or [])])
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    try:
+        settings = load_settings()
+        with open_app(settings) as app:
+            return int(args.func(app, args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (IngestError, StoreError, EmbeddingError, BotError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

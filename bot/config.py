@@ -1,0 +1,94 @@
+"""One `Settings` object, read from environment variables (and a `.env` file) and validated once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+DEFAULT_SOURCE = (
+    "https://huggingface.co/datasets/StampyAI/alignment-research-dataset/resolve/main/aisafety.info.jsonl"
+)
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "aisafety-bot"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    qdrant_url: str | None = Field(None, description="URL of a Qdrant server; unset for the embedded store")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path = Field(default_factory=lambda: default_data_dir() / "qdrant")
+    qdrant_collection: str = "aisafety_articles"
+    qdrant_timeout_s: float = 10.0
+
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_model_path: Path | None = None
+    embedding_cache_dir: Path | None = None
+
+    sources: str = DEFAULT_SOURCE
+
+    anthropic_api_key: SecretStr | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_base_url: str | None = None
+    llm_timeout_s: float = 30.0
+    llm_max_retries: int = Field(2, ge=0, le=5)
+    llm_max_tokens: int = Field(1024, ge=64, le=8192)
+
+    answer_deadline_s: float = 90.0
+    top_k: int = Field(5, ge=1, le=20)
+    history_token_budget: int = Field(1500, ge=0)
+    abstain_below: float = Field(0.25, ge=-1.0, le=1.0)
+
+    @field_validator("qdrant_url", "anthropic_base_url", "anthropic_api_key", "qdrant_api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("qdrant_url", "anthropic_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, for example http://localhost:6333")
+        return value.rstrip("/") if value else value
+
+    @field_validator("embedding_model_path")
+    @classmethod
+    def _model_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a folder; point it at a folder holding model.onnx")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _some_sources(cls, value: str) -> str:
+        if not [s for s in value.split(",") if s.strip()]:
+            raise ValueError("give at least one path or URL, comma-separated")
+        return value
+
+    @property
+    def source_list(self) -> list[str]:
+        return [s.strip() for s in self.sources.split(",") if s.strip()]
+
+    def secrets(self) -> list[str]:
+        """Every configured secret, so callers can make sure none is ever printed."""
+        return [s.get_secret_value() for s in (self.anthropic_api_key, self.qdrant_api_key) if s]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings; a bad value gives a `ConfigError` that says how to fix it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+            lines.append(f"  {name}: {err['msg']}")
+        raise ConfigError("invalid settings (environment variables or .env):\n" + "\n".join(lines)) from None

@@ -1,0 +1,217 @@
+"""AnswerCore: condense a follow-up, retrieve, prompt, stream the LLM, keep the cited sources.
+
+Platform-agnostic: adapters hand it a `Question` and render the `Answer` it gives back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from bot import prompts
+from bot.errors import LLMError, RetrievalError
+from bot.llm import LLM, Message, Usage
+from bot.models import Answer, Question, Source, Turn
+from retrieval.documents import Passage
+from retrieval.search import Retriever
+from retrieval.store import StoreError
+
+_log = logging.getLogger(__name__)
+
+READ_NEXT = 3
+CONDENSE_TIMEOUT_S = 8.0
+USAGE_HINT = (
+    "Ask me a question about AI safety or alignment, for example: *What is the orthogonality thesis?*"
+)
+
+
+def heuristic_query(question: str, history: Sequence[Turn]) -> str:
+    """Without an LLM, a follow-up is searched together with the previous question of the conversation."""
+    previous = [t.text for t in history if t.role == "user"]
+    if not previous:
+        return question
+    return f"{previous[-1]} {question}"
+
+
+class AnswerCore:
+    def __init__(
+        self,
+        *,
+        retriever: Retriever,
+        llm: LLM | None,
+        top_k: int = 5,
+        abstain_below: float = 0.25,
+        history_token_budget: int = 1500,
+        max_tokens: int = 1024,
+        deadline_s: float = 90.0,
+        llm_unavailable_reason: str = "no ANTHROPIC_API_KEY is set",
+    ):
+        self.retriever = retriever
+        self.llm = llm
+        self.top_k = top_k
+        self.abstain_below = abstain_below
+        self.history_token_budget = history_token_budget
+        self.max_tokens = max_tokens
+        self.deadline_s = deadline_s
+        self.llm_unavailable_reason = llm_unavailable_reason
+        if llm is None:
+            _log.warning(
+                "no language model configured (%s): answers are retrieval-only", llm_unavailable_reason
+            )
+
+    async def answer(self, question: Question) -> Answer:
+        """The whole answer at once (the last item of `stream`)."""
+        final: Answer | None = None
+        async for item in self.stream(question):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    async def search_query(self, question: Question, history: Sequence[Turn]) -> str:
+        """A self-contained search query for the question, using the conversation when there is one."""
+        if not history:
+            return question.text
+        if self.llm is not None:
+            try:
+                async with asyncio.timeout(CONDENSE_TIMEOUT_S):
+                    condensed = await self.llm.complete(
+                        system=prompts.CONDENSE_PROMPT,
+                        messages=[Message("user", prompts.condense_message(question.text, history[-4:]))],
+                        max_tokens=120,
+                    )
+                condensed = " ".join(condensed.split())
+                if condensed:
+                    return condensed
+            except (LLMError, TimeoutError) as exc:
+                _log.info("could not condense the follow-up (%s); using the recent turns", exc)
+        return heuristic_query(question.text, history)
+
+    def should_abstain(self, passages: Sequence[Passage]) -> bool:
+        """No passage is close enough in meaning: the fused rank says nothing, the dense cosine does."""
+        return not passages or max(p.dense_score for p in passages) < self.abstain_below
+
+    async def retrieve(self, query: str) -> list[Passage]:
+        try:
+            return await self.retriever.search(query, k=self.top_k + READ_NEXT)
+        except StoreError as exc:
+            raise RetrievalError(str(exc)) from exc
+
+    async def stream(self, question: Question) -> AsyncIterator[str | Answer]:
+        """Yield the answer text as it arrives, then the final `Answer` (always last, always present)."""
+        started = time.monotonic()
+        text = question.text.strip()
+        if not text:
+            yield Answer(USAGE_HINT, (), "abstain")
+            return
+        history = prompts.trim_history(question.history, self.history_token_budget)
+        query = await self.search_query(question, history)
+        found = await self.retrieve(query)
+        passages, spare = found[: self.top_k], found[self.top_k :]
+
+        if self.should_abstain(passages):
+            nearest = tuple(_as_source(i, p) for i, p in enumerate(passages[:READ_NEXT], start=1))
+            yield Answer(prompts.abstain_text(nearest), (), "abstain", read_next=nearest, search_query=query)
+            return
+
+        if self.llm is None:
+            yield await self._retrieval_only(passages, spare, self.llm_unavailable_reason, query)
+            return
+
+        usage = Usage()
+        parts: list[str] = []
+        try:
+            remaining = max(1.0, self.deadline_s - (time.monotonic() - started))
+            async with asyncio.timeout(remaining):
+                async for delta in self.llm.stream(
+                    system=prompts.SYSTEM_PROMPT,
+                    messages=[Message("user", prompts.user_message(text, passages, history))],
+                    max_tokens=self.max_tokens,
+                    usage=usage,
+                ):
+                    parts.append(delta)
+                    yield delta
+        except (LLMError, TimeoutError) as exc:
+            kind = exc.kind if isinstance(exc, LLMError) else "deadline"
+            _log.warning("LLM failed (%s); answering from retrieval only", kind)
+            yield await self._retrieval_only(
+                passages,
+                spare,
+                "the language model is unavailable right now.",
+                query,
+                interrupted=bool(parts),
+            )
+            return
+
+        cleaned, sources = prompts.renumber_citations("".join(parts), passages)
+        if not cleaned:
+            yield await self._retrieval_only(
+                passages, spare, "the language model gave an empty answer.", query
+            )
+            return
+        read_next = await self._read_next(sources, passages + spare)
+        yield Answer(
+            cleaned,
+            tuple(sources),
+            "llm",
+            read_next=read_next,
+            search_query=query,
+            usage={"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+        )
+
+    async def _retrieval_only(
+        self,
+        passages: list[Passage],
+        spare: list[Passage],
+        reason: str,
+        query: str,
+        *,
+        interrupted: bool = False,
+    ) -> Answer:
+        sources = [_as_source(i, p) for i, p in enumerate(passages, start=1)]
+        read_next = await self._read_next(sources, passages + spare)
+        notice = "The answer was cut off; here is what the articles say instead." if interrupted else ""
+        return Answer(
+            prompts.retrieval_only_text(sources, reason),
+            tuple(sources),
+            "retrieval-only",
+            read_next=read_next,
+            notice=notice,
+            search_query=query,
+        )
+
+    async def _read_next(self, cited: Sequence[Source], ranked: Sequence[Passage]) -> tuple[Source, ...]:
+        """Up to three articles not cited: the cited articles' own related articles first, then the next-best."""
+        taken = {s.id for s in cited}
+        related: list[str] = []
+        by_id = {p.article_id: p for p in ranked}
+        for s in cited:
+            p = by_id.get(s.id)
+            for rid in p.related if p else ():
+                if rid not in taken and rid not in related:
+                    related.append(rid)
+        picks: list[Passage] = []
+        if related:
+            try:
+                found = await self.retriever.articles(related[: READ_NEXT * 3])
+            except StoreError as exc:
+                _log.info("could not look up related articles: %s", exc)
+                found = {}
+            picks.extend(found[r] for r in related if r in found)
+        for p in ranked:
+            picks.append(p)
+        out: list[Source] = []
+        for p in picks:
+            if p.article_id in taken:
+                continue
+            taken.add(p.article_id)
+            out.append(_as_source(len(out) + 1, p))
+            if len(out) == READ_NEXT:
+                break
+        return tuple(out)
+
+
+def _as_source(n: int, p: Passage) -> Source:
+    return Source(n, p.article_id, p.title, p.url, prompts.excerpt(p.text))

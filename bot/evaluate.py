@@ -1,0 +1,110 @@
+"""Retrieval and abstention metrics over JSONL questions with the articles that answer them."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.core import AnswerCore
+from bot.models import Question, Turn
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    question: str
+    history: tuple[Turn, ...]
+    relevant: frozenset[str]
+    kind: str
+
+
+def load_eval(path: Path) -> list[EvalItem]:
+    """`{"q", "relevant", "kind"?}` lines, or two-turn `{"turns": [...], "relevant"}` follow-ups."""
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if "turns" in row:
+                turns = [str(t) for t in row["turns"]]
+                history = tuple(Turn("user", t) for t in turns[:-1])
+                items.append(EvalItem(turns[-1], history, frozenset(row["relevant"]), "followup"))
+            else:
+                kind = row.get("kind") or ("offtopic" if not row["relevant"] else "")
+                items.append(EvalItem(str(row["q"]), (), frozenset(row["relevant"]), kind))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not an eval item ({exc})") from exc
+    return items
+
+
+@dataclass
+class _Tally:
+    answerable: int = 0
+    hits: int = 0
+    hits_at_1: int = 0
+    rr: float = 0.0
+    offtopic: int = 0
+    abstained_offtopic: int = 0
+    false_abstain: int = 0
+    total: int = 0
+
+    def result(self) -> dict[str, Any]:
+        a = self.answerable or 1
+        o = self.offtopic or 1
+        return {
+            "questions": self.total,
+            "hit_rate": round(self.hits / a, 4) if self.answerable else None,
+            "hit_at_1": round(self.hits_at_1 / a, 4) if self.answerable else None,
+            "mrr": round(self.rr / a, 4) if self.answerable else None,
+            "offtopic": self.offtopic,
+            "abstained_offtopic": round(self.abstained_offtopic / o, 4) if self.offtopic else None,
+            "false_abstain": round(self.false_abstain / a, 4) if self.answerable else None,
+        }
+
+
+async def evaluate(core: AnswerCore, items: list[EvalItem], *, k: int = 5) -> dict[str, Any]:
+    """Hit rate@k and MRR over distinct articles; abstention on off-topic items and false abstentions."""
+    overall = _Tally()
+    by_kind: dict[str, _Tally] = defaultdict(_Tally)
+    for item in items:
+        question = Question(item.question, item.history)
+        query = await core.search_query(question, item.history)
+        found = await core.retriever.search(query, k=max(k, core.top_k))
+        ranked = [p.article_id for p in found[:k]]
+        abstains = core.should_abstain(found[: core.top_k])
+        for tally in (overall, by_kind[item.kind or "all"]):
+            tally.total += 1
+            if item.relevant:
+                tally.answerable += 1
+                rank = next((i for i, a in enumerate(ranked, start=1) if a in item.relevant), None)
+                if rank is not None:
+                    tally.hits += 1
+                    tally.rr += 1.0 / rank
+                    tally.hits_at_1 += rank == 1
+                tally.false_abstain += abstains
+            else:
+                tally.offtopic += 1
+                tally.abstained_offtopic += abstains
+    result = {"k": k, **overall.result()}
+    result["by_kind"] = {kind: t.result() for kind, t in sorted(by_kind.items())}
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    def cell(value: Any) -> str:
+        return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+    cols = ["questions", "hit_rate", "hit_at_1", "mrr", "offtopic", "abstained_offtopic", "false_abstain"]
+    header = ["kind"] + [c if c != "hit_rate" else f"hit@{result['k']}" for c in cols]
+    rows = [["all"] + [cell(result[c]) for c in cols]]
+    for kind, r in result.get("by_kind", {}).items():
+        rows.append([kind] + [cell(r[c]) for c in cols])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""The only module that imports anthropic: a small streaming client with timeouts, retries and error mapping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anthropic
+
+from bot.errors import LLMError
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+class LLM(Protocol):
+    model: str
+
+    def stream(
+        self, *, system: str, messages: Sequence[Message], max_tokens: int, usage: Usage | None = None
+    ) -> AsyncIterator[str]: ...
+
+    async def complete(self, *, system: str, messages: Sequence[Message], max_tokens: int) -> str: ...
+
+
+def _map_error(exc: BaseException) -> LLMError:
+    """Name the cause without echoing anything the server sent back (it may quote a key)."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, anthropic.APITimeoutError):
+        return LLMError("timeout", "the model did not answer in time")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return LLMError("connection", "cannot reach the Anthropic API")
+    if isinstance(exc, anthropic.AuthenticationError | anthropic.PermissionDeniedError):
+        return LLMError("auth", f"the API key was refused (HTTP {status}); check ANTHROPIC_API_KEY")
+    if isinstance(exc, anthropic.NotFoundError):
+        return LLMError("model-not-found", "unknown model; check ANTHROPIC_MODEL")
+    if isinstance(exc, anthropic.RateLimitError):
+        return LLMError("rate-limited", "HTTP 429 after retries")
+    if isinstance(exc, anthropic.APIStatusError):
+        if status == 529:
+            return LLMError("overloaded", "HTTP 529 after retries")
+        if status is not None and status >= 500:
+            return LLMError("server-error", f"HTTP {status} after retries")
+        if status == 200:
+            return LLMError("stream-error", "the stream reported an error")
+        return LLMError("bad-request", f"HTTP {status}")
+    return LLMError("unexpected", type(exc).__name__)
+
+
+@dataclass
+class AnthropicLLM:
+    """`AsyncAnthropic` with an explicit timeout and bounded retries; one client for the process."""
+
+    api_key: str
+    model: str
+    base_url: str | None = None
+    timeout_s: float = 30.0
+    max_retries: int = 2
+    _client: anthropic.AsyncAnthropic | None = field(default=None, init=False, repr=False)
+
+    def _get_client(self) -> anthropic.AsyncAnthropic:
+        if self._client is None:
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                timeout=anthropic.Timeout(self.timeout_s, connect=min(5.0, self.timeout_s)),
+                max_retries=self.max_retries,
+            )
+        return self._client
+
+    async def stream(
+        self, *, system: str, messages: Sequence[Message], max_tokens: int, usage: Usage | None = None
+    ) -> AsyncIterator[str]:
+        try:
+            async with self._get_client().messages.stream(
+                model=self.model,
+                system=system,
+                max_tokens=max_tokens,
+                messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+            ) as stream:
+                async for event in stream:
+                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        yield event.delta.text
+                    elif event.type == "message_start" and usage is not None:
+                        usage.input_tokens = event.message.usage.input_tokens or 0
+                    elif event.type == "message_delta" and usage is not None:
+                        usage.output_tokens = event.usage.output_tokens or 0
+        except anthropic.AnthropicError as exc:
+            raise _map_error(exc) from None
+
+    async def complete(self, *, system: str, messages: Sequence[Message], max_tokens: int) -> str:
+        try:
+            response = await self._get_client().messages.create(
+                model=self.model,
+                system=system,
+                max_tokens=max_tokens,
+                messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+            )
+        except anthropic.AnthropicError as exc:
+            raise _map_error(exc) from None
+        return "".join(block.text for block in response.content if block.type == "text")
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()

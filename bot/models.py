@@ -1,0 +1,51 @@
+"""The answer core's own data: frozen dataclasses, platform-agnostic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["llm", "retrieval-only", "abstain"]
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    history: tuple[Turn, ...] = ()
+    asker: str = ""
+    place: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    n: int
+    id: str
+    title: str
+    url: str
+    excerpt: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    sources: tuple[Source, ...]
+    mode: Mode
+    read_next: tuple[Source, ...] = ()
+    notice: str = ""
+    search_query: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "answer": self.text,
+            "mode": self.mode,
+            "sources": [{"n": s.n, "id": s.id, "title": s.title, "url": s.url} for s in self.sources],
+            "read_next": [{"id": s.id, "title": s.title, "url": s.url} for s in self.read_next],
+        }

@@ -1,0 +1,1 @@
+"""Ingestion, chunking, embeddings and hybrid search over the article library."""

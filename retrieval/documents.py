@@ -1,0 +1,65 @@
+"""The data that flows through retrieval: articles, their chunks, and search hits."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Document:
+    """One article from a source, as read from disk or the network."""
+
+    id: str
+    title: str
+    url: str
+    text: str
+    source: str = ""
+    related: tuple[str, ...] = ()
+
+    @property
+    def content_hash(self) -> str:
+        """A hash of everything that ends up in the index; unchanged articles are not re-embedded."""
+        h = hashlib.sha256()
+        for part in (self.title, self.url, self.source, self.text, "\x1f".join(self.related)):
+            h.update(part.encode("utf-8"))
+            h.update(b"\x00")
+        return h.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of an article, the unit that is embedded and stored."""
+
+    article_id: str
+    index: int
+    text: str
+    heading: str = ""
+
+    def embed_text(self, title: str) -> str:
+        """What the models see: the article title (and section heading) give a passage its context."""
+        head = title if not self.heading or self.heading == title else f"{title} — {self.heading}"
+        return f"{head}\n\n{self.text}"
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A search hit: the best passage of one article, with its scores."""
+
+    article_id: str
+    title: str
+    url: str
+    text: str
+    score: float
+    dense_score: float
+    source: str = ""
+    related: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A record a reader could not use: where it was and why."""
+
+    origin: str
+    line: int
+    reason: str

@@ -1,0 +1,180 @@
+"""load -> chunk -> embed -> upsert, incremental by content hash, with an atomic alias switch on rebuild."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from tqdm import tqdm
+
+from retrieval.chunking import chunk_document
+from retrieval.documents import Chunk, Document, SkippedRecord
+from retrieval.embeddings import Embedder
+from retrieval.sources import SourceError, read_source
+from retrieval.store import QdrantStore
+
+_log = logging.getLogger(__name__)
+
+EMBED_BATCH = 64
+
+
+class IngestError(Exception):
+    """The ingest could not run; the live index is left exactly as it was."""
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    chunks: int = 0
+    skipped_records: list[SkippedRecord] = field(default_factory=list)
+    collection: str = ""
+    rebuilt: bool = False
+
+    def summary(self) -> dict[str, int]:
+        keys = ("added", "updated", "unchanged", "deleted", "skipped", "chunks")
+        return {k: int(getattr(self, k)) for k in keys}
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = dict(self.summary())
+        data["skipped_records"] = [asdict(s) for s in self.skipped_records]
+        data["collection"] = self.collection
+        data["rebuilt"] = self.rebuilt
+        return data
+
+
+def load_documents(sources: Sequence[str], report: IngestReport) -> list[Document]:
+    """Every usable article of every source; bad records and duplicate ids are skipped and counted."""
+    docs: dict[str, Document] = {}
+    first_seen: dict[str, str] = {}
+    for spec in sources:
+        for item in read_source(spec):
+            if isinstance(item, SkippedRecord):
+                report.skipped_records.append(item)
+                continue
+            line, doc = item
+            where = f"{spec}:{line}"
+            if doc.id in docs:
+                report.skipped_records.append(
+                    SkippedRecord(spec, line, f"duplicate id {doc.id!r} (first at {first_seen[doc.id]})")
+                )
+                continue
+            docs[doc.id] = doc
+            first_seen[doc.id] = where
+    report.skipped = len(report.skipped_records)
+    for rec in report.skipped_records:
+        _log.warning("skipped %s line %d: %s", rec.origin, rec.line, rec.reason)
+    return list(docs.values())
+
+
+def _batches(
+    planned: Iterable[tuple[Document, list[Chunk]]],
+) -> Iterable[list[tuple[Document, list[Chunk]]]]:
+    """Several articles per embedding call: the model is fastest on full batches."""
+    batch: list[tuple[Document, list[Chunk]]] = []
+    size = 0
+    for doc, chunks in planned:
+        batch.append((doc, chunks))
+        size += len(chunks)
+        if size >= EMBED_BATCH:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def ingest(
+    *,
+    store: QdrantStore,
+    embedder: Embedder,
+    sources: Sequence[str],
+    rebuild: bool = False,
+    progress: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Bring the index in line with the sources.
+
+    Without `rebuild`, the live collection is updated in place: unchanged articles are not embedded
+    again, changed ones are re-embedded, and articles gone from the sources are deleted. With `rebuild`
+    (or when there is no index yet) a new collection is filled and the alias switched to it only
+    when it is complete; if anything fails on the way, the new collection is dropped and the live
+    one is untouched.
+    """
+    report = IngestReport()
+    try:
+        docs = load_documents(sources, report)
+    except SourceError as exc:
+        raise IngestError(f"{exc} (the index was not changed)") from exc
+    live = store.live_collection()
+    if not docs:
+        raise IngestError(
+            f"no usable articles in {', '.join(sources)} ({report.skipped} records skipped); "
+            "the index was not changed"
+        )
+
+    fresh = rebuild or live is None
+    target = store.new_collection(embedder_dim(embedder)) if fresh else str(live)
+    report.collection = target
+    report.rebuilt = fresh
+    existing = {} if fresh else store.article_states(target)
+    try:
+        todo = []
+        for doc in docs:
+            state = existing.get(doc.id)
+            if state is not None and state.content_hash == doc.content_hash:
+                report.unchanged += 1
+            else:
+                todo.append(doc)
+        planned = [(doc, chunk_document(doc)) for doc in todo]
+        total_chunks = sum(len(chunks) for _, chunks in planned)
+        bar = tqdm(
+            total=total_chunks, unit="chunk", desc="Embedding", disable=not progress, dynamic_ncols=True
+        )
+        with bar:
+            for n, batch in enumerate(_batches(planned)):
+                texts = [c.embed_text(doc.title) for doc, chunks in batch for c in chunks]
+                titles = [doc.title for doc, _ in batch]
+                vectors = embedder.embed_passages(texts + titles)
+                title_vectors = vectors[len(texts) :]
+                pos = 0
+                for (doc, chunks), title_vec in zip(batch, title_vectors, strict=True):
+                    store.upsert(target, doc, chunks, vectors[pos : pos + len(chunks)], title_vec.dense)
+                    pos += len(chunks)
+                    old = existing.get(doc.id)
+                    if old is None:
+                        report.added += 1
+                    else:
+                        report.updated += 1
+                        store.delete_chunks(target, doc.id, range(len(chunks), old.chunks))
+                    report.chunks += len(chunks)
+                bar.update(len(texts))
+                if on_batch is not None:
+                    on_batch(n)
+        wanted = {d.id for d in docs}
+        for article_id, state in existing.items():
+            if article_id not in wanted:
+                store.delete_chunks(target, article_id, range(state.chunks))
+                report.deleted += 1
+        if fresh:
+            store.switch_alias(target)
+    except BaseException:
+        if fresh:
+            _log.warning("ingest interrupted; dropping the unfinished collection %s", target)
+            try:
+                store.drop_collection(target)
+            except Exception:  # the original error matters more than the clean-up
+                _log.exception("could not drop %s", target)
+        raise
+    _log.info("ingest done: %s", report.summary())
+    return report
+
+
+def embedder_dim(embedder: Embedder) -> int:
+    warm = getattr(embedder, "warm_up", None)
+    if callable(warm):
+        warm()
+    return int(embedder.dim)

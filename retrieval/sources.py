@@ -1,0 +1,184 @@
+"""Readers for article sources: Alignment Research Dataset JSONL (file, .gz or URL) and Markdown folders.
+
+Readers never raise on a bad record: they yield a `SkippedRecord` with its line number and carry on.
+They raise `SourceError` only when the source as a whole cannot be opened.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import io
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from retrieval.documents import Document, SkippedRecord
+
+URL_TIMEOUT_S = 30.0
+
+Item = tuple[int, Document] | SkippedRecord
+
+_LINK = re.compile(r"!?\[([^\]]*)\]\((?:[^()\s]|\([^()]*\))*\)")
+_HTML_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+_SPACES = re.compile(r"[ \t]+")
+_BLANKS = re.compile(r"\n{3,}")
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.S)
+_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+
+
+class SourceError(Exception):
+    """A source that cannot be read at all (missing file, unreachable URL)."""
+
+
+def clean_text(text: str) -> str:
+    """Plain reading text: Markdown links become their words, tags go, whitespace is tidied."""
+    text = _LINK.sub(lambda m: m.group(1), text)
+    text = _HTML_TAG.sub(" ", text)
+    text = text.replace("\r\n", "\n").replace("\u00a0", " ")
+    text = _SPACES.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _BLANKS.sub("\n\n", text).strip()
+
+
+def read_source(spec: str) -> Iterator[Item]:
+    """Read one source given as a path (file, .gz, folder of .md) or an http(s) URL."""
+    if spec.startswith(("http://", "https://")):
+        yield from _read_url(spec)
+        return
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        yield from read_markdown_folder(path)
+    elif path.is_file():
+        opener = gzip.open if path.suffix == ".gz" else open
+        try:
+            with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+                yield from read_ard_jsonl(fh, origin=str(path))
+        except (OSError, EOFError) as exc:
+            raise SourceError(f"cannot read {path}: {exc}") from exc
+    else:
+        raise SourceError(
+            f"source {spec!r} does not exist: give a .jsonl/.jsonl.gz file, a folder of .md files or a URL"
+        )
+
+
+def _read_url(url: str) -> Iterator[Item]:
+    request = urllib.request.Request(url, headers={"User-Agent": "aisafety-bot"})
+    try:
+        response = urllib.request.urlopen(request, timeout=URL_TIMEOUT_S)
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise SourceError(
+            f"cannot download {url}: {exc}. Without internet access, set SOURCES to local files "
+            "(see the README section on running offline)."
+        ) from exc
+    with response:
+        raw: IO[bytes] = response
+        if url.split("?")[0].endswith(".gz"):
+            raw = gzip.GzipFile(fileobj=response)  # type: ignore[assignment]
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+        try:
+            yield from read_ard_jsonl(text, origin=url)
+        except (OSError, EOFError) as exc:
+            raise SourceError(f"download of {url} broke off: {exc}") from exc
+
+
+def _related_ids(record: dict[str, Any], source: str) -> tuple[str, ...]:
+    raw = record.get("related_pageids") or record.get("related") or []
+    if isinstance(raw, str):
+        try:
+            raw = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            raw = re.findall(r"[\w./:-]+", raw)
+    if not isinstance(raw, list | tuple):
+        return ()
+    ids = []
+    for item in raw:
+        value = str(item).strip()
+        if value:
+            ids.append(value if ":" in value else f"{source}:{value}")
+    return tuple(ids)
+
+
+def read_ard_jsonl(lines: Iterable[str], *, origin: str) -> Iterator[Item]:
+    """Records in the Alignment Research Dataset schema, one JSON object a line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield SkippedRecord(origin, number, f"malformed JSON ({exc.msg})")
+            continue
+        if not isinstance(record, dict):
+            yield SkippedRecord(origin, number, "not a JSON object")
+            continue
+        text = record.get("text")
+        url = record.get("url")
+        if not isinstance(text, str) or not text.strip():
+            yield SkippedRecord(origin, number, "no text")
+            continue
+        if not isinstance(url, str) or not url.strip():
+            yield SkippedRecord(origin, number, "no url")
+            continue
+        source = str(record.get("source") or "")
+        doc_id = str(record.get("id") or "").strip() or url.strip()
+        title = str(record.get("title") or "").strip() or url.strip()
+        yield (
+            number,
+            Document(
+                id=doc_id,
+                title=title,
+                url=url.strip(),
+                text=clean_text(text),
+                source=source,
+                related=_related_ids(record, source),
+            ),
+        )
+
+
+def _front_matter(text: str) -> tuple[dict[str, str], str]:
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    meta: dict[str, str] = {}
+    for line in match.group(1).splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and not key.startswith((" ", "\t", "#")):
+            meta[key.strip().lower()] = value.strip().strip("'\"")
+    return meta, text[match.end() :]
+
+
+def read_markdown_folder(folder: Path) -> Iterator[Item]:
+    """Each `.md` file is an article: title from front matter or the first heading, url from front matter."""
+    for path in sorted(folder.rglob("*.md")):
+        origin = str(path)
+        try:
+            raw = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            yield SkippedRecord(origin, 0, f"unreadable ({exc})")
+            continue
+        meta, body = _front_matter(raw)
+        url = meta.get("url", "")
+        heading = _HEADING.search(body)
+        title = meta.get("title") or (heading.group(1) if heading else path.stem.replace("-", " "))
+        if not body.strip():
+            yield SkippedRecord(origin, 1, "no text")
+            continue
+        if not url:
+            yield SkippedRecord(origin, 1, "no url in front matter")
+            continue
+        rel = path.relative_to(folder).with_suffix("").as_posix()
+        yield (
+            1,
+            Document(
+                id=meta.get("id") or f"{folder.name}:{rel}",
+                title=clean_text(title),
+                url=url,
+                text=clean_text(body),
+                source=meta.get("source") or folder.name,
+            ),
+        )

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from retrieval.documents import Document, SkippedRecord
+from retrieval.ingest import IngestReport, load_documents
+from retrieval.sources import SourceError, clean_text, read_source
+from tests.conftest import CORPUS, corpus_rows
+
+
+def _docs(items: list[object]) -> list[Document]:
+    return [i[1] for i in items if isinstance(i, tuple)]
+
+
+def test_reads_the_real_corpus_file() -> None:
+    items = list(read_source(str(CORPUS / "aisafety.info.jsonl")))
+    docs = _docs(items)
+    assert len(docs) == 190 and not [i for i in items if isinstance(i, SkippedRecord)]
+    doc = next(d for d in docs if d.id == "aisafety.info:1250")
+    assert doc.url.startswith("https://aisafety.info/questions/1250/")
+    assert doc.related == ("aisafety.info:6178", "aisafety.info:7605", "aisafety.info:8324")
+    assert "](http" not in doc.text  # Markdown links are reduced to their words
+
+
+def test_bad_records_are_skipped_and_counted_with_line_numbers(tmp_path: Path) -> None:
+    good = corpus_rows(["aisafety.info:6568", "aisafety.info:8160"])
+    lines = [
+        json.dumps(good[0]),
+        '{"id": "broken", "text": ',  # line 2: malformed
+        json.dumps({"id": "x:1", "title": "t", "url": "https://e.org/1"}),  # line 3: no text
+        json.dumps({"id": "x:2", "title": "t", "text": "words here"}),  # line 4: no url
+        "",
+        json.dumps(good[1]),
+        json.dumps(good[0]),  # line 7: duplicate id
+        "[1, 2]",  # line 8: not an object
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    report = IngestReport()
+    docs = load_documents([str(path)], report)
+    assert [d.id for d in docs] == ["aisafety.info:6568", "aisafety.info:8160"]
+    assert report.skipped == 5
+    reasons = {r.line: r.reason for r in report.skipped_records}
+    assert reasons[2].startswith("malformed JSON")
+    assert reasons[3] == "no text" and reasons[4] == "no url"
+    assert reasons[7].startswith("duplicate id 'aisafety.info:6568'") and ":1)" in reasons[7]
+    assert reasons[8] == "not a JSON object"
+
+
+def test_gzip_file(tmp_path: Path) -> None:
+    rows = corpus_rows(["aisafety.info:6568"])
+    path = tmp_path / "a.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write(json.dumps(rows[0]) + "\n")
+    assert [d.id for d in _docs(list(read_source(str(path))))] == ["aisafety.info:6568"]
+
+
+def test_markdown_folder(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "corrigibility.md").write_text(
+        "---\ntitle: What is corrigibility?\nurl: https://example.org/corrigibility\n---\n"
+        "# Ignored heading\n\nCorrigibility means an AI accepts correction. See [this](https://x.org).\n"
+    )
+    (tmp_path / "notes" / "heading-only.md").write_text(
+        "---\nurl: https://example.org/h\n---\n\n## Reward hacking\n\nAn agent games its reward.\n"
+    )
+    (tmp_path / "notes" / "no-url.md").write_text("# Title\n\nText without a url.\n")
+    items = list(read_source(str(tmp_path / "notes")))
+    docs = {d.title: d for d in _docs(items)}
+    assert docs["What is corrigibility?"].url == "https://example.org/corrigibility"
+    assert "See this." in docs["What is corrigibility?"].text
+    assert docs["Reward hacking"].id == "notes:heading-only"
+    skipped = [i for i in items if isinstance(i, SkippedRecord)]
+    assert len(skipped) == 1 and skipped[0].reason == "no url in front matter"
+
+
+def test_url_is_read_as_a_stream(tmp_path: Path) -> None:
+    rows = corpus_rows(["aisafety.info:6568", "aisafety.info:8160"])
+    payload = gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode())
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/data/aisafety.info.jsonl.gz":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        docs = _docs(list(read_source(f"{base}/data/aisafety.info.jsonl.gz")))
+        assert [d.id for d in docs] == ["aisafety.info:6568", "aisafety.info:8160"]
+        with pytest.raises(SourceError, match="cannot download"):
+            list(read_source(f"{base}/missing.jsonl"))
+    finally:
+        server.shutdown()
+
+
+def test_missing_path_says_what_to_give() -> None:
+    with pytest.raises(SourceError, match="does not exist"):
+        list(read_source("/nonexistent/file.jsonl"))
+
+
+def test_clean_text() -> None:
+    assert (
+        clean_text("See [the FAQ](https://a.org/x_(y)) and ![img](p.png)<br/>  now")
+        == "See the FAQ and img now"
+    )
