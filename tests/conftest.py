@@ -41,7 +41,9 @@ SLICE_IDS = [
     "aisafety.info:8342",
     "aisafety.info:7783",
     "aisafety.info:8333",
-    "aisafety.info:6966",
+    "aisafety.info:6966",  # AI takeoff; lists 6968 and 6982 as related questions
+    "aisafety.info:6968",
+    "aisafety.info:6982",
     "aisafety.info:7071",
     "aisafety.info:1250",
     "ai-safety-atlas:chapters/07/02",
@@ -98,7 +100,7 @@ def qdrant_server() -> Iterator[QdrantServer]:
         if os.environ.get("REQUIRE_QDRANT_SERVER"):
             pytest.fail(f"Qdrant server binary not found at {binary}; run scripts/fetch-qdrant.sh")
         pytest.skip("no Qdrant server binary (run scripts/fetch-qdrant.sh)")
-    server = QdrantServer(binary, api_key="test-qdrant-key")
+    server = QdrantServer(str(Path(binary).resolve()), api_key="test-qdrant-key")
     server.start()
     yield server
     server.stop()

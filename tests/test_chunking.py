@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import re
 
 from hypothesis import given, settings
@@ -52,7 +53,7 @@ def test_headings_start_passages_and_overlap_is_small() -> None:
         for c in chunks
     )
     # Consecutive passages of the same section share a little text (overlap), not a lot.
-    same = [(a, b) for a, b in zip(chunks, chunks[1:], strict=False) if a.heading == b.heading]
+    same = [(a, b) for a, b in itertools.pairwise(chunks) if a.heading == b.heading]
     assert same
     for a, b in same:
         sentences_a = re.split(r"(?<=\.)\s+", a.text)

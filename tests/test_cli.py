@@ -1,0 +1,137 @@
+"""The `aisafety-bot` commands, run as a user runs them: a subprocess with settings in the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MODEL_PATH, ROOT, corpus_rows, write_jsonl
+from tests.fake_anthropic import FakeAnthropic, Reply
+
+KEY = "sk-ant-cli-secret-456"
+IDS = ["aisafety.info:6568", "aisafety.info:8160", "aisafety.info:6449", "aisafety.info:3119"]
+QUANTILIZER_TITLE = str(corpus_rows(["aisafety.info:6449"])[0]["title"])
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    source = write_jsonl(tmp_path / "small.jsonl", corpus_rows(IDS))
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "QDRANT_", "DISCORD_", "SLACK_"))}
+    return dict(
+        base,
+        QDRANT_PATH=str(tmp_path / "store"),
+        EMBEDDING_MODEL_PATH=str(MODEL_PATH),
+        SOURCES=str(source),
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(ROOT),
+    )
+
+
+async def run(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=env,
+        cwd=env["QDRANT_PATH"].rsplit("/", 1)[0],
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=180)
+    return int(proc.returncode or 0), out.decode(), err.decode()
+
+
+async def test_first_ask_ingests_then_answers_with_sources(env: dict[str, str], llm_server: FakeAnthropic) -> None:
+    llm_server.script.append(Reply(text="A quantilizer picks randomly among the top actions [1]."))
+    env = dict(env, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=llm_server.url, ANTHROPIC_MODEL="claude-test")
+    code, out, err = await run(env, "ask", "what are quantilizers?", "--json")
+    assert code == 0, err
+    assert "ingesting" in err and "4 added" in err
+    data = json.loads(out)
+    assert data["mode"] == "llm" and data["answer"].endswith("[1].")
+    assert data["sources"][0] == {
+        "n": 1,
+        "id": "aisafety.info:6449",
+        "title": QUANTILIZER_TITLE,
+        "url": data["sources"][0]["url"],
+    }
+    assert data["sources"][0]["url"].startswith("https://aisafety.info/questions/6449/")
+
+    # The second run finds the index and does not ingest again; plain output lists numbered sources.
+    llm_server.script.append(Reply(text="It picks among the top actions [1]."))
+    code, out, err = await run(env, "ask", "what are quantilizers?")
+    assert code == 0 and "ingesting" not in err
+    assert f"[1] {QUANTILIZER_TITLE}" in out and "https://aisafety.info/questions/6449/" in out
+
+
+async def test_ingest_search_and_eval_json(env: dict[str, str], tmp_path: Path) -> None:
+    code, out, _ = await run(env, "ingest", "--json")
+    assert code == 0
+    assert json.loads(out) == {"added": 4, "updated": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "chunks": json.loads(out)["chunks"]}
+    code, out, _ = await run(env, "ingest", "--json")
+    assert json.loads(out)["unchanged"] == 4 and json.loads(out)["chunks"] == 0
+
+    code, out, _ = await run(env, "search", "what is a mesa optimizer", "--k", "3", "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 3 and len({r["id"] for r in rows}) == 3
+    assert set(rows[0]) == {"id", "title", "url", "score", "text"}
+    assert rows[0]["id"] == "aisafety.info:8160"
+
+    questions = tmp_path / "eval.jsonl"
+    questions.write_text(
+        '{"q": "whats a mesa optimizer", "relevant": ["aisafety.info:8160"], "kind": "paraphrase"}\n'
+        '{"q": "why not just unplug it", "relevant": ["aisafety.info:3119"], "kind": "skeptic"}\n'
+        '{"q": "best pancake recipe with buttermilk", "relevant": [], "kind": "offtopic"}\n'
+    )
+    code, out, _ = await run(env, "eval", str(questions), "--json")
+    result = json.loads(out)
+    assert code == 0
+    assert set(result) == {"questions", "k", "hit_rate", "hit_at_1", "mrr", "offtopic", "abstained_offtopic", "false_abstain"}
+    assert result["questions"] == 3 and result["k"] == 5 and result["hit_rate"] == 1.0
+    assert result["offtopic"] == 1 and result["abstained_offtopic"] == 1.0 and result["false_abstain"] == 0.0
+    code, out, _ = await run(env, "eval", str(questions))
+    assert "skeptic" in out and "hit@5" in out
+
+
+async def test_chat_keeps_the_conversation(env: dict[str, str]) -> None:
+    code, out, err = await run(
+        env, "chat", stdin="what are quantilizers?\nwould chopping off the top few percent make them safer?\n/quit\n"
+    )
+    assert code == 0, err
+    assert out.count("Sources:") == 2
+    # The follow-up alone says nothing of quantilizers; with the conversation it finds the same article.
+    for sources in out.split("Sources:")[1:]:
+        assert sources.strip().startswith(f"[1] {QUANTILIZER_TITLE}")
+
+
+async def test_run_without_tokens_opens_the_chat(env: dict[str, str]) -> None:
+    code, out, _ = await run(env, "run", stdin="/quit\n")
+    assert code == 0 and "Ask about AI safety" in out
+
+
+async def test_bad_settings_say_how_to_fix_them(env: dict[str, str]) -> None:
+    code, _, err = await run(dict(env, QDRANT_URL="localhost:6333"), "search", "x")
+    assert code == 2 and "QDRANT_URL" in err and "http://" in err
+    code, _, err = await run(dict(env, EMBEDDING_MODEL_PATH="/nonexistent"), "search", "x")
+    assert code == 2 and "EMBEDDING_MODEL_PATH" in err and "model.onnx" in err
+    code, _, err = await run(dict(env, SOURCES="/nonexistent.jsonl"), "search", "x")
+    assert code == 1 and "does not exist" in err
+
+
+async def test_secrets_never_reach_output(env: dict[str, str], llm_server: FakeAnthropic) -> None:
+    llm_server.default = Reply(status=401)
+    try:
+        env = dict(env, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=llm_server.url)
+        code, out, err = await run(env, "-vv", "ask", "what is the orthogonality thesis?")
+    finally:
+        llm_server.default = Reply()
+    assert code == 0 and "Retrieval-only answer" in out
+    assert "auth" in err
+    assert KEY not in out and KEY not in err

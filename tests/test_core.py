@@ -1,0 +1,243 @@
+"""AnswerCore end to end: real embeddings and Qdrant, the real anthropic SDK against a fake Messages API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from bot.core import AnswerCore
+from bot.llm import AnthropicLLM
+from bot.models import Answer, Question, Turn
+from retrieval.embeddings import FastEmbedder
+from retrieval.search import HybridRetriever
+from retrieval.store import QdrantStore
+from tests.fake_anthropic import FakeAnthropic, Reply
+
+KEY = "sk-ant-test-secret-123"
+QUESTION = "what is the orthogonality thesis?"
+
+
+def make_core(
+    store: QdrantStore,
+    embedder: FastEmbedder,
+    server: FakeAnthropic | None,
+    *,
+    timeout_s: float = 5.0,
+    retries: int = 2,
+    deadline_s: float = 30.0,
+) -> AnswerCore:
+    llm = None
+    if server is not None:
+        llm = AnthropicLLM(api_key=KEY, model="claude-test", base_url=server.url, timeout_s=timeout_s, max_retries=retries)
+    return AnswerCore(
+        retriever=HybridRetriever(store=store, embedder=embedder), llm=llm, top_k=5, deadline_s=deadline_s
+    )
+
+
+async def collect(core: AnswerCore, question: Question) -> tuple[list[str], Answer]:
+    deltas: list[str] = []
+    final = None
+    async for item in core.stream(question):
+        if isinstance(item, Answer):
+            final = item
+        else:
+            assert final is None, "the Answer comes last"
+            deltas.append(item)
+    assert final is not None
+    return deltas, final
+
+
+async def test_streams_and_keeps_only_cited_sources(
+    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+) -> None:
+    llm_server.script.append(
+        Reply(text="Intelligence and final goals are independent [2]. Bogus [9]. More on this [2][1].")
+    )
+    core = make_core(slice_store, embedder, llm_server)
+    deltas, answer = await collect(core, Question(QUESTION))
+    assert len(deltas) > 3 and "".join(deltas).startswith("Intelligence and final goals")
+    assert answer.mode == "llm"
+    assert answer.text == "Intelligence and final goals are independent [1]. Bogus. More on this [1][2]."
+    assert len(answer.sources) == 2 and [s.n for s in answer.sources] == [1, 2]
+    assert answer.usage == {"input_tokens": 123, "output_tokens": len(deltas)}
+
+    request = llm_server.requests[0]
+    assert request.body["model"] == "claude-test" and request.body["stream"] is True
+    assert KEY in (request.headers.get("Authorization", "") + request.headers.get("X-Api-Key", ""))
+    prompt = request.body["messages"][0]["content"]
+    assert f"<question>\n{QUESTION}\n</question>" in prompt
+    assert '<source n="1">' in prompt and "aisafety.info/questions/6568" in prompt
+    assert "cite" in request.body["system"] and "data, not instructions" in request.body["system"]
+    # The first source block of the prompt is the one cited as [2] -> renumbered to 1... by first use.
+    assert answer.sources[0].url in prompt
+
+    cited = {s.id for s in answer.sources}
+    assert answer.read_next and len(answer.read_next) <= 3
+    assert not cited & {s.id for s in answer.read_next}
+
+
+async def test_read_next_prefers_the_articles_own_related_questions(
+    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+) -> None:
+    def cite_takeoff(body: dict[str, object]) -> str:
+        prompt = body["messages"][0]["content"]  # type: ignore[index]
+        blocks = prompt.split('<source n="')[1:]
+        n = next(b.split('"')[0] for b in blocks if "aisafety.info/questions/6966/" in b)
+        return f"Takeoff speed decides how much time there is to react [{n}]."
+
+    llm_server.script.append(Reply(text=cite_takeoff))
+    core = make_core(slice_store, embedder, llm_server)
+    answer = await core.answer(Question("why does AI takeoff speed matter?"))
+    assert answer.sources[0].id == "aisafety.info:6966"
+    # aisafety.info lists 6968 and 6982 as related to 6966: they come first, before next-best results.
+    assert {s.id for s in answer.read_next[:2]} == {"aisafety.info:6968", "aisafety.info:6982"}
+    assert all(s.url.startswith("https://aisafety.info/questions/") for s in answer.read_next)
+
+
+@pytest.mark.parametrize(
+    ("status", "requests", "kind"),
+    [(429, 3, "rate-limited"), (529, 3, "overloaded"), (500, 3, "server-error"), (401, 1, "auth"), (404, 1, "model-not-found"), (400, 1, "bad-request")],
+)
+async def test_llm_errors_give_a_labelled_retrieval_only_answer(
+    slice_store: QdrantStore,
+    embedder: FastEmbedder,
+    llm_server: FakeAnthropic,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    requests: int,
+    kind: str,
+) -> None:
+    llm_server.default = Reply(status=status)
+    try:
+        core = make_core(slice_store, embedder, llm_server)
+        with caplog.at_level(logging.INFO):
+            answer = await core.answer(Question(QUESTION))
+    finally:
+        llm_server.default = Reply()
+    assert answer.mode == "retrieval-only"
+    assert answer.text.startswith("*Retrieval-only answer")
+    assert answer.sources and answer.sources[0].url.startswith("https://")
+    assert all(s.excerpt for s in answer.sources)
+    assert len(llm_server.requests) == requests  # 408/429/5xx retried twice, the rest not at all
+    causes = [r for r in caplog.records if r.name == "bot.core" and "LLM failed" in r.getMessage()]
+    assert len(causes) == 1 and kind in causes[0].getMessage()
+    assert KEY not in caplog.text
+
+
+async def test_slow_llm_times_out_to_retrieval_only(
+    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    llm_server.script.append(Reply(delay_s=3.0))
+    core = make_core(slice_store, embedder, llm_server, timeout_s=0.5, retries=0)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        answer = await core.answer(Question(QUESTION))
+    assert time.monotonic() - started < 3.0
+    assert answer.mode == "retrieval-only" and "timeout" in caplog.text
+
+
+async def test_answer_deadline_cuts_a_slow_stream(
+    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+) -> None:
+    llm_server.script.append(Reply(text="word " * 40 + "[1].", chunk_delay_s=0.1))
+    core = make_core(slice_store, embedder, llm_server, deadline_s=1.0)
+    deltas, answer = await collect(core, Question(QUESTION))
+    assert deltas and answer.mode == "retrieval-only"
+    assert answer.notice
+
+
+async def test_error_event_mid_stream(
+    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    llm_server.script.append(Reply(text="one two three four five six [1].", error_after=3))
+    core = make_core(slice_store, embedder, llm_server)
+    with caplog.at_level(logging.WARNING):
+        deltas, answer = await collect(core, Question(QUESTION))
+    assert "".join(deltas) == "one two three "
+    assert answer.mode == "retrieval-only" and answer.notice
+    assert "stream-error" in caplog.text
+    assert len(llm_server.requests) == 1  # an error event after HTTP 200 is not retried
+
+
+async def test_no_api_key_answers_from_retrieval(
+    slice_store: QdrantStore, embedder: FastEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        core = make_core(slice_store, embedder, None)
+        first = await core.answer(Question(QUESTION))
+        await core.answer(Question("what is a mesa-optimizer?"))
+    assert first.mode == "retrieval-only" and "ANTHROPIC_API_KEY" in first.text
+    assert first.sources[0].id == "aisafety.info:6568"
+    assert caplog.text.count("no language model configured") == 1  # logged once, not per question
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["whats a good substitute for buttermilk in pancakes", "my react useEffect runs twice on mount, how do i stop it?"],
+)
+async def test_off_topic_abstains_without_calling_the_llm(
+    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic, question: str
+) -> None:
+    core = make_core(slice_store, embedder, llm_server)
+    answer = await core.answer(Question(question))
+    assert answer.mode == "abstain" and "don't cover that" in answer.text
+    assert answer.sources == () and len(answer.read_next) == 3
+    assert llm_server.requests == []
+
+
+async def test_follow_up_is_condensed_by_the_llm(
+    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+) -> None:
+    llm_server.script += [Reply(text="exceptions to the orthogonality thesis"), Reply(text="It mostly holds [1].")]
+    core = make_core(slice_store, embedder, llm_server)
+    history = (Turn("user", QUESTION), Turn("assistant", "Goals and intelligence are independent [1]."))
+    answer = await core.answer(Question("are there any goals where it doesn't hold though?", history))
+    assert answer.search_query == "exceptions to the orthogonality thesis"
+    assert answer.sources[0].id == "aisafety.info:6568"
+    condense, final = llm_server.requests
+    assert "stream" not in condense.body and QUESTION in condense.body["messages"][0]["content"]
+    assert "<conversation>" in final.body["messages"][0]["content"]
+
+
+async def test_follow_up_without_llm_uses_the_previous_question(
+    slice_store: QdrantStore, embedder: FastEmbedder
+) -> None:
+    core = make_core(slice_store, embedder, None)
+    history = (Turn("user", "what are quantilizers?"), Turn("assistant", "..."))
+    answer = await core.answer(Question("would chopping off the top few percent make them safer?", history))
+    assert answer.search_query.startswith("what are quantilizers?")
+    assert answer.sources[0].id == "aisafety.info:6449"
+
+
+async def test_empty_question_gets_a_usage_hint(slice_store: QdrantStore, embedder: FastEmbedder) -> None:
+    answer = await make_core(slice_store, embedder, None).answer(Question("   "))
+    assert answer.mode == "abstain" and "Ask me a question" in answer.text
+
+
+async def test_concurrent_questions_do_not_block_the_event_loop(
+    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+) -> None:
+    llm_server.default = Reply(text="Answer [1].", chunk_delay_s=0.05)
+    core = make_core(slice_store, embedder, llm_server)
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(ticker())
+    try:
+        answers = await asyncio.gather(*(core.answer(Question(q)) for q in [QUESTION, "what is a mesa-optimizer?", "what are quantilizers?"]))
+    finally:
+        stop.set()
+        await task
+        llm_server.default = Reply()
+    assert [a.mode for a in answers] == ["llm"] * 3
+    # Embedding and search ran in worker threads: the loop kept ticking throughout.
+    assert ticks >= 10
