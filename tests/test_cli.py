@@ -21,7 +21,11 @@ QUANTILIZER_TITLE = str(corpus_rows(["aisafety.info:6449"])[0]["title"])
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     source = write_jsonl(tmp_path / "small.jsonl", corpus_rows(IDS))
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "QDRANT_", "DISCORD_", "SLACK_"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "QDRANT_", "DISCORD_", "SLACK_"))
+    }
     return dict(
         base,
         QDRANT_PATH=str(tmp_path / "store"),
@@ -48,7 +52,9 @@ async def run(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, st
     return int(proc.returncode or 0), out.decode(), err.decode()
 
 
-async def test_first_ask_ingests_then_answers_with_sources(env: dict[str, str], llm_server: FakeAnthropic) -> None:
+async def test_first_ask_ingests_then_answers_with_sources(
+    env: dict[str, str], llm_server: FakeAnthropic
+) -> None:
     llm_server.script.append(Reply(text="A quantilizer picks randomly among the top actions [1]."))
     env = dict(env, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=llm_server.url, ANTHROPIC_MODEL="claude-test")
     code, out, err = await run(env, "ask", "what are quantilizers?", "--json")
@@ -74,7 +80,14 @@ async def test_first_ask_ingests_then_answers_with_sources(env: dict[str, str], 
 async def test_ingest_search_and_eval_json(env: dict[str, str], tmp_path: Path) -> None:
     code, out, _ = await run(env, "ingest", "--json")
     assert code == 0
-    assert json.loads(out) == {"added": 4, "updated": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "chunks": json.loads(out)["chunks"]}
+    assert json.loads(out) == {
+        "added": 4,
+        "updated": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "skipped": 0,
+        "chunks": json.loads(out)["chunks"],
+    }
     code, out, _ = await run(env, "ingest", "--json")
     assert json.loads(out)["unchanged"] == 4 and json.loads(out)["chunks"] == 0
 
@@ -93,7 +106,16 @@ async def test_ingest_search_and_eval_json(env: dict[str, str], tmp_path: Path) 
     code, out, _ = await run(env, "eval", str(questions), "--json")
     result = json.loads(out)
     assert code == 0
-    assert set(result) == {"questions", "k", "hit_rate", "hit_at_1", "mrr", "offtopic", "abstained_offtopic", "false_abstain"}
+    assert set(result) == {
+        "questions",
+        "k",
+        "hit_rate",
+        "hit_at_1",
+        "mrr",
+        "offtopic",
+        "abstained_offtopic",
+        "false_abstain",
+    }
     assert result["questions"] == 3 and result["k"] == 5 and result["hit_rate"] == 1.0
     assert result["offtopic"] == 1 and result["abstained_offtopic"] == 1.0 and result["false_abstain"] == 0.0
     code, out, _ = await run(env, "eval", str(questions))
@@ -102,7 +124,9 @@ async def test_ingest_search_and_eval_json(env: dict[str, str], tmp_path: Path) 
 
 async def test_chat_keeps_the_conversation(env: dict[str, str]) -> None:
     code, out, err = await run(
-        env, "chat", stdin="what are quantilizers?\nwould chopping off the top few percent make them safer?\n/quit\n"
+        env,
+        "chat",
+        stdin="what are quantilizers?\nwould chopping off the top few percent make them safer?\n/quit\n",
     )
     assert code == 0, err
     assert out.count("Sources:") == 2

@@ -31,7 +31,9 @@ def make_core(
 ) -> AnswerCore:
     llm = None
     if server is not None:
-        llm = AnthropicLLM(api_key=KEY, model="claude-test", base_url=server.url, timeout_s=timeout_s, max_retries=retries)
+        llm = AnthropicLLM(
+            api_key=KEY, model="claude-test", base_url=server.url, timeout_s=timeout_s, max_retries=retries
+        )
     return AnswerCore(
         retriever=HybridRetriever(store=store, embedder=embedder), llm=llm, top_k=5, deadline_s=deadline_s
     )
@@ -99,7 +101,14 @@ async def test_read_next_prefers_the_articles_own_related_questions(
 
 @pytest.mark.parametrize(
     ("status", "requests", "kind"),
-    [(429, 3, "rate-limited"), (529, 3, "overloaded"), (500, 3, "server-error"), (401, 1, "auth"), (404, 1, "model-not-found"), (400, 1, "bad-request")],
+    [
+        (429, 3, "rate-limited"),
+        (529, 3, "overloaded"),
+        (500, 3, "server-error"),
+        (401, 1, "auth"),
+        (404, 1, "model-not-found"),
+        (400, 1, "bad-request"),
+    ],
 )
 async def test_llm_errors_give_a_labelled_retrieval_only_answer(
     slice_store: QdrantStore,
@@ -128,7 +137,10 @@ async def test_llm_errors_give_a_labelled_retrieval_only_answer(
 
 
 async def test_slow_llm_times_out_to_retrieval_only(
-    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic, caplog: pytest.LogCaptureFixture
+    slice_store: QdrantStore,
+    embedder: FastEmbedder,
+    llm_server: FakeAnthropic,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     llm_server.script.append(Reply(delay_s=3.0))
     core = make_core(slice_store, embedder, llm_server, timeout_s=0.5, retries=0)
@@ -150,7 +162,10 @@ async def test_answer_deadline_cuts_a_slow_stream(
 
 
 async def test_error_event_mid_stream(
-    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic, caplog: pytest.LogCaptureFixture
+    slice_store: QdrantStore,
+    embedder: FastEmbedder,
+    llm_server: FakeAnthropic,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     llm_server.script.append(Reply(text="one two three four five six [1].", error_after=3))
     core = make_core(slice_store, embedder, llm_server)
@@ -176,7 +191,10 @@ async def test_no_api_key_answers_from_retrieval(
 
 @pytest.mark.parametrize(
     "question",
-    ["whats a good substitute for buttermilk in pancakes", "my react useEffect runs twice on mount, how do i stop it?"],
+    [
+        "whats a good substitute for buttermilk in pancakes",
+        "my react useEffect runs twice on mount, how do i stop it?",
+    ],
 )
 async def test_off_topic_abstains_without_calling_the_llm(
     slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic, question: str
@@ -191,7 +209,10 @@ async def test_off_topic_abstains_without_calling_the_llm(
 async def test_follow_up_is_condensed_by_the_llm(
     slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
 ) -> None:
-    llm_server.script += [Reply(text="exceptions to the orthogonality thesis"), Reply(text="It mostly holds [1].")]
+    llm_server.script += [
+        Reply(text="exceptions to the orthogonality thesis"),
+        Reply(text="It mostly holds [1]."),
+    ]
     core = make_core(slice_store, embedder, llm_server)
     history = (Turn("user", QUESTION), Turn("assistant", "Goals and intelligence are independent [1]."))
     answer = await core.answer(Question("are there any goals where it doesn't hold though?", history))
@@ -233,7 +254,12 @@ async def test_concurrent_questions_do_not_block_the_event_loop(
 
     task = asyncio.create_task(ticker())
     try:
-        answers = await asyncio.gather(*(core.answer(Question(q)) for q in [QUESTION, "what is a mesa-optimizer?", "what are quantilizers?"]))
+        answers = await asyncio.gather(
+            *(
+                core.answer(Question(q))
+                for q in [QUESTION, "what is a mesa-optimizer?", "what are quantilizers?"]
+            )
+        )
     finally:
         stop.set()
         await task

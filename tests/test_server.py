@@ -32,7 +32,9 @@ def test_ingest_search_and_rebuild_on_a_server(
         again = ingest(store=store, embedder=embedder, sources=[str(slice_file)])
         assert again.summary()["unchanged"] == first.summary()["added"] and again.chunks == 0
 
-        small = write_jsonl(tmp_path / "small.jsonl", corpus_rows(["aisafety.info:6568", "aisafety.info:8160"]))
+        small = write_jsonl(
+            tmp_path / "small.jsonl", corpus_rows(["aisafety.info:6568", "aisafety.info:8160"])
+        )
         rebuilt = ingest(store=store, embedder=embedder, sources=[str(small)], rebuild=True)
         assert store.live_collection() == rebuilt.collection != first.collection
         assert store.build_collections() == [rebuilt.collection]
@@ -41,7 +43,9 @@ def test_ingest_search_and_rebuild_on_a_server(
             "aisafety.info:8160",
         }
         # The embedded and server stores rank the same way (same vectors, same fusion).
-        assert [h.article_id for h in retriever.search_sync("inner optimizer", k=2)][0] == "aisafety.info:8160"
+        assert (
+            next(h.article_id for h in retriever.search_sync("inner optimizer", k=2)) == "aisafety.info:8160"
+        )
     finally:
         store.drop_collection(store.live_collection() or "")
         store.close()
