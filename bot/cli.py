@@ -23,9 +23,9 @@ from bot.errors import BotError, ConfigError
 from bot.llm import AnthropicLLM
 from bot.models import Answer, Question, Turn
 from retrieval.embeddings import EmbeddingError, FastEmbedder, configure_offline
+from retrieval.index import SearchMode, StoreError, VectorStore
 from retrieval.ingest import IngestError, ingest
 from retrieval.search import HybridRetriever
-from retrieval.store import QdrantStore, SearchMode, StoreError
 
 _log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ _log = logging.getLogger(__name__)
 @dataclass
 class App:
     settings: Settings
-    store: QdrantStore
+    store: VectorStore
     embedder: FastEmbedder
 
     def retriever(self, mode: SearchMode = "hybrid") -> HybridRetriever:
@@ -79,18 +79,26 @@ class App:
             print(_summary_line(report.summary()), file=sys.stderr)
 
 
+def open_store(settings: Settings) -> VectorStore:
+    """A Qdrant server when `QDRANT_URL` is set, else the embedded store at `QDRANT_PATH`."""
+    if settings.qdrant_url:
+        from retrieval.store import QdrantStore
+
+        return QdrantStore(
+            alias=settings.qdrant_collection,
+            url=settings.qdrant_url,
+            api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+            timeout_s=settings.qdrant_timeout_s,
+        )
+    from retrieval.edge_store import EdgeStore
+
+    return EdgeStore(alias=settings.qdrant_collection, path=str(settings.qdrant_path))
+
+
 @contextlib.contextmanager
 def open_app(settings: Settings) -> Iterator[App]:
     configure_offline(str(settings.embedding_model_path) if settings.embedding_model_path else None)
-    if not settings.qdrant_url:
-        settings.qdrant_path.mkdir(parents=True, exist_ok=True)
-    store = QdrantStore(
-        alias=settings.qdrant_collection,
-        url=settings.qdrant_url,
-        api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
-        path=str(settings.qdrant_path),
-        timeout_s=settings.qdrant_timeout_s,
-    )
+    store = open_store(settings)
     embedder = FastEmbedder(
         model_name=settings.embedding_model,
         model_path=str(settings.embedding_model_path) if settings.embedding_model_path else None,

@@ -15,8 +15,8 @@ from bot.errors import LLMError, RetrievalError
 from bot.llm import LLM, Message, Usage
 from bot.models import Answer, Question, Source, Turn
 from retrieval.documents import Passage
+from retrieval.index import StoreError
 from retrieval.search import Retriever
-from retrieval.store import StoreError
 
 _log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from tqdm import tqdm
 from retrieval.chunking import chunk_document
 from retrieval.documents import Chunk, Document, SkippedRecord
 from retrieval.embeddings import Embedder
+from retrieval.index import VectorStore
 from retrieval.sources import SourceError, read_source
-from retrieval.store import QdrantStore
 
 _log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _batches(
 
 def ingest(
     *,
-    store: QdrantStore,
+    store: VectorStore,
     embedder: Embedder,
     sources: Sequence[str],
     rebuild: bool = False,
@@ -142,7 +142,7 @@ def ingest(
                 title_vectors = vectors[len(texts) :]
                 pos = 0
                 for (doc, chunks), title_vec in zip(batch, title_vectors, strict=True):
-                    store.upsert(target, doc, chunks, vectors[pos : pos + len(chunks)], title_vec.dense)
+                    store.upsert(target, doc, chunks, vectors[pos : pos + len(chunks)], title_vec)
                     pos += len(chunks)
                     old = existing.get(doc.id)
                     if old is None:
@@ -161,6 +161,8 @@ def ingest(
                 report.deleted += 1
         if fresh:
             store.switch_alias(target)
+        else:
+            store.flush()
     except BaseException:
         if fresh:
             _log.warning("ingest interrupted; dropping the unfinished collection %s", target)

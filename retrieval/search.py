@@ -8,10 +8,11 @@ from typing import Protocol
 
 from retrieval.documents import Passage
 from retrieval.embeddings import Embedded, Embedder
-from retrieval.store import QdrantStore, SearchMode
+from retrieval.index import SearchMode, VectorStore
 
-# Passages fetched per requested article: several passages of one long article often rank together.
-OVERFETCH = 8
+# Passages fetched per query: several passages of one long article often rank together, so we fetch
+# more than we return. A fixed number for the usual k, so rankings do not depend on k.
+CANDIDATES = 50
 
 
 class Retriever(Protocol):
@@ -35,13 +36,13 @@ def distinct_articles(passages: Sequence[Passage], k: int) -> list[Passage]:
 
 
 class HybridRetriever:
-    def __init__(self, *, store: QdrantStore, embedder: Embedder, mode: SearchMode = "hybrid"):
+    def __init__(self, *, store: VectorStore, embedder: Embedder, mode: SearchMode = "hybrid"):
         self.store = store
         self.embedder = embedder
         self.mode = mode
 
     def search_embedded(self, query: Embedded, *, k: int) -> list[Passage]:
-        passages = self.store.search(query, limit=max(k * OVERFETCH, 40), mode=self.mode)
+        passages = self.store.search(query, limit=max(CANDIDATES, k * 5), mode=self.mode)
         return distinct_articles(passages, k)
 
     def search_sync(self, query: str, *, k: int = 5) -> list[Passage]:

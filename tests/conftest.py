@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from retrieval.edge_store import EdgeStore
 from retrieval.embeddings import FastEmbedder
+from retrieval.index import VectorStore
 from retrieval.ingest import ingest
-from retrieval.store import QdrantStore
 from tests.fake_anthropic import FakeAnthropic
 from tests.qdrant_server import QdrantServer
 
@@ -85,9 +86,9 @@ def slice_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def slice_store(
     tmp_path_factory: pytest.TempPathFactory, embedder: FastEmbedder, slice_file: Path
-) -> Iterator[QdrantStore]:
+) -> Iterator[VectorStore]:
     """One embedded store with the slice ingested, shared by every test that only reads it."""
-    store = QdrantStore(alias="articles", path=str(tmp_path_factory.mktemp("qdrant-slice")))
+    store = EdgeStore(alias="articles", path=str(tmp_path_factory.mktemp("qdrant-slice")))
     ingest(store=store, embedder=embedder, sources=[str(slice_file)])
     yield store
     store.close()

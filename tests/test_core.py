@@ -12,8 +12,8 @@ from bot.core import AnswerCore
 from bot.llm import AnthropicLLM
 from bot.models import Answer, Question, Turn
 from retrieval.embeddings import FastEmbedder
+from retrieval.index import VectorStore
 from retrieval.search import HybridRetriever
-from retrieval.store import QdrantStore
 from tests.fake_anthropic import FakeAnthropic, Reply
 
 KEY = "sk-ant-test-secret-123"
@@ -21,7 +21,7 @@ QUESTION = "what is the orthogonality thesis?"
 
 
 def make_core(
-    store: QdrantStore,
+    store: VectorStore,
     embedder: FastEmbedder,
     server: FakeAnthropic | None,
     *,
@@ -53,7 +53,7 @@ async def collect(core: AnswerCore, question: Question) -> tuple[list[str], Answ
 
 
 async def test_streams_and_keeps_only_cited_sources(
-    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+    slice_store: VectorStore, embedder: FastEmbedder, llm_server: FakeAnthropic
 ) -> None:
     llm_server.script.append(
         Reply(text="Intelligence and final goals are independent [2]. Bogus [9]. More on this [2][1].")
@@ -82,7 +82,7 @@ async def test_streams_and_keeps_only_cited_sources(
 
 
 async def test_read_next_prefers_the_articles_own_related_questions(
-    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+    slice_store: VectorStore, embedder: FastEmbedder, llm_server: FakeAnthropic
 ) -> None:
     def cite_takeoff(body: dict[str, object]) -> str:
         prompt = body["messages"][0]["content"]  # type: ignore[index]
@@ -111,7 +111,7 @@ async def test_read_next_prefers_the_articles_own_related_questions(
     ],
 )
 async def test_llm_errors_give_a_labelled_retrieval_only_answer(
-    slice_store: QdrantStore,
+    slice_store: VectorStore,
     embedder: FastEmbedder,
     llm_server: FakeAnthropic,
     caplog: pytest.LogCaptureFixture,
@@ -137,7 +137,7 @@ async def test_llm_errors_give_a_labelled_retrieval_only_answer(
 
 
 async def test_slow_llm_times_out_to_retrieval_only(
-    slice_store: QdrantStore,
+    slice_store: VectorStore,
     embedder: FastEmbedder,
     llm_server: FakeAnthropic,
     caplog: pytest.LogCaptureFixture,
@@ -152,7 +152,7 @@ async def test_slow_llm_times_out_to_retrieval_only(
 
 
 async def test_answer_deadline_cuts_a_slow_stream(
-    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+    slice_store: VectorStore, embedder: FastEmbedder, llm_server: FakeAnthropic
 ) -> None:
     llm_server.script.append(Reply(text="word " * 40 + "[1].", chunk_delay_s=0.1))
     core = make_core(slice_store, embedder, llm_server, deadline_s=1.0)
@@ -162,7 +162,7 @@ async def test_answer_deadline_cuts_a_slow_stream(
 
 
 async def test_error_event_mid_stream(
-    slice_store: QdrantStore,
+    slice_store: VectorStore,
     embedder: FastEmbedder,
     llm_server: FakeAnthropic,
     caplog: pytest.LogCaptureFixture,
@@ -178,7 +178,7 @@ async def test_error_event_mid_stream(
 
 
 async def test_no_api_key_answers_from_retrieval(
-    slice_store: QdrantStore, embedder: FastEmbedder, caplog: pytest.LogCaptureFixture
+    slice_store: VectorStore, embedder: FastEmbedder, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
         core = make_core(slice_store, embedder, None)
@@ -197,7 +197,7 @@ async def test_no_api_key_answers_from_retrieval(
     ],
 )
 async def test_off_topic_abstains_without_calling_the_llm(
-    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic, question: str
+    slice_store: VectorStore, embedder: FastEmbedder, llm_server: FakeAnthropic, question: str
 ) -> None:
     core = make_core(slice_store, embedder, llm_server)
     answer = await core.answer(Question(question))
@@ -207,7 +207,7 @@ async def test_off_topic_abstains_without_calling_the_llm(
 
 
 async def test_follow_up_is_condensed_by_the_llm(
-    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+    slice_store: VectorStore, embedder: FastEmbedder, llm_server: FakeAnthropic
 ) -> None:
     llm_server.script += [
         Reply(text="exceptions to the orthogonality thesis"),
@@ -224,7 +224,7 @@ async def test_follow_up_is_condensed_by_the_llm(
 
 
 async def test_follow_up_without_llm_uses_the_previous_question(
-    slice_store: QdrantStore, embedder: FastEmbedder
+    slice_store: VectorStore, embedder: FastEmbedder
 ) -> None:
     core = make_core(slice_store, embedder, None)
     history = (Turn("user", "what are quantilizers?"), Turn("assistant", "..."))
@@ -233,13 +233,13 @@ async def test_follow_up_without_llm_uses_the_previous_question(
     assert answer.sources[0].id == "aisafety.info:6449"
 
 
-async def test_empty_question_gets_a_usage_hint(slice_store: QdrantStore, embedder: FastEmbedder) -> None:
+async def test_empty_question_gets_a_usage_hint(slice_store: VectorStore, embedder: FastEmbedder) -> None:
     answer = await make_core(slice_store, embedder, None).answer(Question("   "))
     assert answer.mode == "abstain" and "Ask me a question" in answer.text
 
 
 async def test_concurrent_questions_do_not_block_the_event_loop(
-    slice_store: QdrantStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+    slice_store: VectorStore, embedder: FastEmbedder, llm_server: FakeAnthropic
 ) -> None:
     llm_server.default = Reply(text="Answer [1].", chunk_delay_s=0.05)
     core = make_core(slice_store, embedder, llm_server)

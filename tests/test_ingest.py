@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.edge_store import EdgeStore
 from retrieval.embeddings import Embedded, FastEmbedder
+from retrieval.index import VectorStore
 from retrieval.ingest import IngestError, ingest
 from retrieval.search import HybridRetriever
 from retrieval.store import QdrantStore
@@ -32,10 +34,20 @@ class CountingEmbedder:
         return self.inner.embed_query(text)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[QdrantStore]:
-    s = QdrantStore(alias="articles", path=str(tmp_path / "qdrant"))
+@pytest.fixture(params=["embedded", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    """Every ingest behaviour holds on the embedded default and on a real Qdrant server."""
+    s: VectorStore
+    if request.param == "embedded":
+        s = EdgeStore(alias="articles", path=str(tmp_path / "qdrant"))
+    else:
+        server = request.getfixturevalue("qdrant_server")
+        s = QdrantStore(
+            alias=f"articles_{tmp_path.name.replace('-', '_')}", url=server.url, api_key=server.api_key
+        )
     yield s
+    for name in s.build_collections():
+        s.drop_collection(name)
     s.close()
 
 
@@ -44,7 +56,7 @@ def counting(embedder: FastEmbedder) -> CountingEmbedder:
     return CountingEmbedder(embedder)
 
 
-def test_incremental_ingest(tmp_path: Path, store: QdrantStore, counting: CountingEmbedder) -> None:
+def test_incremental_ingest(tmp_path: Path, store: VectorStore, counting: CountingEmbedder) -> None:
     rows = corpus_rows(IDS)
     src = write_jsonl(tmp_path / "a.jsonl", rows)
     first = ingest(store=store, embedder=counting, sources=[str(src)])
@@ -95,7 +107,7 @@ def test_incremental_ingest(tmp_path: Path, store: QdrantStore, counting: Counti
 
 
 def test_duplicates_and_bad_lines_do_not_stop_the_run(
-    tmp_path: Path, store: QdrantStore, counting: CountingEmbedder
+    tmp_path: Path, store: VectorStore, counting: CountingEmbedder
 ) -> None:
     import json
 
@@ -113,7 +125,7 @@ def test_duplicates_and_bad_lines_do_not_stop_the_run(
 
 
 def test_rebuild_switches_alias_only_when_complete(
-    tmp_path: Path, store: QdrantStore, counting: CountingEmbedder
+    tmp_path: Path, store: VectorStore, counting: CountingEmbedder
 ) -> None:
     src = write_jsonl(tmp_path / "a.jsonl", corpus_rows(IDS))
     first = ingest(store=store, embedder=counting, sources=[str(src)])
@@ -148,7 +160,7 @@ def test_rebuild_switches_alias_only_when_complete(
 
 
 def test_unreadable_or_empty_sources_leave_the_index_alone(
-    tmp_path: Path, store: QdrantStore, counting: CountingEmbedder
+    tmp_path: Path, store: VectorStore, counting: CountingEmbedder
 ) -> None:
     src = write_jsonl(tmp_path / "a.jsonl", corpus_rows(IDS[:1]))
     ingest(store=store, embedder=counting, sources=[str(src)])

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from retrieval.embeddings import FastEmbedder
+from retrieval.index import StoreError
 from retrieval.ingest import ingest
 from retrieval.search import HybridRetriever
-from retrieval.store import QdrantStore, StoreError
+from retrieval.store import QdrantStore
 from tests.conftest import corpus_rows, write_jsonl
 from tests.qdrant_server import QdrantServer
 

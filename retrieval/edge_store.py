@@ -1,0 +1,255 @@
+"""The embedded default: Qdrant's in-process engine (qdrant-edge) in a local folder.
+
+Each collection is a shard folder under `<path>/collections/`; the alias is a small JSON file replaced
+atomically (`os.replace`), so a rebuild is switched in only when complete, as on a server. One process
+holds the folder at a time (an exclusive file lock), like qdrant-client's embedded mode.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import qdrant_edge as qe
+
+from retrieval.documents import Chunk, Document, Passage
+from retrieval.embeddings import Embedded
+from retrieval.index import (
+    DENSE,
+    DENSE_VECTORS,
+    RRF_K,
+    SPARSE,
+    ArticleState,
+    SearchMode,
+    StoreError,
+    add_state,
+    dense_vectors,
+    payload,
+    point_id,
+    to_passage,
+    unit,
+)
+
+_log = logging.getLogger(__name__)
+
+
+class EdgeStore:
+    def __init__(self, *, alias: str, path: str):
+        self.alias = alias
+        self.root = Path(path)
+        self._collections = self.root / "collections"
+        self._alias_file = self.root / "aliases.json"
+        self._shards: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        try:
+            self._collections.mkdir(parents=True, exist_ok=True)
+            self._lock_file: IO[str] | None = open(self.root / ".lock", "w")
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(
+                f"the embedded store at {self.root} is in use by another aisafety-bot process; stop it first, "
+                "or use a Qdrant server (QDRANT_URL) to share the index between processes"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"cannot open the embedded store at {self.root}: {exc}") from exc
+
+    # -- collections and the alias -------------------------------------------------------------
+    def _aliases(self) -> dict[str, str]:
+        try:
+            data = json.loads(self._alias_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self._alias_file} is unreadable: {exc}") from exc
+        return {str(k): str(v) for k, v in data.items()}
+
+    def live_collection(self) -> str | None:
+        name = self._aliases().get(self.alias)
+        return name if name and (self._collections / name).is_dir() else None
+
+    def _shard(self, name: str) -> Any:
+        with self._lock:
+            shard = self._shards.get(name)
+            if shard is None:
+                folder = self._collections / name
+                if not folder.is_dir():
+                    raise StoreError(f"collection {name} does not exist in {self.root}")
+                try:
+                    shard = qe.EdgeShard.load(str(folder))
+                except Exception as exc:  # the engine raises plain exceptions with its own messages
+                    raise StoreError(f"cannot load collection {name}: {exc}") from exc
+                self._shards[name] = shard
+            return shard
+
+    def _live(self) -> Any:
+        name = self.live_collection()
+        if name is None:
+            raise StoreError("there is no index yet: run `aisafety-bot ingest`")
+        return self._shard(name)
+
+    def new_collection(self, dim: int) -> str:
+        name = f"{self.alias}_{time.time_ns() // 1_000_000}"
+        config = qe.EdgeConfig(
+            vectors={n: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine) for n in DENSE_VECTORS},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+        with self._lock:
+            self._shards[name] = qe.EdgeShard.create(str(self._collections / name), config)
+        return name
+
+    def switch_alias(self, collection: str) -> None:
+        """Flush the new collection, point the alias at it atomically, then drop what it replaced."""
+        with self._lock:
+            self._shard(collection).flush()
+            aliases = self._aliases()
+            aliases[self.alias] = collection
+            tmp = self._alias_file.with_suffix(".tmp")
+            with open(tmp, "w") as fh:
+                json.dump(aliases, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._alias_file)
+            for name in self.build_collections():
+                if name != collection:
+                    self.drop_collection(name)
+
+    def build_collections(self) -> list[str]:
+        return sorted(p.name for p in self._collections.iterdir() if p.name.startswith(f"{self.alias}_"))
+
+    def drop_collection(self, name: str) -> None:
+        with self._lock:
+            shard = self._shards.pop(name, None)
+            if shard is not None:
+                shard.close()
+            shutil.rmtree(self._collections / name, ignore_errors=True)
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.close()
+            self._shards.clear()
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+
+    # -- writing -------------------------------------------------------------------------------
+    def article_states(self, collection: str) -> dict[str, ArticleState]:
+        shard = self._shard(collection)
+        states: dict[str, ArticleState] = {}
+        offset = None
+        with self._lock:
+            while True:
+                records, offset = shard.scroll(
+                    qe.ScrollRequest(
+                        offset=offset,
+                        limit=1024,
+                        with_payload=["article_id", "hash", "chunk"],
+                        with_vector=False,
+                    )
+                )
+                for r in records:
+                    add_state(states, r.payload or {})
+                if offset is None:
+                    return states
+
+    def upsert(
+        self,
+        collection: str,
+        doc: Document,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Embedded],
+        title: Embedded,
+    ) -> None:
+        points = [
+            qe.Point(
+                point_id(doc.id, c.index),
+                {
+                    **dense_vectors(c.index, v, title, vectors[0]),
+                    SPARSE: qe.SparseVector(indices=v.sparse.indices, values=v.sparse.values),
+                },
+                payload(doc, c),
+            )
+            for c, v in zip(chunks, vectors, strict=True)
+        ]
+        with self._lock:
+            self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
+
+    def delete_chunks(self, collection: str, article_id: str, indices: Iterable[int]) -> None:
+        ids: list[Any] = [point_id(article_id, i) for i in indices]
+        if ids:
+            with self._lock:
+                self._shard(collection).update(qe.UpdateOperation.delete_points(ids))
+
+    def flush(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.flush()
+
+    # -- reading -------------------------------------------------------------------------------
+    def count(self) -> int:
+        if self.live_collection() is None:
+            return 0
+        with self._lock:
+            return int(self._live().count(qe.CountRequest(exact=True)))
+
+    def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
+        """The same query as on a server: dense, title, lead and BM25 prefetches fused with RRF."""
+        sparse = qe.SparseVector(indices=query.sparse.indices, values=query.sparse.values)
+        if mode == "hybrid":
+            prefetches = [
+                qe.Prefetch(limit=limit, query=qe.Query.Nearest(query.dense, using=n)) for n in DENSE_VECTORS
+            ]
+            if query.sparse.indices:
+                prefetches.append(qe.Prefetch(limit=limit, query=qe.Query.Nearest(sparse, using=SPARSE)))
+            request = qe.QueryRequest(
+                limit=limit,
+                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub types the nested class loosely
+                prefetches=prefetches,
+                with_payload=True,
+                with_vector=[DENSE],
+            )
+        elif mode == "dense":
+            request = qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(query.dense, using=DENSE),
+                with_payload=True,
+                with_vector=[DENSE],
+            )
+        else:
+            if not query.sparse.indices:
+                return []
+            request = qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(sparse, using=SPARSE),
+                with_payload=True,
+                with_vector=[DENSE],
+            )
+        with self._lock:
+            points = self._live().query(request)
+        q = unit(query.dense)
+        return [
+            to_passage(
+                p.payload or {},
+                score=float(p.score),
+                query=q,
+                vector=p.vector.get(DENSE) if isinstance(p.vector, dict) else None,
+            )
+            for p in points
+        ]
+
+    def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
+        if not article_ids or self.live_collection() is None:
+            return {}
+        ids: list[Any] = [point_id(a, 0) for a in article_ids]
+        with self._lock:
+            records = self._live().retrieve(ids, with_payload=True, with_vector=False)
+        passages = (to_passage(r.payload or {}, score=0.0) for r in records)
+        return {p.article_id: p for p in passages}

@@ -1,0 +1,135 @@
+"""What every vector store backend shares: the protocol, point ids, payloads and the fusion settings.
+
+Two backends implement `VectorStore`: `retrieval.store.QdrantStore` (a Qdrant server, through
+qdrant-client) and `retrieval.edge_store.EdgeStore` (Qdrant's in-process engine, the embedded default).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from retrieval.documents import Chunk, Document, Passage
+from retrieval.embeddings import Embedded
+
+DENSE = "dense"  # the passage itself (with its title)
+TITLE = "title"  # the article's title: community questions often read like aisafety.info titles
+LEAD = "lead"  # the article's opening passage: what the whole article is about
+SPARSE = "bm25"  # BM25 of the passage (with its title)
+DENSE_VECTORS = (DENSE, TITLE, LEAD)
+# Rank fusion constant: small, so a passage ranked first by one signal stands out.
+RRF_K = 5
+SearchMode = Literal["hybrid", "dense", "sparse"]
+_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b8d-4f3a-9c7e-2d1b0a9f8e7d")
+
+
+class StoreError(Exception):
+    """The vector store cannot be reached or refused a request; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class ArticleState:
+    content_hash: str
+    chunks: int
+
+
+def point_id(article_id: str, index: int) -> str:
+    """Deterministic: the same passage of the same article always lands on the same point."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{article_id}#{index}"))
+
+
+class VectorStore(Protocol):
+    """Collections behind an alias, so a rebuild can be switched in atomically when complete."""
+
+    alias: str
+
+    def live_collection(self) -> str | None: ...
+
+    def new_collection(self, dim: int) -> str: ...
+
+    def switch_alias(self, collection: str) -> None: ...
+
+    def build_collections(self) -> list[str]: ...
+
+    def drop_collection(self, name: str) -> None: ...
+
+    def article_states(self, collection: str) -> dict[str, ArticleState]: ...
+
+    def upsert(
+        self,
+        collection: str,
+        doc: Document,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Embedded],
+        title: Embedded,
+    ) -> None: ...
+
+    def delete_chunks(self, collection: str, article_id: str, indices: Iterable[int]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def count(self) -> int: ...
+
+    def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]: ...
+
+    def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]: ...
+
+    def close(self) -> None: ...
+
+
+def payload(doc: Document, chunk: Chunk) -> dict[str, Any]:
+    return {
+        "article_id": doc.id,
+        "chunk": chunk.index,
+        "title": doc.title,
+        "url": doc.url,
+        "source": doc.source,
+        "heading": chunk.heading,
+        "text": chunk.text,
+        "hash": doc.content_hash,
+        "related": list(doc.related),
+    }
+
+
+def dense_vectors(index: int, passage: Embedded, title: Embedded, lead: Embedded) -> dict[str, list[float]]:
+    """A passage's dense vectors. The article-level ones (title, lead) sit on its first passage only, so
+    each article appears once in those rankings: no ties between passages of one article."""
+    vectors = {DENSE: passage.dense}
+    if index == 0:
+        vectors[TITLE] = title.dense
+        vectors[LEAD] = lead.dense
+    return vectors
+
+
+def add_state(states: dict[str, ArticleState], pl: dict[str, Any]) -> None:
+    """Fold one stored passage's payload into the per-article hash and passage count."""
+    aid = str(pl.get("article_id"))
+    prev = states.get(aid)
+    n = max(prev.chunks if prev else 0, int(pl.get("chunk", 0)) + 1)
+    states[aid] = ArticleState(str(pl.get("hash")), n)
+
+
+def unit(vector: Sequence[float]) -> np.ndarray:
+    v = np.asarray(vector, dtype=np.float32)
+    return v / (float(np.linalg.norm(v)) or 1.0)
+
+
+def to_passage(
+    pl: dict[str, Any], *, score: float, query: np.ndarray | None = None, vector: Any = None
+) -> Passage:
+    """A search hit from a stored payload; with the query and the passage's dense vector, its cosine."""
+    cosine = float(query @ unit(vector)) if query is not None and vector is not None else 0.0
+    return Passage(
+        article_id=str(pl.get("article_id", "")),
+        title=str(pl.get("title", "")),
+        url=str(pl.get("url", "")),
+        text=str(pl.get("text", "")),
+        score=score,
+        dense_score=cosine,
+        source=str(pl.get("source", "")),
+        related=tuple(pl.get("related") or ()),
+    )
