@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from bot import prompts
 from bot.errors import LLMError, RetrievalError
@@ -33,6 +34,14 @@ def heuristic_query(question: str, history: Sequence[Turn]) -> str:
     if not previous:
         return question
     return f"{previous[-1]} {question}"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    query: str
+    passages: list[Passage]
+    spare: list[Passage]
+    prompt: str
 
 
 class AnswerCore:
@@ -89,6 +98,15 @@ class AnswerCore:
                 _log.info("could not condense the follow-up (%s); using the recent turns", exc)
         return heuristic_query(question.text, history)
 
+    async def prepare(self, question: Question) -> Prepared:
+        """Everything before the LLM: the search query, the passages and the prompt."""
+        history = prompts.trim_history(question.history, self.history_token_budget)
+        query = await self.search_query(question, history)
+        found = await self.retrieve(query)
+        passages, spare = found[: self.top_k], found[self.top_k :]
+        prompt = prompts.user_message(question.text.strip(), passages, history)
+        return Prepared(query, passages, spare, prompt)
+
     def should_abstain(self, passages: Sequence[Passage]) -> bool:
         """No passage is close enough in meaning: the fused rank says nothing, the dense cosine does."""
         return not passages or max(p.dense_score for p in passages) < self.abstain_below
@@ -106,10 +124,8 @@ class AnswerCore:
         if not text:
             yield Answer(USAGE_HINT, (), "abstain")
             return
-        history = prompts.trim_history(question.history, self.history_token_budget)
-        query = await self.search_query(question, history)
-        found = await self.retrieve(query)
-        passages, spare = found[: self.top_k], found[self.top_k :]
+        prepared = await self.prepare(question)
+        query, passages, spare = prepared.query, prepared.passages, prepared.spare
 
         if self.should_abstain(passages):
             nearest = tuple(_as_source(i, p) for i, p in enumerate(passages[:READ_NEXT], start=1))
@@ -127,7 +143,7 @@ class AnswerCore:
             async with asyncio.timeout(remaining):
                 async for delta in self.llm.stream(
                     system=prompts.SYSTEM_PROMPT,
-                    messages=[Message("user", prompts.user_message(text, passages, history))],
+                    messages=[Message("user", prepared.prompt)],
                     max_tokens=self.max_tokens,
                     usage=usage,
                 ):

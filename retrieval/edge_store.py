@@ -25,6 +25,7 @@ from retrieval.embeddings import Embedded
 from retrieval.index import (
     DENSE,
     DENSE_VECTORS,
+    HIT_FIELDS,
     RRF_K,
     SPARSE,
     ArticleState,
@@ -35,7 +36,6 @@ from retrieval.index import (
     payload,
     point_id,
     to_passage,
-    unit,
 )
 
 _log = logging.getLogger(__name__)
@@ -201,48 +201,38 @@ class EdgeStore:
             return int(self._live().count(qe.CountRequest(exact=True)))
 
     def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
-        """The same query as on a server: dense, title, lead and BM25 prefetches fused with RRF."""
+        """The same batched request as on a server: the fused ranking plus the best dense cosines."""
         sparse = qe.SparseVector(indices=query.sparse.indices, values=query.sparse.values)
+        if mode == "sparse" and not query.sparse.indices:
+            return []
+        dense = qe.QueryRequest(
+            limit=limit, query=qe.Query.Nearest(query.dense, using=DENSE), with_payload=False
+        )
         if mode == "hybrid":
             prefetches = [
                 qe.Prefetch(limit=limit, query=qe.Query.Nearest(query.dense, using=n)) for n in DENSE_VECTORS
             ]
             if query.sparse.indices:
                 prefetches.append(qe.Prefetch(limit=limit, query=qe.Query.Nearest(sparse, using=SPARSE)))
-            request = qe.QueryRequest(
+            ranked = qe.QueryRequest(
                 limit=limit,
                 query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub types the nested class loosely
                 prefetches=prefetches,
-                with_payload=True,
-                with_vector=[DENSE],
+                with_payload=HIT_FIELDS,
             )
         elif mode == "dense":
-            request = qe.QueryRequest(
-                limit=limit,
-                query=qe.Query.Nearest(query.dense, using=DENSE),
-                with_payload=True,
-                with_vector=[DENSE],
+            ranked = qe.QueryRequest(
+                limit=limit, query=qe.Query.Nearest(query.dense, using=DENSE), with_payload=HIT_FIELDS
             )
         else:
-            if not query.sparse.indices:
-                return []
-            request = qe.QueryRequest(
-                limit=limit,
-                query=qe.Query.Nearest(sparse, using=SPARSE),
-                with_payload=True,
-                with_vector=[DENSE],
+            ranked = qe.QueryRequest(
+                limit=limit, query=qe.Query.Nearest(sparse, using=SPARSE), with_payload=HIT_FIELDS
             )
         with self._lock:
-            points = self._live().query(request)
-        q = unit(query.dense)
+            fused, nearest = self._live().query_batch(qe.QueryBatchRequest([ranked, dense]))
+        cosine = {str(p.id): float(p.score) for p in nearest}
         return [
-            to_passage(
-                p.payload or {},
-                score=float(p.score),
-                query=q,
-                vector=p.vector.get(DENSE) if isinstance(p.vector, dict) else None,
-            )
-            for p in points
+            to_passage(p.payload or {}, score=float(p.score), dense=cosine.get(str(p.id), 0.0)) for p in fused
         ]
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:

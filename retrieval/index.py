@@ -11,8 +11,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import numpy as np
-
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 
@@ -113,23 +111,19 @@ def add_state(states: dict[str, ArticleState], pl: dict[str, Any]) -> None:
     states[aid] = ArticleState(str(pl.get("hash")), n)
 
 
-def unit(vector: Sequence[float]) -> np.ndarray:
-    v = np.asarray(vector, dtype=np.float32)
-    return v / (float(np.linalg.norm(v)) or 1.0)
+# The payload fields a search hit needs (not the hash or chunk bookkeeping): less to send back.
+HIT_FIELDS = ["article_id", "title", "url", "text", "source", "related"]
 
 
-def to_passage(
-    pl: dict[str, Any], *, score: float, query: np.ndarray | None = None, vector: Any = None
-) -> Passage:
-    """A search hit from a stored payload; with the query and the passage's dense vector, its cosine."""
-    cosine = float(query @ unit(vector)) if query is not None and vector is not None else 0.0
+def to_passage(pl: dict[str, Any], *, score: float, dense: float = 0.0) -> Passage:
+    """A search hit from a stored payload, with its fused score and its dense cosine to the query."""
     return Passage(
         article_id=str(pl.get("article_id", "")),
         title=str(pl.get("title", "")),
         url=str(pl.get("url", "")),
         text=str(pl.get("text", "")),
         score=score,
-        dense_score=cosine,
+        dense_score=dense,
         source=str(pl.get("source", "")),
         related=tuple(pl.get("related") or ()),
     )

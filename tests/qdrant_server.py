@@ -23,12 +23,14 @@ class QdrantServer:
     binary: str
     api_key: str | None = None
     url: str = ""
+    grpc_port: int = 0
     _proc: subprocess.Popen[bytes] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def start(self, timeout_s: float = 30.0) -> str:
         self._tmp = tempfile.TemporaryDirectory(prefix="qdrant-test-")
         http, grpc = free_port(), free_port()
+        self.grpc_port = grpc
         env = dict(
             os.environ,
             QDRANT__SERVICE__HOST="127.0.0.1",
