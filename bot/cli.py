@@ -154,9 +154,16 @@ def cmd_ask(app: App, args: argparse.Namespace) -> int:
     from adapters.terminal import render
 
     app.ensure_ingested()
-    answer = asyncio.run(app.core().answer(Question(args.question)))
+    answer = asyncio.run(_answer_once(app.core(), Question(args.question)))
     print(json.dumps(answer.to_json(), ensure_ascii=False) if args.json else render(answer))
     return 0
+
+
+async def _answer_once(core: AnswerCore, question: Question) -> Answer:
+    try:
+        return await core.answer(question)
+    finally:
+        await core.aclose()
 
 
 def cmd_eval(app: App, args: argparse.Namespace) -> int:
@@ -172,7 +179,7 @@ def cmd_eval(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-async def chat_loop(core: AnswerCore, *, read: object = None, write: object = None) -> None:
+async def chat_loop(core: AnswerCore) -> None:
     """An interactive chat that keeps the conversation for follow-ups and streams each answer."""
     from adapters.terminal import render_sources
 
@@ -218,9 +225,16 @@ async def chat_loop(core: AnswerCore, *, read: object = None, write: object = No
         history.extend([Turn("user", text), Turn("assistant", final.text)])
 
 
+async def _chat(core: AnswerCore) -> None:
+    try:
+        await chat_loop(core)
+    finally:
+        await core.aclose()
+
+
 def cmd_chat(app: App, args: argparse.Namespace) -> int:
     app.ensure_ingested()
-    asyncio.run(chat_loop(app.core()))
+    asyncio.run(_chat(app.core()))
     return 0
 
 

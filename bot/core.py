@@ -70,6 +70,11 @@ class AnswerCore:
                 "no language model configured (%s): answers are retrieval-only", llm_unavailable_reason
             )
 
+    async def aclose(self) -> None:
+        """Close the LLM client's connections."""
+        if self.llm is not None:
+            await self.llm.aclose()
+
     async def answer(self, question: Question) -> Answer:
         """The whole answer at once (the last item of `stream`)."""
         final: Answer | None = None

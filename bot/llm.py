@@ -35,6 +35,8 @@ class LLM(Protocol):
 
     async def complete(self, *, system: str, messages: Sequence[Message], max_tokens: int) -> str: ...
 
+    async def aclose(self) -> None: ...
+
 
 def _map_error(exc: BaseException) -> LLMError:
     """Name the cause without echoing anything the server sent back (it may quote a key)."""
