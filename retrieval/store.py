@@ -36,8 +36,11 @@ class QdrantStore:
 
     def __init__(self, *, alias: str, url: str, api_key: str | None = None, timeout_s: float = 10.0):
         self.alias = alias
+        # We always send vectors, never documents to embed: `cloud_inference=True` skips the client's
+        # search of every request for documents to embed locally, which walks each float of our
+        # vectors and cost more than the query itself.
         self._client = QdrantClient(
-            url=url, api_key=api_key, timeout=int(timeout_s), check_compatibility=False
+            url=url, api_key=api_key, timeout=int(timeout_s), check_compatibility=False, cloud_inference=True
         )
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
