@@ -114,9 +114,8 @@ def _best_cut(text: str, limit: int) -> int:
             if ok(cut):
                 return cut
             i = window.rfind(sep, 0, i)
-    # Nothing fits: a protected span longer than the limit must be cut after all.
-    inside = [b for a, b in spans if a < limit < b]
-    return limit if inside or not ok(limit) else limit
+    # No break fits outside a link or code block: one longer than the limit must be cut after all.
+    return limit
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:

@@ -16,10 +16,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bot.config import Settings, load_settings
 from bot.core import AnswerCore
 from bot.errors import BotError, ConfigError
+from bot.feedback import FeedbackStore
 from bot.llm import AnthropicLLM
 from bot.models import Answer, Question, Turn
 from retrieval.embeddings import EmbeddingError, FastEmbedder, configure_offline
@@ -239,15 +241,92 @@ def cmd_chat(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
-    platforms = [n for n in ("DISCORD_TOKEN", "SLACK_BOT_TOKEN") if os.environ.get(n)]
-    if platforms:
-        print(
-            f"{', '.join(platforms)} is set, but this version has no Discord or Slack adapter yet; "
-            "unset it to use the terminal chat.",
-            file=sys.stderr,
-        )
+    s = app.settings
+    if os.environ.get("SLACK_BOT_TOKEN") and s.discord_token is None:
+        print("SLACK_BOT_TOKEN is set, but this version has no Slack adapter yet.", file=sys.stderr)
         return 2
-    return cmd_chat(app, args)
+    if s.discord_token is None:
+        return cmd_chat(app, args)
+    app.ensure_ingested()
+    asyncio.run(_run_discord(app))
+    return 0
+
+
+def _discord_client(app: App) -> Any:
+    from adapters.discord_bot import AiSafetyDiscord, DiscordOptions
+
+    s = app.settings
+    options = DiscordOptions(
+        allowed_channels=s.allowed_channel_ids,
+        rate_limit_per_minute=s.rate_limit_per_minute,
+        edit_interval_s=s.stream_edit_interval_s,
+    )
+    return AiSafetyDiscord(
+        core=app.core(),
+        feedback=FeedbackStore(s.feedback_db),
+        options=options,
+        sync_commands=s.discord_sync_commands,
+    )
+
+
+async def _run_discord(app: App) -> None:
+    assert app.settings.discord_token is not None
+    client = _discord_client(app)
+    try:
+        async with client:
+            await client.start(app.settings.discord_token.get_secret_value())
+    finally:
+        await client.core.aclose()
+        client.feedback.close()
+
+
+def _application_id(settings: Settings) -> int:
+    from adapters.discord_bot import application_id_from_token
+
+    app_id = settings.discord_application_id
+    if app_id is None and settings.discord_token is not None:
+        app_id = application_id_from_token(settings.discord_token.get_secret_value())
+    if app_id is None:
+        raise ConfigError(
+            "set DISCORD_APPLICATION_ID (the Application ID on the Discord developer portal) or DISCORD_TOKEN"
+        )
+    return app_id
+
+
+def cmd_discord_invite(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.discord_bot import invite_url
+
+    print(invite_url(_application_id(settings)))
+    return 0
+
+
+def cmd_discord_sync(settings: Settings, args: argparse.Namespace) -> int:
+    """Register /ask and /help with Discord (globally; it can take up to an hour to show everywhere)."""
+    from adapters.discord_bot import sync_commands
+
+    if settings.discord_token is None:
+        raise ConfigError("set DISCORD_TOKEN to sync the slash commands")
+    names = asyncio.run(sync_commands(settings.discord_token.get_secret_value(), guild_id=args.guild))
+    print(f"synced: {', '.join('/' + n for n in names)}")
+    return 0
+
+
+def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
+    store = FeedbackStore(settings.feedback_db)
+    try:
+        rows = store.rows(limit=args.limit, only_voted=not args.all)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], ensure_ascii=False))
+        return 0
+    if not rows:
+        print("No feedback yet.")
+    for r in rows:
+        print(f"#{r.answer_id} [{r.platform}] 👍 {r.up} 👎 {r.down} ({r.mode})\n  Q: {r.question}")
+        for src in r.sources:
+            print(f"    [{src['n']}] {src['title']} {src['url']}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,6 +369,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the bot (terminal chat when no platform token is set)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("discord-invite", help="print the URL that adds the bot to a Discord server")
+    p.set_defaults(func=cmd_discord_invite, needs_store=False)
+
+    p = sub.add_parser("discord-sync", help="register the /ask and /help slash commands with Discord")
+    p.add_argument("--guild", type=int, help="a server id: commands show there at once (for testing)")
+    p.set_defaults(func=cmd_discord_sync, needs_store=False)
+
+    p = sub.add_parser("feedback", help="answers that got 👍 / 👎, newest first")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--all", action="store_true", help="every recorded answer, voted on or not")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_feedback, needs_store=False)
     return parser
 
 
@@ -304,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     try:
         settings = load_settings()
+        if not getattr(args, "needs_store", True):
+            return int(args.func(settings, args))
         with open_app(settings) as app:
             return int(args.func(app, args))
     except ConfigError as exc:

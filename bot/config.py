@@ -47,7 +47,27 @@ class Settings(BaseSettings):
     history_token_budget: int = Field(1500, ge=0)
     abstain_below: float = Field(0.25, ge=-1.0, le=1.0)
 
-    @field_validator("qdrant_url", "anthropic_base_url", "anthropic_api_key", "qdrant_api_key", mode="before")
+    # Platforms (shared meaning on Discord and Slack)
+    rate_limit_per_minute: int = Field(
+        5, ge=0, description="questions a member may ask a minute; 0: no limit"
+    )
+    allowed_channels: str = Field("", description="comma-separated channel ids; empty: every channel")
+    feedback_db: Path = Field(default_factory=lambda: default_data_dir() / "feedback.sqlite3")
+    stream_edit_interval_s: float = Field(1.2, ge=0.5, le=10.0)
+
+    discord_token: SecretStr | None = None
+    discord_application_id: int | None = None
+    discord_sync_commands: bool = False
+
+    @field_validator(
+        "qdrant_url",
+        "anthropic_base_url",
+        "anthropic_api_key",
+        "qdrant_api_key",
+        "discord_token",
+        "discord_application_id",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -73,13 +93,26 @@ class Settings(BaseSettings):
             raise ValueError("give at least one path or URL, comma-separated")
         return value
 
+    @field_validator("allowed_channels")
+    @classmethod
+    def _channel_ids(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip() and not item.strip().isdigit():
+                raise ValueError(f"{item.strip()!r} is not a channel id; give numeric ids, comma-separated")
+        return value
+
+    @property
+    def allowed_channel_ids(self) -> frozenset[str]:
+        return frozenset(s.strip() for s in self.allowed_channels.split(",") if s.strip())
+
     @property
     def source_list(self) -> list[str]:
         return [s.strip() for s in self.sources.split(",") if s.strip()]
 
     def secrets(self) -> list[str]:
         """Every configured secret, so callers can make sure none is ever printed."""
-        return [s.get_secret_value() for s in (self.anthropic_api_key, self.qdrant_api_key) if s]
+        secrets = (self.anthropic_api_key, self.qdrant_api_key, self.discord_token)
+        return [s.get_secret_value() for s in secrets if s]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -159,3 +159,48 @@ async def test_secrets_never_reach_output(env: dict[str, str], llm_server: FakeA
     assert code == 0 and "Retrieval-only answer" in out
     assert "auth" in err
     assert KEY not in out and KEY not in err
+
+
+async def test_discord_invite_and_feedback_commands(env: dict[str, str], tmp_path: Path) -> None:
+    import base64
+
+    from bot.feedback import FeedbackStore
+    from bot.models import Answer, Source
+
+    token = base64.b64encode(b"123456789012345678").decode().rstrip("=") + ".Gx.secret-part"
+    code, out, err = await run(dict(env, DISCORD_TOKEN=token), "discord-invite")
+    assert code == 0, err
+    assert "client_id=123456789012345678" in out and "scope=bot+applications.commands" in out
+    assert "secret-part" not in out + err
+    code, _, err = await run(env, "discord-invite")
+    assert code == 2 and "DISCORD_APPLICATION_ID" in err
+
+    db = tmp_path / "feedback.sqlite3"
+    store = FeedbackStore(db)
+    answer = Answer(
+        "Quantilizers [1].",
+        (Source(1, "aisafety.info:6449", "Quantilizers", "https://aisafety.info/q/6449"),),
+        "llm",
+    )
+    aid = store.record_answer(
+        platform="discord",
+        place="discord:1",
+        asker="discord:2",
+        question="what are quantilizers?",
+        answer=answer,
+    )
+    store.record_answer(
+        platform="discord", place="discord:1", asker="discord:2", question="unvoted", answer=answer
+    )
+    store.record_vote(aid, voter="discord:3", vote="down")
+    store.close()
+    code, out, _ = await run(dict(env, FEEDBACK_DB=str(db)), "feedback", "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 1
+    assert (
+        rows[0]["question"] == "what are quantilizers?"
+        and rows[0]["down"] == 1
+        and rows[0]["sources"][0]["n"] == 1
+    )
+    code, out, _ = await run(dict(env, FEEDBACK_DB=str(db)), "feedback", "--all")
+    assert "unvoted" in out and "👎 1" in out

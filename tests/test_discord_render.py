@@ -23,12 +23,18 @@ LINK = re.compile(r"\[[^\]\n]*\]\(<?[^)\s]*>?\)")
 
 
 def test_strip_mentions_keeps_other_people() -> None:
-    assert strip_mentions(f"<@{BOT}> what is  corrigibility? cc <@99>", BOT) == "what is corrigibility? cc <@99>"
+    assert (
+        strip_mentions(f"<@{BOT}> what is  corrigibility? cc <@99>", BOT) == "what is corrigibility? cc <@99>"
+    )
     assert strip_mentions(f"<@!{BOT}>", BOT) == ""
 
 
 def test_history_roles_and_bound() -> None:
-    said = [Said(1, f"<@{BOT}> what is a mesa-optimizer?"), Said(BOT, "An optimizer inside [1]."), Said(2, "")]
+    said = [
+        Said(1, f"<@{BOT}> what is a mesa-optimizer?"),
+        Said(BOT, "An optimizer inside [1]."),
+        Said(2, ""),
+    ]
     history = build_history(said, BOT)
     assert [(t.role, t.text) for t in history] == [
         ("user", "what is a mesa-optimizer?"),
@@ -78,7 +84,11 @@ def test_split_prefers_paragraphs_and_keeps_links_whole() -> None:
         st.one_of(
             st.text(alphabet="abc XYZ.!?", min_size=1, max_size=80),
             st.sampled_from(["\n\n", "\n", ". ", "```py\nx = 1\n```"]),
-            st.builds(lambda t, u: f"[{t}](<https://e.org/{u}>)", st.text("abc de", max_size=40), st.text("abc", max_size=60)),
+            st.builds(
+                lambda t, u: f"[{t}](<https://e.org/{u}>)",
+                st.text("abc de", max_size=40),
+                st.text("abc", max_size=60),
+            ),
         ),
         max_size=120,
     ),

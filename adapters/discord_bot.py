@@ -1,0 +1,373 @@
+"""The Discord front end: events in, threads and streamed, cited answers out.
+
+Handlers only translate: discord.py objects become plain values for `discord_render`, the answer
+comes from `AnswerCore`, and every failure still ends in a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from adapters.discord_render import (
+    MESSAGE_LIMIT,
+    Said,
+    defuse,
+    render,
+    split_message,
+    strip_mentions,
+    thread_name,
+    to_question,
+)
+from bot.core import AnswerCore
+from bot.errors import BotError
+from bot.feedback import FeedbackStore
+from bot.models import Answer, Question
+from bot.ratelimit import RateLimiter
+
+_log = logging.getLogger(__name__)
+
+HISTORY_MESSAGES = 20
+USAGE = (
+    "Ask me about AI safety: mention me with your question (for example *@aisafety-bot what is "
+    "inner alignment?*), or use `/ask`. In a thread I started you can keep asking without mentioning me."
+)
+SLOW_DOWN = "You're asking faster than I can keep up. Please wait a minute and try again."
+APOLOGY = "Sorry, something went wrong while I was answering."
+THANKS = {
+    "up": "Thanks for the 👍, it helps us improve.",
+    "down": "Thanks for the 👎: it tells the article writers what to fix.",
+}
+# The permissions the bot needs, and nothing more (used for the invite link).
+PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    read_message_history=True,
+)
+SCOPES = ("bot", "applications.commands")
+
+
+def application_id_from_token(token: str) -> int | None:
+    """A bot token starts with its user id in base64; for a bot that is the application id."""
+    import base64
+    import binascii
+
+    head = token.split(".", 1)[0]
+    try:
+        return int(base64.b64decode(head + "=" * (-len(head) % 4)).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def invite_url(application_id: int) -> str:
+    return discord.utils.oauth_url(application_id, permissions=PERMISSIONS, scopes=SCOPES)
+
+
+@dataclass(frozen=True)
+class DiscordOptions:
+    allowed_channels: frozenset[str] = frozenset()
+    rate_limit_per_minute: int = 5
+    edit_interval_s: float = 1.2
+
+
+class FeedbackButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"aisafety:fb:(?P<answer>\d+):(?P<vote>up|down)"
+):
+    """👍 / 👎 on an answer. The custom id carries the answer id, so buttons work after a restart."""
+
+    def __init__(self, answer_id: int, vote: str):
+        super().__init__(
+            discord.ui.Button(
+                style=discord.ButtonStyle.secondary,
+                emoji="👍" if vote == "up" else "👎",
+                custom_id=f"aisafety:fb:{answer_id}:{vote}",
+            )
+        )
+        self.answer_id = answer_id
+        self.vote = vote
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> FeedbackButton:
+        return cls(int(match["answer"]), match["vote"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        client = interaction.client
+        assert isinstance(client, AiSafetyDiscord)
+        recorded = await asyncio.to_thread(
+            client.feedback.record_vote,
+            self.answer_id,
+            voter=f"discord:{interaction.user.id}",
+            vote=self.vote,
+        )
+        text = THANKS[self.vote] if recorded else "I can't find that answer any more, but thanks!"
+        await interaction.response.send_message(text, ephemeral=True)
+
+
+def feedback_view(answer_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(FeedbackButton(answer_id, "up"))
+    view.add_item(FeedbackButton(answer_id, "down"))
+    return view
+
+
+class StreamedReply:
+    """One reply that grows as the answer streams in, edited no faster than `interval` seconds."""
+
+    def __init__(self, channel: discord.abc.Messageable, interval: float):
+        self.channel = channel
+        self.interval = interval
+        self.message: discord.Message | None = None
+        self.text = ""
+        self._last = 0.0
+
+    async def add(self, delta: str) -> None:
+        self.text += delta
+        if time.monotonic() - self._last >= self.interval:
+            await self._show(self.text)
+
+    async def _show(self, text: str) -> None:
+        preview = defuse(text if len(text) <= MESSAGE_LIMIT - 2 else text[: MESSAGE_LIMIT - 2] + " …")
+        if not preview.strip():
+            return
+        self._last = time.monotonic()
+        if self.message is None:
+            self.message = await self.channel.send(preview, suppress_embeds=True)
+        else:
+            await self.message.edit(content=preview, suppress=True)
+
+    async def finish(self, rendered: str, view: discord.ui.View | None) -> None:
+        """Replace the preview with the final text, split at Discord's limit; buttons on the last part."""
+        parts = split_message(rendered)
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            kwargs: dict[str, Any] = {"view": view} if last and view is not None else {}
+            if i == 0 and self.message is not None:
+                await self.message.edit(content=part, suppress=True, **kwargs)
+            else:
+                await self.channel.send(part, suppress_embeds=True, **kwargs)
+
+
+@app_commands.command(name="ask", description="Ask a question about AI safety")
+@app_commands.describe(question="Your question", private="Only you see the answer")
+async def ask_command(interaction: discord.Interaction[Any], question: str, private: bool = False) -> None:
+    client = interaction.client
+    assert isinstance(client, AiSafetyDiscord)
+    await client.slash_ask(interaction, question, private)
+
+
+@app_commands.command(name="help", description="How to use the AI-safety bot")
+async def help_command(interaction: discord.Interaction[Any]) -> None:
+    await interaction.response.send_message(USAGE, ephemeral=True)
+
+
+def _command_definitions() -> list[app_commands.Command[Any, ..., None]]:
+    return [ask_command, help_command]
+
+
+class AiSafetyDiscord(discord.Client):
+    def __init__(
+        self,
+        *,
+        core: AnswerCore,
+        feedback: FeedbackStore,
+        options: DiscordOptions,
+        sync_commands: bool = False,
+        **kwargs: Any,
+    ):
+        intents = discord.Intents.default()
+        intents.message_content = True
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **kwargs)
+        self.core = core
+        self.feedback = feedback
+        self.options = options
+        self.limiter = RateLimiter(options.rate_limit_per_minute)
+        self.tree = app_commands.CommandTree(self)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sync_commands = sync_commands
+        for command in _command_definitions():
+            self.tree.add_command(command)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(FeedbackButton)
+        if self._sync_commands:  # on purpose only: Discord rate-limits command registration
+            synced = await self.tree.sync()
+            _log.info("synced %d slash commands", len(synced))
+
+    # -- which messages are for us ---------------------------------------------------------------
+    def _allowed(self, channel: Any) -> bool:
+        allowed = self.options.allowed_channels
+        if not allowed or isinstance(channel, discord.DMChannel):
+            return True
+        ids = {str(getattr(channel, "id", "")), str(getattr(channel, "parent_id", "") or "")}
+        return bool(ids & allowed)
+
+    def _addressed(self, message: discord.Message) -> str | None:
+        """Why this message is for the bot: 'dm', 'mention', 'thread' or 'reply'; None if it isn't."""
+        assert self.user is not None
+        if message.author.bot or message.author.id == self.user.id:
+            return None
+        if isinstance(message.channel, discord.DMChannel):
+            return "dm"
+        if self.user in message.mentions:
+            return "mention"
+        ref = message.reference.resolved if message.reference else None
+        if isinstance(ref, discord.Message) and ref.author.id == self.user.id:
+            return "reply"
+        if isinstance(message.channel, discord.Thread) and message.channel.owner_id == self.user.id:
+            return "thread"
+        return None
+
+    async def on_message(self, message: discord.Message) -> None:
+        why = self._addressed(message)
+        if why is None or not self._allowed(message.channel):
+            return
+        # Keep the task referenced; the gateway's event loop must not wait for an answer.
+        task = asyncio.create_task(self._answer_message(message, why))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_message(self, message: discord.Message, why: str) -> None:
+        assert self.user is not None
+        text = strip_mentions(message.content, self.user.id)
+        target: discord.abc.Messageable = message.channel
+        try:
+            if why == "mention" and isinstance(message.channel, discord.TextChannel):
+                # The first visible sign of work: a thread named after the question.
+                target = await message.create_thread(name=thread_name(text or "Question"))
+            if not text:
+                await target.send(USAGE)
+                return
+            if not self.limiter.allow(f"discord:{message.author.id}"):
+                await target.send(SLOW_DOWN)
+                return
+            async with target.typing():
+                history = await self._history(target, message)
+            question = to_question(
+                message.content,
+                bot_id=self.user.id,
+                history=history,
+                asker=f"discord:{message.author.id}",
+                place=f"discord:{getattr(target, 'id', '')}",
+            )
+            await self._stream_answer(target, question)
+        except Exception:
+            _log.exception("could not answer a Discord message (%s)", why)
+            await self._apologise(target, None)
+
+    async def _history(self, target: Any, message: discord.Message) -> list[Said]:
+        """The earlier messages of the thread or DM (bounded), oldest first; not the question itself."""
+        said: list[Said] = []
+        if isinstance(target, discord.Thread | discord.DMChannel) and target.id != message.id:
+            async for m in target.history(limit=HISTORY_MESSAGES, before=message):
+                if m.content:
+                    said.append(Said(m.author.id, m.content, m.author.bot))
+            said.reverse()
+            if isinstance(target, discord.Thread) and isinstance(target.parent, discord.TextChannel):
+                try:  # a thread started from a message: that message opened the conversation
+                    starter = await target.parent.fetch_message(target.id)
+                    said.insert(0, Said(starter.author.id, starter.content, starter.author.bot))
+                except discord.HTTPException:
+                    pass
+        return said
+
+    async def _stream_answer(self, target: discord.abc.Messageable, question: Question) -> None:
+        reply = StreamedReply(target, self.options.edit_interval_s)
+        final: Answer | None = None
+        try:
+            async with target.typing():
+                async for item in self.core.stream(question):
+                    if isinstance(item, Answer):
+                        final = item
+                    else:
+                        await reply.add(item)
+            assert final is not None
+            answer_id = await asyncio.to_thread(
+                self.feedback.record_answer,
+                platform="discord",
+                place=question.place,
+                asker=question.asker,
+                question=question.text,
+                answer=final,
+            )
+            await reply.finish(render(final), feedback_view(answer_id) if final.mode != "abstain" else None)
+        except Exception as exc:
+            if isinstance(exc, BotError):
+                _log.warning("answer failed: %s", type(exc).__name__)
+            else:
+                _log.exception("answer failed")
+            await self._apologise(target, final)
+
+    async def _apologise(self, target: discord.abc.Messageable, answer: Answer | None) -> None:
+        """Never silent: an apology, with whatever sources were found."""
+        text = APOLOGY
+        if answer is not None and (answer.sources or answer.read_next):
+            text += " Here is what I found:\n\n" + render(answer)
+        try:
+            for part in split_message(text):
+                await target.send(part, suppress_embeds=True)
+        except discord.HTTPException:
+            _log.exception("could not even send the apology")
+
+    # -- slash commands --------------------------------------------------------------------------
+    async def slash_ask(self, interaction: discord.Interaction[Any], question: str, private: bool) -> None:
+        await interaction.response.defer(ephemeral=private, thinking=True)
+        final: Answer | None = None
+        try:
+            if not self.limiter.allow(f"discord:{interaction.user.id}"):
+                await interaction.followup.send(SLOW_DOWN, ephemeral=True)
+                return
+            q = Question(
+                question, asker=f"discord:{interaction.user.id}", place=f"discord:{interaction.channel_id}"
+            )
+            final = await self.core.answer(q)
+            answer_id = await asyncio.to_thread(
+                self.feedback.record_answer,
+                platform="discord",
+                place=q.place,
+                asker=q.asker,
+                question=question,
+                answer=final,
+            )
+            parts = split_message(render(final))
+            for i, part in enumerate(parts):
+                view = (
+                    feedback_view(answer_id)
+                    if i == len(parts) - 1 and final.mode != "abstain"
+                    else discord.utils.MISSING
+                )
+                await interaction.followup.send(part, ephemeral=private, suppress_embeds=True, view=view)
+        except Exception:
+            _log.exception("/ask failed")
+            text = APOLOGY + (" Here is what I found:\n\n" + render(final) if final and final.sources else "")
+            await interaction.followup.send(split_message(text)[0], ephemeral=private, suppress_embeds=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await super().close()
+
+
+async def sync_commands(token: str, *, guild_id: int | None = None) -> list[str]:
+    """Log in over REST only (no gateway) and register the slash commands; returns their names."""
+    client = discord.Client(intents=discord.Intents.none())
+    tree = app_commands.CommandTree(client)
+    for command in _command_definitions():
+        tree.add_command(command)
+    async with client:
+        await client.login(token)
+        guild = discord.Object(guild_id) if guild_id else None
+        if guild is not None:
+            tree.copy_global_to(guild=guild)
+        synced = await tree.sync(guild=guild)
+    return [c.name for c in synced]

@@ -1,0 +1,117 @@
+"""The answers the bot gave and the 👍 / 👎 they got, in a local SQLite file the deployment keeps.
+
+Shared by every platform: an adapter records each answer it posts and each vote on it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.models import Answer
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    platform TEXT NOT NULL,
+    place TEXT NOT NULL,
+    asker TEXT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    sources TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS votes (
+    answer_id INTEGER NOT NULL REFERENCES answers(id),
+    voter TEXT NOT NULL,
+    vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
+    created REAL NOT NULL,
+    PRIMARY KEY (answer_id, voter)
+);
+"""
+
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    answer_id: int
+    platform: str
+    place: str
+    asker: str
+    question: str
+    answer: str
+    mode: str
+    sources: list[dict[str, object]]
+    up: int
+    down: int
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class FeedbackStore:
+    """Small and synchronous; callers on an event loop run it in a worker thread."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False)
+        self._db.executescript(_SCHEMA)
+
+    def record_answer(self, *, platform: str, place: str, asker: str, question: str, answer: Answer) -> int:
+        sources = [{"n": s.n, "id": s.id, "title": s.title, "url": s.url} for s in answer.sources]
+        with self._lock, self._db:
+            cur = self._db.execute(
+                "INSERT INTO answers (created, platform, place, asker, question, answer, mode, sources) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(),
+                    platform,
+                    place,
+                    asker,
+                    question,
+                    answer.text,
+                    answer.mode,
+                    json.dumps(sources),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def record_vote(self, answer_id: int, *, voter: str, vote: str) -> bool:
+        """A member's vote on an answer; voting again replaces their vote. False if no such answer."""
+        if vote not in ("up", "down"):
+            raise ValueError(f"unknown vote {vote!r}")
+        with self._lock, self._db:
+            if self._db.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is None:
+                return False
+            self._db.execute(
+                "INSERT INTO votes (answer_id, voter, vote, created) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (answer_id, voter) DO UPDATE SET vote = excluded.vote, created = excluded.created",
+                (answer_id, voter, vote, time.time()),
+            )
+            return True
+
+    def rows(self, *, limit: int = 50, only_voted: bool = True) -> list[FeedbackRow]:
+        query = (
+            "SELECT a.id, a.platform, a.place, a.asker, a.question, a.answer, a.mode, a.sources, "
+            "COALESCE(SUM(v.vote = 'up'), 0), COALESCE(SUM(v.vote = 'down'), 0) "
+            "FROM answers a LEFT JOIN votes v ON v.answer_id = a.id GROUP BY a.id "
+            + ("HAVING COUNT(v.vote) > 0 " if only_voted else "")
+            + "ORDER BY a.id DESC LIMIT ?"
+        )
+        with self._lock:
+            found = self._db.execute(query, (limit,)).fetchall()
+        return [
+            FeedbackRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), int(r[8]), int(r[9]))
+            for r in found
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,411 @@
+"""The Discord adapter end to end: real discord.py against a fake gateway and REST API on 127.0.0.1,
+with the real answer core, real embeddings and Qdrant, and the fake Anthropic API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+import pytest_asyncio
+import yarl
+
+from adapters.discord_bot import AiSafetyDiscord, DiscordOptions, invite_url
+from bot.core import AnswerCore
+from bot.feedback import FeedbackStore
+from bot.llm import AnthropicLLM
+from retrieval.embeddings import FastEmbedder
+from retrieval.index import StoreError, VectorStore
+from retrieval.search import HybridRetriever
+from tests.fake_anthropic import FakeAnthropic, Reply
+from tests.fake_discord import FakeDiscord
+
+StartBot = Callable[..., Awaitable[AiSafetyDiscord]]
+
+
+@pytest_asyncio.fixture
+async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord()
+    await fake.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.url}/api/v10")
+    monkeypatch.setattr(
+        discord.gateway.DiscordWebSocket,
+        "DEFAULT_GATEWAY",
+        yarl.URL(fake.url.replace("http", "ws") + "/gateway"),
+    )
+    yield fake
+    await fake.stop()
+
+
+@pytest_asyncio.fixture
+async def start_bot(
+    fake_discord: FakeDiscord,
+    slice_store: VectorStore,
+    embedder: FastEmbedder,
+    llm_server: FakeAnthropic,
+    tmp_path: Path,
+) -> AsyncIterator[StartBot]:
+    clients: list[tuple[AiSafetyDiscord, asyncio.Task[None]]] = []
+    feedback = FeedbackStore(tmp_path / "feedback.sqlite3")
+
+    async def start(**options: Any) -> AiSafetyDiscord:
+        llm = AnthropicLLM(
+            api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=5, max_retries=1
+        )
+        core = AnswerCore(retriever=HybridRetriever(store=slice_store, embedder=embedder), llm=llm)
+        opts = DiscordOptions(**{"edit_interval_s": 0.2, "rate_limit_per_minute": 0, **options})
+        client = AiSafetyDiscord(core=core, feedback=feedback, options=opts, guild_ready_timeout=0.2)
+        task = asyncio.create_task(client.start("fake-token"))
+        clients.append((client, task))
+        async with asyncio.timeout(20):
+            while not client.is_ready():
+                if task.done():
+                    task.result()  # the client died: show why
+                await asyncio.sleep(0.02)
+        return client
+
+    yield start
+    for client, task in clients:
+        await client.close()
+        task.cancel()
+    feedback.close()
+
+
+def bot_posts(fake: FakeDiscord, channel: int | str) -> list[dict[str, Any]]:
+    return [
+        r.body for r in fake.calls("POST", f"/channels/{channel}/messages") if r.path.endswith("/messages")
+    ]
+
+
+def final_texts(fake: FakeDiscord, channel: int | str) -> list[str]:
+    """What the bot shows in a channel now: its messages after all edits."""
+    return [
+        m["content"] for m in fake.messages.get(int(channel), []) if m["author"]["id"] == str(fake.bot_id)
+    ]
+
+
+def mention(fake: FakeDiscord, text: str) -> str:
+    return f"<@{fake.bot_id}> {text}"
+
+
+async def test_mention_starts_a_thread_and_streams_a_cited_answer(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    llm_server.script.append(
+        Reply(
+            text="The orthogonality thesis says intelligence and goals vary independently [1]. " * 3,
+            chunk_delay_s=0.03,
+        )
+    )
+    await start_bot()
+    msg = await fake.user_says(fake.channel_id, mention(fake, "what is the orthogonality thesis?"))
+    thread = msg["id"]
+    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, thread)))
+
+    create = fake.calls("POST", f"/channels/{fake.channel_id}/messages/{thread}/threads")
+    assert create and create[0].body["name"] == "what is the orthogonality thesis?"
+    assert fake.calls("POST", f"/channels/{thread}/typing")
+    posts = bot_posts(fake, thread)
+    edits = fake.calls("PATCH", f"/channels/{thread}/messages/")
+    assert len(posts) == 1 and len(edits) >= 2  # one reply, streamed by editing it
+    assert len(posts[0]["content"]) < len(edits[-1].body["content"])
+    final = edits[-1].body
+    assert (
+        '[1] [What is the "orthogonality thesis"?](<https://aisafety.info/questions/6568/' in final["content"]
+    )
+    assert final["flags"] & 4  # link previews suppressed
+    assert "aisafety:fb:" in str(final["components"])
+    for body in posts:
+        assert body["allowed_mentions"] == {"parse": []}
+        assert body["flags"] & 4
+
+
+async def test_follow_up_in_the_thread_uses_its_history(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    await start_bot()
+    llm_server.script.append(Reply(text="Intelligence and goals are independent [1]."))
+    msg = await fake.user_says(fake.channel_id, mention(fake, "what is the orthogonality thesis?"))
+    thread = msg["id"]
+    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, thread)))
+
+    llm_server.requests.clear()
+    llm_server.script += [
+        Reply(text="exceptions to the orthogonality thesis"),
+        Reply(text="It mostly holds [1]."),
+    ]
+    await fake.user_says(int(thread), "are there any goals where it doesn't hold though?")
+    await fake.wait_for(lambda: any("It mostly holds" in t for t in final_texts(fake, thread)))
+    condense = llm_server.requests[0].body["messages"][0]["content"]
+    assert "what is the orthogonality thesis?" in condense  # the thread's first question
+    assert "Intelligence and goals are independent" in condense  # and the bot's answer
+    assert len(fake.calls("POST", f"/channels/{fake.channel_id}/messages/")) == 1  # no second thread
+
+
+async def test_reply_to_the_bot_and_dm_are_answered(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    await start_bot()
+    earlier = fake.message(fake.other_channel_id, fake.bot_user, "Quantilizers pick among good actions [1].")
+    fake.messages.setdefault(fake.other_channel_id, []).append(earlier)
+    llm_server.script.append(Reply(text="Cutting the top helps [1]."))
+    await fake.user_says(
+        fake.other_channel_id, "would chopping off the top few percent make them safer?", referenced=earlier
+    )
+    await fake.wait_for(
+        lambda: any("Cutting the top helps" in t for t in final_texts(fake, fake.other_channel_id))
+    )
+    assert not fake.calls("POST", f"/channels/{fake.other_channel_id}/messages/")  # answered in place
+
+    dm = 700000000000000009
+    fake.channels[dm] = {"id": str(dm), "type": 1, "last_message_id": None}
+    llm_server.script.append(Reply(text="A mesa-optimizer is a learned optimizer [1]."))
+    await fake.user_says(dm, "what is a mesa-optimizer?", guild=False)
+    await fake.wait_for(lambda: any("learned optimizer" in t for t in final_texts(fake, dm)))
+    assert fake.calls("GET", f"/channels/{dm}/messages")  # the DM's recent messages are the history
+
+
+async def test_bots_and_unaddressed_messages_are_ignored_and_empty_mentions_get_help(
+    start_bot: StartBot, fake_discord: FakeDiscord
+) -> None:
+    fake = fake_discord
+    await start_bot()
+    await fake.user_says(fake.channel_id, "just chatting, no mention")
+    await fake.user_says(fake.channel_id, mention(fake, "hi"), author=fake.user(5, "otherbot", bot=True))
+    msg = await fake.user_says(fake.channel_id, mention(fake, ""))
+    await fake.wait_for(lambda: any("mention me" in t for t in final_texts(fake, msg["id"])))
+    assert (
+        len(fake.calls("POST", f"/channels/{fake.channel_id}/messages/")) == 1
+    )  # only for the empty mention
+
+
+async def test_slash_ask_public_and_private(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    await start_bot()
+    for private in (False, True):
+        llm_server.script.append(Reply(text="Takeoff is the move to superintelligence [1]."))
+        iid = fake.new_id()
+        await fake.dispatch("INTERACTION_CREATE", slash_ask(fake, iid, "what is AI takeoff?", private))
+        await fake.wait_for(lambda iid=iid: fake.calls("POST", f"/webhooks/{fake.app_id}/token-{iid}"))
+        defer = fake.calls("POST", f"/interactions/{iid}/token-{iid}/callback")[0].body
+        follow = fake.calls("POST", f"/webhooks/{fake.app_id}/token-{iid}")[0].body
+        assert defer["type"] == 5
+        assert bool((defer.get("data") or {}).get("flags", 0) & 64) is private
+        assert bool(follow["flags"] & 64) is private
+        assert "Takeoff is the move" in follow["content"] and "**Sources**" in follow["content"]
+        assert follow["allowed_mentions"] == {"parse": []}
+
+
+async def test_feedback_click_is_recorded_and_survives_a_restart(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    client = await start_bot()
+    llm_server.script.append(Reply(text="Goals and intelligence are independent [1]."))
+    msg = await fake.user_says(fake.channel_id, mention(fake, "what is the orthogonality thesis?"))
+    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, msg["id"])))
+    answer_msg = next(m for m in fake.messages[int(msg["id"])] if m["components"])
+    custom_up = answer_msg["components"][0]["components"][0]["custom_id"]
+    answer_id = int(custom_up.split(":")[2])
+
+    await fake.dispatch("INTERACTION_CREATE", click(fake, custom_up, answer_msg))
+    await fake.wait_for(
+        lambda: (
+            fake.calls("POST", "/interactions/")
+            and any(r.body["type"] == 4 for r in fake.calls("POST", "/interactions/"))
+        )
+    )
+    ack = [r.body for r in fake.calls("POST", "/interactions/") if r.body["type"] == 4][-1]
+    assert "Thanks" in ack["data"]["content"] and ack["data"]["flags"] & 64
+    rows = client.feedback.rows()
+    assert rows[0].answer_id == answer_id and rows[0].up == 1
+    assert rows[0].question == "what is the orthogonality thesis?" and rows[0].sources
+
+    await client.close()
+    restarted = await start_bot()
+    before = len(fake.calls("POST", "/interactions/"))
+    await fake.dispatch("INTERACTION_CREATE", click(fake, custom_up.replace(":up", ":down"), answer_msg))
+    await fake.wait_for(lambda: len(fake.calls("POST", "/interactions/")) > before)
+    row = restarted.feedback.rows()[0]
+    assert (row.up, row.down) == (0, 1)  # the same member changed their vote
+
+
+async def test_long_answers_are_split_and_nothing_can_ping(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    await start_bot()
+    long = " ".join(f"Sentence {i} about the orthogonality thesis [1]." for i in range(120))
+    llm_server.script.append(Reply(text=f"Hey @everyone and @here, <@&123> <@456>! {long}"))
+    msg = await fake.user_says(fake.channel_id, mention(fake, "@everyone what is the orthogonality thesis?"))
+    thread = msg["id"]
+    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, thread)))
+    shown = final_texts(fake, thread)
+    assert len(shown) >= 2 and all(len(t) <= 2000 for t in shown)
+    joined = "".join(shown)
+    assert "Sentence 119" in joined and "Sentence 0 " in joined
+    for ping in ("@everyone", "@here", "<@&123>", "<@456>"):
+        assert ping not in joined
+    for r in fake.requests:
+        if r.method in ("POST", "PATCH") and isinstance(r.body, dict) and "content" in r.body:
+            assert r.body.get("allowed_mentions") == {"parse": []}, r.path
+    assert (
+        fake.calls("POST", f"/channels/{fake.channel_id}/messages/{thread}/threads")[0]
+        .body["name"]
+        .startswith("@")
+    )
+
+
+async def test_failures_still_get_a_reply(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_discord
+    client = await start_bot()
+    llm_server.default = Reply(status=500)
+    try:
+        msg = await fake.user_says(fake.channel_id, mention(fake, "what is a mesa-optimizer?"))
+        await fake.wait_for(
+            lambda: (
+                "Retrieval-only" in "".join(final_texts(fake, msg["id"]))
+                and "**Sources**" in "".join(final_texts(fake, msg["id"]))
+            )
+        )
+    finally:
+        llm_server.default = Reply()
+
+    async def broken(query: str, *, k: int = 5) -> Any:
+        raise StoreError("Qdrant request failed: ConnectError")
+
+    monkeypatch.setattr(client.core.retriever, "search", broken)
+    msg = await fake.user_says(fake.channel_id, mention(fake, "what is a mesa-optimizer?"))
+    await fake.wait_for(
+        lambda: any(t.startswith("Sorry, something went wrong") for t in final_texts(fake, msg["id"]))
+    )
+
+
+async def test_rest_429_is_retried(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    await start_bot()
+    llm_server.script.append(Reply(text="Mesa-optimizers are learned optimizers [1]."))
+    msg = await fake.user_says(fake.channel_id, mention(fake, "what is a mesa-optimizer?"))
+    fake.rate_limit_once.add(f"POST /channels/{msg['id']}/messages")
+    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, msg["id"])))
+    assert len(bot_posts(fake, msg["id"])) == 2  # the 429 and its retry
+
+
+async def test_gateway_drop_is_survived(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    await start_bot()
+    await fake.drop_gateway()
+    await fake.wait_for(lambda: fake.resumes + fake.identifies >= 2, within=30)
+    llm_server.script.append(Reply(text="Quantilizers are safer optimizers [1]."))
+    msg = await fake.user_says(fake.channel_id, mention(fake, "what are quantilizers?"))
+    await fake.wait_for(lambda: any("Quantilizers are safer" in t for t in final_texts(fake, msg["id"])))
+
+
+async def test_rate_limit_and_allow_list(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    await start_bot(rate_limit_per_minute=1, allowed_channels=frozenset({str(fake.channel_id)}))
+    await fake.user_says(fake.other_channel_id, mention(fake, "what is a mesa-optimizer?"))
+    first = await fake.user_says(fake.channel_id, mention(fake, "what is a mesa-optimizer?"))
+    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, first["id"])))
+    second = await fake.user_says(fake.channel_id, mention(fake, "and what are quantilizers?"))
+    await fake.wait_for(
+        lambda: any("slow down" in t.lower() or "faster than" in t for t in final_texts(fake, second["id"]))
+    )
+    assert not fake.calls("POST", f"/channels/{fake.other_channel_id}/")  # not on the allow list: ignored
+
+
+def test_invite_url_has_exactly_the_needed_permissions() -> None:
+    url = yarl.URL(invite_url(123))
+    assert url.query["client_id"] == "123"
+    assert set(url.query["scope"].split()) == {"bot", "applications.commands"}
+    perms = discord.Permissions(int(url.query["permissions"]))
+    # VIEW_CHANNEL, SEND_MESSAGES, READ_MESSAGE_HISTORY, CREATE_PUBLIC_THREADS, SEND_MESSAGES_IN_THREADS
+    assert perms.value == (1 << 10) | (1 << 11) | (1 << 16) | (1 << 35) | (1 << 38)
+
+
+def _member(fake: FakeDiscord) -> dict[str, Any]:
+    return {
+        "user": fake.user(111, "alice"),
+        "roles": [],
+        "joined_at": "2024-01-01T00:00:00+00:00",
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "permissions": "1071698660928",
+    }
+
+
+def _interaction(fake: FakeDiscord, iid: int, kind: int, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(iid),
+        "application_id": str(fake.app_id),
+        "type": kind,
+        "data": data,
+        "guild_id": str(fake.guild_id),
+        "channel_id": str(fake.channel_id),
+        "channel": {
+            "id": str(fake.channel_id),
+            "type": 0,
+            "guild_id": str(fake.guild_id),
+            "name": "ask-the-bot",
+            "position": 0,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+        },
+        "member": _member(fake),
+        "token": f"token-{iid}",
+        "version": 1,
+        "locale": "en-US",
+        "guild_locale": "en-US",
+        "app_permissions": "1071698660928",
+        "entitlements": [],
+        "authorizing_integration_owners": {"0": str(fake.guild_id)},
+        "context": 0,
+        "attachment_size_limit": 8388608,
+    }
+
+
+def slash_ask(fake: FakeDiscord, iid: int, question: str, private: bool) -> dict[str, Any]:
+    options = [
+        {"name": "question", "type": 3, "value": question},
+        {"name": "private", "type": 5, "value": private},
+    ]
+    return _interaction(fake, iid, 2, {"id": "1", "name": "ask", "type": 1, "options": options})
+
+
+def click(fake: FakeDiscord, custom_id: str, message: dict[str, Any]) -> dict[str, Any]:
+    payload = _interaction(fake, fake.new_id(), 3, {"custom_id": custom_id, "component_type": 2})
+    payload["message"] = message
+    return payload
+
+
+async def test_slash_commands_are_synced_on_purpose(fake_discord: FakeDiscord) -> None:
+    from adapters.discord_bot import sync_commands
+
+    names = await sync_commands("fake-token")
+    assert sorted(names) == ["ask", "help"]
+    put = fake_discord.calls("PUT", f"/applications/{fake_discord.app_id}/commands")
+    assert len(put) == 1
+    ask = next(c for c in put[0].body if c["name"] == "ask")
+    assert [(o["name"], o["type"], o.get("required", False)) for o in ask["options"]] == [
+        ("question", 3, True),
+        ("private", 5, False),
+    ]
+    assert not fake_discord.identifies  # REST only, no gateway session
