@@ -80,7 +80,10 @@ class FakeAnthropic:
                     "usage": {"input_tokens": 11, "output_tokens": len(text.split())},
                 }
             )
-        return await self._stream(request, body, text, reply)
+        try:
+            return await self._stream(request, body, text, reply)
+        except ConnectionResetError:  # the client went away mid-stream (a timeout, or shutdown)
+            return web.Response(status=499)
 
     async def _stream(
         self, request: web.Request, body: dict[str, Any], text: str, reply: Reply

@@ -1,0 +1,161 @@
+"""Discord responsiveness, seen from the fake gateway: how soon a mention shows a sign of work and
+its first streamed text, against the fake LLM's own first-token time, and event-loop lag while 50
+mentions arrive at once. Real discord.py, the real answer core, embeddings and embedded Qdrant.
+
+    python benchmarks/bench_discord.py [--shared ../shared]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import discord  # noqa: E402
+import yarl  # noqa: E402
+
+from adapters.discord_bot import AiSafetyDiscord, DiscordOptions  # noqa: E402
+from bot.core import AnswerCore  # noqa: E402
+from bot.feedback import FeedbackStore  # noqa: E402
+from bot.llm import AnthropicLLM  # noqa: E402
+from retrieval.edge_store import EdgeStore  # noqa: E402
+from retrieval.embeddings import FastEmbedder  # noqa: E402
+from retrieval.ingest import ingest  # noqa: E402
+from retrieval.search import HybridRetriever  # noqa: E402
+from tests.fake_anthropic import FakeAnthropic, Reply  # noqa: E402
+from tests.fake_discord import FakeDiscord  # noqa: E402
+
+LLM_FIRST_TOKEN_S = 0.3
+QUESTIONS = [
+    "what is a mesa-optimizer?",
+    "why can't we just turn it off?",
+    "what is the orthogonality thesis?",
+    "what are quantilizers?",
+    "what is AI takeoff?",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main() -> dict[str, object]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    parser.add_argument("--sequential", type=int, default=15)
+    parser.add_argument("--burst", type=int, default=50)
+    args = parser.parse_args()
+    shared = Path(args.shared)
+
+    embedder = FastEmbedder(
+        model_name="sentence-transformers/all-MiniLM-L6-v2",
+        model_path=str(shared / "models" / "all-MiniLM-L6-v2"),
+    )
+    store = EdgeStore(alias="bench", path=tempfile.mkdtemp(prefix="bench-discord-"))
+    ingest(store=store, embedder=embedder, sources=[str(shared / "corpus" / "aisafety.info.jsonl")])
+
+    fake = FakeDiscord()
+    await fake.start()
+    discord.http.Route.BASE = f"{fake.url}/api/v10"
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.url.replace("http", "ws") + "/gateway")
+    llm_server = FakeAnthropic(
+        default=Reply(
+            text="An answer from the articles [1]. " * 8, delay_s=LLM_FIRST_TOKEN_S, chunk_delay_s=0.01
+        )
+    )
+    await llm_server.start()
+
+    llm = AnthropicLLM(api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=30, max_retries=0)
+    core = AnswerCore(retriever=HybridRetriever(store=store, embedder=embedder), llm=llm)
+    client = AiSafetyDiscord(
+        core=core,
+        feedback=FeedbackStore(":memory:"),
+        options=DiscordOptions(rate_limit_per_minute=0),
+        guild_ready_timeout=0.2,
+    )
+    runner = asyncio.create_task(client.start("bench-token"))
+    while not client.is_ready():
+        await asyncio.sleep(0.02)
+    loop = asyncio.get_running_loop()
+
+    async def one(text: str) -> tuple[float, float]:
+        sent = loop.time()
+        msg = await fake.user_says(fake.channel_id, f"<@{fake.bot_id}> {text}")
+        thread = msg["id"]
+        sign = await fake.wait_for(
+            lambda: fake.calls("POST", f"/channels/{fake.channel_id}/messages/{thread}/threads"), within=60
+        )
+        first = await fake.wait_for(
+            lambda: [
+                r for r in fake.calls("POST", f"/channels/{thread}/messages") if r.path.endswith("/messages")
+            ],
+            within=60,
+        )
+        return sign[0].at - sent, first[0].at - sent
+
+    sign_ms, text_ms = [], []
+    for i in range(args.sequential):
+        s, t = await one(QUESTIONS[i % len(QUESTIONS)])
+        sign_ms.append(s * 1000)
+        text_ms.append(t * 1000)
+
+    # Burst: 50 mentions at once while a ticker measures how late the event loop wakes it.
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append((loop.time() - before - 0.01) * 1000)
+
+    tick = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    burst_sign = await asyncio.gather(*(one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.burst)))
+    burst_s = time.perf_counter() - started
+    stop.set()
+    await tick
+
+    result: dict[str, object] = {
+        "fake_llm_first_token_ms": LLM_FIRST_TOKEN_S * 1000,
+        "sequential_mentions": args.sequential,
+        "first_sign_of_work_ms": {
+            "median": round(statistics.median(sign_ms), 1),
+            "p95": round(pct(sign_ms, 0.95), 1),
+        },
+        "first_streamed_text_ms": {
+            "median": round(statistics.median(text_ms), 1),
+            "p95": round(pct(text_ms, 0.95), 1),
+        },
+        "first_text_minus_llm_first_token_ms": round(
+            statistics.median(text_ms) - LLM_FIRST_TOKEN_S * 1000, 1
+        ),
+        "burst_mentions": args.burst,
+        "burst_first_sign_of_work_ms": {
+            "median": round(statistics.median(s * 1000 for s, _ in burst_sign), 1),
+            "max": round(max(s * 1000 for s, _ in burst_sign), 1),
+        },
+        "burst_event_loop_lag_ms": {"median": round(statistics.median(lags), 2), "max": round(max(lags), 1)},
+        "burst_wall_s": round(burst_s, 2),
+    }
+    await client.close()
+    runner.cancel()
+    await fake.stop()
+    await llm_server.stop()
+    store.close()
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main()), indent=2))
