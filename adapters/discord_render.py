@@ -114,7 +114,11 @@ def _best_cut(text: str, limit: int) -> int:
             if ok(cut):
                 return cut
             i = window.rfind(sep, 0, i)
-    # No break fits outside a link or code block: one longer than the limit must be cut after all.
+    # No break fits: cut where a link or code block starts or ends, if one does within the limit.
+    edges = [i for a, b in spans for i in (a, b) if ok(i)]
+    if edges:
+        return max(edges)
+    # A link or code block longer than the limit must be cut after all.
     return limit
 
 

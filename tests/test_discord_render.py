@@ -78,7 +78,7 @@ def test_split_prefers_paragraphs_and_keeps_links_whole() -> None:
     assert any(link in p for p in parts)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.one_of(
