@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.models import Answer, Question, Source, Turn
+from bot.textsplit import split_text
 
 MESSAGE_LIMIT = 2000
 THREAD_NAME_LIMIT = 100
@@ -19,7 +20,6 @@ ZWSP = "\u200b"
 
 _MENTION = re.compile(r"<@!?(\d+)>")
 _LINK = re.compile(r"\[[^\]\n]*\]\(<?[^)\s]*>?\)")
-_FENCE = "```"
 _MASS_MENTION = re.compile(r"@(everyone|here)")
 
 
@@ -86,51 +86,7 @@ def render(answer: Answer) -> str:
     return defuse("\n\n".join(parts))
 
 
-def _protected_spans(text: str) -> list[tuple[int, int]]:
-    """Character ranges a split must not fall inside: Markdown links and fenced code blocks."""
-    spans = [(m.start(), m.end()) for m in _LINK.finditer(text)]
-    start = text.find(_FENCE)
-    while start != -1:
-        end = text.find(_FENCE, start + 3)
-        if end == -1:
-            break
-        spans.append((start, end + 3))
-        start = text.find(_FENCE, end + 3)
-    return spans
-
-
-def _best_cut(text: str, limit: int) -> int:
-    """Where to end the first piece: the last paragraph, line, sentence or word break that fits."""
-    window = text[:limit]
-    spans = _protected_spans(text)
-
-    def ok(i: int) -> bool:
-        return 0 < i <= limit and not any(a < i < b for a, b in spans)
-
-    for sep in ("\n\n", "\n", ". ", "! ", "? ", " "):
-        i = window.rfind(sep)
-        while i > 0:
-            cut = i + len(sep)
-            if ok(cut):
-                return cut
-            i = window.rfind(sep, 0, i)
-    # No break fits: cut where a link or code block starts or ends, if one does within the limit.
-    edges = [i for a, b in spans for i in (a, b) if ok(i)]
-    if edges:
-        return max(edges)
-    # A link or code block longer than the limit must be cut after all.
-    return limit
-
-
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     """Pieces of at most `limit` characters, split on paragraph or sentence breaks, never inside a
     link or a code block when that can be avoided. Joining the pieces gives back the text."""
-    pieces: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        cut = _best_cut(rest, limit)
-        pieces.append(rest[:cut])
-        rest = rest[cut:]
-    if rest or not pieces:
-        pieces.append(rest)
-    return pieces
+    return split_text(text, limit, _LINK)

@@ -1,0 +1,345 @@
+"""The Slack front end: Socket Mode or HTTP, one set of handlers, streamed and cited answers in threads.
+
+Handlers only translate: raw payloads become plain values for `slack_render`, the answer comes from
+`AnswerCore`, and every failure still ends in a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack_render import (
+    mentions_bot,
+    neutralise,
+    render_blocks,
+    render_text,
+    to_mrkdwn,
+    to_question,
+)
+from bot.core import AnswerCore
+from bot.feedback import FeedbackStore
+from bot.models import Answer, Question
+from bot.ratelimit import RateLimiter
+
+_log = logging.getLogger(__name__)
+
+HISTORY_MESSAGES = 20
+WORKING = "_Looking through the articles…_"
+USAGE = (
+    "Ask me about AI safety: mention me with your question, use `/ask your question` "
+    "(`/ask --private your question` for an answer only you see), or DM me. In a thread where I "
+    "answered, you can keep asking without mentioning me."
+)
+SLOW_DOWN = "You're asking faster than I can keep up. Please wait a minute and try again."
+APOLOGY = "Sorry, something went wrong while I was answering."
+THANKS = {
+    "up": "Thanks for the 👍, it helps us improve.",
+    "down": "Thanks for the 👎: it tells the article writers what to fix.",
+}
+PRIVATE_FLAG = "--private"
+
+
+@dataclass(frozen=True)
+class SlackOptions:
+    allowed_channels: frozenset[str] = frozenset()
+    rate_limit_per_minute: int = 5
+    edit_interval_s: float = 1.2
+
+
+class _Seen:
+    """Remembers recent keys: Slack delivers a mention twice and retries unacknowledged events."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def first(self, *keys: str) -> bool:
+        """True if none of these keys was seen before; all of them are remembered from now on."""
+        fresh = not any(k in self._keys for k in keys if k)
+        for k in keys:
+            if k:
+                self._keys[k] = None
+                self._keys.move_to_end(k)
+        while len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+        return fresh
+
+
+class SlackBot:
+    def __init__(
+        self,
+        *,
+        core: AnswerCore,
+        feedback: FeedbackStore,
+        options: SlackOptions,
+        token: str,
+        signing_secret: str = "",
+        base_url: str | None = None,
+    ):
+        self.core = core
+        self.feedback = feedback
+        self.options = options
+        self.limiter = RateLimiter(options.rate_limit_per_minute)
+        kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
+        self.client = AsyncWebClient(token=token, timeout=15, **kwargs)
+        self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+        self.app = AsyncApp(client=self.client, signing_secret=signing_secret, process_before_response=False)
+        self.bot_user_id = ""
+        self._seen = _Seen()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.app.event("app_mention")(self._on_mention)
+        self.app.event("message")(self._on_message)
+        self.app.command("/ask")(self._on_ask)
+        self.app.action(re.compile(r"^feedback_(up|down)$"))(self._on_feedback)
+
+    async def identify(self) -> None:
+        """Who the bot is on this workspace (to spot its own mention and its own messages)."""
+        auth = await self.client.auth_test()
+        self.bot_user_id = str(auth["user_id"])
+
+    # -- events ----------------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ignored(self, event: Mapping[str, Any]) -> bool:
+        if event.get("bot_id") or event.get("subtype") or not event.get("user"):
+            return True  # other bots, the bot itself, edits and other system messages
+        if event.get("user") == self.bot_user_id:
+            return True
+        allowed = self.options.allowed_channels
+        return (
+            bool(allowed) and event.get("channel_type") != "im" and str(event.get("channel")) not in allowed
+        )
+
+    def _first_delivery(self, body: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
+        return self._seen.first(str(body.get("event_id") or ""), f"{event.get('channel')}:{event.get('ts')}")
+
+    async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if self._ignored(event) or not self._first_delivery(body, event):
+            return
+        thread_ts = str(event.get("thread_ts") or event["ts"])
+        self._spawn(self._answer_event(event, thread_ts))
+
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if self._ignored(event):
+            return
+        is_dm = event.get("channel_type") == "im"
+        if not is_dm and mentions_bot(str(event.get("text") or ""), self.bot_user_id):
+            return  # the app_mention delivery of the same message answers it
+        thread_ts = event.get("thread_ts")
+        if not is_dm and (not thread_ts or thread_ts == event.get("ts")):
+            return  # a channel message not addressed to the bot
+        if not self._first_delivery(body, event):
+            return
+        self._spawn(self._answer_event(event, str(thread_ts) if thread_ts else None, follow_up=not is_dm))
+
+    async def _history(self, event: Mapping[str, Any], thread_ts: str | None) -> list[dict[str, Any]]:
+        channel = str(event["channel"])
+        if thread_ts:
+            resp = await self.client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=HISTORY_MESSAGES + 1
+            )
+        else:
+            resp = await self.client.conversations_history(
+                channel=channel, latest=str(event["ts"]), limit=HISTORY_MESSAGES
+            )
+        found: list[dict[str, Any]] = list(resp.get("messages", []))
+        messages = [m for m in found if m.get("ts") != event.get("ts") and m.get("text") != WORKING]
+        messages.sort(key=lambda m: float(m.get("ts", 0)))
+        return messages[-HISTORY_MESSAGES:]
+
+    def _thread_is_ours(self, history: list[dict[str, Any]]) -> bool:
+        if not history:
+            return False
+        first = history[0]
+        return mentions_bot(str(first.get("text") or ""), self.bot_user_id) or any(
+            m.get("user") == self.bot_user_id for m in history
+        )
+
+    async def _answer_event(
+        self, event: Mapping[str, Any], thread_ts: str | None, *, follow_up: bool = False
+    ) -> None:
+        channel = str(event["channel"])
+        placeholder: str | None = None
+        final: Answer | None = None
+        try:
+            history = await self._history(event, thread_ts)
+            if follow_up and not self._thread_is_ours(history):
+                return
+            question = to_question(event, bot_user_id=self.bot_user_id, history=history)
+            if not question.text:
+                await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=USAGE)
+                return
+            if not self.limiter.allow(question.asker):
+                await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=SLOW_DOWN)
+                return
+            posted = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=WORKING)
+            placeholder = str(posted["ts"])
+            final = await self._stream(channel, placeholder, question)
+        except Exception:
+            _log.exception("could not answer a Slack message")
+            await self._apologise(channel, thread_ts, placeholder, final)
+
+    async def _stream(self, channel: str, ts: str, question: Question) -> Answer:
+        text = ""
+        last = time.monotonic()
+        final: Answer | None = None
+        async for item in self.core.stream(question):
+            if isinstance(item, Answer):
+                final = item
+                continue
+            text += item
+            if time.monotonic() - last >= self.options.edit_interval_s:
+                last = time.monotonic()
+                await self.client.chat_update(channel=channel, ts=ts, text=neutralise(to_mrkdwn(text)) + " …")
+        assert final is not None
+        await self._post_final(channel, ts, question, final)
+        return final
+
+    async def _post_final(
+        self,
+        channel: str,
+        ts: str | None,
+        question: Question,
+        answer: Answer,
+        *,
+        thread_ts: str | None = None,
+    ) -> None:
+        answer_id = await asyncio.to_thread(
+            self.feedback.record_answer,
+            platform="slack",
+            place=question.place,
+            asker=question.asker,
+            question=question.text,
+            answer=answer,
+        )
+        blocks = render_blocks(answer, answer_id if answer.mode != "abstain" else None)
+        if ts is None:
+            await self.client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text=render_text(answer), blocks=blocks
+            )
+        else:
+            await self.client.chat_update(channel=channel, ts=ts, text=render_text(answer), blocks=blocks)
+
+    async def _apologise(
+        self, channel: str, thread_ts: str | None, ts: str | None, answer: Answer | None
+    ) -> None:
+        """Never silent: an apology in the thread, with whatever sources were found."""
+        text = APOLOGY
+        if answer is not None and (answer.sources or answer.read_next):
+            text += " Here is what I found:\n\n" + render_text(answer)
+        try:
+            if ts is not None:
+                await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=[])
+            else:
+                await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
+        except Exception:
+            _log.exception("could not even send the apology")
+
+    # -- /ask and buttons ------------------------------------------------------------------------
+    async def _on_ask(self, ack: Any, command: dict[str, Any]) -> None:
+        text = str(command.get("text") or "").strip()
+        private = text.startswith(PRIVATE_FLAG)
+        if private:
+            text = text[len(PRIVATE_FLAG) :].strip()
+        if not text or text.lower() in {"help", "-h", "--help"}:
+            await ack(text=USAGE)
+            return
+        channel, user = str(command["channel_id"]), str(command["user_id"])
+        allowed = self.options.allowed_channels
+        if allowed and channel not in allowed and not channel.startswith("D"):
+            await ack(
+                text="I don't answer in this channel; ask me in one of the channels I'm set up for, or in a DM."
+            )
+            return
+        await ack()
+        self._spawn(self._answer_command(channel, user, text, private))
+
+    async def _answer_command(self, channel: str, user: str, text: str, private: bool) -> None:
+        question = Question(text, asker=f"slack:{user}", place=f"slack:{channel}")
+        final: Answer | None = None
+        ts: str | None = None
+        try:
+            if not self.limiter.allow(question.asker):
+                await self.client.chat_postEphemeral(channel=channel, user=user, text=SLOW_DOWN)
+                return
+            if private:
+                final = await self.core.answer(question)
+                answer_id = await asyncio.to_thread(
+                    self.feedback.record_answer,
+                    platform="slack",
+                    place=question.place,
+                    asker=question.asker,
+                    question=text,
+                    answer=final,
+                )
+                await self.client.chat_postEphemeral(
+                    channel=channel,
+                    user=user,
+                    text=render_text(final),
+                    blocks=render_blocks(final, answer_id if final.mode != "abstain" else None),
+                )
+                return
+            posted = await self.client.chat_postMessage(
+                channel=channel, text=f"*Question:* {neutralise(to_mrkdwn(text))}\n{WORKING}"
+            )
+            ts = str(posted["ts"])
+            final = await self._stream(channel, ts, question)
+        except Exception:
+            _log.exception("/ask failed")
+            if private:
+                try:
+                    await self.client.chat_postEphemeral(channel=channel, user=user, text=APOLOGY)
+                except Exception:
+                    _log.exception("could not even send the apology")
+            else:
+                await self._apologise(channel, None, ts, final)
+
+    async def _on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        vote = "up" if action["action_id"] == "feedback_up" else "down"
+        user = str(body["user"]["id"])
+        recorded = await asyncio.to_thread(
+            self.feedback.record_vote, int(action["value"]), voter=f"slack:{user}", vote=vote
+        )
+        channel = str(
+            (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
+        )
+        text = THANKS[vote] if recorded else "I can't find that answer any more, but thanks!"
+        if channel:
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+    # -- running ---------------------------------------------------------------------------------
+    def web_app(self) -> web.Application:
+        """HTTP mode: Slack's Events API, slash commands and interactivity all POST to /slack/events."""
+        return self.app.web_app(path="/slack/events")
+
+    async def serve_http(self, host: str, port: int) -> web.AppRunner:
+        runner = web.AppRunner(self.web_app())
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        return runner
+
+    async def run_socket_mode(self, app_token: str) -> None:
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        handler = AsyncSocketModeHandler(self.app, app_token)
+        await handler.start_async()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()

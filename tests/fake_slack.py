@@ -1,0 +1,230 @@
+"""A fake Slack Web API (and Socket Mode WebSocket) on 127.0.0.1 for the real slack-bolt / slack_sdk.
+
+It keeps channels' messages, answers the methods the bot calls, records every call, can answer a
+method with 429 once, and pushes Socket Mode envelopes, checking their acknowledgements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+BOT_USER = "UBOT0001"
+BOT_ID = "BBOT0001"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float
+
+
+@dataclass
+class FakeSlack:
+    url: str = ""
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rate_limit_once: set[str] = field(default_factory=set)
+    acks: list[dict[str, Any]] = field(default_factory=list)
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _ws: list[web.WebSocketResponse] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def new_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def named(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def user_message(
+        self,
+        channel: str,
+        text: str,
+        *,
+        user: str = "UALICE01",
+        thread_ts: str | None = None,
+        channel_type: str = "channel",
+        ts: str | None = None,
+    ) -> dict[str, Any]:
+        """A member's message, stored for history; returns the event to deliver."""
+        msg: dict[str, Any] = {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "ts": ts or self.new_ts(),
+            "channel": channel,
+            "channel_type": channel_type,
+            "team": "T0001",
+        }
+        if thread_ts:
+            msg["thread_ts"] = thread_ts
+        self.messages.setdefault(channel, []).append(msg)
+        return msg
+
+    def bot_texts(self, channel: str) -> list[str]:
+        return [m.get("text", "") for m in self.messages.get(channel, []) if m.get("user") == BOT_USER]
+
+    async def wait_for(self, check: Callable[[], Any], within: float = 20.0) -> Any:
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            result = check()
+            if result:
+                return result
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(
+                    "condition not met; calls: " + ", ".join(c.method for c in self.calls[-15:])
+                )
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
+            except TimeoutError:
+                pass
+
+    # -- Web API ----------------------------------------------------------------------------------
+    async def api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                args.update(await request.json())
+            else:
+                args.update(dict(await request.post()))
+        self.calls.append(Call(method, args, asyncio.get_running_loop().time()))
+        self._changed.set()
+        if method in self.rate_limit_once:
+            self.rate_limit_once.discard(method)
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
+            )
+        handler = getattr(self, "m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        return web.json_response({"ok": True, **handler(args)})
+
+    def m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": "https://example.slack.com/",
+            "team": "AI Safety",
+            "user": "aisafety-bot",
+            "team_id": "T0001",
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _blocks(self, args: dict[str, Any]) -> Any:
+        blocks = args.get("blocks")
+        return json.loads(blocks) if isinstance(blocks, str) else blocks
+
+    def m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args["channel"])
+        msg = {
+            "type": "message",
+            "user": BOT_USER,
+            "bot_id": BOT_ID,
+            "text": args.get("text", ""),
+            "blocks": self._blocks(args),
+            "ts": self.new_ts(),
+            "channel": channel,
+        }
+        if args.get("thread_ts"):
+            msg["thread_ts"] = args["thread_ts"]
+        self.messages.setdefault(channel, []).append(msg)
+        return {"channel": channel, "ts": msg["ts"], "message": msg}
+
+    def m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args["channel"])
+        for m in self.messages.get(channel, []):
+            if m["ts"] == args["ts"]:
+                m["text"] = args.get("text", m["text"])
+                if "blocks" in args:
+                    m["blocks"] = self._blocks(args)
+        return {"channel": channel, "ts": args["ts"], "text": args.get("text", "")}
+
+    def m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"message_ts": self.new_ts()}
+
+    def m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        ts = str(args["ts"])
+        found = [
+            m
+            for m in self.messages.get(str(args["channel"]), [])
+            if m["ts"] == ts or m.get("thread_ts") == ts
+        ]
+        return {"messages": sorted(found, key=lambda m: float(m["ts"])), "has_more": False}
+
+    def m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        msgs = [m for m in self.messages.get(str(args["channel"]), []) if "thread_ts" not in m]
+        latest = float(args.get("latest") or "inf")
+        msgs = [m for m in msgs if float(m["ts"]) <= latest]
+        return {"messages": list(reversed(msgs))[: int(args.get("limit", 100))], "has_more": False}
+
+    def m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.url.replace("http", "ws") + "/socket"}
+
+    # -- Socket Mode ------------------------------------------------------------------------------
+    async def socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._ws.append(ws)
+        await ws.send_str(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "num_connections": 1,
+                    "connection_info": {"app_id": "A0001"},
+                    "debug_info": {"host": "fake", "approximate_connection_time": 18060},
+                }
+            )
+        )
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self.acks.append(json.loads(msg.data))
+                    self._changed.set()
+        finally:
+            self._ws.remove(ws)
+        return ws
+
+    async def envelope(self, kind: str, payload: dict[str, Any]) -> str:
+        eid = str(uuid.uuid4())
+        data = {
+            "envelope_id": eid,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": 0,
+            "retry_reason": "",
+        }
+        await self.wait_for(lambda: self._ws)
+        for ws in self._ws:
+            await ws.send_str(json.dumps(data))
+        return eid
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self.api)
+        app.router.add_get("/socket", self.socket)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self.url
+
+    async def stop(self) -> None:
+        for ws in list(self._ws):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,450 @@
+"""The Slack adapter end to end: the real slack-bolt AsyncApp in HTTP mode (signed requests) and in
+Socket Mode, posting to a fake Slack Web API on 127.0.0.1, with the real answer core, embeddings,
+Qdrant and the fake Anthropic API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from slack_sdk.signature import SignatureVerifier
+
+from adapters.slack_app import SlackBot, SlackOptions
+from bot.core import AnswerCore
+from bot.feedback import FeedbackStore
+from bot.llm import AnthropicLLM
+from retrieval.embeddings import FastEmbedder
+from retrieval.index import VectorStore
+from retrieval.search import HybridRetriever
+from tests.fake_anthropic import FakeAnthropic, Reply
+from tests.fake_slack import BOT_USER, FakeSlack
+from tests.qdrant_server import free_port
+
+SECRET = "test-signing-secret"
+CHANNEL = "C0000001"
+OTHER = "C0000002"
+
+
+class Harness:
+    def __init__(self, fake: FakeSlack, bot: SlackBot, url: str, session: aiohttp.ClientSession):
+        self.fake, self.bot, self.url, self.session = fake, bot, url, session
+        self._events = 0
+
+    async def post(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+        sign: bool = True,
+        timestamp: int | None = None,
+    ) -> tuple[int, str]:
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        h = {"content-type": content_type, **(headers or {})}
+        if sign:
+            h["x-slack-request-timestamp"] = ts
+            h["x-slack-signature"] = SignatureVerifier(SECRET).generate_signature(
+                timestamp=ts, body=body.decode()
+            )
+        async with self.session.post(self.url, data=body, headers=h) as resp:
+            return resp.status, await resp.text()
+
+    def event_body(self, event: dict[str, Any], event_id: str | None = None) -> bytes:
+        self._events += 1
+        return json.dumps(
+            {
+                "token": "x",
+                "team_id": "T0001",
+                "api_app_id": "A0001",
+                "type": "event_callback",
+                "event_id": event_id or f"Ev{self._events:08d}",
+                "event_time": int(time.time()),
+                "event": event,
+                "authorizations": [{"team_id": "T0001", "user_id": BOT_USER, "is_bot": True}],
+            }
+        ).encode()
+
+    async def event(self, event: dict[str, Any], **kw: Any) -> tuple[int, str]:
+        return await self.post(self.event_body(event), "application/json", **kw)
+
+    async def mention(self, text: str, channel: str = CHANNEL, **kw: Any) -> dict[str, Any]:
+        msg = self.fake.user_message(channel, f"<@{BOT_USER}> {text}", **kw)
+        status, _ = await self.event(dict(msg, type="app_mention"))
+        assert status == 200
+        return msg
+
+    async def command(self, text: str, channel: str = CHANNEL) -> tuple[int, str]:
+        form = {
+            "token": "x",
+            "team_id": "T0001",
+            "channel_id": channel,
+            "channel_name": "ask",
+            "user_id": "UALICE01",
+            "user_name": "alice",
+            "command": "/ask",
+            "text": text,
+            "response_url": f"{self.fake.url}/respond",
+            "trigger_id": "t1",
+            "api_app_id": "A0001",
+        }
+        return await self.post(urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded")
+
+    def answered(self, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.fake.messages.get(channel, [])
+            if m.get("user") == BOT_USER
+            and m.get("blocks")
+            and (thread_ts is None or m.get("thread_ts") == thread_ts)
+        ]
+
+
+StartSlack = Callable[..., Awaitable[Harness]]
+
+
+@pytest_asyncio.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest_asyncio.fixture
+async def start_slack(
+    fake_slack: FakeSlack,
+    slice_store: VectorStore,
+    embedder: FastEmbedder,
+    llm_server: FakeAnthropic,
+    tmp_path: Path,
+) -> AsyncIterator[StartSlack]:
+    runners: list[Any] = []
+    bots: list[SlackBot] = []
+    feedback = FeedbackStore(tmp_path / "feedback.sqlite3")
+    session = aiohttp.ClientSession()
+
+    async def start(**options: Any) -> Harness:
+        llm = AnthropicLLM(
+            api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=5, max_retries=1
+        )
+        core = AnswerCore(retriever=HybridRetriever(store=slice_store, embedder=embedder), llm=llm)
+        opts = SlackOptions(**{"edit_interval_s": 0.2, "rate_limit_per_minute": 0, **options})
+        bot = SlackBot(
+            core=core,
+            feedback=feedback,
+            options=opts,
+            token="xoxb-test",
+            signing_secret=SECRET,
+            base_url=f"{fake_slack.url}/api/",
+        )
+        await bot.identify()
+        port = free_port()
+        runners.append(await bot.serve_http("127.0.0.1", port))
+        bots.append(bot)
+        return Harness(fake_slack, bot, f"http://127.0.0.1:{port}/slack/events", session)
+
+    yield start
+    for bot in bots:
+        await bot.close()
+    for runner in runners:
+        await runner.cleanup()
+    await session.close()
+    feedback.close()
+
+
+async def test_mention_gets_a_threaded_streamed_answer_with_block_kit_sources(
+    start_slack: StartSlack, llm_server: FakeAnthropic
+) -> None:
+    h = await start_slack()
+    llm_server.script.append(
+        Reply(text="Intelligence and goals vary independently [1]. " * 4, chunk_delay_s=0.03)
+    )
+    started = time.monotonic()
+    msg = await h.mention("what is the orthogonality thesis?")
+    acked = time.monotonic() - started
+    final = await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]))
+    assert acked < 3.0
+    placeholder = h.fake.named("chat.postMessage")[0].args
+    assert placeholder["thread_ts"] == msg["ts"] and "Looking" in placeholder["text"]
+    updates = h.fake.named("chat.update")
+    assert len(updates) >= 2  # streamed by updating the reply, then the final blocks
+    blocks = final[0]["blocks"]
+    assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")
+    sources = next(
+        b["text"]["text"]
+        for b in blocks
+        if b["type"] == "section" and b["text"]["text"].startswith("*Sources*")
+    )
+    assert "[1] <https://aisafety.info/questions/6568/" in sources
+    assert (
+        "vary independently [1]" in final[0]["text"] and "*Sources*" in final[0]["text"]
+    )  # the plain fallback too
+    assert blocks[-1]["type"] == "actions" and blocks[-1]["elements"][0]["action_id"] == "feedback_up"
+
+
+async def test_follow_up_in_thread_without_mention_uses_the_thread(
+    start_slack: StartSlack, llm_server: FakeAnthropic
+) -> None:
+    h = await start_slack()
+    llm_server.script.append(Reply(text="Goals and intelligence are independent [1]."))
+    first = await h.mention("what is the orthogonality thesis?")
+    await h.fake.wait_for(lambda: h.answered(CHANNEL, first["ts"]))
+    llm_server.requests.clear()
+    llm_server.script += [
+        Reply(text="exceptions to the orthogonality thesis"),
+        Reply(text="It mostly holds [1]."),
+    ]
+    follow = h.fake.user_message(
+        CHANNEL, "are there any goals where it doesn't hold though?", thread_ts=first["ts"]
+    )
+    assert (await h.event(follow))[0] == 200
+    await h.fake.wait_for(
+        lambda: any("It mostly holds" in m["text"] for m in h.answered(CHANNEL, first["ts"]))
+    )
+    condense = llm_server.requests[0].body["messages"][0]["content"]
+    assert "what is the orthogonality thesis?" in condense and "Goals and intelligence" in condense
+
+    # A thread the bot has nothing to do with is left alone.
+    other = h.fake.user_message(CHANNEL, "lunch?")
+    reply = h.fake.user_message(CHANNEL, "sure", thread_ts=other["ts"])
+    await h.event(reply)
+    await asyncio.sleep(0.5)
+    assert not h.answered(CHANNEL, other["ts"])
+
+
+async def test_direct_message(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
+    h = await start_slack()
+    llm_server.script.append(Reply(text="A mesa-optimizer is a learned optimizer [1]."))
+    dm = h.fake.user_message("D0000001", "what is a mesa-optimizer?", channel_type="im")
+    await h.event(dm)
+    await h.fake.wait_for(lambda: any("learned optimizer" in m["text"] for m in h.answered("D0000001")))
+    assert h.fake.named("conversations.history")
+
+
+async def test_slash_ask_public_private_and_help(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
+    h = await start_slack()
+    status, body = await h.command("help")
+    assert status == 200 and "/ask" in body
+    assert not [c for c in h.fake.calls if c.method.startswith("chat.")]  # the usage comes back in the ack
+    status, body = await h.command("")
+    assert status == 200 and "/ask" in body
+
+    llm_server.script.append(Reply(text="Takeoff is the move to superintelligence [1]."))
+    started = time.monotonic()
+    status, _ = await h.command("what is AI takeoff?")
+    assert status == 200 and time.monotonic() - started < 3.0
+    await h.fake.wait_for(lambda: any("Takeoff is the move" in m["text"] for m in h.answered(CHANNEL)))
+
+    llm_server.script.append(Reply(text="Quantilizers cut the top [1]."))
+    status, _ = await h.command("--private what are quantilizers?")
+    assert status == 200
+    eph = await h.fake.wait_for(
+        lambda: [c for c in h.fake.named("chat.postEphemeral") if "Quantilizers" in c.args.get("text", "")]
+    )
+    assert eph[0].args["user"] == "UALICE01" and "feedback_up" in json.dumps(eph[0].args["blocks"])
+
+
+async def test_feedback_click_is_recorded(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
+    h = await start_slack()
+    llm_server.script.append(Reply(text="Goals and intelligence are independent [1]."))
+    msg = await h.mention("what is the orthogonality thesis?")
+    final = (await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"])))[0]
+    button = final["blocks"][-1]["elements"][1]
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "UBOB0001"},
+        "api_app_id": "A0001",
+        "team": {"id": "T0001"},
+        "channel": {"id": CHANNEL},
+        "container": {"type": "message", "message_ts": final["ts"], "channel_id": CHANNEL},
+        "trigger_id": "t",
+        "response_url": f"{h.fake.url}/respond",
+        "actions": [
+            {
+                "action_id": button["action_id"],
+                "block_id": final["blocks"][-1]["block_id"],
+                "value": button["value"],
+                "type": "button",
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    status, _ = await h.post(
+        urllib.parse.urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+    )
+    assert status == 200
+    await h.fake.wait_for(
+        lambda: [c for c in h.fake.named("chat.postEphemeral") if "Thanks" in c.args.get("text", "")]
+    )
+    row = h.bot.feedback.rows()[0]
+    assert (row.up, row.down, row.platform) == (
+        0,
+        1,
+        "slack",
+    ) and row.question == "what is the orthogonality thesis?"
+
+
+async def test_double_delivery_and_retries_give_one_answer(
+    start_slack: StartSlack, llm_server: FakeAnthropic
+) -> None:
+    h = await start_slack()
+    msg = h.fake.user_message(CHANNEL, f"<@{BOT_USER}> what are quantilizers?")
+    body = h.event_body(dict(msg, type="app_mention"), event_id="EvSAME")
+    assert (await h.post(body, "application/json"))[0] == 200
+    assert (
+        await h.post(
+            body,
+            "application/json",
+            headers={"x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout"},
+        )
+    )[0] == 200
+    assert (await h.event(dict(msg)))[0] == 200  # the same mention as a plain message event
+    await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]))
+    await asyncio.sleep(0.5)
+    assert len([c for c in h.fake.named("chat.postMessage") if c.args.get("thread_ts") == msg["ts"]]) == 1
+
+
+async def test_bad_signatures_are_rejected_without_any_api_call(start_slack: StartSlack) -> None:
+    h = await start_slack()
+    calls = len(h.fake.calls)
+    body = h.event_body(dict(h.fake.user_message(CHANNEL, f"<@{BOT_USER}> hi"), type="app_mention"))
+    ts = str(int(time.time()))
+    assert (
+        await h.post(
+            body,
+            "application/json",
+            sign=False,
+            headers={"x-slack-request-timestamp": ts, "x-slack-signature": "v0=bad"},
+        )
+    )[0] == 401
+    assert (await h.post(body, "application/json", timestamp=int(time.time()) - 600))[0] == 401
+    assert (await h.post(body, "application/json", sign=False))[0] == 401
+    await asyncio.sleep(0.3)
+    assert len(h.fake.calls) == calls
+
+
+async def test_url_verification_challenge(start_slack: StartSlack) -> None:
+    h = await start_slack()
+    status, body = await h.post(
+        json.dumps({"token": "x", "challenge": "abc123", "type": "url_verification"}).encode(),
+        "application/json",
+    )
+    assert status == 200 and "abc123" in body
+
+
+async def test_every_slack_mention_form_is_neutralised(
+    start_slack: StartSlack, llm_server: FakeAnthropic
+) -> None:
+    h = await start_slack()
+    forms = "<!channel> <!here> <!everyone> <!subteam^S0001|@safety> <@U0000009> @channel @here @everyone"
+    llm_server.script.append(Reply(text=f"Hi {forms} about the orthogonality thesis [1]."))
+    msg = await h.mention(f"{forms} what is the orthogonality thesis?")
+    await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]))
+    for c in h.fake.calls:
+        if c.method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+            sent = json.dumps(c.args)
+            for bad in (
+                "<!channel>",
+                "<!here>",
+                "<!everyone>",
+                "<!subteam",
+                "<@U0000009",
+                "@channel",
+                "@here",
+                "@everyone",
+            ):
+                assert bad not in sent, (bad, c.method)
+
+
+async def test_llm_failure_and_retrieval_failure_still_reply(
+    start_slack: StartSlack, llm_server: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = await start_slack()
+    llm_server.default = Reply(status=500)
+    try:
+        msg = await h.mention("what is a mesa-optimizer?")
+        final = await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]))
+        assert "Retrieval-only" in final[0]["text"] and "*Sources*" in final[0]["text"]
+    finally:
+        llm_server.default = Reply()
+
+    from retrieval.index import StoreError
+
+    async def broken(query: str, *, k: int = 5) -> Any:
+        raise StoreError("Qdrant request failed")
+
+    monkeypatch.setattr(h.bot.core.retriever, "search", broken)
+    msg = await h.mention("what is a mesa-optimizer?")
+    await h.fake.wait_for(
+        lambda: any(t.startswith("Sorry, something went wrong") for t in h.fake.bot_texts(CHANNEL))
+    )
+
+
+async def test_web_api_429_is_retried(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
+    h = await start_slack()
+    h.fake.rate_limit_once.add("chat.postMessage")
+    llm_server.script.append(Reply(text="Quantilizers are safer [1]."))
+    msg = await h.mention("what are quantilizers?")
+    await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]), within=30)
+    assert len(h.fake.named("chat.postMessage")) == 2  # the 429 and its retry after Retry-After
+
+
+async def test_rate_limit_and_allow_list(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
+    h = await start_slack(rate_limit_per_minute=1, allowed_channels=frozenset({CHANNEL}))
+    await h.mention("what is a mesa-optimizer?", channel=OTHER)
+    first = await h.mention("what is a mesa-optimizer?")
+    await h.fake.wait_for(lambda: h.answered(CHANNEL, first["ts"]))
+    second = await h.mention("and what are quantilizers?")
+    await h.fake.wait_for(lambda: any("faster than" in t for t in h.fake.bot_texts(CHANNEL)))
+    assert not [c for c in h.fake.calls if c.args.get("channel") == OTHER]
+    assert not h.answered(CHANNEL, second["ts"])
+
+
+async def test_socket_mode(
+    fake_slack: FakeSlack,
+    slice_store: VectorStore,
+    embedder: FastEmbedder,
+    llm_server: FakeAnthropic,
+    tmp_path: Path,
+) -> None:
+    llm = AnthropicLLM(api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=5, max_retries=1)
+    core = AnswerCore(retriever=HybridRetriever(store=slice_store, embedder=embedder), llm=llm)
+    bot = SlackBot(
+        core=core,
+        feedback=FeedbackStore(tmp_path / "f.sqlite3"),
+        options=SlackOptions(edit_interval_s=0.2),
+        token="xoxb-test",
+        base_url=f"{fake_slack.url}/api/",
+    )
+    await bot.identify()
+    task = asyncio.create_task(bot.run_socket_mode("xapp-test"))
+    try:
+        llm_server.script.append(Reply(text="A mesa-optimizer is a learned optimizer [1]."))
+        msg = fake_slack.user_message(CHANNEL, f"<@{BOT_USER}> what is a mesa-optimizer?")
+        payload = {
+            "team_id": "T0001",
+            "api_app_id": "A0001",
+            "type": "event_callback",
+            "event_id": "EvSOCKET1",
+            "event_time": int(time.time()),
+            "event": dict(msg, type="app_mention"),
+        }
+        eid = await fake_slack.envelope("events_api", payload)
+        await fake_slack.wait_for(lambda: any(a.get("envelope_id") == eid for a in fake_slack.acks))
+        await fake_slack.wait_for(
+            lambda: [
+                m for m in fake_slack.messages[CHANNEL] if m.get("blocks") and m.get("thread_ts") == msg["ts"]
+            ]
+        )
+        assert fake_slack.named("apps.connections.open")
+    finally:
+        task.cancel()
+        await bot.close()
