@@ -99,6 +99,7 @@ class SlackBot:
         self.bot_user_id = ""
         self._seen = _Seen()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._socket: Any = None
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self.app.command("/ask")(self._on_ask)
@@ -196,7 +197,7 @@ class SlackBot:
 
     async def _stream(self, channel: str, ts: str, question: Question) -> Answer:
         text = ""
-        last = time.monotonic()
+        last = 0.0  # the first words show at once; later updates wait for the interval
         final: Answer | None = None
         async for item in self.core.stream(question):
             if isinstance(item, Answer):
@@ -337,9 +338,12 @@ class SlackBot:
     async def run_socket_mode(self, app_token: str) -> None:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-        handler = AsyncSocketModeHandler(self.app, app_token)
-        await handler.start_async()
+        self._socket = AsyncSocketModeHandler(self.app, app_token)
+        await self._socket.start_async()
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None

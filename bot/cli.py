@@ -241,15 +241,57 @@ def cmd_chat(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
+    """Discord and/or Slack when their tokens are set (one process, one event loop), else the chat."""
     s = app.settings
-    if os.environ.get("SLACK_BOT_TOKEN") and s.discord_token is None:
-        print("SLACK_BOT_TOKEN is set, but this version has no Slack adapter yet.", file=sys.stderr)
-        return 2
-    if s.discord_token is None:
+    if s.discord_token is None and s.slack_bot_token is None:
         return cmd_chat(app, args)
     app.ensure_ingested()
-    asyncio.run(_run_discord(app))
+    asyncio.run(_run_platforms(app))
     return 0
+
+
+async def _run_platforms(app: App) -> None:
+    runs = []
+    if app.settings.discord_token is not None:
+        runs.append(_run_discord(app))
+    if app.settings.slack_bot_token is not None:
+        runs.append(_run_slack(app))
+    await asyncio.gather(*runs)
+
+
+async def _run_slack(app: App) -> None:
+    from adapters.slack_app import SlackBot, SlackOptions
+
+    s = app.settings
+    assert s.slack_bot_token is not None
+    options = SlackOptions(
+        allowed_channels=s.allowed_channel_ids,
+        rate_limit_per_minute=s.rate_limit_per_minute,
+        edit_interval_s=s.stream_edit_interval_s,
+    )
+    bot = SlackBot(
+        core=app.core(),
+        feedback=FeedbackStore(s.feedback_db),
+        options=options,
+        token=s.slack_bot_token.get_secret_value(),
+        signing_secret=s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else "",
+    )
+    try:
+        await bot.identify()
+        if s.slack_app_token is not None:
+            _log.info("Slack: Socket Mode")
+            await bot.run_socket_mode(s.slack_app_token.get_secret_value())  # runs until stopped
+        else:
+            runner = await bot.serve_http(s.slack_http_host, s.slack_http_port)
+            _log.info("Slack: HTTP mode on port %d (/slack/events)", s.slack_http_port)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await runner.cleanup()
+    finally:
+        await bot.close()
+        await bot.core.aclose()
+        bot.feedback.close()
 
 
 def _discord_client(app: App) -> Any:

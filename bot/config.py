@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     discord_application_id: int | None = None
     discord_sync_commands: bool = False
 
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_http_port: int = Field(3000, ge=1, le=65535)
+    slack_http_host: str = "0.0.0.0"
+
     @field_validator(
         "qdrant_url",
         "anthropic_base_url",
@@ -66,6 +72,9 @@ class Settings(BaseSettings):
         "qdrant_api_key",
         "discord_token",
         "discord_application_id",
+        "slack_bot_token",
+        "slack_app_token",
+        "slack_signing_secret",
         mode="before",
     )
     @classmethod
@@ -97,9 +106,24 @@ class Settings(BaseSettings):
     @classmethod
     def _channel_ids(cls, value: str) -> str:
         for item in value.split(","):
-            if item.strip() and not item.strip().isdigit():
-                raise ValueError(f"{item.strip()!r} is not a channel id; give numeric ids, comma-separated")
+            if item.strip() and not item.strip().isalnum():
+                raise ValueError(
+                    f"{item.strip()!r} is not a channel id; give Discord (numeric) or Slack (C...) ids, comma-separated"
+                )
         return value
+
+    @model_validator(mode="after")
+    def _slack_mode(self) -> Settings:
+        if (
+            self.slack_bot_token is not None
+            and self.slack_app_token is None
+            and self.slack_signing_secret is None
+        ):
+            raise ValueError(
+                "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor SLACK_SIGNING_SECRET "
+                "(HTTP mode) is: set one of them (see the README's Slack section)"
+            )
+        return self
 
     @property
     def allowed_channel_ids(self) -> frozenset[str]:
@@ -111,7 +135,14 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret, so callers can make sure none is ever printed."""
-        secrets = (self.anthropic_api_key, self.qdrant_api_key, self.discord_token)
+        secrets = (
+            self.anthropic_api_key,
+            self.qdrant_api_key,
+            self.discord_token,
+            self.slack_bot_token,
+            self.slack_app_token,
+            self.slack_signing_secret,
+        )
         return [s.get_secret_value() for s in secrets if s]
 
 

@@ -35,6 +35,9 @@ class FakeSlack:
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     rate_limit_once: set[str] = field(default_factory=set)
     acks: list[dict[str, Any]] = field(default_factory=list)
+    by_method: dict[str, list[Call]] = field(default_factory=dict)
+    first_reply: dict[str, tuple[str, float]] = field(default_factory=dict)  # thread_ts -> (reply ts, time)
+    first_update: dict[str, float] = field(default_factory=dict)  # message ts -> time of its first update
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ws: list[web.WebSocketResponse] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -44,7 +47,7 @@ class FakeSlack:
         return f"{int(time.time())}.{next(self._ts):06d}"
 
     def named(self, method: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method]
+        return self.by_method.get(method, [])
 
     def user_message(
         self,
@@ -100,7 +103,9 @@ class FakeSlack:
                 args.update(await request.json())
             else:
                 args.update(dict(await request.post()))
-        self.calls.append(Call(method, args, asyncio.get_running_loop().time()))
+        call = Call(method, args, asyncio.get_running_loop().time())
+        self.calls.append(call)
+        self.by_method.setdefault(method, []).append(call)
         self._changed.set()
         if method in self.rate_limit_once:
             self.rate_limit_once.discard(method)
@@ -140,11 +145,15 @@ class FakeSlack:
         }
         if args.get("thread_ts"):
             msg["thread_ts"] = args["thread_ts"]
+            self.first_reply.setdefault(
+                str(args["thread_ts"]), (msg["ts"], asyncio.get_running_loop().time())
+            )
         self.messages.setdefault(channel, []).append(msg)
         return {"channel": channel, "ts": msg["ts"], "message": msg}
 
     def m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args["channel"])
+        self.first_update.setdefault(str(args["ts"]), asyncio.get_running_loop().time())
         for m in self.messages.get(channel, []):
             if m["ts"] == args["ts"]:
                 m["text"] = args.get("text", m["text"])

@@ -53,6 +53,8 @@ def test_env_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         ("EMBEDDING_MODEL_PATH", "/nonexistent", "model.onnx"),
         ("TOP_K", "zero", "integer"),
         ("SOURCES", " , ", "at least one"),
+        ("ALLOWED_CHANNELS", "#general", "channel id"),
+        ("SLACK_BOT_TOKEN", "xoxb-1", "SLACK_APP_TOKEN"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(

@@ -1,0 +1,169 @@
+"""Slack responsiveness in HTTP mode: signed request -> HTTP response (the ack) and -> first visible
+sign of work (the placeholder reply), against the fake LLM's first-token time, and event-loop lag
+while 50 mentions arrive at once. Real slack-bolt, the real answer core, embeddings and embedded Qdrant.
+
+    python benchmarks/bench_slack.py [--shared ../shared]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import aiohttp  # noqa: E402
+from slack_sdk.signature import SignatureVerifier  # noqa: E402
+
+from adapters.slack_app import SlackBot, SlackOptions  # noqa: E402
+from bot.core import AnswerCore  # noqa: E402
+from bot.feedback import FeedbackStore  # noqa: E402
+from bot.llm import AnthropicLLM  # noqa: E402
+from retrieval.edge_store import EdgeStore  # noqa: E402
+from retrieval.embeddings import FastEmbedder  # noqa: E402
+from retrieval.ingest import ingest  # noqa: E402
+from retrieval.search import HybridRetriever  # noqa: E402
+from tests.fake_anthropic import FakeAnthropic, Reply  # noqa: E402
+from tests.fake_slack import BOT_USER, FakeSlack  # noqa: E402
+from tests.qdrant_server import free_port  # noqa: E402
+
+SECRET = "bench-secret"
+LLM_FIRST_TOKEN_S = 0.3
+QUESTIONS = [
+    "what is a mesa-optimizer?",
+    "why can't we just turn it off?",
+    "what is the orthogonality thesis?",
+    "what are quantilizers?",
+    "what is AI takeoff?",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main() -> dict[str, object]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    parser.add_argument("--sequential", type=int, default=15)
+    parser.add_argument("--burst", type=int, default=50)
+    args = parser.parse_args()
+    shared = Path(args.shared)
+
+    embedder = FastEmbedder(
+        model_name="sentence-transformers/all-MiniLM-L6-v2",
+        model_path=str(shared / "models" / "all-MiniLM-L6-v2"),
+    )
+    store = EdgeStore(alias="bench", path=tempfile.mkdtemp(prefix="bench-slack-"))
+    ingest(store=store, embedder=embedder, sources=[str(shared / "corpus" / "aisafety.info.jsonl")])
+    fake = FakeSlack()
+    await fake.start()
+    llm_server = FakeAnthropic(
+        default=Reply(
+            text="An answer from the articles [1]. " * 8, delay_s=LLM_FIRST_TOKEN_S, chunk_delay_s=0.01
+        )
+    )
+    await llm_server.start()
+    llm = AnthropicLLM(api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=30, max_retries=0)
+    core = AnswerCore(retriever=HybridRetriever(store=store, embedder=embedder), llm=llm)
+    bot = SlackBot(
+        core=core,
+        feedback=FeedbackStore(":memory:"),
+        options=SlackOptions(rate_limit_per_minute=0),
+        token="xoxb-bench",
+        signing_secret=SECRET,
+        base_url=f"{fake.url}/api/",
+    )
+    await bot.identify()
+    port = free_port()
+    runner = await bot.serve_http("127.0.0.1", port)
+    url = f"http://127.0.0.1:{port}/slack/events"
+    loop = asyncio.get_running_loop()
+    session = aiohttp.ClientSession()
+    counter = 0
+
+    async def one(text: str) -> tuple[float, float, float]:
+        nonlocal counter
+        counter += 1
+        msg = fake.user_message("C0000001", f"<@{BOT_USER}> {text}")
+        body = json.dumps(
+            {
+                "type": "event_callback",
+                "team_id": "T0001",
+                "api_app_id": "A0001",
+                "event_id": f"Ev{counter}",
+                "event_time": int(time.time()),
+                "event": dict(msg, type="app_mention"),
+            }
+        ).encode()
+        ts = str(int(time.time()))
+        headers = {
+            "content-type": "application/json",
+            "x-slack-request-timestamp": ts,
+            "x-slack-signature": SignatureVerifier(SECRET).generate_signature(
+                timestamp=ts, body=body.decode()
+            ),
+        }
+        sent = loop.time()
+        async with session.post(url, data=body, headers=headers) as resp:
+            assert resp.status == 200
+            acked = loop.time()
+        reply_ts, sign_at = await fake.wait_for(lambda: fake.first_reply.get(msg["ts"]), within=60)
+        first_at = await fake.wait_for(lambda: fake.first_update.get(reply_ts), within=60)
+        return acked - sent, sign_at - sent, first_at - sent
+
+    seq = [await one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.sequential)]
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append((loop.time() - before - 0.01) * 1000)
+
+    tick = asyncio.create_task(ticker())
+    burst = await asyncio.gather(*(one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.burst)))
+    stop.set()
+    await tick
+
+    def ms(values: list[float]) -> dict[str, float]:
+        v = [x * 1000 for x in values]
+        return {
+            "median": round(statistics.median(v), 1),
+            "p95": round(pct(v, 0.95), 1),
+            "max": round(max(v), 1),
+        }
+
+    result: dict[str, object] = {
+        "fake_llm_first_token_ms": LLM_FIRST_TOKEN_S * 1000,
+        "sequential_mentions": args.sequential,
+        "ack_ms": ms([a for a, _, _ in seq]),
+        "first_sign_of_work_ms": ms([s for _, s, _ in seq]),
+        "first_streamed_text_ms": ms([f for _, _, f in seq]),
+        "burst_mentions": args.burst,
+        "burst_ack_ms": ms([a for a, _, _ in burst]),
+        "burst_first_sign_of_work_ms": ms([s for _, s, _ in burst]),
+        "burst_event_loop_lag_ms": {"median": round(statistics.median(lags), 2), "max": round(max(lags), 1)},
+    }
+    await session.close()
+    await bot.close()
+    await runner.cleanup()
+    await fake.stop()
+    await llm_server.stop()
+    store.close()
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main()), indent=2))
