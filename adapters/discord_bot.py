@@ -110,6 +110,7 @@ class FeedbackButton(
             voter=f"discord:{interaction.user.id}",
             vote=self.vote,
         )
+        client.core.observer.feedback("discord", self.vote)
         text = THANKS[self.vote] if recorded else "I can't find that answer any more, but thanks!"
         await interaction.response.send_message(text, ephemeral=True)
 
@@ -241,6 +242,7 @@ class AiSafetyDiscord(discord.Client):
         assert self.user is not None
         text = strip_mentions(message.content, self.user.id)
         target: discord.abc.Messageable = message.channel
+        started = time.monotonic()
         try:
             if why == "mention" and isinstance(message.channel, discord.TextChannel):
                 # The first visible sign of work: a thread named after the question.
@@ -249,9 +251,11 @@ class AiSafetyDiscord(discord.Client):
                 await target.send(USAGE)
                 return
             if not self.limiter.allow(f"discord:{message.author.id}"):
+                self.core.observer.rate_limited("discord")
                 await target.send(SLOW_DOWN)
                 return
             async with target.typing():
+                first_sign = time.monotonic() - started
                 history = await self._history(target, message)
             question = to_question(
                 message.content,
@@ -260,7 +264,7 @@ class AiSafetyDiscord(discord.Client):
                 asker=f"discord:{message.author.id}",
                 place=f"discord:{getattr(target, 'id', '')}",
             )
-            await self._stream_answer(target, question)
+            await self._stream_answer(target, question, first_sign)
         except Exception:
             _log.exception("could not answer a Discord message (%s)", why)
             await self._apologise(target, None)
@@ -281,7 +285,9 @@ class AiSafetyDiscord(discord.Client):
                     pass
         return said
 
-    async def _stream_answer(self, target: discord.abc.Messageable, question: Question) -> None:
+    async def _stream_answer(
+        self, target: discord.abc.Messageable, question: Question, first_sign: float | None = None
+    ) -> None:
         reply = StreamedReply(target, self.options.edit_interval_s)
         final: Answer | None = None
         try:
@@ -301,7 +307,9 @@ class AiSafetyDiscord(discord.Client):
                 answer=final,
             )
             await reply.finish(render(final), feedback_view(answer_id) if final.mode != "abstain" else None)
+            self.core.observer.answered("discord", question, final, first_sign_s=first_sign)
         except Exception as exc:
+            self.core.observer.answered("discord", question, None, first_sign_s=first_sign)
             if isinstance(exc, BotError):
                 _log.warning("answer failed: %s", type(exc).__name__)
             else:
@@ -325,6 +333,7 @@ class AiSafetyDiscord(discord.Client):
         final: Answer | None = None
         try:
             if not self.limiter.allow(f"discord:{interaction.user.id}"):
+                self.core.observer.rate_limited("discord")
                 await interaction.followup.send(SLOW_DOWN, ephemeral=True)
                 return
             q = Question(

@@ -177,6 +177,8 @@ class SlackBot:
         channel = str(event["channel"])
         placeholder: str | None = None
         final: Answer | None = None
+        question: Question | None = None
+        started = time.monotonic()
         try:
             history = await self._history(event, thread_ts)
             if follow_up and not self._thread_is_ours(history):
@@ -186,13 +188,18 @@ class SlackBot:
                 await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=USAGE)
                 return
             if not self.limiter.allow(question.asker):
+                self.core.observer.rate_limited("slack")
                 await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=SLOW_DOWN)
                 return
             posted = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=WORKING)
             placeholder = str(posted["ts"])
+            first_sign = time.monotonic() - started
             final = await self._stream(channel, placeholder, question)
+            self.core.observer.answered("slack", question, final, first_sign_s=first_sign)
         except Exception:
             _log.exception("could not answer a Slack message")
+            if question is not None:
+                self.core.observer.answered("slack", question, None)
             await self._apologise(channel, thread_ts, placeholder, final)
 
     async def _stream(self, channel: str, ts: str, question: Question) -> Answer:
@@ -276,6 +283,7 @@ class SlackBot:
         ts: str | None = None
         try:
             if not self.limiter.allow(question.asker):
+                self.core.observer.rate_limited("slack")
                 await self.client.chat_postEphemeral(channel=channel, user=user, text=SLOW_DOWN)
                 return
             if private:
@@ -294,14 +302,17 @@ class SlackBot:
                     text=render_text(final),
                     blocks=render_blocks(final, answer_id if final.mode != "abstain" else None),
                 )
+                self.core.observer.answered("slack", question, final)
                 return
             posted = await self.client.chat_postMessage(
                 channel=channel, text=f"*Question:* {neutralise(to_mrkdwn(text))}\n{WORKING}"
             )
             ts = str(posted["ts"])
             final = await self._stream(channel, ts, question)
+            self.core.observer.answered("slack", question, final)
         except Exception:
             _log.exception("/ask failed")
+            self.core.observer.answered("slack", question, None)
             if private:
                 try:
                     await self.client.chat_postEphemeral(channel=channel, user=user, text=APOLOGY)
@@ -317,6 +328,7 @@ class SlackBot:
         recorded = await asyncio.to_thread(
             self.feedback.record_vote, int(action["value"]), voter=f"slack:{user}", vote=vote
         )
+        self.core.observer.feedback("slack", vote)
         channel = str(
             (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
         )

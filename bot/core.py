@@ -9,12 +9,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot import prompts
 from bot.errors import LLMError, RetrievalError
 from bot.llm import LLM, Message, Usage
 from bot.models import Answer, Question, Source, Turn
+from bot.observability import Observer, TokenBudget
 from retrieval.documents import Passage
 from retrieval.index import StoreError
 from retrieval.search import Retriever
@@ -56,6 +57,8 @@ class AnswerCore:
         max_tokens: int = 1024,
         deadline_s: float = 90.0,
         llm_unavailable_reason: str = "no ANTHROPIC_API_KEY is set",
+        observer: Observer | None = None,
+        budget: TokenBudget | None = None,
     ):
         self.retriever = retriever
         self.llm = llm
@@ -65,6 +68,8 @@ class AnswerCore:
         self.max_tokens = max_tokens
         self.deadline_s = deadline_s
         self.llm_unavailable_reason = llm_unavailable_reason
+        self.observer = observer or Observer()
+        self.budget = budget
         if llm is None:
             _log.warning(
                 "no language model configured (%s): answers are retrieval-only", llm_unavailable_reason
@@ -123,13 +128,29 @@ class AnswerCore:
             raise RetrievalError(str(exc)) from exc
 
     async def stream(self, question: Question) -> AsyncIterator[str | Answer]:
-        """Yield the answer text as it arrives, then the final `Answer` (always last, always present)."""
+        """Yield the answer text as it arrives, then the final `Answer` (always last, always present),
+        which carries its timings: retrieval, first token and done, in seconds from the question."""
         started = time.monotonic()
+        timings: dict[str, float] = {}
+        async for item in self._stream(question, started, timings):
+            if isinstance(item, Answer):
+                timings["done"] = time.monotonic() - started
+                item = replace(item, timings=dict(timings))
+            elif "first_token" not in timings:
+                timings["first_token"] = time.monotonic() - started
+            yield item
+
+    async def _stream(
+        self, question: Question, started: float, timings: dict[str, float]
+    ) -> AsyncIterator[str | Answer]:
         text = question.text.strip()
         if not text:
             yield Answer(USAGE_HINT, (), "abstain")
             return
         prepared = await self.prepare(question)
+        timings["retrieval"] = time.monotonic() - started
+        if self.observer.metrics is not None:
+            self.observer.metrics.retrieval_latency.observe(timings["retrieval"])
         query, passages, spare = prepared.query, prepared.passages, prepared.spare
 
         if self.should_abstain(passages):
@@ -139,6 +160,10 @@ class AnswerCore:
 
         if self.llm is None:
             yield await self._retrieval_only(passages, spare, self.llm_unavailable_reason, query)
+            return
+        if self.budget is not None and self.budget.exhausted():
+            reason = "today's language-model budget is used up, so I'm answering from the articles only."
+            yield await self._retrieval_only(passages, spare, reason, query)
             return
 
         usage = Usage()
@@ -157,6 +182,9 @@ class AnswerCore:
         except (LLMError, TimeoutError) as exc:
             kind = exc.kind if isinstance(exc, LLMError) else "deadline"
             _log.warning("LLM failed (%s); answering from retrieval only", kind)
+            self._count_tokens(usage)
+            if self.observer.metrics is not None:
+                self.observer.metrics.llm_errors.labels(kind).inc()
             yield await self._retrieval_only(
                 passages,
                 spare,
@@ -166,6 +194,7 @@ class AnswerCore:
             )
             return
 
+        self._count_tokens(usage)
         cleaned, sources = prompts.renumber_citations("".join(parts), passages)
         if not cleaned:
             yield await self._retrieval_only(
@@ -181,6 +210,13 @@ class AnswerCore:
             search_query=query,
             usage={"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
         )
+
+    def _count_tokens(self, usage: Usage) -> None:
+        if self.budget is not None:
+            self.budget.spend(usage.input_tokens + usage.output_tokens)
+        if self.observer.metrics is not None:
+            self.observer.metrics.llm_tokens.labels("input").inc(usage.input_tokens)
+            self.observer.metrics.llm_tokens.labels("output").inc(usage.output_tokens)
 
     async def _retrieval_only(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +22,7 @@ class Question:
     history: tuple[Turn, ...] = ()
     asker: str = ""
     place: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # a correlation id for logs
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Answer:
     notice: str = ""
     search_query: str = ""
     usage: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: retrieval, first_token, done
 
     def to_json(self) -> dict[str, object]:
         return {

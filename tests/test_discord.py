@@ -204,6 +204,18 @@ async def test_slash_ask_public_and_private(
         assert follow["allowed_mentions"] == {"parse": []}
 
 
+async def test_slash_help_explains_usage_privately(start_bot: StartBot, fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    await start_bot()
+    iid = fake.new_id()
+    await fake.dispatch(
+        "INTERACTION_CREATE", _interaction(fake, iid, 2, {"id": "2", "name": "help", "type": 1})
+    )
+    reply = await fake.wait_for(lambda: fake.calls("POST", f"/interactions/{iid}/token-{iid}/callback"))
+    assert reply[0].body["type"] == 4 and reply[0].body["data"]["flags"] & 64
+    assert "/ask" in reply[0].body["data"]["content"]
+
+
 async def test_feedback_click_is_recorded_and_survives_a_restart(
     start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
 ) -> None:

@@ -312,6 +312,19 @@ async def test_double_delivery_and_retries_give_one_answer(
     assert len([c for c in h.fake.named("chat.postMessage") if c.args.get("thread_ts") == msg["ts"]]) == 1
 
 
+async def test_other_bots_edits_and_plain_channel_messages_are_ignored(start_slack: StartSlack) -> None:
+    h = await start_slack()
+    other_bot = dict(
+        h.fake.user_message(CHANNEL, f"<@{BOT_USER}> ping"), type="app_mention", bot_id="BOTHER01"
+    )
+    edited = dict(h.fake.user_message(CHANNEL, f"<@{BOT_USER}> edited"), subtype="message_changed")
+    chatter = h.fake.user_message(CHANNEL, "just chatting")
+    for event in (other_bot, edited, chatter):
+        assert (await h.event(event))[0] == 200
+    await asyncio.sleep(0.5)
+    assert not [c for c in h.fake.calls if c.method.startswith(("chat.", "conversations."))]
+
+
 async def test_bad_signatures_are_rejected_without_any_api_call(start_slack: StartSlack) -> None:
     h = await start_slack()
     calls = len(h.fake.calls)
