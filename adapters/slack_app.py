@@ -353,6 +353,12 @@ class SlackBot:
         self._socket = AsyncSocketModeHandler(self.app, app_token)
         await self._socket.start_async()
 
+    async def connected(self) -> bool:
+        """Ready to receive: the Socket Mode connection is up (HTTP mode is ready once served)."""
+        if self._socket is None:
+            return bool(self.bot_user_id)
+        return bool(await self._socket.client.is_connected())
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()

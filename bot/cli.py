@@ -13,8 +13,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ from bot.core import AnswerCore
 from bot.errors import BotError, ConfigError
 from bot.feedback import FeedbackStore
 from bot.llm import AnthropicLLM
+from bot.logs import configure as configure_logging
 from bot.models import Answer, Question, Turn
+from bot.observability import Metrics, Observer, TokenBudget
 from retrieval.embeddings import EmbeddingError, FastEmbedder, configure_offline
 from retrieval.index import SearchMode, StoreError, VectorStore
 from retrieval.ingest import IngestError, ingest
@@ -37,6 +39,8 @@ class App:
     settings: Settings
     store: VectorStore
     embedder: FastEmbedder
+    metrics: Metrics = field(default_factory=Metrics)
+    budget: TokenBudget | None = None
 
     def retriever(self, mode: SearchMode = "hybrid") -> HybridRetriever:
         return HybridRetriever(store=self.store, embedder=self.embedder, mode=mode)
@@ -63,6 +67,8 @@ class App:
             llm_unavailable_reason=(
                 "no ANTHROPIC_API_KEY is set" if use_llm else "the language model is switched off"
             ),
+            observer=Observer(self.metrics),
+            budget=self.budget,
         )
 
     def ensure_ingested(self) -> None:
@@ -107,7 +113,8 @@ def open_app(settings: Settings) -> Iterator[App]:
         cache_dir=str(settings.embedding_cache_dir) if settings.embedding_cache_dir else None,
     )
     try:
-        yield App(settings, store, embedder)
+        budget = TokenBudget(settings.daily_token_budget) if settings.daily_token_budget else None
+        yield App(settings, store, embedder, budget=budget)
     finally:
         store.close()
 
@@ -251,50 +258,57 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
 
 
 async def _run_platforms(app: App) -> None:
-    runs = []
-    if app.settings.discord_token is not None:
-        runs.append(_run_discord(app))
-    if app.settings.slack_bot_token is not None:
-        runs.append(_run_slack(app))
-    await asyncio.gather(*runs)
+    """Discord and Slack in one event loop, with /healthz, /readyz and /metrics beside them."""
+    from aiohttp import web
 
-
-async def _run_slack(app: App) -> None:
-    from adapters.slack_app import SlackBot, SlackOptions
+    from bot.health import add_health_routes, serve
 
     s = app.settings
-    assert s.slack_bot_token is not None
-    options = SlackOptions(
-        allowed_channels=s.allowed_channel_ids,
-        rate_limit_per_minute=s.rate_limit_per_minute,
-        edit_interval_s=s.stream_edit_interval_s,
-    )
-    bot = SlackBot(
-        core=app.core(),
-        feedback=FeedbackStore(s.feedback_db),
-        options=options,
-        token=s.slack_bot_token.get_secret_value(),
-        signing_secret=s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else "",
-    )
-    try:
+    core = app.core()
+    feedback = FeedbackStore(s.feedback_db)
+    await asyncio.to_thread(feedback.purge, s.question_retention_days)
+
+    async def qdrant_ready() -> bool:
+        return await asyncio.to_thread(app.store.live_collection) is not None
+
+    checks: dict[str, Callable[[], Awaitable[bool]]] = {"qdrant": qdrant_ready}
+    runs: list[Awaitable[None]] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
+    health = web.Application()
+    port = s.health_port
+    if s.discord_token is not None:
+        client = _discord_client(app, core, feedback)
+
+        async def discord_ready() -> bool:
+            return client.is_ready() and not client.is_closed()
+
+        checks["discord"] = discord_ready
+        runs.append(client.start(s.discord_token.get_secret_value()))
+        closers.append(client.close)
+    if s.slack_bot_token is not None:
+        bot = _slack_bot(app, core, feedback)
         await bot.identify()
+        checks["slack"] = bot.connected
+        closers.append(bot.close)
         if s.slack_app_token is not None:
-            _log.info("Slack: Socket Mode")
-            await bot.run_socket_mode(s.slack_app_token.get_secret_value())  # runs until stopped
+            runs.append(bot.run_socket_mode(s.slack_app_token.get_secret_value()))
         else:
-            runner = await bot.serve_http(s.slack_http_host, s.slack_http_port)
-            _log.info("Slack: HTTP mode on port %d (/slack/events)", s.slack_http_port)
-            try:
-                await asyncio.Event().wait()
-            finally:
-                await runner.cleanup()
+            health, port = bot.web_app(), s.slack_http_port  # one aiohttp app: Slack's events and health
+            _log.info("Slack: HTTP mode on port %d (/slack/events)", port)
+    add_health_routes(health, checks=checks, metrics=app.metrics)
+    runner = await serve(health, s.health_host if port == s.health_port else s.slack_http_host, port)
+    _log.info("health and metrics on port %d (/healthz, /readyz, /metrics)", port)
+    try:
+        await asyncio.gather(*runs, asyncio.Event().wait())
     finally:
-        await bot.close()
-        await bot.core.aclose()
-        bot.feedback.close()
+        for close in closers:
+            await close()
+        await runner.cleanup()
+        await core.aclose()
+        feedback.close()
 
 
-def _discord_client(app: App) -> Any:
+def _discord_client(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
     from adapters.discord_bot import AiSafetyDiscord, DiscordOptions
 
     s = app.settings
@@ -304,22 +318,27 @@ def _discord_client(app: App) -> Any:
         edit_interval_s=s.stream_edit_interval_s,
     )
     return AiSafetyDiscord(
-        core=app.core(),
-        feedback=FeedbackStore(s.feedback_db),
-        options=options,
-        sync_commands=s.discord_sync_commands,
+        core=core, feedback=feedback, options=options, sync_commands=s.discord_sync_commands
     )
 
 
-async def _run_discord(app: App) -> None:
-    assert app.settings.discord_token is not None
-    client = _discord_client(app)
-    try:
-        async with client:
-            await client.start(app.settings.discord_token.get_secret_value())
-    finally:
-        await client.core.aclose()
-        client.feedback.close()
+def _slack_bot(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
+    from adapters.slack_app import SlackBot, SlackOptions
+
+    s = app.settings
+    assert s.slack_bot_token is not None
+    options = SlackOptions(
+        allowed_channels=s.allowed_channel_ids,
+        rate_limit_per_minute=s.rate_limit_per_minute,
+        edit_interval_s=s.stream_edit_interval_s,
+    )
+    return SlackBot(
+        core=core,
+        feedback=feedback,
+        options=options,
+        token=s.slack_bot_token.get_secret_value(),
+        signing_secret=s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else "",
+    )
 
 
 def _application_id(settings: Settings) -> int:
@@ -433,9 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["run", *(argv or [])])
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpx2", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if args.command == "run":
+        level = min(level, logging.INFO)  # a running bot logs one line per answered question
+    configure_logging(level=level, json_format=os.environ.get("LOG_FORMAT", "").lower() == "json")
     try:
         settings = load_settings()
         if not getattr(args, "needs_store", True):

@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     slack_http_port: int = Field(3000, ge=1, le=65535)
     slack_http_host: str = "0.0.0.0"
 
+    # Operations
+    health_port: int = Field(8080, ge=1, le=65535)
+    health_host: str = "0.0.0.0"
+    log_format: str = Field("text", pattern="^(text|json)$")
+    daily_token_budget: int = Field(0, ge=0, description="LLM tokens a day; 0: no budget")
+    store_questions: bool = True
+    question_retention_days: int = Field(90, ge=1)
+
     @field_validator(
         "qdrant_url",
         "anthropic_base_url",

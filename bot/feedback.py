@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bot.models import Answer
 
@@ -56,8 +57,9 @@ class FeedbackRow:
 class FeedbackStore:
     """Small and synchronous; callers on an event loop run it in a worker thread."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, store_questions: bool = True):
         self.path = Path(path)
+        self.store_questions = store_questions
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -65,7 +67,9 @@ class FeedbackStore:
         self._db.executescript(_SCHEMA)
 
     def record_answer(self, *, platform: str, place: str, asker: str, question: str, answer: Answer) -> int:
+        """Store an answer (its question and text only when questions may be stored); returns its id."""
         sources = [{"n": s.n, "id": s.id, "title": s.title, "url": s.url} for s in answer.sources]
+        keep = self.store_questions
         with self._lock, self._db:
             cur = self._db.execute(
                 "INSERT INTO answers (created, platform, place, asker, question, answer, mode, sources) "
@@ -73,10 +77,10 @@ class FeedbackStore:
                 (
                     time.time(),
                     platform,
-                    place,
-                    asker,
-                    question,
-                    answer.text,
+                    place if keep else "",
+                    asker if keep else "",
+                    question if keep else "",
+                    answer.text if keep else "",
                     answer.mode,
                     json.dumps(sources),
                 ),
@@ -97,6 +101,27 @@ class FeedbackStore:
             )
             return True
 
+    def purge(self, retention_days: float) -> int:
+        """Delete answers (with their question text) and votes older than the retention period."""
+        cutoff = time.time() - retention_days * 86400
+        with self._lock, self._db:
+            self._db.execute(
+                "DELETE FROM votes WHERE answer_id IN (SELECT id FROM answers WHERE created < ?)", (cutoff,)
+            )
+            return int(self._db.execute("DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount)
+
+    def since(self, days: float) -> list[FeedbackRow]:
+        """Every answer of the last `days` days, oldest first, with its votes."""
+        cutoff = time.time() - days * 86400
+        query = (
+            "SELECT a.id, a.platform, a.place, a.asker, a.question, a.answer, a.mode, a.sources, "
+            "COALESCE(SUM(v.vote = 'up'), 0), COALESCE(SUM(v.vote = 'down'), 0) FROM answers a "
+            "LEFT JOIN votes v ON v.answer_id = a.id WHERE a.created >= ? GROUP BY a.id ORDER BY a.id"
+        )
+        with self._lock:
+            found = self._db.execute(query, (cutoff,)).fetchall()
+        return [_row(r) for r in found]
+
     def rows(self, *, limit: int = 50, only_voted: bool = True) -> list[FeedbackRow]:
         query = (
             "SELECT a.id, a.platform, a.place, a.asker, a.question, a.answer, a.mode, a.sources, "
@@ -107,11 +132,12 @@ class FeedbackStore:
         )
         with self._lock:
             found = self._db.execute(query, (limit,)).fetchall()
-        return [
-            FeedbackRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), int(r[8]), int(r[9]))
-            for r in found
-        ]
+        return [_row(r) for r in found]
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _row(r: tuple[Any, ...]) -> FeedbackRow:
+    return FeedbackRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), int(r[8]), int(r[9]))

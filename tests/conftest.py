@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -122,3 +123,43 @@ def llm_server(fake_anthropic: FakeAnthropic) -> Iterator[FakeAnthropic]:
     fake_anthropic.requests.clear()
     yield fake_anthropic
     fake_anthropic.script.clear()
+
+
+# Every secret the tests configure. No log record of the whole run may contain one.
+SECRETS = (
+    "sk-ant-test-secret-123",
+    "sk-ant-cli-secret-456",
+    "fake-token",
+    "xoxb-test",
+    "xapp-test",
+    "test-signing-secret",
+    "test-qdrant-key",
+)
+
+
+class _AllRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record) + repr(record.args) + repr(vars(record).get("exc_text")))
+        except Exception:  # a record that cannot even be formatted still must not hide a leak
+            self.lines.append(repr(vars(record)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log() -> Iterator[None]:
+    """Scan every log record of the run, at debug level, for every configured secret."""
+    handler = _AllRecords()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(previous)
+    assert handler.lines, "no log records were captured"
+    leaks = [(secret, line[:300]) for line in handler.lines for secret in SECRETS if secret in line]
+    assert not leaks, f"secrets in logs: {leaks[:3]}"

@@ -26,11 +26,26 @@ class QdrantServer:
     grpc_port: int = 0
     _proc: subprocess.Popen[bytes] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
+    _http: int = 0
 
     def start(self, timeout_s: float = 30.0) -> str:
         self._tmp = tempfile.TemporaryDirectory(prefix="qdrant-test-")
-        http, grpc = free_port(), free_port()
-        self.grpc_port = grpc
+        self._http, self.grpc_port = free_port(), free_port()
+        return self._launch(timeout_s)
+
+    def kill(self) -> None:
+        """Stop the server but keep its data and ports, to `revive` it later."""
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+    def revive(self, timeout_s: float = 30.0) -> str:
+        return self._launch(timeout_s)
+
+    def _launch(self, timeout_s: float) -> str:
+        assert self._tmp is not None
+        http, grpc = self._http, self.grpc_port
         env = dict(
             os.environ,
             QDRANT__SERVICE__HOST="127.0.0.1",
