@@ -26,6 +26,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 test: lint
 	QDRANT_BIN=$$(./scripts/fetch-qdrant.sh) REQUIRE_QDRANT_SERVER=1 $(BIN)/python -m pytest -q

@@ -329,16 +329,18 @@ class AiSafetyDiscord(discord.Client):
 
     # -- slash commands --------------------------------------------------------------------------
     async def slash_ask(self, interaction: discord.Interaction[Any], question: str, private: bool) -> None:
+        started = time.monotonic()
         await interaction.response.defer(ephemeral=private, thinking=True)
+        first_sign = time.monotonic() - started
         final: Answer | None = None
+        q = Question(
+            question, asker=f"discord:{interaction.user.id}", place=f"discord:{interaction.channel_id}"
+        )
         try:
             if not self.limiter.allow(f"discord:{interaction.user.id}"):
                 self.core.observer.rate_limited("discord")
                 await interaction.followup.send(SLOW_DOWN, ephemeral=True)
                 return
-            q = Question(
-                question, asker=f"discord:{interaction.user.id}", place=f"discord:{interaction.channel_id}"
-            )
             final = await self.core.answer(q)
             answer_id = await asyncio.to_thread(
                 self.feedback.record_answer,
@@ -356,8 +358,10 @@ class AiSafetyDiscord(discord.Client):
                     else discord.utils.MISSING
                 )
                 await interaction.followup.send(part, ephemeral=private, suppress_embeds=True, view=view)
+            self.core.observer.answered("discord", q, final, first_sign_s=first_sign)
         except Exception:
             _log.exception("/ask failed")
+            self.core.observer.answered("discord", q, None, first_sign_s=first_sign)
             text = APOLOGY + (" Here is what I found:\n\n" + render(final) if final and final.sources else "")
             await interaction.followup.send(split_message(text)[0], ephemeral=private, suppress_embeds=True)
 

@@ -390,6 +390,38 @@ def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(app: App, args: argparse.Namespace) -> int:
+    from bot.report import build_report, render
+
+    s = app.settings
+    store = FeedbackStore(s.feedback_db, store_questions=s.store_questions)
+    try:
+        store.purge(s.question_retention_days)
+        rows = store.since(args.since)
+    finally:
+        store.close()
+    live = app.store.live_collection()
+    ids = list(app.store.article_states(live)) if live else []
+    articles = {a: (p.title, p.url) for a, p in app.store.articles(ids).items()}
+    report = build_report(rows, embed=app.embedder.embed_dense_only, articles=articles, since_days=args.since)
+    print(render(report, args.format), end="")
+    return 0
+
+
+def cmd_healthcheck(settings: Settings, args: argparse.Namespace) -> int:
+    """For container health checks: is the running bot's /healthz answering?"""
+    import urllib.request
+
+    slack_http = settings.slack_bot_token is not None and settings.slack_app_token is None
+    port = settings.slack_http_port if slack_http else settings.health_port
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=4) as resp:
+            return 0 if resp.status == 200 else 1
+    except OSError as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aisafety-bot",
@@ -430,6 +462,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the bot (terminal chat when no platform token is set)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="what the community asks: most asked, abstained, 👎, articles cited")
+    p.add_argument("--since", type=float, default=30, metavar="DAYS")
+    p.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("healthcheck", help="exit 0 if the running bot's /healthz answers (for containers)")
+    p.set_defaults(func=cmd_healthcheck, needs_store=False)
 
     p = sub.add_parser("discord-invite", help="print the URL that adds the bot to a Discord server")
     p.set_defaults(func=cmd_discord_invite, needs_store=False)

@@ -1,0 +1,83 @@
+"""The deployment files agree with the code: service names, ports and the variables the settings read."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+
+import yaml
+from aiohttp import web
+
+from bot.config import Settings
+from bot.health import add_health_routes, serve
+from bot.observability import Metrics
+from tests.conftest import ROOT
+from tests.qdrant_server import free_port
+
+FIELDS = {name.upper() for name in Settings.model_fields}
+
+
+def test_compose_matches_the_settings() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"qdrant", "ingest", "bot"}
+    image = services["qdrant"]["image"]
+    assert re.fullmatch(r"qdrant/qdrant:v\d+\.\d+\.\d+", image), "pin the Qdrant image"
+    assert "QDRANT__SERVICE__API_KEY" in services["qdrant"]["environment"]
+    assert any(v.endswith(":/qdrant/storage") for v in services["qdrant"]["volumes"])
+    for name in ("ingest", "bot"):
+        env = services[name]["environment"]
+        assert set(env) <= FIELDS, set(env) - FIELDS
+        assert env["QDRANT_URL"] == "http://qdrant:6333"
+        assert services[name]["env_file"] == ".env"
+    assert services["ingest"]["command"] == ["ingest"]
+    assert services["bot"]["depends_on"]["ingest"]["condition"] == "service_completed_successfully"
+    bot_env = services["bot"]["environment"]
+    ports = {p.split(":")[-1] for p in services["bot"]["ports"]}
+    assert ports == {bot_env["HEALTH_PORT"], bot_env["SLACK_HTTP_PORT"]}
+    assert int(bot_env["HEALTH_PORT"]) == Settings.model_fields["health_port"].default
+    assert int(bot_env["SLACK_HTTP_PORT"]) == Settings.model_fields["slack_http_port"].default
+
+
+def test_dockerfile_and_env_example_match_the_settings() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    exposed = set(re.search(r"^EXPOSE (.+)$", dockerfile, re.M).group(1).split())  # type: ignore[union-attr]
+    assert exposed == {"8080", "3000"}
+    assert re.search(r"^USER \d+$", dockerfile, re.M), "run as a non-root user"
+    assert "HEALTHCHECK" in dockerfile and '"healthcheck"' in dockerfile
+    env_vars = set(re.findall(r"^ENV ([A-Z_]+)=", dockerfile, re.M)) | set(
+        re.findall(r"^\s+([A-Z_]+)=", dockerfile, re.M)
+    )
+    assert {"EMBEDDING_CACHE_DIR", "QDRANT_PATH", "FEEDBACK_DB"} <= env_vars & FIELDS
+    example = set(re.findall(r"^#?\s*([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert example <= FIELDS, example - FIELDS
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+
+
+async def test_healthcheck_command(monkeypatch: object) -> None:
+    port = free_port()
+    runner = await serve(
+        add_health_routes(web.Application(), checks={}, metrics=Metrics()), "127.0.0.1", port
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_"))}
+    env.update(HEALTH_PORT=str(port), PYTHONPATH=str(ROOT))
+
+    async def run() -> int:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "healthcheck",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        return await proc.wait()
+
+    try:
+        assert await run() == 0
+    finally:
+        await runner.cleanup()
+    assert await run() == 1
