@@ -338,6 +338,7 @@ def _slack_bot(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
         options=options,
         token=s.slack_bot_token.get_secret_value(),
         signing_secret=s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else "",
+        base_url=s.slack_api_url,
     )
 
 

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_http_port: int = Field(3000, ge=1, le=65535)
     slack_http_host: str = "0.0.0.0"
+    slack_api_url: str | None = Field(
+        None, description="Slack Web API base URL, e.g. a GovSlack or proxy URL"
+    )
 
     # Operations
     health_port: int = Field(8080, ge=1, le=65535)

@@ -315,6 +315,24 @@ async def test_rest_429_is_retried(
     assert len(bot_posts(fake, msg["id"])) == 2  # the 429 and its retry
 
 
+async def test_metrics_after_a_mention(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    from bot.observability import Metrics, Observer
+
+    fake = fake_discord
+    client = await start_bot()
+    metrics = Metrics()
+    client.core.observer = Observer(metrics)
+    llm_server.script.append(Reply(text="Mesa-optimizers are learned optimizers [1]."))
+    msg = await fake.user_says(fake.channel_id, mention(fake, "what is a mesa-optimizer?"))
+    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, msg["id"])))
+    await fake.wait_for(lambda: b'outcome="llm",platform="discord"' in metrics.render())
+    text = metrics.render().decode()
+    assert 'aisafety_questions_total{outcome="llm",platform="discord"} 1.0' in text
+    assert 'aisafety_answer_latency_seconds_count{stage="done"} 1.0' in text
+
+
 async def test_gateway_drop_is_survived(
     start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
 ) -> None:

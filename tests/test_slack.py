@@ -312,6 +312,50 @@ async def test_double_delivery_and_retries_give_one_answer(
     assert len([c for c in h.fake.named("chat.postMessage") if c.args.get("thread_ts") == msg["ts"]]) == 1
 
 
+async def test_metrics_after_real_traffic(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
+    from bot.observability import Metrics, Observer
+
+    h = await start_slack(rate_limit_per_minute=1)
+    metrics = Metrics()
+    h.bot.core.observer = Observer(metrics)
+    llm_server.script.append(Reply(text="Goals and intelligence are independent [1]."))
+    msg = await h.mention("what is the orthogonality thesis?")
+    final = (await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"])))[0]
+    await h.mention("and again?")
+    await h.fake.wait_for(lambda: any("faster than" in t for t in h.fake.bot_texts(CHANNEL)))
+    button = final["blocks"][-1]["elements"][0]
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "UBOB0001"},
+        "api_app_id": "A0001",
+        "team": {"id": "T0001"},
+        "channel": {"id": CHANNEL},
+        "trigger_id": "t",
+        "response_url": f"{h.fake.url}/respond",
+        "actions": [
+            {
+                "action_id": button["action_id"],
+                "block_id": "b",
+                "value": button["value"],
+                "type": "button",
+                "action_ts": "1",
+            }
+        ],
+    }
+    await h.post(
+        urllib.parse.urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+    )
+    await h.fake.wait_for(
+        lambda: [c for c in h.fake.named("chat.postEphemeral") if "Thanks" in c.args.get("text", "")]
+    )
+    text = metrics.render().decode()
+    assert 'aisafety_questions_total{outcome="llm",platform="slack"} 1.0' in text
+    assert 'aisafety_rate_limited_total{platform="slack"} 1.0' in text
+    assert 'aisafety_feedback_total{platform="slack",vote="up"} 1.0' in text
+    assert 'aisafety_answer_latency_seconds_count{stage="first_sign"} 1.0' in text
+    assert 'aisafety_llm_tokens_total{direction="input"} 123.0' in text
+
+
 async def test_other_bots_edits_and_plain_channel_messages_are_ignored(start_slack: StartSlack) -> None:
     h = await start_slack()
     other_bot = dict(
@@ -452,6 +496,7 @@ async def test_socket_mode(
         }
         eid = await fake_slack.envelope("events_api", payload)
         await fake_slack.wait_for(lambda: any(a.get("envelope_id") == eid for a in fake_slack.acks))
+        assert await bot.connected()  # what /readyz reports for Slack
         await fake_slack.wait_for(
             lambda: [
                 m for m in fake_slack.messages[CHANNEL] if m.get("blocks") and m.get("thread_ts") == msg["ts"]

@@ -1,0 +1,116 @@
+"""`aisafety-bot run` wiring: Discord and Slack (HTTP mode) in one event loop, with /readyz reporting
+Qdrant and both platforms on Slack's aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+import discord
+import pytest
+import yarl
+from slack_sdk.signature import SignatureVerifier
+
+from bot.cli import _run_platforms, open_app
+from bot.config import load_settings
+from tests.conftest import MODEL_PATH, corpus_rows, write_jsonl
+from tests.fake_discord import FakeDiscord
+from tests.fake_slack import BOT_USER, FakeSlack
+from tests.qdrant_server import free_port
+
+SECRET = "test-signing-secret"
+
+
+async def test_run_serves_both_platforms_and_readiness(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_d, fake_s = FakeDiscord(), FakeSlack()
+    await fake_d.start()
+    await fake_s.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", f"{fake_d.url}/api/v10")
+    monkeypatch.setattr(
+        discord.gateway.DiscordWebSocket,
+        "DEFAULT_GATEWAY",
+        yarl.URL(fake_d.url.replace("http", "ws") + "/gateway"),
+    )
+    port = free_port()
+    source = write_jsonl(tmp_path / "s.jsonl", corpus_rows(["aisafety.info:6568", "aisafety.info:8160"]))
+    env = {
+        "QDRANT_PATH": str(tmp_path / "store"),
+        "EMBEDDING_MODEL_PATH": str(MODEL_PATH),
+        "SOURCES": str(source),
+        "DISCORD_TOKEN": "fake-token",
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": f"{fake_s.url}/api/",
+        "SLACK_HTTP_PORT": str(port),
+        "SLACK_HTTP_HOST": "127.0.0.1",
+        "FEEDBACK_DB": str(tmp_path / "f.sqlite3"),
+        "RATE_LIMIT_PER_MINUTE": "0",
+    }
+    for k in ("ANTHROPIC_API_KEY", "QDRANT_URL", "SLACK_APP_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)
+    with open_app(load_settings()) as app:
+        app.ensure_ingested()
+        task = asyncio.create_task(_run_platforms(app))
+        try:
+            async with aiohttp.ClientSession() as http:
+
+                async def ready() -> dict[str, object] | None:
+                    try:
+                        async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                            body = await r.json()
+                            return body if r.status == 200 else None
+                    except aiohttp.ClientError:
+                        return None
+
+                body = None
+                async with asyncio.timeout(30):
+                    while body is None:
+                        body = await ready()
+                        await asyncio.sleep(0.1)
+                assert body == {"ready": True, "checks": {"qdrant": True, "discord": True, "slack": True}}
+                msg = fake_s.user_message("C0000001", f"<@{BOT_USER}> what is a mesa-optimizer?")
+                payload = json.dumps(
+                    {
+                        "type": "event_callback",
+                        "event_id": "EvRUN1",
+                        "team_id": "T0001",
+                        "event": dict(msg, type="app_mention"),
+                    }
+                ).encode()
+                ts = str(int(time.time()))
+                headers = {
+                    "content-type": "application/json",
+                    "x-slack-request-timestamp": ts,
+                    "x-slack-signature": SignatureVerifier(SECRET).generate_signature(
+                        timestamp=ts, body=payload.decode()
+                    ),
+                }
+                async with http.post(
+                    f"http://127.0.0.1:{port}/slack/events", data=payload, headers=headers
+                ) as r:
+                    assert r.status == 200
+                await fake_s.wait_for(lambda: [m for m in fake_s.messages["C0000001"] if m.get("blocks")])
+                d_msg = await fake_d.user_says(
+                    fake_d.channel_id, f"<@{fake_d.bot_id}> what is a mesa-optimizer?"
+                )
+                await fake_d.wait_for(
+                    lambda: any(
+                        "**Sources**" in m["content"] for m in fake_d.messages.get(int(d_msg["id"]), [])
+                    )
+                )
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    metrics = await r.text()
+                assert 'platform="slack"' in metrics and 'platform="discord"' in metrics
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await fake_d.stop()
+            await fake_s.stop()
