@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -106,7 +107,10 @@ class SlackBot:
         self.app.action(re.compile(r"^feedback_(up|down)$"))(self._on_feedback)
 
     async def identify(self) -> None:
-        """Who the bot is on this workspace (to spot its own mention and its own messages)."""
+        """Who the bot is on this workspace (to spot its own mention and its own messages).
+        Also gives the Web API client one HTTP session for the process instead of one per call."""
+        if self.client.session is None:
+            self.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         auth = await self.client.auth_test()
         self.bot_user_id = str(auth["user_id"])
 
@@ -365,3 +369,5 @@ class SlackBot:
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
+        if self.client.session is not None and not self.client.session.closed:
+            await self.client.session.close()

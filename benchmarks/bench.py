@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from benchmarks.common import pct  # noqa: E402
 from bot.core import AnswerCore  # noqa: E402
 from bot.evaluate import evaluate, load_eval  # noqa: E402
 from bot.models import Question  # noqa: E402
@@ -56,11 +57,6 @@ class Memo:
 
     def embed_query(self, text: str) -> Embedded:
         return self.inner.embed_query(text)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def latency(

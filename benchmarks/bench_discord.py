@@ -13,7 +13,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,29 +24,13 @@ import discord  # noqa: E402
 import yarl  # noqa: E402
 
 from adapters.discord_bot import AiSafetyDiscord, DiscordOptions  # noqa: E402
-from bot.core import AnswerCore  # noqa: E402
+from benchmarks.common import QUESTIONS, LagProbe, pct, real_core  # noqa: E402
 from bot.feedback import FeedbackStore  # noqa: E402
-from bot.llm import AnthropicLLM  # noqa: E402
-from retrieval.edge_store import EdgeStore  # noqa: E402
-from retrieval.embeddings import FastEmbedder  # noqa: E402
-from retrieval.ingest import ingest  # noqa: E402
-from retrieval.search import HybridRetriever  # noqa: E402
+from bot.observability import freeze_startup_heap  # noqa: E402
 from tests.fake_anthropic import FakeAnthropic, Reply  # noqa: E402
 from tests.fake_discord import FakeDiscord  # noqa: E402
 
 LLM_FIRST_TOKEN_S = 0.3
-QUESTIONS = [
-    "what is a mesa-optimizer?",
-    "why can't we just turn it off?",
-    "what is the orthogonality thesis?",
-    "what are quantilizers?",
-    "what is AI takeoff?",
-]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def main() -> dict[str, object]:
@@ -57,13 +40,6 @@ async def main() -> dict[str, object]:
     parser.add_argument("--burst", type=int, default=50)
     args = parser.parse_args()
     shared = Path(args.shared)
-
-    embedder = FastEmbedder(
-        model_name="sentence-transformers/all-MiniLM-L6-v2",
-        model_path=str(shared / "models" / "all-MiniLM-L6-v2"),
-    )
-    store = EdgeStore(alias="bench", path=tempfile.mkdtemp(prefix="bench-discord-"))
-    ingest(store=store, embedder=embedder, sources=[str(shared / "corpus" / "aisafety.info.jsonl")])
 
     fake = FakeDiscord()
     await fake.start()
@@ -76,8 +52,7 @@ async def main() -> dict[str, object]:
     )
     await llm_server.start()
 
-    llm = AnthropicLLM(api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=30, max_retries=0)
-    core = AnswerCore(retriever=HybridRetriever(store=store, embedder=embedder), llm=llm)
+    core, store = real_core(shared, llm_server.url)
     client = AiSafetyDiscord(
         core=core,
         feedback=FeedbackStore(":memory:"),
@@ -104,28 +79,20 @@ async def main() -> dict[str, object]:
         )
         return sign[0].at - sent, first[0].at - sent
 
+    freeze_startup_heap()  # as `aisafety-bot run` does once it has started
     sign_ms, text_ms = [], []
     for i in range(args.sequential):
         s, t = await one(QUESTIONS[i % len(QUESTIONS)])
         sign_ms.append(s * 1000)
         text_ms.append(t * 1000)
 
-    # Burst: 50 mentions at once while a ticker measures how late the event loop wakes it.
-    lags: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        while not stop.is_set():
-            before = loop.time()
-            await asyncio.sleep(0.01)
-            lags.append((loop.time() - before - 0.01) * 1000)
-
-    tick = asyncio.create_task(ticker())
-    started = time.perf_counter()
-    burst_sign = await asyncio.gather(*(one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.burst)))
-    burst_s = time.perf_counter() - started
-    stop.set()
-    await tick
+    # Burst: 50 mentions at once while a probe measures how late the event loop wakes it.
+    with LagProbe() as probe:
+        started = time.perf_counter()
+        burst_sign = await asyncio.gather(*(one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.burst)))
+        burst_s = time.perf_counter() - started
+    await probe.done()
+    lags = probe.lags_ms
 
     result: dict[str, object] = {
         "fake_llm_first_token_ms": LLM_FIRST_TOKEN_S * 1000,

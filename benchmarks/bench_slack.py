@@ -13,7 +13,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,31 +24,15 @@ import aiohttp  # noqa: E402
 from slack_sdk.signature import SignatureVerifier  # noqa: E402
 
 from adapters.slack_app import SlackBot, SlackOptions  # noqa: E402
-from bot.core import AnswerCore  # noqa: E402
+from benchmarks.common import QUESTIONS, LagProbe, pct, real_core  # noqa: E402
 from bot.feedback import FeedbackStore  # noqa: E402
-from bot.llm import AnthropicLLM  # noqa: E402
-from retrieval.edge_store import EdgeStore  # noqa: E402
-from retrieval.embeddings import FastEmbedder  # noqa: E402
-from retrieval.ingest import ingest  # noqa: E402
-from retrieval.search import HybridRetriever  # noqa: E402
+from bot.observability import freeze_startup_heap  # noqa: E402
 from tests.fake_anthropic import FakeAnthropic, Reply  # noqa: E402
 from tests.fake_slack import BOT_USER, FakeSlack  # noqa: E402
 from tests.qdrant_server import free_port  # noqa: E402
 
 SECRET = "bench-secret"
 LLM_FIRST_TOKEN_S = 0.3
-QUESTIONS = [
-    "what is a mesa-optimizer?",
-    "why can't we just turn it off?",
-    "what is the orthogonality thesis?",
-    "what are quantilizers?",
-    "what is AI takeoff?",
-]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def main() -> dict[str, object]:
@@ -60,12 +43,6 @@ async def main() -> dict[str, object]:
     args = parser.parse_args()
     shared = Path(args.shared)
 
-    embedder = FastEmbedder(
-        model_name="sentence-transformers/all-MiniLM-L6-v2",
-        model_path=str(shared / "models" / "all-MiniLM-L6-v2"),
-    )
-    store = EdgeStore(alias="bench", path=tempfile.mkdtemp(prefix="bench-slack-"))
-    ingest(store=store, embedder=embedder, sources=[str(shared / "corpus" / "aisafety.info.jsonl")])
     fake = FakeSlack()
     await fake.start()
     llm_server = FakeAnthropic(
@@ -74,8 +51,7 @@ async def main() -> dict[str, object]:
         )
     )
     await llm_server.start()
-    llm = AnthropicLLM(api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=30, max_retries=0)
-    core = AnswerCore(retriever=HybridRetriever(store=store, embedder=embedder), llm=llm)
+    core, store = real_core(shared, llm_server.url)
     bot = SlackBot(
         core=core,
         feedback=FeedbackStore(":memory:"),
@@ -122,20 +98,12 @@ async def main() -> dict[str, object]:
         first_at = await fake.wait_for(lambda: fake.first_update.get(reply_ts), within=60)
         return acked - sent, sign_at - sent, first_at - sent
 
+    freeze_startup_heap()  # as `aisafety-bot run` does once it has started
     seq = [await one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.sequential)]
-    lags: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        while not stop.is_set():
-            before = loop.time()
-            await asyncio.sleep(0.01)
-            lags.append((loop.time() - before - 0.01) * 1000)
-
-    tick = asyncio.create_task(ticker())
-    burst = await asyncio.gather(*(one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.burst)))
-    stop.set()
-    await tick
+    with LagProbe() as probe:
+        burst = await asyncio.gather(*(one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.burst)))
+    await probe.done()
+    lags = probe.lags_ms
 
     def ms(values: list[float]) -> dict[str, float]:
         v = [x * 1000 for x in values]

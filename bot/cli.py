@@ -25,7 +25,7 @@ from bot.feedback import FeedbackStore
 from bot.llm import AnthropicLLM
 from bot.logs import configure as configure_logging
 from bot.models import Answer, Question, Turn
-from bot.observability import Metrics, Observer, TokenBudget
+from bot.observability import Metrics, Observer, TokenBudget, freeze_startup_heap
 from retrieval.embeddings import EmbeddingError, FastEmbedder, configure_offline
 from retrieval.index import SearchMode, StoreError, VectorStore
 from retrieval.ingest import IngestError, ingest
@@ -296,6 +296,7 @@ async def _run_platforms(app: App) -> None:
             health, port = bot.web_app(), s.slack_http_port  # one aiohttp app: Slack's events and health
             _log.info("Slack: HTTP mode on port %d (/slack/events)", port)
     add_health_routes(health, checks=checks, metrics=app.metrics)
+    freeze_startup_heap()
     runner = await serve(health, s.health_host if port == s.health_port else s.slack_http_host, port)
     _log.info("health and metrics on port %d (/healthz, /readyz, /metrics)", port)
     try:

@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback import serve_loopback
+
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -146,12 +148,7 @@ class FakeAnthropic:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v1/messages", self.handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_loopback(app)
         return self.url
 
     async def stop(self) -> None:

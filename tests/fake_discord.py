@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.loopback import serve_loopback, wait_until
+
 JSON = {"content-type": "application/json"}  # exactly this: discord.py treats anything else as text
 
 
@@ -205,22 +207,12 @@ class FakeDiscord:
         return [r for r in self.requests if r.method == method and r.path.startswith(prefix)]
 
     async def wait_for(self, check: Callable[[], Any], within: float = 20.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + within
-        while True:
-            result = check()
-            if result:
-                return result
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise TimeoutError(
-                    "condition not met; requests: "
-                    + ", ".join(f"{r.method} {r.path}" for r in self.requests[-15:])
-                )
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
-            except TimeoutError:
-                pass
+        return await wait_until(
+            check,
+            self._changed,
+            within=within,
+            recent=lambda: ", ".join(f"{r.method} {r.path}" for r in self.requests[-15:]),
+        )
 
     # -- REST -------------------------------------------------------------------------------------
     def _record(self, request: web.Request, body: Any) -> None:
@@ -438,12 +430,7 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway", self.gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_loopback(app)
         return self.url
 
     async def stop(self) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.loopback import serve_loopback, wait_until
+
 BOT_USER = "UBOT0001"
 BOT_ID = "BBOT0001"
 
@@ -78,21 +80,9 @@ class FakeSlack:
         return [m.get("text", "") for m in self.messages.get(channel, []) if m.get("user") == BOT_USER]
 
     async def wait_for(self, check: Callable[[], Any], within: float = 20.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + within
-        while True:
-            result = check()
-            if result:
-                return result
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise TimeoutError(
-                    "condition not met; calls: " + ", ".join(c.method for c in self.calls[-15:])
-                )
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
-            except TimeoutError:
-                pass
+        return await wait_until(
+            check, self._changed, within=within, recent=lambda: ", ".join(c.method for c in self.calls[-15:])
+        )
 
     # -- Web API ----------------------------------------------------------------------------------
     async def api(self, request: web.Request) -> web.Response:
@@ -225,11 +215,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self.api)
         app.router.add_get("/socket", self.socket)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._runner, self.url = await serve_loopback(app)
         return self.url
 
     async def stop(self) -> None:

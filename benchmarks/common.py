@@ -1,0 +1,66 @@
+"""Shared pieces of the platform benchmarks: percentiles, an event-loop lag probe, and a real core."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from bot.core import AnswerCore
+from bot.llm import AnthropicLLM
+from retrieval.edge_store import EdgeStore
+from retrieval.embeddings import FastEmbedder
+from retrieval.ingest import ingest
+from retrieval.search import HybridRetriever
+
+QUESTIONS = [
+    "what is a mesa-optimizer?",
+    "why can't we just turn it off?",
+    "what is the orthogonality thesis?",
+    "what are quantilizers?",
+    "what is AI takeoff?",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def real_core(shared: Path, llm_url: str) -> tuple[AnswerCore, EdgeStore]:
+    """The real answer core on the aisafety.info file in a fresh embedded store, with an LLM at llm_url."""
+    embedder = FastEmbedder(
+        model_name="sentence-transformers/all-MiniLM-L6-v2",
+        model_path=str(shared / "models" / "all-MiniLM-L6-v2"),
+    )
+    store = EdgeStore(alias="bench", path=tempfile.mkdtemp(prefix="bench-"))
+    ingest(store=store, embedder=embedder, sources=[str(shared / "corpus" / "aisafety.info.jsonl")])
+    llm = AnthropicLLM(api_key="k", model="claude-test", base_url=llm_url, timeout_s=30, max_retries=0)
+    return AnswerCore(retriever=HybridRetriever(store=store, embedder=embedder), llm=llm), store
+
+
+class LagProbe:
+    """How late a 10 ms sleep wakes up, sampled continuously while it runs."""
+
+    def __init__(self) -> None:
+        self.lags_ms: list[float] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            self.lags_ms.append((loop.time() - before - 0.01) * 1000)
+
+    def __enter__(self) -> LagProbe:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    async def done(self) -> None:
+        if self._task is not None:
+            await self._task

@@ -1,0 +1,39 @@
+"""What every fake server of the tests shares: serving on a free 127.0.0.1 port, and waiting for a
+condition on what it has recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+
+async def serve_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def wait_until(
+    check: Callable[[], Any], changed: asyncio.Event, *, within: float, recent: Callable[[], str]
+) -> Any:
+    """Re-check whenever the fake records something (or every 0.2 s) until `check()` is truthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimeoutError(f"condition not met; recent: {recent()}")
+        changed.clear()
+        try:
+            await asyncio.wait_for(changed.wait(), min(remaining, 0.2))
+        except TimeoutError:
+            pass
