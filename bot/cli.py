@@ -499,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level=level, json_format=os.environ.get("LOG_FORMAT", "").lower() == "json")
     try:
         settings = load_settings()
+        configure_logging(level=level, json_format=settings.log_format == "json")  # LOG_FORMAT may be in .env
         if not getattr(args, "needs_store", True):
             return int(args.func(settings, args))
         with open_app(settings) as app:

@@ -204,3 +204,11 @@ async def test_discord_invite_and_feedback_commands(env: dict[str, str], tmp_pat
     )
     code, out, _ = await run(dict(env, FEEDBACK_DB=str(db)), "feedback", "--all")
     assert "unvoted" in out and "👎 1" in out
+
+
+async def test_json_logs_from_dotenv(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LOG_FORMAT=json\n")
+    code, _, err = await run(env, "-v", "search", "what is a mesa optimizer", "--json")
+    assert code == 0
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
