@@ -265,7 +265,7 @@ async def _run_platforms(app: App) -> None:
 
     s = app.settings
     core = app.core()
-    feedback = FeedbackStore(s.feedback_db)
+    feedback = FeedbackStore(s.feedback_db, store_questions=s.store_questions)
     await asyncio.to_thread(feedback.purge, s.question_retention_days)
 
     async def qdrant_ready() -> bool:

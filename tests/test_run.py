@@ -50,6 +50,7 @@ async def test_run_serves_both_platforms_and_readiness(
         "SLACK_HTTP_HOST": "127.0.0.1",
         "FEEDBACK_DB": str(tmp_path / "f.sqlite3"),
         "RATE_LIMIT_PER_MINUTE": "0",
+        "STORE_QUESTIONS": "false",
     }
     for k in ("ANTHROPIC_API_KEY", "QDRANT_URL", "SLACK_APP_TOKEN"):
         monkeypatch.delenv(k, raising=False)
@@ -109,6 +110,15 @@ async def test_run_serves_both_platforms_and_readiness(
                 async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
                     metrics = await r.text()
                 assert 'platform="slack"' in metrics and 'platform="discord"' in metrics
+            from bot.feedback import FeedbackStore
+
+            stored = FeedbackStore(tmp_path / "f.sqlite3")
+            rows = stored.rows(only_voted=False)
+            stored.close()
+            assert {r.platform for r in rows} == {"slack", "discord"}
+            assert all(
+                r.question == "" and r.answer == "" and r.sources for r in rows
+            )  # STORE_QUESTIONS=false
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
