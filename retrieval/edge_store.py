@@ -48,6 +48,7 @@ class EdgeStore:
         self._collections = self.root / "collections"
         self._alias_file = self.root / "aliases.json"
         self._shards: dict[str, Any] = {}
+        self._live_name: str | None = None
         self._lock = threading.RLock()
         try:
             self._collections.mkdir(parents=True, exist_ok=True)
@@ -72,8 +73,12 @@ class EdgeStore:
         return {str(k): str(v) for k, v in data.items()}
 
     def live_collection(self) -> str | None:
-        name = self._aliases().get(self.alias)
-        return name if name and (self._collections / name).is_dir() else None
+        # Read once: this process holds the folder's lock, so only `switch_alias` can change it.
+        if self._live_name is None:
+            name = self._aliases().get(self.alias)
+            if name and (self._collections / name).is_dir():
+                self._live_name = name
+        return self._live_name
 
     def _shard(self, name: str) -> Any:
         with self._lock:
@@ -117,6 +122,7 @@ class EdgeStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self._alias_file)
+            self._live_name = collection
             for name in self.build_collections():
                 if name != collection:
                     self.drop_collection(name)
@@ -130,6 +136,8 @@ class EdgeStore:
             if shard is not None:
                 shard.close()
             shutil.rmtree(self._collections / name, ignore_errors=True)
+            if name == self._live_name:
+                self._live_name = None
 
     def close(self) -> None:
         with self._lock:
