@@ -298,14 +298,7 @@ class AiSafetyDiscord(discord.Client):
                     else:
                         await reply.add(item)
             assert final is not None
-            answer_id = await asyncio.to_thread(
-                self.feedback.record_answer,
-                platform="discord",
-                place=question.place,
-                asker=question.asker,
-                question=question.text,
-                answer=final,
-            )
+            answer_id = await self.feedback.save("discord", question, final)
             await reply.finish(render(final), feedback_view(answer_id) if final.mode != "abstain" else None)
             self.core.observer.answered("discord", question, final, first_sign_s=first_sign)
         except Exception as exc:
@@ -342,14 +335,7 @@ class AiSafetyDiscord(discord.Client):
                 await interaction.followup.send(SLOW_DOWN, ephemeral=True)
                 return
             final = await self.core.answer(q)
-            answer_id = await asyncio.to_thread(
-                self.feedback.record_answer,
-                platform="discord",
-                place=q.place,
-                asker=q.asker,
-                question=question,
-                answer=final,
-            )
+            answer_id = await self.feedback.save("discord", q, final)
             parts = split_message(render(final))
             for i, part in enumerate(parts):
                 view = (

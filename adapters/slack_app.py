@@ -219,33 +219,11 @@ class SlackBot:
                 last = time.monotonic()
                 await self.client.chat_update(channel=channel, ts=ts, text=neutralise(to_mrkdwn(text)) + " …")
         assert final is not None
-        await self._post_final(channel, ts, question, final)
-        return final
-
-    async def _post_final(
-        self,
-        channel: str,
-        ts: str | None,
-        question: Question,
-        answer: Answer,
-        *,
-        thread_ts: str | None = None,
-    ) -> None:
-        answer_id = await asyncio.to_thread(
-            self.feedback.record_answer,
-            platform="slack",
-            place=question.place,
-            asker=question.asker,
-            question=question.text,
-            answer=answer,
+        answer_id = await self.feedback.save("slack", question, final)
+        await self.client.chat_update(
+            channel=channel, ts=ts, text=render_text(final), blocks=render_blocks(final, answer_id)
         )
-        blocks = render_blocks(answer, answer_id if answer.mode != "abstain" else None)
-        if ts is None:
-            await self.client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, text=render_text(answer), blocks=blocks
-            )
-        else:
-            await self.client.chat_update(channel=channel, ts=ts, text=render_text(answer), blocks=blocks)
+        return final
 
     async def _apologise(
         self, channel: str, thread_ts: str | None, ts: str | None, answer: Answer | None
@@ -292,19 +270,12 @@ class SlackBot:
                 return
             if private:
                 final = await self.core.answer(question)
-                answer_id = await asyncio.to_thread(
-                    self.feedback.record_answer,
-                    platform="slack",
-                    place=question.place,
-                    asker=question.asker,
-                    question=text,
-                    answer=final,
-                )
+                answer_id = await self.feedback.save("slack", question, final)
                 await self.client.chat_postEphemeral(
                     channel=channel,
                     user=user,
                     text=render_text(final),
-                    blocks=render_blocks(final, answer_id if final.mode != "abstain" else None),
+                    blocks=render_blocks(final, answer_id),
                 )
                 self.core.observer.answered("slack", question, final)
                 return

@@ -136,7 +136,8 @@ def feedback_actions(answer_id: int) -> dict[str, Any]:
 
 
 def render_blocks(answer: Answer, answer_id: int | None) -> list[dict[str, Any]]:
-    """Block Kit: the answer in sections of at most 3000 characters, then the sources, then 👍 / 👎."""
+    """Block Kit: the answer in sections of at most 3000 characters, then the sources, then 👍 / 👎
+    (when there is an answer id to rate)."""
     body = to_mrkdwn(answer.text)
     if answer.notice:
         body = f"_{escape(answer.notice)}_\n\n{body}"
@@ -150,6 +151,6 @@ def render_blocks(answer: Answer, answer_id: int | None) -> list[dict[str, Any]]
         blocks += [
             {"type": "section", "text": {"type": "mrkdwn", "text": part}} for part in split_sections(tail)
         ]
-    if answer_id is not None:
+    if answer_id is not None and answer.mode != "abstain":  # nothing to rate when the bot abstains
         blocks.append(feedback_actions(answer_id))
     return blocks

@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import discord  # noqa: E402
-import yarl  # noqa: E402
 
 from adapters.discord_bot import AiSafetyDiscord, DiscordOptions  # noqa: E402
 from benchmarks.common import QUESTIONS, LagProbe, pct, real_core  # noqa: E402
@@ -43,8 +42,8 @@ async def main() -> dict[str, object]:
 
     fake = FakeDiscord()
     await fake.start()
-    discord.http.Route.BASE = f"{fake.url}/api/v10"
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.url.replace("http", "ws") + "/gateway")
+    discord.http.Route.BASE = fake.api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = fake.gateway_url
     llm_server = FakeAnthropic(
         default=Reply(
             text="An answer from the articles [1]. " * 8, delay_s=LLM_FIRST_TOKEN_S, chunk_delay_s=0.01

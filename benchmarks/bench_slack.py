@@ -21,14 +21,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import aiohttp  # noqa: E402
-from slack_sdk.signature import SignatureVerifier  # noqa: E402
 
 from adapters.slack_app import SlackBot, SlackOptions  # noqa: E402
 from benchmarks.common import QUESTIONS, LagProbe, pct, real_core  # noqa: E402
 from bot.feedback import FeedbackStore  # noqa: E402
 from bot.observability import freeze_startup_heap  # noqa: E402
 from tests.fake_anthropic import FakeAnthropic, Reply  # noqa: E402
-from tests.fake_slack import BOT_USER, FakeSlack  # noqa: E402
+from tests.fake_slack import BOT_USER, FakeSlack, signed_headers  # noqa: E402
 from tests.qdrant_server import free_port  # noqa: E402
 
 SECRET = "bench-secret"
@@ -82,14 +81,7 @@ async def main() -> dict[str, object]:
                 "event": dict(msg, type="app_mention"),
             }
         ).encode()
-        ts = str(int(time.time()))
-        headers = {
-            "content-type": "application/json",
-            "x-slack-request-timestamp": ts,
-            "x-slack-signature": SignatureVerifier(SECRET).generate_signature(
-                timestamp=ts, body=body.decode()
-            ),
-        }
+        headers = signed_headers(SECRET, body)
         sent = loop.time()
         async with session.post(url, data=body, headers=headers) as resp:
             assert resp.status == 200

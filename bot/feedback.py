@@ -5,6 +5,7 @@ Shared by every platform: an adapter records each answer it posts and each vote 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.models import Answer
+from bot.models import Answer, Question
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -87,6 +88,17 @@ class FeedbackStore:
             )
             return int(cur.lastrowid or 0)
 
+    async def save(self, platform: str, question: Question, answer: Answer) -> int:
+        """`record_answer` from an event loop: the write runs in a worker thread."""
+        return await asyncio.to_thread(
+            self.record_answer,
+            platform=platform,
+            place=question.place,
+            asker=question.asker,
+            question=question.text,
+            answer=answer,
+        )
+
     def record_vote(self, answer_id: int, *, voter: str, vote: str) -> bool:
         """A member's vote on an answer; voting again replaces their vote. False if no such answer."""
         if vote not in ("up", "down"):
@@ -112,27 +124,21 @@ class FeedbackStore:
 
     def since(self, days: float) -> list[FeedbackRow]:
         """Every answer of the last `days` days, oldest first, with its votes."""
-        cutoff = time.time() - days * 86400
-        query = (
-            "SELECT a.id, a.platform, a.place, a.asker, a.question, a.answer, a.mode, a.sources, "
-            "COALESCE(SUM(v.vote = 'up'), 0), COALESCE(SUM(v.vote = 'down'), 0) FROM answers a "
-            "LEFT JOIN votes v ON v.answer_id = a.id WHERE a.created >= ? GROUP BY a.id ORDER BY a.id"
-        )
-        with self._lock:
-            found = self._db.execute(query, (cutoff,)).fetchall()
-        return [_row(r) for r in found]
+        return self._select("WHERE a.created >= ? GROUP BY a.id ORDER BY a.id", time.time() - days * 86400)
 
     def rows(self, *, limit: int = 50, only_voted: bool = True) -> list[FeedbackRow]:
+        """The newest answers (by default only those that got a vote), with their votes."""
+        having = "HAVING COUNT(v.vote) > 0 " if only_voted else ""
+        return self._select(f"GROUP BY a.id {having}ORDER BY a.id DESC LIMIT ?", limit)
+
+    def _select(self, tail: str, param: object) -> list[FeedbackRow]:
         query = (
             "SELECT a.id, a.platform, a.place, a.asker, a.question, a.answer, a.mode, a.sources, "
             "COALESCE(SUM(v.vote = 'up'), 0), COALESCE(SUM(v.vote = 'down'), 0) "
-            "FROM answers a LEFT JOIN votes v ON v.answer_id = a.id GROUP BY a.id "
-            + ("HAVING COUNT(v.vote) > 0 " if only_voted else "")
-            + "ORDER BY a.id DESC LIMIT ?"
+            "FROM answers a LEFT JOIN votes v ON v.answer_id = a.id " + tail
         )
         with self._lock:
-            found = self._db.execute(query, (limit,)).fetchall()
-        return [_row(r) for r in found]
+            return [_row(r) for r in self._db.execute(query, (param,)).fetchall()]
 
     def close(self) -> None:
         with self._lock:

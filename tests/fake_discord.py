@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import yarl
 from aiohttp import WSMsgType, web
 
 from tests.loopback import serve_loopback, wait_until
@@ -179,6 +180,16 @@ class FakeDiscord:
             }
             msg["referenced_message"] = referenced
         return msg
+
+    @property
+    def api_base(self) -> str:
+        """The value for `discord.http.Route.BASE`."""
+        return f"{self.url}/api/v10"
+
+    @property
+    def gateway_url(self) -> yarl.URL:
+        """The value for `discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`."""
+        return yarl.URL(self.url.replace("http", "ws") + "/gateway")
 
     # -- test controls ----------------------------------------------------------------------------
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:

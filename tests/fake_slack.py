@@ -16,8 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from slack_sdk.signature import SignatureVerifier
 
 from tests.loopback import serve_loopback, wait_until
+
+
+def signed_headers(
+    secret: str, body: bytes, *, content_type: str = "application/json", timestamp: int | None = None
+) -> dict[str, str]:
+    """The headers Slack sends with a request it signed with the app's signing secret."""
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body.decode())
+    return {"content-type": content_type, "x-slack-request-timestamp": ts, "x-slack-signature": signature}
+
 
 BOT_USER = "UBOT0001"
 BOT_ID = "BBOT0001"

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import aiohttp
 import discord
 import pytest
-import yarl
-from slack_sdk.signature import SignatureVerifier
 
 from bot.cli import _run_platforms, open_app
 from bot.config import load_settings
 from tests.conftest import MODEL_PATH, corpus_rows, write_jsonl
 from tests.fake_discord import FakeDiscord
-from tests.fake_slack import BOT_USER, FakeSlack
+from tests.fake_slack import BOT_USER, FakeSlack, signed_headers
 from tests.qdrant_server import free_port
 
 SECRET = "test-signing-secret"
@@ -30,12 +27,8 @@ async def test_run_serves_both_platforms_and_readiness(
     fake_d, fake_s = FakeDiscord(), FakeSlack()
     await fake_d.start()
     await fake_s.start()
-    monkeypatch.setattr(discord.http.Route, "BASE", f"{fake_d.url}/api/v10")
-    monkeypatch.setattr(
-        discord.gateway.DiscordWebSocket,
-        "DEFAULT_GATEWAY",
-        yarl.URL(fake_d.url.replace("http", "ws") + "/gateway"),
-    )
+    monkeypatch.setattr(discord.http.Route, "BASE", fake_d.api_base)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", fake_d.gateway_url)
     port = free_port()
     source = write_jsonl(tmp_path / "s.jsonl", corpus_rows(["aisafety.info:6568", "aisafety.info:8160"]))
     env = {
@@ -86,14 +79,7 @@ async def test_run_serves_both_platforms_and_readiness(
                         "event": dict(msg, type="app_mention"),
                     }
                 ).encode()
-                ts = str(int(time.time()))
-                headers = {
-                    "content-type": "application/json",
-                    "x-slack-request-timestamp": ts,
-                    "x-slack-signature": SignatureVerifier(SECRET).generate_signature(
-                        timestamp=ts, body=payload.decode()
-                    ),
-                }
+                headers = signed_headers(SECRET, payload)
                 async with http.post(
                     f"http://127.0.0.1:{port}/slack/events", data=payload, headers=headers
                 ) as r:

@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack_app import SlackBot, SlackOptions
 from bot.core import AnswerCore
@@ -25,7 +24,7 @@ from retrieval.embeddings import FastEmbedder
 from retrieval.index import VectorStore
 from retrieval.search import HybridRetriever
 from tests.fake_anthropic import FakeAnthropic, Reply
-from tests.fake_slack import BOT_USER, FakeSlack
+from tests.fake_slack import BOT_USER, FakeSlack, signed_headers
 from tests.qdrant_server import free_port
 
 SECRET = "test-signing-secret"
@@ -47,13 +46,12 @@ class Harness:
         sign: bool = True,
         timestamp: int | None = None,
     ) -> tuple[int, str]:
-        ts = str(timestamp if timestamp is not None else int(time.time()))
-        h = {"content-type": content_type, **(headers or {})}
-        if sign:
-            h["x-slack-request-timestamp"] = ts
-            h["x-slack-signature"] = SignatureVerifier(SECRET).generate_signature(
-                timestamp=ts, body=body.decode()
-            )
+        h = (
+            signed_headers(SECRET, body, content_type=content_type, timestamp=timestamp)
+            if sign
+            else {"content-type": content_type}
+        )
+        h.update(headers or {})
         async with self.session.post(self.url, data=body, headers=h) as resp:
             return resp.status, await resp.text()
 
@@ -96,6 +94,32 @@ class Harness:
             "api_app_id": "A0001",
         }
         return await self.post(urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded")
+
+    async def click(
+        self, message: dict[str, Any], button: dict[str, Any], user: str = "UBOB0001"
+    ) -> tuple[int, str]:
+        """A member clicks a button of one of the bot's messages (interactivity: block_actions)."""
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user},
+            "api_app_id": "A0001",
+            "team": {"id": "T0001"},
+            "channel": {"id": message["channel"]},
+            "container": {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"]},
+            "trigger_id": "t",
+            "response_url": f"{self.fake.url}/respond",
+            "actions": [
+                {
+                    "action_id": button["action_id"],
+                    "block_id": message["blocks"][-1]["block_id"],
+                    "value": button["value"],
+                    "type": "button",
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        return await self.post(body, "application/x-www-form-urlencoded")
 
     def answered(self, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -258,28 +282,7 @@ async def test_feedback_click_is_recorded(start_slack: StartSlack, llm_server: F
     msg = await h.mention("what is the orthogonality thesis?")
     final = (await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"])))[0]
     button = final["blocks"][-1]["elements"][1]
-    payload = {
-        "type": "block_actions",
-        "user": {"id": "UBOB0001"},
-        "api_app_id": "A0001",
-        "team": {"id": "T0001"},
-        "channel": {"id": CHANNEL},
-        "container": {"type": "message", "message_ts": final["ts"], "channel_id": CHANNEL},
-        "trigger_id": "t",
-        "response_url": f"{h.fake.url}/respond",
-        "actions": [
-            {
-                "action_id": button["action_id"],
-                "block_id": final["blocks"][-1]["block_id"],
-                "value": button["value"],
-                "type": "button",
-                "action_ts": str(time.time()),
-            }
-        ],
-    }
-    status, _ = await h.post(
-        urllib.parse.urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
-    )
+    status, _ = await h.click(final, button)
     assert status == 200
     await h.fake.wait_for(
         lambda: [c for c in h.fake.named("chat.postEphemeral") if "Thanks" in c.args.get("text", "")]
@@ -324,27 +327,7 @@ async def test_metrics_after_real_traffic(start_slack: StartSlack, llm_server: F
     await h.mention("and again?")
     await h.fake.wait_for(lambda: any("faster than" in t for t in h.fake.bot_texts(CHANNEL)))
     button = final["blocks"][-1]["elements"][0]
-    payload = {
-        "type": "block_actions",
-        "user": {"id": "UBOB0001"},
-        "api_app_id": "A0001",
-        "team": {"id": "T0001"},
-        "channel": {"id": CHANNEL},
-        "trigger_id": "t",
-        "response_url": f"{h.fake.url}/respond",
-        "actions": [
-            {
-                "action_id": button["action_id"],
-                "block_id": "b",
-                "value": button["value"],
-                "type": "button",
-                "action_ts": "1",
-            }
-        ],
-    }
-    await h.post(
-        urllib.parse.urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
-    )
+    await h.click(final, button)
     await h.fake.wait_for(
         lambda: [c for c in h.fake.named("chat.postEphemeral") if "Thanks" in c.args.get("text", "")]
     )

@@ -120,3 +120,12 @@ def test_manifest_has_exactly_what_the_bot_uses() -> None:
     assert events == {"app_mention", "message.channels", "message.groups", "message.im"}
     assert manifest["settings"]["interactivity"]["is_enabled"] is True  # the 👍 / 👎 buttons
     assert Path(ROOT / "slack-app-manifest.yml").exists()
+
+
+def test_abstentions_get_no_feedback_buttons() -> None:
+    nearest = (Source(1, "a:1", "Nearest", "https://aisafety.info/questions/1/x"),)
+    blocks = render_blocks(
+        Answer("The articles I know don't cover that.", (), "abstain", read_next=nearest), 5
+    )
+    assert all(b["type"] != "actions" for b in blocks)
+    assert "*Nearest articles*" in blocks[-1]["text"]["text"]
