@@ -7,7 +7,6 @@ mentions arrive at once. Real discord.py, the real answer core, embeddings and e
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -23,33 +22,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import discord  # noqa: E402
 
 from adapters.discord_bot import AiSafetyDiscord, DiscordOptions  # noqa: E402
-from benchmarks.common import QUESTIONS, LagProbe, pct, real_core  # noqa: E402
+from benchmarks.common import LLM_FIRST_TOKEN_S, QUESTIONS, LagProbe, fake_llm, pct, platform_args, real_core  # noqa: E402
 from bot.feedback import FeedbackStore  # noqa: E402
 from bot.observability import freeze_startup_heap  # noqa: E402
-from tests.fake_anthropic import FakeAnthropic, Reply  # noqa: E402
 from tests.fake_discord import FakeDiscord  # noqa: E402
-
-LLM_FIRST_TOKEN_S = 0.3
 
 
 async def main() -> dict[str, object]:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
-    parser.add_argument("--sequential", type=int, default=15)
-    parser.add_argument("--burst", type=int, default=50)
-    args = parser.parse_args()
-    shared = Path(args.shared)
+    args = platform_args()
+    shared = args.shared
 
     fake = FakeDiscord()
     await fake.start()
     discord.http.Route.BASE = fake.api_base
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = fake.gateway_url
-    llm_server = FakeAnthropic(
-        default=Reply(
-            text="An answer from the articles [1]. " * 8, delay_s=LLM_FIRST_TOKEN_S, chunk_delay_s=0.01
-        )
-    )
-    await llm_server.start()
+    llm_server = await fake_llm()
 
     core, store = real_core(shared, llm_server.url)
     client = AiSafetyDiscord(

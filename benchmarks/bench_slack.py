@@ -7,7 +7,6 @@ while 50 mentions arrive at once. Real slack-bolt, the real answer core, embeddi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -23,33 +22,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import aiohttp  # noqa: E402
 
 from adapters.slack_app import SlackBot, SlackOptions  # noqa: E402
-from benchmarks.common import QUESTIONS, LagProbe, pct, real_core  # noqa: E402
+from benchmarks.common import LLM_FIRST_TOKEN_S, QUESTIONS, LagProbe, fake_llm, pct, platform_args, real_core  # noqa: E402
 from bot.feedback import FeedbackStore  # noqa: E402
 from bot.observability import freeze_startup_heap  # noqa: E402
-from tests.fake_anthropic import FakeAnthropic, Reply  # noqa: E402
 from tests.fake_slack import BOT_USER, FakeSlack, signed_headers  # noqa: E402
 from tests.qdrant_server import free_port  # noqa: E402
 
 SECRET = "bench-secret"
-LLM_FIRST_TOKEN_S = 0.3
 
 
 async def main() -> dict[str, object]:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
-    parser.add_argument("--sequential", type=int, default=15)
-    parser.add_argument("--burst", type=int, default=50)
-    args = parser.parse_args()
-    shared = Path(args.shared)
+    args = platform_args()
+    shared = args.shared
 
     fake = FakeSlack()
     await fake.start()
-    llm_server = FakeAnthropic(
-        default=Reply(
-            text="An answer from the articles [1]. " * 8, delay_s=LLM_FIRST_TOKEN_S, chunk_delay_s=0.01
-        )
-    )
-    await llm_server.start()
+    llm_server = await fake_llm()
     core, store = real_core(shared, llm_server.url)
     bot = SlackBot(
         core=core,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import tempfile
 from pathlib import Path
@@ -12,6 +13,9 @@ from retrieval.edge_store import EdgeStore
 from retrieval.embeddings import FastEmbedder
 from retrieval.ingest import ingest
 from retrieval.search import HybridRetriever
+from tests.fake_anthropic import FakeAnthropic, Reply
+
+LLM_FIRST_TOKEN_S = 0.3
 
 QUESTIONS = [
     "what is a mesa-optimizer?",
@@ -64,3 +68,23 @@ class LagProbe:
     async def done(self) -> None:
         if self._task is not None:
             await self._task
+
+
+def platform_args() -> argparse.Namespace:
+    """--shared (the shared folder), --sequential (single mentions) and --burst (mentions at once)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--sequential", type=int, default=15)
+    parser.add_argument("--burst", type=int, default=50)
+    return parser.parse_args()
+
+
+async def fake_llm() -> FakeAnthropic:
+    """A fake Messages API whose first token comes LLM_FIRST_TOKEN_S after each request."""
+    server = FakeAnthropic(
+        default=Reply(
+            text="An answer from the articles [1]. " * 8, delay_s=LLM_FIRST_TOKEN_S, chunk_delay_s=0.01
+        )
+    )
+    await server.start()
+    return server

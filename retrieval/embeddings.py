@@ -1,8 +1,7 @@
-"""Dense (fastembed) and BM25 sparse embeddings; the blocking model calls run in worker threads."""
+"""Dense (fastembed) and BM25 sparse embeddings. The calls block; `HybridRetriever` runs them in worker threads."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -129,11 +128,6 @@ def _as_list(vec: Any) -> list[float]:
 
 def _sparse(emb: Any) -> SparseVec:
     return SparseVec(indices=[int(i) for i in emb.indices], values=[float(v) for v in emb.values])
-
-
-async def embed_query_async(embedder: Embedder, text: str) -> Embedded:
-    """The query embedding, computed in a worker thread so the event loop stays responsive."""
-    return await asyncio.to_thread(embedder.embed_query, text)
 
 
 def configure_offline(model_path: str | None) -> None:

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.embeddings import BM25_DIR, EmbeddingError, FastEmbedder, embed_query_async
+from retrieval.embeddings import BM25_DIR, EmbeddingError, FastEmbedder
+from retrieval.index import VectorStore
+from retrieval.search import HybridRetriever
 from tests.conftest import MODEL_NAME
 
 
@@ -42,7 +44,10 @@ def test_missing_model_folder_says_how_to_fix(tmp_path: Path) -> None:
         FastEmbedder(model_name=MODEL_NAME, model_path=str(tmp_path)).warm_up()
 
 
-async def test_query_embedding_runs_off_the_event_loop(embedder: FastEmbedder) -> None:
+async def test_query_embedding_and_search_run_off_the_event_loop(
+    embedder: FastEmbedder, slice_store: VectorStore
+) -> None:
+    retriever = HybridRetriever(store=slice_store, embedder=embedder)
     ticks = 0
 
     async def tick() -> None:
@@ -52,6 +57,6 @@ async def test_query_embedding_runs_off_the_event_loop(embedder: FastEmbedder) -
             await asyncio.sleep(0)
 
     vectors, _ = await asyncio.gather(
-        asyncio.gather(*(embed_query_async(embedder, f"question {i}") for i in range(8))), tick()
+        asyncio.gather(*(retriever.search(f"question {i}", k=3) for i in range(8))), tick()
     )
     assert len(vectors) == 8 and ticks == 5
