@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from bot.ratelimit import RateLimiter
 _log = logging.getLogger(__name__)
 
 HISTORY_MESSAGES = 20
+STARTER_CACHE = 1024
 USAGE = (
     "Ask me about AI safety: mention me with your question (for example *@aisafety-bot what is "
     "inner alignment?*), or use `/ask`. In a thread I started you can keep asking without mentioning me."
@@ -195,6 +197,7 @@ class AiSafetyDiscord(discord.Client):
         self.limiter = RateLimiter(options.rate_limit_per_minute)
         self.tree = app_commands.CommandTree(self)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._starters: OrderedDict[int, Said] = OrderedDict()  # thread id -> its opening message
         self._sync_commands = sync_commands
         for command in _command_definitions():
             self.tree.add_command(command)
@@ -278,11 +281,20 @@ class AiSafetyDiscord(discord.Client):
                     said.append(Said(m.author.id, m.content, m.author.bot))
             said.reverse()
             if isinstance(target, discord.Thread) and isinstance(target.parent, discord.TextChannel):
-                try:  # a thread started from a message: that message opened the conversation
-                    starter = await target.parent.fetch_message(target.id)
-                    said.insert(0, Said(starter.author.id, starter.content, starter.author.bot))
-                except discord.HTTPException:
-                    pass
+                # A thread started from a message: that message opened the conversation. It is fetched
+                # once per thread, not on every follow-up.
+                starter = self._starters.get(target.id)
+                if starter is None:
+                    try:
+                        found = await target.parent.fetch_message(target.id)
+                    except discord.HTTPException:
+                        return said
+                    starter = self._starters[target.id] = Said(
+                        found.author.id, found.content, found.author.bot
+                    )
+                    if len(self._starters) > STARTER_CACHE:
+                        self._starters.popitem(last=False)
+                said.insert(0, starter)
         return said
 
     async def _stream_answer(

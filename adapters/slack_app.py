@@ -154,6 +154,8 @@ class SlackBot:
 
     async def _history(self, event: Mapping[str, Any], thread_ts: str | None) -> list[dict[str, Any]]:
         channel = str(event["channel"])
+        if thread_ts == event.get("ts"):
+            return []  # a mention that starts a thread: nothing was said before it
         if thread_ts:
             resp = await self.client.conversations_replies(
                 channel=channel, ts=thread_ts, limit=HISTORY_MESSAGES + 1

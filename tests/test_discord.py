@@ -142,6 +142,15 @@ async def test_follow_up_in_the_thread_uses_its_history(
     assert "Intelligence and goals are independent" in condense  # and the bot's answer
     assert len(fake.calls("POST", f"/channels/{fake.channel_id}/messages/")) == 1  # no second thread
 
+    llm_server.script += [
+        Reply(text="which goals break the orthogonality thesis"),
+        Reply(text="Some goals are incoherent [1]."),
+    ]
+    await fake.user_says(int(thread), "which ones?")
+    await fake.wait_for(lambda: any("incoherent" in t for t in final_texts(fake, thread)))
+    # The thread's opening message was fetched once, not again for the second follow-up.
+    assert len(fake.calls("GET", f"/channels/{fake.channel_id}/messages/{thread}")) == 1
+
 
 async def test_reply_to_the_bot_and_dm_are_answered(
     start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic

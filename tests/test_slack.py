@@ -196,6 +196,7 @@ async def test_mention_gets_a_threaded_streamed_answer_with_block_kit_sources(
     acked = time.monotonic() - started
     final = await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]))
     assert acked < 3.0
+    assert not h.fake.named("conversations.replies")  # a new thread has no history to fetch
     placeholder = h.fake.named("chat.postMessage")[0].args
     assert placeholder["thread_ts"] == msg["ts"] and "Looking" in placeholder["text"]
     updates = h.fake.named("chat.update")
