@@ -55,8 +55,8 @@ class Memo:
             self.cache.update(zip(missing, self.inner.embed_passages(missing), strict=True))
         return [self.cache[t] for t in texts]
 
-    def embed_query(self, text: str) -> Embedded:
-        return self.inner.embed_query(text)
+    def embed_queries(self, texts: Sequence[str]) -> list[Embedded]:
+        return self.inner.embed_queries(texts)
 
 
 async def latency(

@@ -102,6 +102,7 @@ async def main() -> dict[str, object]:
         "burst_mentions": args.burst,
         "burst_ack_ms": ms([a for a, _, _ in burst]),
         "burst_first_sign_of_work_ms": ms([s for _, s, _ in burst]),
+        "burst_first_streamed_text_ms": ms([f for _, _, f in burst]),
         "burst_event_loop_lag_ms": {"median": round(statistics.median(lags), 2), "max": round(max(lags), 1)},
     }
     await session.close()

@@ -42,6 +42,8 @@ _log = logging.getLogger(__name__)
 
 
 class EdgeStore:
+    in_process = True
+
     def __init__(self, *, alias: str, path: str):
         self.alias = alias
         self.root = Path(path)

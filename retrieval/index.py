@@ -44,6 +44,9 @@ class VectorStore(Protocol):
     """Collections behind an alias, so a rebuild can be switched in atomically when complete."""
 
     alias: str
+    # True when searching is CPU work in this process (an embedded store), False when it waits on a
+    # server: CPU work goes to the one retrieval thread, waiting to the shared pool.
+    in_process: bool
 
     def live_collection(self) -> str | None: ...
 

@@ -34,6 +34,8 @@ _log = logging.getLogger(__name__)
 class QdrantStore:
     """Collections behind an alias on a Qdrant server; the alias switch is one atomic server call."""
 
+    in_process = False
+
     def __init__(self, *, alias: str, url: str, api_key: str | None = None, timeout_s: float = 10.0):
         self.alias = alias
         # We always send vectors, never documents to embed: `cloud_inference=True` skips the client's

@@ -30,8 +30,8 @@ class CountingEmbedder:
         self.passages += len(texts)
         return self.inner.embed_passages(texts)
 
-    def embed_query(self, text: str) -> Embedded:
-        return self.inner.embed_query(text)
+    def embed_queries(self, texts: Sequence[str]) -> list[Embedded]:
+        return self.inner.embed_queries(texts)
 
 
 @pytest.fixture(params=["embedded", "server"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,9 @@ def test_ingest_search_and_rebuild_on_a_server(
         assert hits[0].article_id == "aisafety.info:8160"
         assert len({h.article_id for h in hits}) == 5
         assert all(0 < h.dense_score <= 1 for h in hits)
+        # The async path: the query is embedded on the retrieval thread, the server is queried off it.
+        found = asyncio.run(retriever.search("whats a mesa optimizer? explain like im not an ML person", k=5))
+        assert [h.article_id for h in found] == [h.article_id for h in hits]
 
         again = ingest(store=store, embedder=embedder, sources=[str(slice_file)])
         assert again.summary()["unchanged"] == first.summary()["added"] and again.chunks == 0

@@ -1,0 +1,103 @@
+"""Questions asked at once share the one retrieval thread and are embedded in small batches."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from retrieval.embeddings import Embedded, FastEmbedder
+from retrieval.index import VectorStore
+from retrieval.search import QUERY_BATCH, HybridRetriever
+
+QUESTIONS = [
+    "what is a mesa-optimizer?",
+    "why can't we just turn it off?",
+    "what is the orthogonality thesis?",
+    "what is instrumental convergence?",
+    "is AI safety a real problem?",
+]
+
+
+class GatedEmbedder:
+    """The real embedder, recording each batch and its thread; the first batch waits for `gate`."""
+
+    def __init__(self, inner: FastEmbedder, *, broken: str | None = None):
+        self.inner = inner
+        self.dim = inner.dim
+        self.broken = broken
+        self.gate = threading.Event()
+        self.batches: list[list[str]] = []
+        self.threads: set[str] = set()
+
+    def embed_passages(self, texts: Sequence[str]) -> list[Embedded]:
+        return self.inner.embed_passages(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> list[Embedded]:
+        self.threads.add(threading.current_thread().name)
+        if not self.batches:
+            assert self.gate.wait(10), "the test never opened the gate"
+        self.batches.append(list(texts))
+        if self.broken is not None and any(self.broken in t for t in texts):
+            raise ValueError("this question cannot be embedded")
+        return self.inner.embed_queries(texts)
+
+
+async def test_questions_at_once_are_batched_on_one_thread_with_unchanged_results(
+    embedder: FastEmbedder, slice_store: VectorStore
+) -> None:
+    gated = GatedEmbedder(embedder)
+    retriever = HybridRetriever(store=slice_store, embedder=gated)
+    questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(3 * QUERY_BATCH)]
+    first = asyncio.ensure_future(retriever.search(questions[0], k=5))
+    await asyncio.sleep(0.05)
+    rest = asyncio.gather(*(retriever.search(q, k=5) for q in questions[1:]))
+    await asyncio.sleep(0.05)  # every other question is now waiting behind the first
+    gated.gate.set()
+    found = [await first, *await rest]
+
+    assert [len(b) for b in gated.batches] == [1, QUERY_BATCH, QUERY_BATCH, QUERY_BATCH - 1]
+    assert len(gated.threads) == 1 and next(iter(gated.threads)).startswith("retrieval")
+    alone = HybridRetriever(store=slice_store, embedder=embedder)
+    for question, hits in zip(questions, found, strict=True):
+        expected = alone.search_sync(question, k=5)
+        assert [h.article_id for h in hits] == [h.article_id for h in expected]
+
+
+async def test_batched_query_vectors_match_single_ones(embedder: FastEmbedder) -> None:
+    batch = embedder.embed_queries(QUESTIONS)
+    for text, vec in zip(QUESTIONS, batch, strict=True):
+        single = embedder.embed_query(text)
+        assert vec.sparse == single.sparse
+        assert vec.dense == pytest.approx(single.dense, abs=1e-5)
+
+
+async def test_a_broken_question_fails_alone_and_a_cancelled_asker_loses_no_one_else(
+    embedder: FastEmbedder, slice_store: VectorStore
+) -> None:
+    gated = GatedEmbedder(embedder, broken="BOOM")
+    retriever = HybridRetriever(store=slice_store, embedder=gated)
+    first = asyncio.ensure_future(retriever.search(QUESTIONS[0], k=3))
+    await asyncio.sleep(0.05)
+    broken = asyncio.ensure_future(retriever.search("BOOM what is alignment?", k=3))
+    cancelled = asyncio.ensure_future(retriever.search(QUESTIONS[1], k=3))
+    fine = asyncio.ensure_future(retriever.search(QUESTIONS[2], k=3))
+    await asyncio.sleep(0.05)
+    cancelled.cancel()
+    gated.gate.set()
+
+    assert (await first)[0].article_id
+    with pytest.raises(ValueError, match="cannot be embedded"):
+        await broken
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert [h.article_id for h in await fine] == [
+        h.article_id
+        for h in HybridRetriever(store=slice_store, embedder=embedder).search_sync(QUESTIONS[2], k=3)
+    ]
+    # The batch of three failed as a whole, then each question was embedded on its own.
+    assert [len(b) for b in gated.batches][:2] == [1, 3]
+    # The thread is still serving.
+    assert len(await retriever.search(QUESTIONS[3], k=3)) == 3
