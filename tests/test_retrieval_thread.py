@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -21,6 +21,14 @@ QUESTIONS = [
 ]
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in 10 s")
+
+
 class GatedEmbedder:
     """The real embedder, recording each batch and its thread; the first batch waits for `gate`."""
 
@@ -29,6 +37,7 @@ class GatedEmbedder:
         self.dim = inner.dim
         self.broken = broken
         self.gate = threading.Event()
+        self.entered = threading.Event()
         self.batches: list[list[str]] = []
         self.threads: set[str] = set()
 
@@ -38,6 +47,7 @@ class GatedEmbedder:
     def embed_queries(self, texts: Sequence[str]) -> list[Embedded]:
         self.threads.add(threading.current_thread().name)
         if not self.batches:
+            self.entered.set()
             assert self.gate.wait(10), "the test never opened the gate"
         self.batches.append(list(texts))
         if self.broken is not None and any(self.broken in t for t in texts):
@@ -52,9 +62,9 @@ async def test_questions_at_once_are_batched_on_one_thread_with_unchanged_result
     retriever = HybridRetriever(store=slice_store, embedder=gated)
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(3 * QUERY_BATCH)]
     first = asyncio.ensure_future(retriever.search(questions[0], k=5))
-    await asyncio.sleep(0.05)
+    await until(gated.entered.is_set)  # the first question holds the thread
     rest = asyncio.gather(*(retriever.search(q, k=5) for q in questions[1:]))
-    await asyncio.sleep(0.05)  # every other question is now waiting behind the first
+    await until(lambda: len(retriever._waiting) == len(questions) - 1)
     gated.gate.set()
     found = [await first, *await rest]
 
@@ -80,11 +90,11 @@ async def test_a_broken_question_fails_alone_and_a_cancelled_asker_loses_no_one_
     gated = GatedEmbedder(embedder, broken="BOOM")
     retriever = HybridRetriever(store=slice_store, embedder=gated)
     first = asyncio.ensure_future(retriever.search(QUESTIONS[0], k=3))
-    await asyncio.sleep(0.05)
+    await until(gated.entered.is_set)
     broken = asyncio.ensure_future(retriever.search("BOOM what is alignment?", k=3))
     cancelled = asyncio.ensure_future(retriever.search(QUESTIONS[1], k=3))
     fine = asyncio.ensure_future(retriever.search(QUESTIONS[2], k=3))
-    await asyncio.sleep(0.05)
+    await until(lambda: len(retriever._waiting) == 3)
     cancelled.cancel()
     gated.gate.set()
 
