@@ -123,9 +123,12 @@ class AnswerCore:
 
     async def retrieve(self, query: str) -> list[Passage]:
         try:
-            return await self.retriever.search(query, k=self.top_k + READ_NEXT)
+            async with asyncio.timeout(self.deadline_s):  # a stuck search ends in an apology, not silence
+                return await self.retriever.search(query, k=self.top_k + READ_NEXT)
         except StoreError as exc:
             raise RetrievalError(str(exc)) from exc
+        except TimeoutError as exc:
+            raise RetrievalError(f"the search took over {self.deadline_s:g} s") from exc
 
     async def stream(self, question: Question) -> AsyncIterator[str | Answer]:
         """Yield the answer text as it arrives, then the final `Answer` (always last, always present),

@@ -8,6 +8,9 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from bot.core import AnswerCore
+from bot.errors import RetrievalError
+from bot.models import Question
 from retrieval.embeddings import Embedded, FastEmbedder
 from retrieval.index import VectorStore
 from retrieval.search import QUERY_BATCH, HybridRetriever
@@ -111,3 +114,17 @@ async def test_a_broken_question_fails_alone_and_a_cancelled_asker_loses_no_one_
     assert [len(b) for b in gated.batches][:2] == [1, 3]
     # The thread is still serving.
     assert len(await retriever.search(QUESTIONS[3], k=3)) == 3
+
+
+async def test_a_stuck_search_ends_in_a_retrieval_error_within_the_deadline(
+    embedder: FastEmbedder, slice_store: VectorStore
+) -> None:
+    gated = GatedEmbedder(embedder)
+    core = AnswerCore(retriever=HybridRetriever(store=slice_store, embedder=gated), llm=None, deadline_s=0.3)
+    try:
+        with pytest.raises(RetrievalError, match=r"over 0\.3 s"):
+            await core.answer(Question(QUESTIONS[0]))
+    finally:
+        gated.gate.set()  # the thread is released and serves again
+    answer = await core.answer(Question(QUESTIONS[2]))
+    assert answer.sources
