@@ -11,7 +11,6 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -31,6 +30,7 @@ from bot.core import AnswerCore
 from bot.errors import BotError
 from bot.feedback import FeedbackStore
 from bot.models import Answer, Question
+from bot.platform import SLOW_DOWN, PlatformOptions, apology, thanks
 from bot.ratelimit import RateLimiter
 
 _log = logging.getLogger(__name__)
@@ -41,12 +41,6 @@ USAGE = (
     "Ask me about AI safety: mention me with your question (for example *@aisafety-bot what is "
     "inner alignment?*), or use `/ask`. In a thread I started you can keep asking without mentioning me."
 )
-SLOW_DOWN = "You're asking faster than I can keep up. Please wait a minute and try again."
-APOLOGY = "Sorry, something went wrong while I was answering."
-THANKS = {
-    "up": "Thanks for the 👍, it helps us improve.",
-    "down": "Thanks for the 👎: it tells the article writers what to fix.",
-}
 # The permissions the bot needs, and nothing more (used for the invite link).
 PERMISSIONS = discord.Permissions(
     view_channel=True,
@@ -74,13 +68,6 @@ def invite_url(application_id: int) -> str:
     return discord.utils.oauth_url(application_id, permissions=PERMISSIONS, scopes=SCOPES)
 
 
-@dataclass(frozen=True)
-class DiscordOptions:
-    allowed_channels: frozenset[str] = frozenset()
-    rate_limit_per_minute: int = 5
-    edit_interval_s: float = 1.2
-
-
 class FeedbackButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"aisafety:fb:(?P<answer>\d+):(?P<vote>up|down)"
 ):
@@ -106,15 +93,11 @@ class FeedbackButton(
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         client = interaction.client
         assert isinstance(client, AiSafetyDiscord)
-        recorded = await asyncio.to_thread(
-            client.feedback.record_vote,
-            self.answer_id,
-            voter=f"discord:{interaction.user.id}",
-            vote=self.vote,
+        recorded = await client.feedback.vote(
+            self.answer_id, voter=f"discord:{interaction.user.id}", vote=self.vote
         )
         client.core.observer.feedback("discord", self.vote)
-        text = THANKS[self.vote] if recorded else "I can't find that answer any more, but thanks!"
-        await interaction.response.send_message(text, ephemeral=True)
+        await interaction.response.send_message(thanks(self.vote, recorded), ephemeral=True)
 
 
 def feedback_view(answer_id: int) -> discord.ui.View:
@@ -184,7 +167,7 @@ class AiSafetyDiscord(discord.Client):
         *,
         core: AnswerCore,
         feedback: FeedbackStore,
-        options: DiscordOptions,
+        options: PlatformOptions,
         sync_commands: bool = False,
         **kwargs: Any,
     ):
@@ -323,11 +306,8 @@ class AiSafetyDiscord(discord.Client):
 
     async def _apologise(self, target: discord.abc.Messageable, answer: Answer | None) -> None:
         """Never silent: an apology, with whatever sources were found."""
-        text = APOLOGY
-        if answer is not None and (answer.sources or answer.read_next):
-            text += " Here is what I found:\n\n" + render(answer)
         try:
-            for part in split_message(text):
+            for part in split_message(apology(answer, render)):
                 await target.send(part, suppress_embeds=True)
         except discord.HTTPException:
             _log.exception("could not even send the apology")
@@ -360,8 +340,11 @@ class AiSafetyDiscord(discord.Client):
         except Exception:
             _log.exception("/ask failed")
             self.core.observer.answered("discord", q, None, first_sign_s=first_sign)
-            text = APOLOGY + (" Here is what I found:\n\n" + render(final) if final and final.sources else "")
-            await interaction.followup.send(split_message(text)[0], ephemeral=private, suppress_embeds=True)
+            try:
+                for part in split_message(apology(final, render)):
+                    await interaction.followup.send(part, ephemeral=private, suppress_embeds=True)
+            except discord.HTTPException:
+                _log.exception("could not even send the apology")
 
     async def close(self) -> None:
         for task in list(self._tasks):

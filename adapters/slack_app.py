@@ -12,7 +12,6 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -31,7 +30,9 @@ from adapters.slack_render import (
 )
 from bot.core import AnswerCore
 from bot.feedback import FeedbackStore
+from bot.health import serve
 from bot.models import Answer, Question
+from bot.platform import SLOW_DOWN, PlatformOptions, apology, thanks
 from bot.ratelimit import RateLimiter
 
 _log = logging.getLogger(__name__)
@@ -43,20 +44,7 @@ USAGE = (
     "(`/ask --private your question` for an answer only you see), or DM me. In a thread where I "
     "answered, you can keep asking without mentioning me."
 )
-SLOW_DOWN = "You're asking faster than I can keep up. Please wait a minute and try again."
-APOLOGY = "Sorry, something went wrong while I was answering."
-THANKS = {
-    "up": "Thanks for the 👍, it helps us improve.",
-    "down": "Thanks for the 👎: it tells the article writers what to fix.",
-}
 PRIVATE_FLAG = "--private"
-
-
-@dataclass(frozen=True)
-class SlackOptions:
-    allowed_channels: frozenset[str] = frozenset()
-    rate_limit_per_minute: int = 5
-    edit_interval_s: float = 1.2
 
 
 class _Seen:
@@ -84,7 +72,7 @@ class SlackBot:
         *,
         core: AnswerCore,
         feedback: FeedbackStore,
-        options: SlackOptions,
+        options: PlatformOptions,
         token: str,
         signing_secret: str = "",
         base_url: str | None = None,
@@ -231,9 +219,7 @@ class SlackBot:
         self, channel: str, thread_ts: str | None, ts: str | None, answer: Answer | None
     ) -> None:
         """Never silent: an apology in the thread, with whatever sources were found."""
-        text = APOLOGY
-        if answer is not None and (answer.sources or answer.read_next):
-            text += " Here is what I found:\n\n" + render_text(answer)
+        text = apology(answer, render_text)
         try:
             if ts is not None:
                 await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=[])
@@ -292,7 +278,9 @@ class SlackBot:
             self.core.observer.answered("slack", question, None)
             if private:
                 try:
-                    await self.client.chat_postEphemeral(channel=channel, user=user, text=APOLOGY)
+                    await self.client.chat_postEphemeral(
+                        channel=channel, user=user, text=apology(final, render_text)
+                    )
                 except Exception:
                     _log.exception("could not even send the apology")
             else:
@@ -302,16 +290,13 @@ class SlackBot:
         await ack()
         vote = "up" if action["action_id"] == "feedback_up" else "down"
         user = str(body["user"]["id"])
-        recorded = await asyncio.to_thread(
-            self.feedback.record_vote, int(action["value"]), voter=f"slack:{user}", vote=vote
-        )
+        recorded = await self.feedback.vote(int(action["value"]), voter=f"slack:{user}", vote=vote)
         self.core.observer.feedback("slack", vote)
         channel = str(
             (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
         )
-        text = THANKS[vote] if recorded else "I can't find that answer any more, but thanks!"
         if channel:
-            await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=thanks(vote, recorded))
 
     # -- running ---------------------------------------------------------------------------------
     def web_app(self) -> web.Application:
@@ -319,10 +304,7 @@ class SlackBot:
         return self.app.web_app(path="/slack/events")
 
     async def serve_http(self, host: str, port: int) -> web.AppRunner:
-        runner = web.AppRunner(self.web_app())
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        return runner
+        return await serve(self.web_app(), host, port)
 
     async def run_socket_mode(self, app_token: str) -> None:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler

@@ -24,12 +24,16 @@ _SPECIAL = re.compile(
 )
 
 
+def _mention_of(bot_user_id: str) -> str:
+    return rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>"
+
+
 def strip_mention(text: str, bot_user_id: str) -> str:
-    return " ".join(re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text).split())
+    return " ".join(re.sub(_mention_of(bot_user_id), " ", text).split())
 
 
 def mentions_bot(text: str, bot_user_id: str) -> bool:
-    return bool(re.search(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", text or ""))
+    return bool(re.search(_mention_of(bot_user_id), text or ""))
 
 
 def build_history(
@@ -76,7 +80,7 @@ def to_mrkdwn(markdown: str) -> str:
     links: list[str] = []
 
     def keep(m: re.Match[str]) -> str:
-        links.append(f"<{m.group(2).replace('|', '%7C').replace('>', '%3E')}|{escape(m.group(1))}>")
+        links.append(f"<{_safe_url(m.group(2))}|{escape(m.group(1))}>")
         return f"\x00{len(links) - 1}\x00"
 
     text = escape(_MD_LINK.sub(keep, markdown))
@@ -85,8 +89,13 @@ def to_mrkdwn(markdown: str) -> str:
     return re.sub(r"\x00(\d+)\x00", lambda m: links[int(m.group(1))], text)
 
 
+def _safe_url(url: str) -> str:
+    """A URL that cannot end a <url|text> link early."""
+    return url.replace("|", "%7C").replace(">", "%3E")
+
+
 def _link(s: Source) -> str:
-    return f"<{s.url.replace('|', '%7C').replace('>', '%3E')}|{escape(s.title).replace('|', '¦')}>"
+    return f"<{_safe_url(s.url)}|{escape(s.title).replace('|', '¦')}>"
 
 
 def sources_mrkdwn(answer: Answer) -> str:
@@ -99,12 +108,16 @@ def sources_mrkdwn(answer: Answer) -> str:
     return "\n\n".join(parts)
 
 
+def _body(answer: Answer) -> str:
+    """The answer as mrkdwn, after its notice (why it is retrieval-only, for instance) if it has one."""
+    body = to_mrkdwn(answer.text)
+    return f"_{escape(answer.notice)}_\n\n{body}" if answer.notice else body
+
+
 def render_text(answer: Answer) -> str:
     """The plain `text` of the message: the whole answer and its sources, for notifications and
     clients that do not show blocks."""
-    body = to_mrkdwn(answer.text)
-    if answer.notice:
-        body = f"_{escape(answer.notice)}_\n\n{body}"
+    body = _body(answer)
     tail = sources_mrkdwn(answer)
     return neutralise(f"{body}\n\n{tail}" if tail else body)
 
@@ -121,16 +134,11 @@ def feedback_actions(answer_id: int) -> dict[str, Any]:
         "elements": [
             {
                 "type": "button",
-                "action_id": "feedback_up",
+                "action_id": f"feedback_{vote}",
                 "value": str(answer_id),
-                "text": {"type": "plain_text", "text": "👍", "emoji": True},
-            },
-            {
-                "type": "button",
-                "action_id": "feedback_down",
-                "value": str(answer_id),
-                "text": {"type": "plain_text", "text": "👎", "emoji": True},
-            },
+                "text": {"type": "plain_text", "text": emoji, "emoji": True},
+            }
+            for vote, emoji in (("up", "👍"), ("down", "👎"))
         ],
     }
 
@@ -138,9 +146,7 @@ def feedback_actions(answer_id: int) -> dict[str, Any]:
 def render_blocks(answer: Answer, answer_id: int | None) -> list[dict[str, Any]]:
     """Block Kit: the answer in sections of at most 3000 characters, then the sources, then 👍 / 👎
     (when there is an answer id to rate)."""
-    body = to_mrkdwn(answer.text)
-    if answer.notice:
-        body = f"_{escape(answer.notice)}_\n\n{body}"
+    body = _body(answer)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": neutralise(part)}}
         for part in split_sections(body)

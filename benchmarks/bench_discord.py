@@ -21,10 +21,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import discord  # noqa: E402
 
-from adapters.discord_bot import AiSafetyDiscord, DiscordOptions  # noqa: E402
-from benchmarks.common import LLM_FIRST_TOKEN_S, QUESTIONS, LagProbe, fake_llm, pct, platform_args, real_core  # noqa: E402
+from adapters.discord_bot import AiSafetyDiscord  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    LLM_FIRST_TOKEN_S,
+    QUESTIONS,
+    LagProbe,
+    fake_llm,
+    platform_args,
+    real_core,
+    summary_ms,
+)
 from bot.feedback import FeedbackStore  # noqa: E402
 from bot.observability import freeze_startup_heap  # noqa: E402
+from bot.platform import PlatformOptions  # noqa: E402
 from tests.fake_discord import FakeDiscord  # noqa: E402
 
 
@@ -42,7 +51,7 @@ async def main() -> dict[str, object]:
     client = AiSafetyDiscord(
         core=core,
         feedback=FeedbackStore(":memory:"),
-        options=DiscordOptions(rate_limit_per_minute=0),
+        options=PlatformOptions(rate_limit_per_minute=0),
         guild_ready_timeout=0.2,
     )
     runner = asyncio.create_task(client.start("bench-token"))
@@ -66,40 +75,26 @@ async def main() -> dict[str, object]:
         return sign[0].at - sent, first[0].at - sent
 
     freeze_startup_heap()  # as `aisafety-bot run` does once it has started
-    sign_ms, text_ms = [], []
-    for i in range(args.sequential):
-        s, t = await one(QUESTIONS[i % len(QUESTIONS)])
-        sign_ms.append(s * 1000)
-        text_ms.append(t * 1000)
+    seq = [await one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.sequential)]
 
     # Burst: 50 mentions at once while a probe measures how late the event loop wakes it.
     with LagProbe() as probe:
         started = time.perf_counter()
-        burst_sign = await asyncio.gather(*(one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.burst)))
+        burst = await asyncio.gather(*(one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.burst)))
         burst_s = time.perf_counter() - started
     await probe.done()
-    lags = probe.lags_ms
 
     result: dict[str, object] = {
         "fake_llm_first_token_ms": LLM_FIRST_TOKEN_S * 1000,
         "sequential_mentions": args.sequential,
-        "first_sign_of_work_ms": {
-            "median": round(statistics.median(sign_ms), 1),
-            "p95": round(pct(sign_ms, 0.95), 1),
-        },
-        "first_streamed_text_ms": {
-            "median": round(statistics.median(text_ms), 1),
-            "p95": round(pct(text_ms, 0.95), 1),
-        },
+        "first_sign_of_work_ms": summary_ms([s for s, _ in seq]),
+        "first_streamed_text_ms": summary_ms([t for _, t in seq]),
         "first_text_minus_llm_first_token_ms": round(
-            statistics.median(text_ms) - LLM_FIRST_TOKEN_S * 1000, 1
+            statistics.median(t for _, t in seq) * 1000 - LLM_FIRST_TOKEN_S * 1000, 1
         ),
         "burst_mentions": args.burst,
-        "burst_first_sign_of_work_ms": {
-            "median": round(statistics.median(s * 1000 for s, _ in burst_sign), 1),
-            "max": round(max(s * 1000 for s, _ in burst_sign), 1),
-        },
-        "burst_event_loop_lag_ms": {"median": round(statistics.median(lags), 2), "max": round(max(lags), 1)},
+        "burst_first_sign_of_work_ms": summary_ms([s for s, _ in burst]),
+        "burst_event_loop_lag_ms": probe.summary(),
         "burst_wall_s": round(burst_s, 2),
     }
     await client.close()

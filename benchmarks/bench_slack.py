@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,10 +20,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import aiohttp  # noqa: E402
 
-from adapters.slack_app import SlackBot, SlackOptions  # noqa: E402
-from benchmarks.common import LLM_FIRST_TOKEN_S, QUESTIONS, LagProbe, fake_llm, pct, platform_args, real_core  # noqa: E402
+from adapters.slack_app import SlackBot  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    LLM_FIRST_TOKEN_S,
+    QUESTIONS,
+    LagProbe,
+    fake_llm,
+    platform_args,
+    real_core,
+    summary_ms,
+)
 from bot.feedback import FeedbackStore  # noqa: E402
 from bot.observability import freeze_startup_heap  # noqa: E402
+from bot.platform import PlatformOptions  # noqa: E402
 from tests.fake_slack import BOT_USER, FakeSlack, signed_headers  # noqa: E402
 from tests.qdrant_server import free_port  # noqa: E402
 
@@ -42,7 +50,7 @@ async def main() -> dict[str, object]:
     bot = SlackBot(
         core=core,
         feedback=FeedbackStore(":memory:"),
-        options=SlackOptions(rate_limit_per_minute=0),
+        options=PlatformOptions(rate_limit_per_minute=0),
         token="xoxb-bench",
         signing_secret=SECRET,
         base_url=f"{fake.url}/api/",
@@ -83,27 +91,18 @@ async def main() -> dict[str, object]:
     with LagProbe() as probe:
         burst = await asyncio.gather(*(one(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.burst)))
     await probe.done()
-    lags = probe.lags_ms
-
-    def ms(values: list[float]) -> dict[str, float]:
-        v = [x * 1000 for x in values]
-        return {
-            "median": round(statistics.median(v), 1),
-            "p95": round(pct(v, 0.95), 1),
-            "max": round(max(v), 1),
-        }
 
     result: dict[str, object] = {
         "fake_llm_first_token_ms": LLM_FIRST_TOKEN_S * 1000,
         "sequential_mentions": args.sequential,
-        "ack_ms": ms([a for a, _, _ in seq]),
-        "first_sign_of_work_ms": ms([s for _, s, _ in seq]),
-        "first_streamed_text_ms": ms([f for _, _, f in seq]),
+        "ack_ms": summary_ms([a for a, _, _ in seq]),
+        "first_sign_of_work_ms": summary_ms([s for _, s, _ in seq]),
+        "first_streamed_text_ms": summary_ms([f for _, _, f in seq]),
         "burst_mentions": args.burst,
-        "burst_ack_ms": ms([a for a, _, _ in burst]),
-        "burst_first_sign_of_work_ms": ms([s for _, s, _ in burst]),
-        "burst_first_streamed_text_ms": ms([f for _, _, f in burst]),
-        "burst_event_loop_lag_ms": {"median": round(statistics.median(lags), 2), "max": round(max(lags), 1)},
+        "burst_ack_ms": summary_ms([a for a, _, _ in burst]),
+        "burst_first_sign_of_work_ms": summary_ms([s for _, s, _ in burst]),
+        "burst_first_streamed_text_ms": summary_ms([f for _, _, f in burst]),
+        "burst_event_loop_lag_ms": probe.summary(),
     }
     await session.close()
     await bot.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -29,6 +30,16 @@ QUESTIONS = [
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary_ms(seconds: list[float]) -> dict[str, float]:
+    """Median, 95th percentile and maximum of durations, in milliseconds."""
+    ms = [x * 1000 for x in seconds]
+    return {
+        "median": round(statistics.median(ms), 1),
+        "p95": round(pct(ms, 0.95), 1),
+        "max": round(max(ms), 1),
+    }
 
 
 def real_core(shared: Path, llm_url: str) -> tuple[AnswerCore, EdgeStore]:
@@ -68,6 +79,9 @@ class LagProbe:
     async def done(self) -> None:
         if self._task is not None:
             await self._task
+
+    def summary(self) -> dict[str, float]:
+        return {"median": round(statistics.median(self.lags_ms), 2), "max": round(max(self.lags_ms), 1)}
 
 
 def platform_args() -> argparse.Namespace:

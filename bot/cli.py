@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.config import Settings, load_settings
 from bot.core import AnswerCore
@@ -26,12 +26,14 @@ from bot.llm import AnthropicLLM
 from bot.logs import configure as configure_logging
 from bot.models import Answer, Question, Turn
 from bot.observability import Metrics, Observer, TokenBudget, freeze_startup_heap
+from bot.platform import PlatformOptions
 from retrieval.embeddings import EmbeddingError, FastEmbedder, configure_offline
 from retrieval.index import SearchMode, StoreError, VectorStore
 from retrieval.ingest import IngestError, ingest
 from retrieval.search import HybridRetriever
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -163,14 +165,16 @@ def cmd_ask(app: App, args: argparse.Namespace) -> int:
     from adapters.terminal import render
 
     app.ensure_ingested()
-    answer = asyncio.run(_answer_once(app.core(), Question(args.question)))
+    core = app.core()
+    answer = asyncio.run(_closing(core, core.answer(Question(args.question))))
     print(json.dumps(answer.to_json(), ensure_ascii=False) if args.json else render(answer))
     return 0
 
 
-async def _answer_once(core: AnswerCore, question: Question) -> Answer:
+async def _closing(core: AnswerCore, work: Awaitable[T]) -> T:
+    """Run `work`, then close the core's LLM client on the same event loop."""
     try:
-        return await core.answer(question)
+        return await work
     finally:
         await core.aclose()
 
@@ -180,7 +184,8 @@ def cmd_eval(app: App, args: argparse.Namespace) -> int:
 
     app.ensure_ingested()
     items = load_eval(Path(args.file))
-    result = asyncio.run(evaluate(app.core(args.mode, use_llm=args.llm), items, k=args.k))
+    core = app.core(args.mode, use_llm=args.llm)
+    result = asyncio.run(_closing(core, evaluate(core, items, k=args.k)))
     if args.json:
         print(json.dumps({key: v for key, v in result.items() if key != "by_kind"}))
     else:
@@ -234,16 +239,10 @@ async def chat_loop(core: AnswerCore) -> None:
         history.extend([Turn("user", text), Turn("assistant", final.text)])
 
 
-async def _chat(core: AnswerCore) -> None:
-    try:
-        await chat_loop(core)
-    finally:
-        await core.aclose()
-
-
 def cmd_chat(app: App, args: argparse.Namespace) -> int:
     app.ensure_ingested()
-    asyncio.run(_chat(app.core()))
+    core = app.core()
+    asyncio.run(_closing(core, chat_loop(core)))
     return 0
 
 
@@ -309,34 +308,34 @@ async def _run_platforms(app: App) -> None:
         feedback.close()
 
 
-def _discord_client(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
-    from adapters.discord_bot import AiSafetyDiscord, DiscordOptions
-
-    s = app.settings
-    options = DiscordOptions(
+def _platform_options(s: Settings) -> PlatformOptions:
+    return PlatformOptions(
         allowed_channels=s.allowed_channel_ids,
         rate_limit_per_minute=s.rate_limit_per_minute,
         edit_interval_s=s.stream_edit_interval_s,
     )
+
+
+def _discord_client(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
+    from adapters.discord_bot import AiSafetyDiscord
+
     return AiSafetyDiscord(
-        core=core, feedback=feedback, options=options, sync_commands=s.discord_sync_commands
+        core=core,
+        feedback=feedback,
+        options=_platform_options(app.settings),
+        sync_commands=app.settings.discord_sync_commands,
     )
 
 
 def _slack_bot(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
-    from adapters.slack_app import SlackBot, SlackOptions
+    from adapters.slack_app import SlackBot
 
     s = app.settings
     assert s.slack_bot_token is not None
-    options = SlackOptions(
-        allowed_channels=s.allowed_channel_ids,
-        rate_limit_per_minute=s.rate_limit_per_minute,
-        edit_interval_s=s.stream_edit_interval_s,
-    )
     return SlackBot(
         core=core,
         feedback=feedback,
-        options=options,
+        options=_platform_options(s),
         token=s.slack_bot_token.get_secret_value(),
         signing_secret=s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else "",
         base_url=s.slack_api_url,

@@ -152,8 +152,7 @@ class AnswerCore:
             return
         prepared = await self.prepare(question)
         timings["retrieval"] = time.monotonic() - started
-        if self.observer.metrics is not None:
-            self.observer.metrics.retrieval_latency.observe(timings["retrieval"])
+        self.observer.retrieved(timings["retrieval"])
         query, passages, spare = prepared.query, prepared.passages, prepared.spare
 
         if self.should_abstain(passages):
@@ -186,8 +185,7 @@ class AnswerCore:
             kind = exc.kind if isinstance(exc, LLMError) else "deadline"
             _log.warning("LLM failed (%s); answering from retrieval only", kind)
             self._count_tokens(usage)
-            if self.observer.metrics is not None:
-                self.observer.metrics.llm_errors.labels(kind).inc()
+            self.observer.llm_failed(kind)
             yield await self._retrieval_only(
                 passages,
                 spare,
@@ -217,9 +215,7 @@ class AnswerCore:
     def _count_tokens(self, usage: Usage) -> None:
         if self.budget is not None:
             self.budget.spend(usage.input_tokens + usage.output_tokens)
-        if self.observer.metrics is not None:
-            self.observer.metrics.llm_tokens.labels("input").inc(usage.input_tokens)
-            self.observer.metrics.llm_tokens.labels("output").inc(usage.output_tokens)
+        self.observer.llm_tokens(usage.input_tokens, usage.output_tokens)
 
     async def _retrieval_only(
         self,

@@ -113,6 +113,10 @@ class FeedbackStore:
             )
             return True
 
+    async def vote(self, answer_id: int, *, voter: str, vote: str) -> bool:
+        """`record_vote` from an event loop: the write runs in a worker thread."""
+        return await asyncio.to_thread(self.record_vote, answer_id, voter=voter, vote=vote)
+
     def purge(self, retention_days: float) -> int:
         """Delete answers (with their question text) and votes older than the retention period."""
         cutoff = time.time() - retention_days * 86400

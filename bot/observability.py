@@ -130,6 +130,19 @@ class Observer:
         )
         _log.debug("question %s text: %r", question.id, question.text)
 
+    def retrieved(self, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.retrieval_latency.observe(seconds)
+
+    def llm_failed(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.llm_errors.labels(kind).inc()
+
+    def llm_tokens(self, input_tokens: int, output_tokens: int) -> None:
+        if self.metrics is not None:
+            self.metrics.llm_tokens.labels("input").inc(input_tokens)
+            self.metrics.llm_tokens.labels("output").inc(output_tokens)
+
     def feedback(self, platform: str, vote: str) -> None:
         if self.metrics is not None:
             self.metrics.feedback.labels(platform, vote).inc()

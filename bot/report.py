@@ -17,17 +17,25 @@ SAME_QUESTION = 0.8  # cosine above which two questions count as the same questi
 Embed = Callable[[Sequence[str]], list[list[float]]]
 
 
-def group_questions(
-    questions: Sequence[str], embed: Embed, *, threshold: float = SAME_QUESTION
-) -> list[dict[str, Any]]:
-    """Near-duplicate questions grouped (greedy, by embedding cosine), most asked first."""
-    texts = [q for q in questions if q.strip()]
+def embed_questions(questions: Sequence[str], embed: Embed) -> dict[str, np.ndarray]:
+    """Each distinct question's unit vector, embedded once for every section of the report."""
+    texts = sorted({q for q in questions if q.strip()})
     if not texts:
-        return []
+        return {}
     vectors = np.asarray(embed(texts), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9
+    return dict(zip(texts, vectors, strict=True))
+
+
+def group_questions(
+    questions: Sequence[str], vectors: dict[str, np.ndarray], *, threshold: float = SAME_QUESTION
+) -> list[dict[str, Any]]:
+    """Near-duplicate questions grouped (greedy, by embedding cosine), most asked first."""
     groups: list[tuple[np.ndarray, list[str]]] = []
-    for text, vec in zip(texts, vectors, strict=True):
+    for text in questions:
+        vec = vectors.get(text)
+        if vec is None:
+            continue  # blank
         for head, members in groups:
             if float(head @ vec) >= threshold:
                 members.append(text)
@@ -50,12 +58,13 @@ def build_report(
     top: int = 20,
 ) -> dict[str, Any]:
     cited = Counter(str(s["id"]) for r in rows for s in r.sources if r.mode == "llm")
+    vectors = embed_questions([r.question for r in rows], embed)
     return {
         "since_days": since_days,
         "answers": len(rows),
         "by_outcome": dict(Counter(r.mode for r in rows)),
-        "most_asked": group_questions([r.question for r in rows], embed)[:top],
-        "abstained": group_questions([r.question for r in rows if r.mode == "abstain"], embed)[:top],
+        "most_asked": group_questions([r.question for r in rows], vectors)[:top],
+        "abstained": group_questions([r.question for r in rows if r.mode == "abstain"], vectors)[:top],
         "downvoted": [
             {"question": r.question, "answer": r.answer, "down": r.down, "up": r.up, "sources": r.sources}
             for r in rows

@@ -45,7 +45,7 @@ class VectorStore(Protocol):
 
     alias: str
     # True when searching is CPU work in this process (an embedded store), False when it waits on a
-    # server: CPU work goes to the one retrieval thread, waiting to the shared pool.
+    # server: CPU work goes to the retriever's own thread, waiting to the shared pool.
     in_process: bool
 
     def live_collection(self) -> str | None: ...

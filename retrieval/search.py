@@ -17,13 +17,9 @@ from retrieval.index import SearchMode, VectorStore
 # more than we return. A fixed number for the usual k, so rankings do not depend on k.
 CANDIDATES = 50
 
-# Query embedding and embedded-store searches run on one thread for the whole process. They hold the
-# interpreter lock for part of each call, and with several such threads the event loop waited its turn
-# behind each of them: 50 questions at once stalled it for over 100 ms, against about 20 ms with one
-# thread (BENCHMARKS.md). Questions that arrive while the thread is busy are embedded together, in one
-# batch of up to QUERY_BATCH: 1.9 ms per question at 8 against 3.2 ms one at a time, while a larger
-# batch saved little more and made every answer in a burst start at the same moment.
-_CPU = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval")
+# Questions waiting for the retrieval thread are embedded together, up to this many at a time: 1.9 ms
+# per question at 8 against 3.2 ms one at a time; larger batches saved little more and made every
+# answer of a burst start at the same moment (BENCHMARKS.md).
 QUERY_BATCH = 8
 
 
@@ -34,22 +30,21 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[Passage] | Embedded]
 
+    def settle(self, result: list[Passage] | Embedded | None = None, error: Exception | None = None) -> None:
+        """From the retrieval thread: hand over the result, unless the asker gave up or its loop closed."""
 
-def _settle(job: _Job, result: list[Passage] | Embedded | None, error: BaseException | None) -> None:
-    """Hand a result from the retrieval thread to the asker's loop (which may have given up or closed)."""
+        def deliver() -> None:
+            if self.future.done():
+                return  # the asker was cancelled (a deadline, a shutdown)
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)  # type: ignore[arg-type]
 
-    def deliver() -> None:
-        if job.future.done():
-            return  # the asker was cancelled (a deadline, a shutdown)
-        if error is not None:
-            job.future.set_exception(error)
-        else:
-            job.future.set_result(result)  # type: ignore[arg-type]
-
-    try:
-        job.loop.call_soon_threadsafe(deliver)
-    except RuntimeError:
-        pass  # that loop is closed: nobody is waiting
+        try:
+            self.loop.call_soon_threadsafe(deliver)
+        except RuntimeError:
+            pass  # that loop is closed: nobody is waiting
 
 
 class Retriever(Protocol):
@@ -73,13 +68,19 @@ def distinct_articles(passages: Sequence[Passage], k: int) -> list[Passage]:
 
 
 class HybridRetriever:
+    """Query embedding and embedded-store searches run on one thread of the retriever's own (the app
+    has one retriever). Each call holds the interpreter lock for part of its time, and with several
+    such threads the event loop waited its turn behind each of them: 50 questions at once stalled it
+    for over 100 ms, against about 20 ms with one thread. The ONNX runtime already uses every core
+    within one call, so one thread loses no throughput."""
+
     def __init__(self, *, store: VectorStore, embedder: Embedder, mode: SearchMode = "hybrid"):
         self.store = store
         self.embedder = embedder
         self.mode = mode
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval")
         self._waiting: list[_Job] = []
         self._lock = threading.Lock()
-        self._drain_scheduled = False
 
     def search_embedded(self, query: Embedded, *, k: int) -> list[Passage]:
         passages = self.store.search(query, limit=max(CANDIDATES, k * 5), mode=self.mode)
@@ -93,44 +94,37 @@ class HybridRetriever:
         job = _Job(query, k, loop, loop.create_future())
         with self._lock:
             self._waiting.append(job)
-            start = not self._drain_scheduled
-            self._drain_scheduled = True
-        if start:
-            _CPU.submit(self._drain)
+        self._thread.submit(self._take_batch)
         found = await job.future
         if isinstance(found, Embedded):  # a server store: the search waits on the network, off that thread
             return await asyncio.to_thread(self.search_embedded, found, k=k)
         return found
 
-    def _drain(self) -> None:
-        """On the retrieval thread: embed every waiting question at once, then search an in-process store."""
+    def _take_batch(self) -> None:
+        """On the retrieval thread: whatever is waiting, up to a batch (a later call takes the rest)."""
         with self._lock:
             jobs, self._waiting = self._waiting[:QUERY_BATCH], self._waiting[QUERY_BATCH:]
-            if self._waiting:
-                _CPU.submit(self._drain)  # the rest next, so answers start in small groups
-            else:
-                self._drain_scheduled = False
-        if not jobs:
-            return
+        if jobs:
+            self._serve(jobs)
+
+    def _serve(self, jobs: list[_Job]) -> None:
         try:
-            embedded = self.embedder.embed_queries([job.query for job in jobs])
+            vectors = self.embedder.embed_queries([job.query for job in jobs])
         except Exception as exc:
             if len(jobs) == 1:
-                _settle(jobs[0], None, exc)
-                return
-            embedded = []  # one question may have broken the batch: embed them one by one below
-        for i, job in enumerate(jobs):
+                jobs[0].settle(error=exc)
+            else:  # one question may have broken the batch: each on its own
+                for job in jobs:
+                    self._serve([job])
+            return
+        for job, vector in zip(jobs, vectors, strict=True):
             try:
-                query = embedded[i] if embedded else self.embedder.embed_queries([job.query])[0]
-                result = self.search_embedded(query, k=job.k) if self.store.in_process else query
+                job.settle(self.search_embedded(vector, k=job.k) if self.store.in_process else vector)
             except Exception as exc:
-                _settle(job, None, exc)
-            else:
-                _settle(job, result, None)
+                job.settle(error=exc)
 
     async def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
-        if self.store.in_process:
-            return await asyncio.get_running_loop().run_in_executor(
-                _CPU, self.store.articles, list(article_ids)
-            )
-        return await asyncio.to_thread(self.store.articles, list(article_ids))
+        thread = self._thread if self.store.in_process else None  # None: the shared pool
+        return await asyncio.get_running_loop().run_in_executor(
+            thread, self.store.articles, list(article_ids)
+        )

@@ -17,7 +17,7 @@ from typing import Any
 import yarl
 from aiohttp import WSMsgType, web
 
-from tests.loopback import serve_loopback, wait_until
+from tests.loopback import serve_loopback, stop_loopback, wait_until
 
 JSON = {"content-type": "application/json"}  # exactly this: discord.py treats anything else as text
 
@@ -445,7 +445,4 @@ class FakeDiscord:
         return self.url
 
     async def stop(self) -> None:
-        for ws in list(self._ws):
-            await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await stop_loopback(self._runner, self._ws)

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from slack_sdk.signature import SignatureVerifier
 
-from tests.loopback import serve_loopback, wait_until
+from tests.loopback import serve_loopback, stop_loopback, wait_until
 
 
 def signed_headers(
@@ -230,7 +230,4 @@ class FakeSlack:
         return self.url
 
     async def stop(self) -> None:
-        for ws in list(self._ws):
-            await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await stop_loopback(self._runner, self._ws)

@@ -19,6 +19,14 @@ async def serve_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+async def stop_loopback(runner: web.AppRunner | None, sockets: list[web.WebSocketResponse]) -> None:
+    """Close the fake's open WebSockets, then the server."""
+    for ws in list(sockets):
+        await ws.close()
+    if runner is not None:
+        await runner.cleanup()
+
+
 async def wait_until(
     check: Callable[[], Any], changed: asyncio.Event, *, within: float, recent: Callable[[], str]
 ) -> Any:

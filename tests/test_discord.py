@@ -13,10 +13,11 @@ import pytest
 import pytest_asyncio
 import yarl
 
-from adapters.discord_bot import AiSafetyDiscord, DiscordOptions, invite_url
+from adapters.discord_bot import AiSafetyDiscord, invite_url
 from bot.core import AnswerCore
 from bot.feedback import FeedbackStore
 from bot.llm import AnthropicLLM
+from bot.platform import PlatformOptions
 from retrieval.embeddings import FastEmbedder
 from retrieval.index import StoreError, VectorStore
 from retrieval.search import HybridRetriever
@@ -52,7 +53,7 @@ async def start_bot(
             api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=5, max_retries=1
         )
         core = AnswerCore(retriever=HybridRetriever(store=slice_store, embedder=embedder), llm=llm)
-        opts = DiscordOptions(**{"edit_interval_s": 0.2, "rate_limit_per_minute": 0, **options})
+        opts = PlatformOptions(**{"edit_interval_s": 0.2, "rate_limit_per_minute": 0, **options})
         client = AiSafetyDiscord(core=core, feedback=feedback, options=opts, guild_ready_timeout=0.2)
         task = asyncio.create_task(client.start("fake-token"))
         clients.append((client, task))
@@ -306,6 +307,11 @@ async def test_failures_still_get_a_reply(
     await fake.wait_for(
         lambda: any(t.startswith("Sorry, something went wrong") for t in final_texts(fake, msg["id"]))
     )
+    iid = fake.new_id()  # /ask too: the deferred reply is followed by the apology
+    await fake.dispatch("INTERACTION_CREATE", slash_ask(fake, iid, "what is a mesa-optimizer?", True))
+    follow = await fake.wait_for(lambda: fake.calls("POST", f"/webhooks/{fake.app_id}/token-{iid}"))
+    assert follow[0].body["content"].startswith("Sorry, something went wrong")
+    assert follow[0].body["flags"] & 64
 
 
 async def test_rest_429_is_retried(

@@ -16,10 +16,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from adapters.slack_app import SlackBot, SlackOptions
+from adapters.slack_app import SlackBot
 from bot.core import AnswerCore
 from bot.feedback import FeedbackStore
 from bot.llm import AnthropicLLM
+from bot.platform import PlatformOptions
 from retrieval.embeddings import FastEmbedder
 from retrieval.index import VectorStore
 from retrieval.search import HybridRetriever
@@ -160,7 +161,7 @@ async def start_slack(
             api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=5, max_retries=1
         )
         core = AnswerCore(retriever=HybridRetriever(store=slice_store, embedder=embedder), llm=llm)
-        opts = SlackOptions(**{"edit_interval_s": 0.2, "rate_limit_per_minute": 0, **options})
+        opts = PlatformOptions(**{"edit_interval_s": 0.2, "rate_limit_per_minute": 0, **options})
         bot = SlackBot(
             core=core,
             feedback=feedback,
@@ -461,7 +462,7 @@ async def test_socket_mode(
     bot = SlackBot(
         core=core,
         feedback=FeedbackStore(tmp_path / "f.sqlite3"),
-        options=SlackOptions(edit_interval_s=0.2),
+        options=PlatformOptions(edit_interval_s=0.2),
         token="xoxb-test",
         base_url=f"{fake_slack.url}/api/",
     )
