@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 
@@ -27,7 +28,7 @@ from adapters.discord_render import (
     to_question,
 )
 from bot.core import AnswerCore
-from bot.errors import BotError
+from bot.errors import BotError, StartupError
 from bot.feedback import FeedbackStore
 from bot.models import Answer, Question
 from bot.platform import SLOW_DOWN, PlatformOptions, apology, thanks
@@ -41,31 +42,6 @@ USAGE = (
     "Ask me about AI safety: mention me with your question (for example *@aisafety-bot what is "
     "inner alignment?*), or use `/ask`. In a thread I started you can keep asking without mentioning me."
 )
-# The permissions the bot needs, and nothing more (used for the invite link).
-PERMISSIONS = discord.Permissions(
-    view_channel=True,
-    send_messages=True,
-    send_messages_in_threads=True,
-    create_public_threads=True,
-    read_message_history=True,
-)
-SCOPES = ("bot", "applications.commands")
-
-
-def application_id_from_token(token: str) -> int | None:
-    """A bot token starts with its user id in base64; for a bot that is the application id."""
-    import base64
-    import binascii
-
-    head = token.split(".", 1)[0]
-    try:
-        return int(base64.b64decode(head + "=" * (-len(head) % 4)).decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        return None
-
-
-def invite_url(application_id: int) -> str:
-    return discord.utils.oauth_url(application_id, permissions=PERMISSIONS, scopes=SCOPES)
 
 
 class FeedbackButton(
@@ -184,6 +160,26 @@ class AiSafetyDiscord(discord.Client):
         self._sync_commands = sync_commands
         for command in _command_definitions():
             self.tree.add_command(command)
+
+    async def run_until_closed(self, token: str) -> None:
+        """`start`, with the failures a new deployment meets turned into one line that says what to do."""
+        try:
+            await self.start(token)
+        except discord.LoginFailure:
+            raise StartupError(
+                "Discord refused DISCORD_TOKEN (401 Unauthorized): copy the bot token again from the "
+                "developer portal (your application -> Bot -> Reset Token)"
+            ) from None
+        except discord.PrivilegedIntentsRequired:
+            raise StartupError(
+                "Discord refused the Message Content intent: switch on Message Content Intent on the "
+                "developer portal (your application -> Bot -> Privileged Gateway Intents)"
+            ) from None
+        except (aiohttp.ClientError, OSError, TimeoutError, discord.GatewayNotFound) as exc:
+            raise StartupError(
+                f"cannot reach Discord ({type(exc).__name__}: {_first_line(exc)}): check this machine's "
+                "network connection, DNS, proxy or firewall"
+            ) from None
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(FeedbackButton)
@@ -365,3 +361,8 @@ async def sync_commands(token: str, *, guild_id: int | None = None) -> list[str]
             tree.copy_global_to(guild=guild)
         synced = await tree.sync(guild=guild)
     return [c.name for c in synced]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no details"

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -29,6 +30,7 @@ from adapters.slack_render import (
     to_question,
 )
 from bot.core import AnswerCore
+from bot.errors import StartupError
 from bot.feedback import FeedbackStore
 from bot.health import serve
 from bot.models import Answer, Question
@@ -66,6 +68,19 @@ class _Seen:
         return fresh
 
 
+# auth.test errors that mean the token itself is wrong.
+TOKEN_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "not_allowed_token_type",
+    }
+)
+
+
 class SlackBot:
     def __init__(
         self,
@@ -99,7 +114,21 @@ class SlackBot:
         Also gives the Web API client one HTTP session for the process instead of one per call."""
         if self.client.session is None:
             self.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-        auth = await self.client.auth_test()
+        try:
+            auth = await self.client.auth_test()
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or exc.response.status_code)
+            if error in TOKEN_ERRORS:
+                raise StartupError(
+                    f"Slack refused SLACK_BOT_TOKEN ({error}): copy the Bot User OAuth Token (xoxb-...) again "
+                    "from your app's OAuth & Permissions page, and reinstall the app if it was removed"
+                ) from None
+            raise StartupError(f"Slack's auth.test failed ({error}); check SLACK_BOT_TOKEN") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise StartupError(
+                f"cannot reach Slack's Web API at {self.client.base_url} ({type(exc).__name__}): check the "
+                "network connection, or SLACK_API_URL if it is set; SLACK_BOT_TOKEN could not be checked"
+            ) from None
         self.bot_user_id = str(auth["user_id"])
 
     # -- events ----------------------------------------------------------------------------------
@@ -310,7 +339,14 @@ class SlackBot:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
         self._socket = AsyncSocketModeHandler(self.app, app_token)
-        await self._socket.start_async()
+        try:
+            await self._socket.start_async()
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or exc.response.status_code)
+            raise StartupError(
+                f"Slack refused SLACK_APP_TOKEN ({error}): create an app-level token with the "
+                "connections:write scope (Basic Information -> App-Level Tokens) and set SLACK_APP_TOKEN=xapp-..."
+            ) from None
 
     async def connected(self) -> bool:
         """Ready to receive: the Socket Mode connection is up (HTTP mode is ready once served)."""

@@ -1,10 +1,31 @@
-"""The terminal front end: render an `Answer` as plain text with numbered, linked sources."""
+"""The terminal front end: the interactive chat, and an `Answer` as text with numbered, linked sources.
+
+On a terminal the answer's Markdown is rendered as it streams (bold, lists, links shown with their
+address) with rich; piped into another program it stays plain text. Log lines that arrive while an
+answer is being written are held back and shown after it, so they never land inside an answer.
+"""
 
 from __future__ import annotations
 
-from bot.models import Answer
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import BotError
+from bot.models import Answer, Question, Turn
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from bot.core import AnswerCore
 
 MODE_LABEL = {"llm": "", "retrieval-only": "[retrieval-only]", "abstain": "[no matching articles]"}
+GREETING = "Ask about AI safety. /reset starts a new conversation, /quit or Ctrl-D leaves."
+# How often a streaming answer is redrawn on a terminal.
+REFRESH_PER_S = 8
 
 
 def render_sources(answer: Answer) -> str:
@@ -29,3 +50,154 @@ def render(answer: Answer) -> str:
     if tail:
         parts.append(tail)
     return "\n\n".join(parts)
+
+
+class _Hold(logging.Filter):
+    """Keeps back the records a handler is given while held; `release` hands them over afterwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[logging.Handler, logging.LogRecord]] = []
+        self.active = False
+        self.handler: logging.Handler | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.active and self.handler is not None:
+            self.held.append((self.handler, record))
+            return False
+        return True
+
+
+@contextmanager
+def logs_held() -> Iterator[None]:
+    """While an answer is written, log records wait; they are emitted, in order, when it is done."""
+    holds: list[tuple[logging.Handler, _Hold]] = []
+    for handler in logging.getLogger().handlers:
+        hold = _Hold()
+        hold.handler, hold.active = handler, True
+        handler.addFilter(hold)
+        holds.append((handler, hold))
+    try:
+        yield
+    finally:
+        for handler, hold in holds:
+            hold.active = False
+            handler.removeFilter(hold)
+            for _, record in hold.held:
+                handler.handle(record)
+
+
+class _Writer:
+    """Writes one streamed answer: live-rendered Markdown on a terminal, plain text elsewhere."""
+
+    def __init__(self, console: Console | None, out: Any):
+        self.console = console
+        self.out = out
+        self.text = ""
+        self._live: Any = None
+
+    def __enter__(self) -> _Writer:
+        if self.console is not None:
+            from rich.live import Live
+
+            self._live = Live(
+                self._markdown(),
+                console=self.console,
+                auto_refresh=True,
+                refresh_per_second=REFRESH_PER_S,
+                vertical_overflow="visible",
+            )
+            self._live.__enter__()
+        else:
+            print("bot> ", end="", flush=True, file=self.out)
+        return self
+
+    def _markdown(self) -> Any:
+        from rich.markdown import Markdown
+
+        return Markdown(self.text, hyperlinks=False)
+
+    def write(self, delta: str) -> None:
+        self.text += delta
+        if self._live is not None:
+            self._live.update(self._markdown())
+        else:
+            print(delta, end="", flush=True, file=self.out)
+
+    def replace(self, text: str) -> None:
+        """Show `text` in place of what was streamed (a fallback answer)."""
+        if self._live is not None:
+            self.text = text
+            self._live.update(self._markdown())
+        else:
+            if self.text:
+                print("\n", file=self.out)
+            print(text, end="", file=self.out)
+            self.text = text
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._markdown(), refresh=True)
+            self._live.__exit__(None, None, None)
+        else:
+            print(file=self.out)
+
+
+def terminal_console(out: Any = None) -> Console | None:
+    """A rich console when the chat runs on a terminal; None when its output goes to a pipe or file."""
+    out = out or sys.stdout
+    if not out.isatty():
+        return None
+    from rich.console import Console
+
+    return Console(file=out, highlight=False)
+
+
+async def chat_loop(
+    core: AnswerCore,
+    *,
+    console: Console | None = None,
+    read_line: Callable[[str], str] = input,
+    out: Any = None,
+) -> None:
+    """An interactive chat that keeps the conversation for follow-ups and streams each answer."""
+    out = out or sys.stdout
+    if console is None:
+        console = terminal_console(out)
+    history: list[Turn] = []
+    print(GREETING, file=out)
+    while True:
+        try:
+            line = await asyncio.to_thread(read_line, "\nyou> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=out)
+            return
+        text = line.strip()
+        if text in {"/quit", "/exit"}:
+            return
+        if text == "/reset":
+            history.clear()
+            print("(new conversation)", file=out)
+            continue
+        if not text:
+            continue
+        final: Answer | None = None
+        with logs_held():
+            try:
+                with _Writer(console, out) as writer:
+                    async for item in core.stream(Question(text, tuple(history))):
+                        if isinstance(item, Answer):
+                            final = item
+                        else:
+                            writer.write(item)
+                    if final is not None and final.mode != "llm":
+                        notice = f"{final.notice}\n\n" if writer.text and final.notice else ""
+                        writer.replace(notice + final.text)
+            except BotError as exc:
+                print(f"\nSorry, I could not answer that: {exc.user_message} ({exc})", file=out)
+                continue
+        assert final is not None
+        tail = render_sources(final)
+        if tail:
+            print(f"\n{tail}", file=out)
+        history.extend([Turn("user", text), Turn("assistant", final.text)])

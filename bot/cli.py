@@ -16,21 +16,26 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.config import Settings, load_settings
-from bot.core import AnswerCore
 from bot.errors import BotError, ConfigError
-from bot.feedback import FeedbackStore
-from bot.llm import AnthropicLLM
 from bot.logs import configure as configure_logging
-from bot.models import Answer, Question, Turn
-from bot.observability import Metrics, Observer, TokenBudget, freeze_startup_heap
-from bot.platform import PlatformOptions
-from retrieval.embeddings import EmbeddingError, FastEmbedder, configure_offline
-from retrieval.index import SearchMode, StoreError, VectorStore
-from retrieval.ingest import IngestError, ingest
-from retrieval.search import HybridRetriever
+from retrieval.errors import LibraryError
+
+# Only what every command needs is imported here. The model runtime, the Qdrant client, the Anthropic
+# SDK and the platform libraries each take from a tenth of a second to several seconds to import, so a
+# command imports each of them only when it uses it (`--help`, `healthcheck`, `feedback` and
+# `discord-invite` use none; tests/test_startup.py checks this).
+if TYPE_CHECKING:
+    from bot.core import AnswerCore
+    from bot.feedback import FeedbackStore
+    from bot.observability import Metrics, TokenBudget
+    from bot.platform import PlatformOptions
+    from retrieval.embeddings import FastEmbedder
+    from retrieval.index import SearchMode, VectorStore
+    from retrieval.ingest import IngestReport, ProgressStyle
+    from retrieval.search import HybridRetriever
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,16 +46,23 @@ class App:
     settings: Settings
     store: VectorStore
     embedder: FastEmbedder
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics = field(default_factory=lambda: _metrics())
     budget: TokenBudget | None = None
 
     def retriever(self, mode: SearchMode = "hybrid") -> HybridRetriever:
+        from retrieval.search import HybridRetriever
+
         return HybridRetriever(store=self.store, embedder=self.embedder, mode=mode)
 
     def core(self, mode: SearchMode = "hybrid", *, use_llm: bool = True) -> AnswerCore:
+        from bot.core import AnswerCore
+        from bot.observability import Observer
+
         s = self.settings
         llm = None
         if use_llm and s.anthropic_api_key is not None:
+            from bot.llm import AnthropicLLM
+
             llm = AnthropicLLM(
                 api_key=s.anthropic_api_key.get_secret_value(),
                 model=s.anthropic_model,
@@ -65,6 +77,7 @@ class App:
             abstain_below=s.abstain_below,
             history_token_budget=s.history_token_budget,
             max_tokens=s.llm_max_tokens,
+            max_question_chars=s.max_question_chars,
             deadline_s=s.answer_deadline_s,
             llm_unavailable_reason=(
                 "no ANTHROPIC_API_KEY is set" if use_llm else "the language model is switched off"
@@ -75,6 +88,8 @@ class App:
 
     def ensure_ingested(self) -> None:
         """The first question on an empty store ingests the configured sources."""
+        from retrieval.ingest import ingest
+
         if self.store.count() == 0:
             print(
                 f"The article index is empty; ingesting {', '.join(self.settings.source_list)} first.",
@@ -84,9 +99,20 @@ class App:
                 store=self.store,
                 embedder=self.embedder,
                 sources=self.settings.source_list,
-                progress=sys.stderr.isatty() or bool(os.environ.get("AISAFETY_BOT_PROGRESS")),
+                progress=_progress_style(),
             )
-            print(_summary_line(report.summary()), file=sys.stderr)
+            _print_report(report, file=sys.stderr)
+
+
+def _metrics() -> Metrics:
+    from bot.observability import Metrics
+
+    return Metrics()
+
+
+def _progress_style() -> ProgressStyle:
+    """A bar on a terminal; plain progress lines in a log file, a container or CI."""
+    return "bar" if sys.stderr.isatty() else "lines"
 
 
 def open_store(settings: Settings) -> VectorStore:
@@ -105,44 +131,71 @@ def open_store(settings: Settings) -> VectorStore:
     return EdgeStore(alias=settings.qdrant_collection, path=str(settings.qdrant_path))
 
 
-@contextlib.contextmanager
-def open_app(settings: Settings) -> Iterator[App]:
+def make_embedder(settings: Settings) -> FastEmbedder:
+    """The embedder; the model itself loads on first use (or at `warm_up`)."""
+    from retrieval.embeddings import FastEmbedder, configure_offline
+
     configure_offline(str(settings.embedding_model_path) if settings.embedding_model_path else None)
-    store = open_store(settings)
-    embedder = FastEmbedder(
+    return FastEmbedder(
         model_name=settings.embedding_model,
         model_path=str(settings.embedding_model_path) if settings.embedding_model_path else None,
         cache_dir=str(settings.embedding_cache_dir) if settings.embedding_cache_dir else None,
     )
+
+
+@contextlib.contextmanager
+def open_app(settings: Settings) -> Iterator[App]:
+    embedder = make_embedder(settings)
+    store = open_store(settings)
     try:
-        budget = TokenBudget(settings.daily_token_budget) if settings.daily_token_budget else None
+        budget = None
+        if settings.daily_token_budget:
+            from bot.observability import TokenBudget
+
+            budget = TokenBudget(settings.daily_token_budget)
         yield App(settings, store, embedder, budget=budget)
     finally:
         store.close()
+
+
+def open_feedback(settings: Settings) -> FeedbackStore:
+    """The answers and votes database; a bad `FEEDBACK_DB` is a `ConfigError` naming it."""
+    from bot.feedback import FeedbackStore
+
+    return FeedbackStore(settings.feedback_db, store_questions=settings.store_questions)
 
 
 def _summary_line(summary: dict[str, int]) -> str:
     return "Ingest: " + ", ".join(f"{v} {k}" for k, v in summary.items())
 
 
+def _print_report(report: IngestReport, *, file: Any) -> None:
+    """Each skipped record once, with its place, then the summary."""
+    for rec in report.skipped_records:
+        print(f"skipped {rec.origin} line {rec.line}: {rec.reason}", file=sys.stderr)
+    print(_summary_line(report.summary()), file=file)
+
+
 # -- commands ------------------------------------------------------------------------------------
 
 
 def cmd_ingest(app: App, args: argparse.Namespace) -> int:
+    from retrieval.ingest import ingest
+
     sources = args.sources or app.settings.source_list
     report = ingest(
         store=app.store,
         embedder=app.embedder,
         sources=sources,
         rebuild=args.rebuild,
-        progress=not args.json,
+        progress=_progress_style(),
     )
     if args.json:
-        print(json.dumps(report.summary()))
-    else:
         for rec in report.skipped_records:
             print(f"skipped {rec.origin} line {rec.line}: {rec.reason}", file=sys.stderr)
-        print(_summary_line(report.summary()))
+        print(json.dumps(report.summary()))
+    else:
+        _print_report(report, file=sys.stdout)
     return 0
 
 
@@ -163,6 +216,7 @@ def cmd_search(app: App, args: argparse.Namespace) -> int:
 
 def cmd_ask(app: App, args: argparse.Namespace) -> int:
     from adapters.terminal import render
+    from bot.models import Question
 
     app.ensure_ingested()
     core = app.core()
@@ -179,13 +233,23 @@ async def _closing(core: AnswerCore, work: Awaitable[T]) -> T:
         await core.aclose()
 
 
+def check_eval(args: argparse.Namespace) -> None:
+    """Read the eval file before anything is opened: a bad file is reported in a second, not after
+    the model and the index have loaded."""
+    from bot.evaluate import EvalFileError, load_eval
+
+    try:
+        args.items = load_eval(Path(args.file))
+    except EvalFileError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_eval(app: App, args: argparse.Namespace) -> int:
-    from bot.evaluate import evaluate, format_table, load_eval
+    from bot.evaluate import evaluate, format_table
 
     app.ensure_ingested()
-    items = load_eval(Path(args.file))
     core = app.core(args.mode, use_llm=args.llm)
-    result = asyncio.run(_closing(core, evaluate(core, items, k=args.k)))
+    result = asyncio.run(_closing(core, evaluate(core, args.items, k=args.k)))
     if args.json:
         print(json.dumps({key: v for key, v in result.items() if key != "by_kind"}))
     else:
@@ -193,53 +257,9 @@ def cmd_eval(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-async def chat_loop(core: AnswerCore) -> None:
-    """An interactive chat that keeps the conversation for follow-ups and streams each answer."""
-    from adapters.terminal import render_sources
-
-    out = sys.stdout
-    history: list[Turn] = []
-    print("Ask about AI safety. /reset starts a new conversation, /quit or Ctrl-D leaves.", file=out)
-    while True:
-        try:
-            line = await asyncio.to_thread(input, "\nyou> ")
-        except (EOFError, KeyboardInterrupt):
-            print(file=out)
-            return
-        text = line.strip()
-        if text in {"/quit", "/exit"}:
-            return
-        if text == "/reset":
-            history.clear()
-            print("(new conversation)", file=out)
-            continue
-        if not text:
-            continue
-        print("bot> ", end="", flush=True, file=out)
-        streamed = False
-        final: Answer | None = None
-        try:
-            async for item in core.stream(Question(text, tuple(history))):
-                if isinstance(item, Answer):
-                    final = item
-                else:
-                    streamed = True
-                    print(item, end="", flush=True, file=out)
-        except BotError as exc:
-            print(f"\nSorry, I could not answer that: {exc.user_message} ({exc})", file=out)
-            continue
-        assert final is not None
-        if streamed and final.mode != "llm":
-            print(f"\n\n{final.notice or 'The answer was cut off.'}", file=out)
-        if not streamed or final.mode != "llm":
-            print(final.text, file=out)
-        tail = render_sources(final)
-        if tail:
-            print(f"\n{tail}", file=out)
-        history.extend([Turn("user", text), Turn("assistant", final.text)])
-
-
 def cmd_chat(app: App, args: argparse.Namespace) -> int:
+    from adapters.terminal import chat_loop
+
     app.ensure_ingested()
     core = app.core()
     asyncio.run(_closing(core, chat_loop(core)))
@@ -251,9 +271,20 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     s = app.settings
     if s.discord_token is None and s.slack_bot_token is None:
         return cmd_chat(app, args)
+    open_feedback(s).close()  # a bad FEEDBACK_DB stops the start with a message, before any connection
     app.ensure_ingested()
     asyncio.run(_run_platforms(app))
     return 0
+
+
+async def warm_up(core: AnswerCore) -> float:
+    """Load the embedding model and the index and run one search, so that the first member's question
+    costs what later ones do. Returns the seconds it took."""
+    import time
+
+    started = time.monotonic()
+    await core.retriever.search("What is AI alignment?", k=1)
+    return time.monotonic() - started
 
 
 async def _run_platforms(app: App) -> None:
@@ -264,8 +295,10 @@ async def _run_platforms(app: App) -> None:
 
     s = app.settings
     core = app.core()
-    feedback = FeedbackStore(s.feedback_db, store_questions=s.store_questions)
+    feedback = open_feedback(s)
     await asyncio.to_thread(feedback.purge, s.question_retention_days)
+    seconds = await warm_up(core)
+    _log.info("embedding model and index loaded in %.1f s", seconds)
 
     async def qdrant_ready() -> bool:
         return await asyncio.to_thread(app.store.live_collection) is not None
@@ -275,40 +308,53 @@ async def _run_platforms(app: App) -> None:
     closers: list[Callable[[], Awaitable[None]]] = []
     health = web.Application()
     port = s.health_port
-    if s.discord_token is not None:
-        client = _discord_client(app, core, feedback)
-
-        async def discord_ready() -> bool:
-            return client.is_ready() and not client.is_closed()
-
-        checks["discord"] = discord_ready
-        runs.append(client.start(s.discord_token.get_secret_value()))
-        closers.append(client.close)
-    if s.slack_bot_token is not None:
-        bot = _slack_bot(app, core, feedback)
-        await bot.identify()
-        checks["slack"] = bot.connected
-        closers.append(bot.close)
-        if s.slack_app_token is not None:
-            runs.append(bot.run_socket_mode(s.slack_app_token.get_secret_value()))
-        else:
-            health, port = bot.web_app(), s.slack_http_port  # one aiohttp app: Slack's events and health
-            _log.info("Slack: HTTP mode on port %d (/slack/events)", port)
-    add_health_routes(health, checks=checks, metrics=app.metrics)
-    freeze_startup_heap()
-    runner = await serve(health, s.health_host if port == s.health_port else s.slack_http_host, port)
-    _log.info("health and metrics on port %d (/healthz, /readyz, /metrics)", port)
+    runner: web.AppRunner | None = None
     try:
+        if s.discord_token is not None:
+            client = _discord_client(app, core, feedback)
+
+            async def discord_ready() -> bool:
+                return client.is_ready() and not client.is_closed()
+
+            checks["discord"] = discord_ready
+            runs.append(client.run_until_closed(s.discord_token.get_secret_value()))
+            closers.append(client.close)
+        if s.slack_bot_token is not None:
+            bot = _slack_bot(app, core, feedback)
+            closers.append(bot.close)
+            await bot.identify()
+            checks["slack"] = bot.connected
+            if s.slack_app_token is not None:
+                runs.append(bot.run_socket_mode(s.slack_app_token.get_secret_value()))
+            else:
+                health, port = bot.web_app(), s.slack_http_port  # one aiohttp app: Slack's events and health
+                _log.info("Slack: HTTP mode on port %d (/slack/events)", port)
+        add_health_routes(health, checks=checks, metrics=app.metrics)
+        from bot.observability import freeze_startup_heap
+
+        freeze_startup_heap()
+        host = s.health_host if port == s.health_port else s.slack_http_host
+        try:
+            runner = await serve(health, host, port)
+        except OSError as exc:
+            variable = "HEALTH_PORT" if port == s.health_port else "SLACK_HTTP_PORT"
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); set {variable} to a free port"
+            ) from None
+        _log.info("health and metrics on port %d (/healthz, /readyz, /metrics)", port)
         await asyncio.gather(*runs, asyncio.Event().wait())
     finally:
         for close in closers:
             await close()
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         await core.aclose()
         feedback.close()
 
 
 def _platform_options(s: Settings) -> PlatformOptions:
+    from bot.platform import PlatformOptions
+
     return PlatformOptions(
         allowed_channels=s.allowed_channel_ids,
         rate_limit_per_minute=s.rate_limit_per_minute,
@@ -343,20 +389,25 @@ def _slack_bot(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
 
 
 def _application_id(settings: Settings) -> int:
-    from adapters.discord_bot import application_id_from_token
+    from adapters.discord_invite import MalformedToken, application_id_from_token
 
-    app_id = settings.discord_application_id
-    if app_id is None and settings.discord_token is not None:
-        app_id = application_id_from_token(settings.discord_token.get_secret_value())
-    if app_id is None:
+    if settings.discord_application_id is not None:
+        return settings.discord_application_id
+    if settings.discord_token is None:
         raise ConfigError(
             "set DISCORD_APPLICATION_ID (the Application ID on the Discord developer portal) or DISCORD_TOKEN"
         )
-    return app_id
+    try:
+        return application_id_from_token(settings.discord_token.get_secret_value())
+    except MalformedToken as exc:
+        raise ConfigError(
+            f"DISCORD_TOKEN is malformed: {exc}. Copy the bot token again from the developer portal "
+            "(Bot -> Reset Token), or set DISCORD_APPLICATION_ID instead"
+        ) from None
 
 
 def cmd_discord_invite(settings: Settings, args: argparse.Namespace) -> int:
-    from adapters.discord_bot import invite_url
+    from adapters.discord_invite import invite_url
 
     print(invite_url(_application_id(settings)))
     return 0
@@ -374,7 +425,7 @@ def cmd_discord_sync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
-    store = FeedbackStore(settings.feedback_db)
+    store = open_feedback(settings)
     try:
         rows = store.rows(limit=args.limit, only_voted=not args.all)
     finally:
@@ -391,20 +442,43 @@ def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(app: App, args: argparse.Namespace) -> int:
+def library_articles(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Every article of the live index (title, url), for the report's "never cited" list. The embedded
+    store may be held by the running bot: then its catalogue file is read, which needs no lock."""
+    from retrieval.edge_store import StoreInUse, read_catalogue
+
+    try:
+        store = open_store(settings)
+    except StoreInUse:
+        catalogue = read_catalogue(str(settings.qdrant_path), settings.qdrant_collection)
+        if catalogue is None:
+            print(
+                "note: the running bot holds the index and it has no article list yet, so the report "
+                "leaves out the articles never cited (run `aisafety-bot ingest` once, or stop the bot)",
+                file=sys.stderr,
+            )
+            return {}
+        return catalogue
+    try:
+        live = store.live_collection()
+        ids = list(store.article_states(live)) if live else []
+        return {a: (p.title, p.url) for a, p in store.articles(ids).items()}
+    finally:
+        store.close()
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     from bot.report import build_report, render
 
-    s = app.settings
-    store = FeedbackStore(s.feedback_db, store_questions=s.store_questions)
+    store = open_feedback(settings)
     try:
-        store.purge(s.question_retention_days)
+        store.purge(settings.question_retention_days)
         rows = store.since(args.since)
     finally:
         store.close()
-    live = app.store.live_collection()
-    ids = list(app.store.article_states(live)) if live else []
-    articles = {a: (p.title, p.url) for a, p in app.store.articles(ids).items()}
-    report = build_report(rows, embed=app.embedder.embed_dense_only, articles=articles, since_days=args.since)
+    articles = library_articles(settings)
+    embedder = make_embedder(settings)
+    report = build_report(rows, embed=embedder.embed_dense_only, articles=articles, since_days=args.since)
     print(render(report, args.format), end="")
     return 0
 
@@ -415,21 +489,63 @@ def cmd_healthcheck(settings: Settings, args: argparse.Namespace) -> int:
 
     slack_http = settings.slack_bot_token is not None and settings.slack_app_token is None
     port = settings.slack_http_port if slack_http else settings.health_port
+    variable = "SLACK_HTTP_PORT" if slack_http else "HEALTH_PORT"
+    url = f"http://127.0.0.1:{port}/healthz"
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=4) as resp:
+        with urllib.request.urlopen(url, timeout=4) as resp:
             return 0 if resp.status == 200 else 1
     except OSError as exc:
-        print(f"unhealthy: {exc}", file=sys.stderr)
+        reason = getattr(exc, "reason", None) or exc
+        print(f"unhealthy: no answer from {url} ({variable}={port}): {reason}", file=sys.stderr)
         return 1
 
 
+# -- the command line ------------------------------------------------------------------------------
+
+
+class UsageError(Exception):
+    """A mistake on the command line: one line saying what to change, exit status 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more days, not {text}")
+    return value
+
+
+def _question(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError('give a question, for example: "what is inner alignment?"')
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        """One line that says what to change (argparse's own adds the whole usage block)."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="aisafety-bot",
         description="Answers AI-safety questions from a library of articles, with sources.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     p = sub.add_parser("ingest", help="index the sources (incremental unless --rebuild)")
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="paths or URLs (default: SOURCES)")
@@ -439,14 +555,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     modes = ["hybrid", "dense", "sparse"]
     p = sub.add_parser("search", help="the most relevant articles for a question")
-    p.add_argument("question")
-    p.add_argument("--k", type=int, default=5)
+    p.add_argument("question", type=_question)
+    p.add_argument("--k", type=_positive_int, default=5)
     p.add_argument("--mode", choices=modes, default="hybrid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("ask", help="answer one question with numbered sources")
-    p.add_argument("question")
+    p.add_argument("question", type=_question)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ask)
 
@@ -455,19 +571,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="retrieval and abstention metrics over a JSONL question file")
     p.add_argument("file")
-    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--k", type=_positive_int, default=5)
     p.add_argument("--mode", choices=modes, default="hybrid")
     p.add_argument("--llm", action="store_true", help="condense follow-ups with the LLM when configured")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, check=check_eval)
 
     p = sub.add_parser("run", help="run the bot (terminal chat when no platform token is set)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="what the community asks: most asked, abstained, 👎, articles cited")
-    p.add_argument("--since", type=float, default=30, metavar="DAYS")
+    p.add_argument("--since", type=_days, default=30, metavar="DAYS")
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=cmd_report, needs_store=False)
 
     p = sub.add_parser("healthcheck", help="exit 0 if the running bot's /healthz answers (for containers)")
     p.set_defaults(func=cmd_healthcheck, needs_store=False)
@@ -480,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_discord_sync, needs_store=False)
 
     p = sub.add_parser("feedback", help="answers that got 👍 / 👎, newest first")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_positive_int, default=50)
     p.add_argument("--all", action="store_true", help="every recorded answer, voted on or not")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_feedback, needs_store=False)
@@ -497,16 +613,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = min(level, logging.INFO)  # a running bot logs one line per answered question
     configure_logging(level=level, json_format=os.environ.get("LOG_FORMAT", "").lower() == "json")
     try:
+        check = getattr(args, "check", None)
+        if check is not None:
+            check(args)
         settings = load_settings()
         configure_logging(level=level, json_format=settings.log_format == "json")  # LOG_FORMAT may be in .env
         if not getattr(args, "needs_store", True):
             return int(args.func(settings, args))
         with open_app(settings) as app:
             return int(args.func(app, args))
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (IngestError, StoreError, EmbeddingError, BotError) as exc:
+    except (LibraryError, BotError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -38,11 +38,14 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_model: str = "claude-sonnet-4-5"
     anthropic_base_url: str | None = None
-    llm_timeout_s: float = 30.0
+    llm_timeout_s: float = Field(30.0, gt=0, description="seconds; more than 0")
     llm_max_retries: int = Field(2, ge=0, le=5)
     llm_max_tokens: int = Field(1024, ge=64, le=8192)
 
-    answer_deadline_s: float = 90.0
+    answer_deadline_s: float = Field(90.0, gt=0)
+    max_question_chars: int = Field(
+        4000, ge=100, le=100_000, description="longer questions get a reply asking for a shorter one"
+    )
     top_k: int = Field(5, ge=1, le=20)
     history_token_budget: int = Field(1500, ge=0)
     abstain_below: float = Field(0.25, ge=-1.0, le=1.0)

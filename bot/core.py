@@ -24,6 +24,10 @@ _log = logging.getLogger(__name__)
 
 READ_NEXT = 3
 CONDENSE_TIMEOUT_S = 8.0
+TOO_LONG = (
+    "That question is too long for me ({length:,} characters; the limit is {limit:,}). Please ask it in "
+    "a sentence or two, or split it into shorter questions."
+)
 USAGE_HINT = (
     "Ask me a question about AI safety or alignment, for example: *What is the orthogonality thesis?*"
 )
@@ -55,6 +59,7 @@ class AnswerCore:
         abstain_below: float = 0.25,
         history_token_budget: int = 1500,
         max_tokens: int = 1024,
+        max_question_chars: int = 4000,
         deadline_s: float = 90.0,
         llm_unavailable_reason: str = "no ANTHROPIC_API_KEY is set",
         observer: Observer | None = None,
@@ -66,6 +71,7 @@ class AnswerCore:
         self.abstain_below = abstain_below
         self.history_token_budget = history_token_budget
         self.max_tokens = max_tokens
+        self.max_question_chars = max_question_chars
         self.deadline_s = deadline_s
         self.llm_unavailable_reason = llm_unavailable_reason
         self.observer = observer or Observer()
@@ -149,6 +155,11 @@ class AnswerCore:
         text = question.text.strip()
         if not text:
             yield Answer(USAGE_HINT, (), "abstain")
+            return
+        if len(text) > self.max_question_chars:
+            # Nothing this long is searched or sent to the model: a pasted document, a log, or an attempt
+            # to crowd the instructions out of the prompt. The member is told how to ask instead.
+            yield Answer(TOO_LONG.format(length=len(text), limit=self.max_question_chars), (), "abstain")
             return
         prepared = await self.prepare(question)
         timings["retrieval"] = time.monotonic() - started

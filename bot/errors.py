@@ -25,3 +25,10 @@ class LLMError(BotError):
     def __init__(self, kind: str, detail: str = ""):
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
+
+
+class StartupError(BotError):
+    """The bot could not start: a platform refused its token or cannot be reached. The message names the
+    setting to change, or says that the network is the problem."""
+
+    user_message = "The bot could not start."

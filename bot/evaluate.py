@@ -6,10 +6,16 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.core import AnswerCore
 from bot.models import Question, Turn
+
+if TYPE_CHECKING:
+    from bot.core import AnswerCore
+
+
+class EvalFileError(ValueError):
+    """The eval file is missing or has a line that is not an eval item; the message names the place."""
 
 
 @dataclass(frozen=True)
@@ -22,12 +28,24 @@ class EvalItem:
 
 def load_eval(path: Path) -> list[EvalItem]:
     """`{"q", "relevant", "kind"?}` lines, or two-turn `{"turns": [...], "relevant"}` follow-ups."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise EvalFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise EvalFileError(f"{path} is a folder; give a JSONL file of questions") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvalFileError(f"{path}: cannot read it ({exc})") from None
     items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
+            if not isinstance(row, dict):
+                raise TypeError("not a JSON object")
+            if not isinstance(row.get("relevant"), list):
+                raise KeyError("relevant")
             if "turns" in row:
                 turns = [str(t) for t in row["turns"]]
                 history = tuple(Turn("user", t) for t in turns[:-1])
@@ -35,8 +53,16 @@ def load_eval(path: Path) -> list[EvalItem]:
             else:
                 kind = row.get("kind") or ("offtopic" if not row["relevant"] else "")
                 items.append(EvalItem(str(row["q"]), (), frozenset(row["relevant"]), kind))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: not an eval item ({exc})") from exc
+        except json.JSONDecodeError as exc:
+            raise EvalFileError(f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        except KeyError as exc:
+            raise EvalFileError(
+                f'{path}:{number}: missing {exc} (each line needs "q" or "turns", and "relevant": a list of ids)'
+            ) from None
+        except (ValueError, TypeError) as exc:
+            raise EvalFileError(f"{path}:{number}: not an eval item ({exc})") from None
+    if not items:
+        raise EvalFileError(f"{path} holds no questions")
     return items
 
 

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.errors import ConfigError
 from bot.models import Answer, Question
+
+# Stored question text is capped: the core refuses longer questions anyway, and the database should not
+# grow by whatever a member pastes.
+MAX_STORED_CHARS = 4000
+# How long a command such as `report` waits for the running bot's write to finish.
+BUSY_TIMEOUT_S = 10.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -61,11 +68,41 @@ class FeedbackStore:
     def __init__(self, path: Path | str, *, store_questions: bool = True):
         self.path = Path(path)
         self.store_questions = store_questions
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
-        self._db.executescript(_SCHEMA)
+        self._db = self._open(str(path))
+
+    def _open(self, path: str) -> sqlite3.Connection:
+        """Open (and create) the database, or say in one line what is wrong with `FEEDBACK_DB`."""
+
+        def bad(reason: str) -> ConfigError:
+            return ConfigError(
+                f"FEEDBACK_DB={path} {reason}; set FEEDBACK_DB to a file path in a folder the bot can write to"
+            )
+
+        if path != ":memory:":
+            if self.path.is_dir():
+                raise bad("is a folder, not a file")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise bad(f"cannot be created ({exc.strerror or exc})") from None
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+            db.executescript(_SCHEMA)
+            if path != ":memory:":
+                # Readers (`report`, `feedback`) and the running bot's writes do not block each other.
+                db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
+            message = str(exc)
+            if "not a database" in message:
+                raise bad("is not an SQLite database (another kind of file is there)") from None
+            if "readonly" in message or "unable to open" in message:
+                raise bad(f"cannot be written ({message})") from None
+            raise bad(f"cannot be used ({message})") from None
+        return db
 
     def record_answer(self, *, platform: str, place: str, asker: str, question: str, answer: Answer) -> int:
         """Store an answer (its question and text only when questions may be stored); returns its id."""
@@ -80,7 +117,7 @@ class FeedbackStore:
                     platform,
                     place if keep else "",
                     asker if keep else "",
-                    question if keep else "",
+                    question[:MAX_STORED_CHARS] if keep else "",
                     answer.text if keep else "",
                     answer.mode,
                     json.dumps(sources),

@@ -1,15 +1,20 @@
-"""The only module that imports anthropic: a small streaming client with timeouts, retries and error mapping."""
+"""The only module that imports anthropic: a small streaming client with timeouts, retries and error mapping.
+
+The SDK takes most of a second to import, so it is imported when the client is built, not with this
+module: commands that never talk to the model start without it.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import anthropic
+from typing import TYPE_CHECKING, Protocol
 
 from bot.errors import LLMError
+
+if TYPE_CHECKING:
+    import anthropic
 
 _log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ class LLM(Protocol):
 
 def _map_error(exc: BaseException) -> LLMError:
     """Name the cause without echoing anything the server sent back (it may quote a key)."""
+    import anthropic
+
     status = getattr(exc, "status_code", None)
     if isinstance(exc, anthropic.APITimeoutError):
         return LLMError("timeout", "the model did not answer in time")
@@ -80,6 +87,8 @@ class AnthropicLLM:
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
+            import anthropic
+
             self._client = anthropic.AsyncAnthropic(
                 api_key=self.api_key,
                 base_url=self.base_url,
@@ -91,6 +100,8 @@ class AnthropicLLM:
     async def stream(
         self, *, system: str, messages: Sequence[Message], max_tokens: int, usage: Usage | None = None
     ) -> AsyncIterator[str]:
+        import anthropic
+
         try:
             async with self._get_client().messages.stream(
                 model=self.model,
@@ -109,6 +120,8 @@ class AnthropicLLM:
             raise _map_error(exc) from None
 
     async def complete(self, *, system: str, messages: Sequence[Message], max_tokens: int) -> str:
+        import anthropic
+
         try:
             response = await self._get_client().messages.create(
                 model=self.model,

@@ -3,6 +3,10 @@
 Each collection is a shard folder under `<path>/collections/`; the alias is a small JSON file replaced
 atomically (`os.replace`), so a rebuild is switched in only when complete, as on a server. One process
 holds the folder at a time (an exclusive file lock), like qdrant-client's embedded mode.
+
+Beside the index it keeps `catalogue.json`, the live collection's articles (id, title, url), replaced
+atomically whenever the index changes: commands that only need the list of articles (`report`) read it
+while the running bot holds the lock.
 """
 
 from __future__ import annotations
@@ -40,6 +44,33 @@ from retrieval.index import (
 
 _log = logging.getLogger(__name__)
 
+CATALOGUE = "catalogue.json"
+
+
+class StoreInUse(StoreError):
+    """Another process holds the embedded store."""
+
+
+def _write_json_atomically(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_catalogue(path: str, alias: str) -> dict[str, tuple[str, str]] | None:
+    """The live collection's articles as {id: (title, url)}, read without the store's lock; None when
+    there is no catalogue for `alias` yet."""
+    try:
+        data = json.loads((Path(path) / CATALOGUE).read_text(encoding="utf-8"))
+        if data.get("alias") != alias:
+            return None
+        return {str(k): (str(v[0]), str(v[1])) for k, v in data["articles"].items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+
 
 class EdgeStore:
     in_process = True
@@ -57,7 +88,7 @@ class EdgeStore:
             self._lock_file: IO[str] | None = open(self.root / ".lock", "w")
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StoreError(
+            raise StoreInUse(
                 f"the embedded store at {self.root} is in use by another aisafety-bot process; stop it first, "
                 "or use a Qdrant server (QDRANT_URL) to share the index between processes"
             ) from None
@@ -80,7 +111,50 @@ class EdgeStore:
             name = self._aliases().get(self.alias)
             if name and (self._collections / name).is_dir():
                 self._live_name = name
+                if self._catalogued() != name:  # an index made before the catalogue existed
+                    self.write_catalogue()
         return self._live_name
+
+    def _catalogued(self) -> str | None:
+        try:
+            data = json.loads((self.root / CATALOGUE).read_text(encoding="utf-8"))
+            return str(data["collection"]) if data.get("alias") == self.alias else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def write_catalogue(self) -> None:
+        """Record the live collection's articles (id, title, url) for readers without the lock."""
+        name = self._live_name
+        if name is None:
+            return
+        articles: dict[str, list[str]] = {}
+        offset = None
+        with self._lock:
+            shard = self._shard(name)
+            while True:
+                records, offset = shard.scroll(
+                    qe.ScrollRequest(
+                        offset=offset,
+                        limit=1024,
+                        with_payload=["article_id", "title", "url", "chunk"],
+                        with_vector=False,
+                    )
+                )
+                for r in records:
+                    pl = r.payload or {}
+                    if int(pl.get("chunk", 0)) == 0:
+                        articles[str(pl.get("article_id"))] = [
+                            str(pl.get("title", "")),
+                            str(pl.get("url", "")),
+                        ]
+                if offset is None:
+                    break
+        try:
+            _write_json_atomically(
+                self.root / CATALOGUE, {"alias": self.alias, "collection": name, "articles": articles}
+            )
+        except OSError as exc:  # only the report's "never cited" list depends on it
+            _log.warning("could not write the article catalogue: %s", exc)
 
     def _shard(self, name: str) -> Any:
         with self._lock:
@@ -118,13 +192,9 @@ class EdgeStore:
             self._shard(collection).flush()
             aliases = self._aliases()
             aliases[self.alias] = collection
-            tmp = self._alias_file.with_suffix(".tmp")
-            with open(tmp, "w") as fh:
-                json.dump(aliases, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self._alias_file)
+            _write_json_atomically(self._alias_file, aliases)
             self._live_name = collection
+            self.write_catalogue()
             for name in self.build_collections():
                 if name != collection:
                     self.drop_collection(name)
@@ -202,6 +272,7 @@ class EdgeStore:
         with self._lock:
             for shard in self._shards.values():
                 shard.flush()
+            self.write_catalogue()
 
     # -- reading -------------------------------------------------------------------------------
     def count(self) -> int:

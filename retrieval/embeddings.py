@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from retrieval.errors import EmbeddingError
+
 _log = logging.getLogger(__name__)
 
 BM25_MODEL = "Qdrant/bm25"
@@ -33,10 +35,6 @@ class SparseVec:
 class Embedded:
     dense: list[float]
     sparse: SparseVec
-
-
-class EmbeddingError(Exception):
-    """The embedding model cannot be loaded; the message says how to fix it."""
 
 
 class Embedder(Protocol):

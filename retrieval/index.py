@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
+from retrieval.errors import StoreError as StoreError  # re-exported: callers import it from here
 
 DENSE = "dense"  # the passage itself (with its title)
 TITLE = "title"  # the article's title: community questions often read like aisafety.info titles
@@ -23,10 +24,6 @@ DENSE_VECTORS = (DENSE, TITLE, LEAD)
 RRF_K = 5
 SearchMode = Literal["hybrid", "dense", "sparse"]
 _ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b8d-4f3a-9c7e-2d1b0a9f8e7d")
-
-
-class StoreError(Exception):
-    """The vector store cannot be reached or refused a request; the message is safe to show."""
 
 
 @dataclass(frozen=True)

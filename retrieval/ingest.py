@@ -3,24 +3,69 @@
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-
-from tqdm import tqdm
+from typing import Any, Literal
 
 from retrieval.chunking import chunk_document
 from retrieval.documents import Chunk, Document, SkippedRecord
 from retrieval.embeddings import Embedder
+from retrieval.errors import IngestError
 from retrieval.index import VectorStore
 from retrieval.sources import SourceError, read_source
 
 _log = logging.getLogger(__name__)
 
 EMBED_BATCH = 64
+# Without a terminal, a progress line at every tenth of the work and at least this often.
+PROGRESS_EVERY_S = 30.0
+
+ProgressStyle = Literal["bar", "lines", "none"]
 
 
-class IngestError(Exception):
-    """The ingest could not run; the live index is left exactly as it was."""
+class _Progress:
+    """A tqdm bar on a terminal; plain lines (for logs, containers and CI) otherwise; nothing for an
+    ingest that has nothing to embed."""
+
+    def __init__(self, total: int, style: ProgressStyle, *, out: Any = None):
+        self.total, self.done = total, 0
+        self.style: ProgressStyle = style if total > 0 else "none"
+        self.out = out or sys.stderr
+        self._bar: Any = None
+        self._started = self._last = time.monotonic()
+        self._next_tenth = 1
+        if self.style == "bar":
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="passage", desc="Embedding", dynamic_ncols=True, file=self.out)
+        elif self.style == "lines":
+            self._line()
+
+    def _line(self) -> None:
+        pct = 100 * self.done // self.total
+        elapsed = time.monotonic() - self._started
+        print(
+            f"Embedding: {self.done}/{self.total} passages ({pct}%, {elapsed:.0f} s)",
+            file=self.out,
+            flush=True,
+        )
+        self._last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self.style == "lines":
+            tenth = 10 * self.done // self.total
+            if tenth >= self._next_tenth or time.monotonic() - self._last >= PROGRESS_EVERY_S:
+                self._next_tenth = tenth + 1
+                self._line()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 @dataclass
@@ -66,8 +111,8 @@ def load_documents(sources: Sequence[str], report: IngestReport) -> list[Documen
             docs[doc.id] = doc
             first_seen[doc.id] = where
     report.skipped = len(report.skipped_records)
-    for rec in report.skipped_records:
-        _log.warning("skipped %s line %d: %s", rec.origin, rec.line, rec.reason)
+    if report.skipped:  # the records themselves are listed once, by the caller (see IngestReport)
+        _log.info("%d records skipped", report.skipped)
     return list(docs.values())
 
 
@@ -93,7 +138,7 @@ def ingest(
     embedder: Embedder,
     sources: Sequence[str],
     rebuild: bool = False,
-    progress: bool = False,
+    progress: ProgressStyle | bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Bring the index in line with the sources.
@@ -131,10 +176,9 @@ def ingest(
                 todo.append(doc)
         planned = [(doc, chunk_document(doc)) for doc in todo]
         total_chunks = sum(len(chunks) for _, chunks in planned)
-        bar = tqdm(
-            total=total_chunks, unit="chunk", desc="Embedding", disable=not progress, dynamic_ncols=True
-        )
-        with bar:
+        style: ProgressStyle = "bar" if progress is True else ("none" if progress is False else progress)
+        bar = _Progress(total_chunks, style)
+        try:
             for n, batch in enumerate(_batches(planned)):
                 texts = [c.embed_text(doc.title) for doc, chunks in batch for c in chunks]
                 titles = [doc.title for doc, _ in batch]
@@ -154,6 +198,8 @@ def ingest(
                 bar.update(len(texts))
                 if on_batch is not None:
                     on_batch(n)
+        finally:
+            bar.close()
         wanted = {d.id for d in docs}
         for article_id, state in existing.items():
             if article_id not in wanted:

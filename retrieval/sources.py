@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from retrieval.documents import Document, SkippedRecord
+from retrieval.errors import SourceError
 
 URL_TIMEOUT_S = 30.0
+MARKDOWN_SUFFIXES = (".md", ".markdown")
 
 Item = tuple[int, Document] | SkippedRecord
 
@@ -29,10 +31,6 @@ _SPACES = re.compile(r"[ \t]+")
 _BLANKS = re.compile(r"\n{3,}")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.S)
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
-
-
-class SourceError(Exception):
-    """A source that cannot be read at all (missing file, unreachable URL)."""
 
 
 def clean_text(text: str) -> str:
@@ -53,16 +51,20 @@ def read_source(spec: str) -> Iterator[Item]:
     path = Path(spec).expanduser()
     if path.is_dir():
         yield from read_markdown_folder(path)
+    elif path.is_file() and path.suffix.lower() in MARKDOWN_SUFFIXES:
+        yield from read_markdown_file(path, root=path.parent)
     elif path.is_file():
         opener = gzip.open if path.suffix == ".gz" else open
         try:
-            with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            # utf-8-sig: a byte-order mark, which some editors write, is not part of the first record.
+            with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
                 yield from read_ard_jsonl(fh, origin=str(path))
         except (OSError, EOFError) as exc:
             raise SourceError(f"cannot read {path}: {exc}") from exc
     else:
         raise SourceError(
-            f"source {spec!r} does not exist: give a .jsonl/.jsonl.gz file, a folder of .md files or a URL"
+            f"source {spec!r} does not exist: give a .jsonl/.jsonl.gz file, a .md file, a folder of .md "
+            "files or a URL"
         )
 
 
@@ -79,7 +81,7 @@ def _read_url(url: str) -> Iterator[Item]:
         raw: IO[bytes] = response
         if url.split("?")[0].endswith(".gz"):
             raw = gzip.GzipFile(fileobj=response)  # type: ignore[assignment]
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
         try:
             yield from read_ard_jsonl(text, origin=url)
         except (OSError, EOFError) as exc:
@@ -153,32 +155,38 @@ def _front_matter(text: str) -> tuple[dict[str, str], str]:
 
 
 def read_markdown_folder(folder: Path) -> Iterator[Item]:
-    """Each `.md` file is an article: title from front matter or the first heading, url from front matter."""
+    """Each `.md` file under the folder is an article (see `read_markdown_file`)."""
     for path in sorted(folder.rglob("*.md")):
-        origin = str(path)
-        try:
-            raw = path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            yield SkippedRecord(origin, 0, f"unreadable ({exc})")
-            continue
-        meta, body = _front_matter(raw)
-        url = meta.get("url", "")
-        heading = _HEADING.search(body)
-        title = meta.get("title") or (heading.group(1) if heading else path.stem.replace("-", " "))
-        if not body.strip():
-            yield SkippedRecord(origin, 1, "no text")
-            continue
-        if not url:
-            yield SkippedRecord(origin, 1, "no url in front matter")
-            continue
-        rel = path.relative_to(folder).with_suffix("").as_posix()
-        yield (
-            1,
-            Document(
-                id=meta.get("id") or f"{folder.name}:{rel}",
-                title=clean_text(title),
-                url=url,
-                text=clean_text(body),
-                source=meta.get("source") or folder.name,
-            ),
-        )
+        yield from read_markdown_file(path, root=folder)
+
+
+def read_markdown_file(path: Path, *, root: Path) -> Iterator[Item]:
+    """One article: title from front matter or the first heading, url from front matter; its id is
+    `<folder name>:<path under the folder>` unless the front matter gives one."""
+    origin = str(path)
+    try:
+        raw = path.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError as exc:
+        yield SkippedRecord(origin, 0, f"unreadable ({exc})")
+        return
+    meta, body = _front_matter(raw)
+    url = meta.get("url", "")
+    heading = _HEADING.search(body)
+    title = meta.get("title") or (heading.group(1) if heading else path.stem.replace("-", " "))
+    if not body.strip():
+        yield SkippedRecord(origin, 1, "no text")
+        return
+    if not url:
+        yield SkippedRecord(origin, 1, "no url in front matter")
+        return
+    rel = path.relative_to(root).with_suffix("").as_posix()
+    yield (
+        1,
+        Document(
+            id=meta.get("id") or f"{root.name}:{rel}",
+            title=clean_text(title),
+            url=url,
+            text=clean_text(body),
+            source=meta.get("source") or root.name,
+        ),
+    )

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -31,6 +32,15 @@ from retrieval.index import (
 _log = logging.getLogger(__name__)
 
 
+def _shown_url(url: str) -> str:
+    """The URL without any user or password in it, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 class QdrantStore:
     """Collections behind an alias on a Qdrant server; the alias switch is one atomic server call."""
 
@@ -38,6 +48,7 @@ class QdrantStore:
 
     def __init__(self, *, alias: str, url: str, api_key: str | None = None, timeout_s: float = 10.0):
         self.alias = alias
+        self.url = _shown_url(url)
         # We always send vectors, never documents to embed: `cloud_inference=True` skips the client's
         # search of every request for documents to embed locally, which walks each float of our
         # vectors and cost more than the query itself.
@@ -49,7 +60,10 @@ class QdrantStore:
         try:
             return fn(*args, **kwargs)
         except (ResponseHandlingException, UnexpectedResponse, ConnectionError, TimeoutError) as exc:
-            raise StoreError(f"Qdrant request failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
+            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            if isinstance(exc, UnexpectedResponse) and exc.status_code in (401, 403):
+                detail = f"HTTP {exc.status_code}: the server refused the API key; check QDRANT_API_KEY"
+            raise StoreError(f"Qdrant at {self.url} (QDRANT_URL): {detail}") from None
 
     # -- collections and the alias -------------------------------------------------------------
     def live_collection(self) -> str | None:

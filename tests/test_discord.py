@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 import yarl
 
-from adapters.discord_bot import AiSafetyDiscord, invite_url
+from adapters.discord_bot import AiSafetyDiscord
+from adapters.discord_invite import invite_url
 from bot.core import AnswerCore
 from bot.feedback import FeedbackStore
 from bot.llm import AnthropicLLM

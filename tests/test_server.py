@@ -57,16 +57,25 @@ def test_ingest_search_and_rebuild_on_a_server(
 
 
 def test_wrong_api_key_is_a_clear_error(qdrant_server: QdrantServer) -> None:
-    store = QdrantStore(alias="x", url=qdrant_server.url, api_key="wrong")
-    with pytest.raises(StoreError, match="Qdrant request failed"):
+    store = QdrantStore(alias="x", url=qdrant_server.url, api_key="wrong-key-value")
+    with pytest.raises(StoreError) as caught:
         store.live_collection()
     store.close()
+    message = str(caught.value)
+    assert f"Qdrant at {qdrant_server.url} (QDRANT_URL)" in message and "QDRANT_API_KEY" in message
+    assert "wrong-key-value" not in message
 
 
 def test_unreachable_server_is_a_clear_error() -> None:
     from tests.qdrant_server import free_port
 
-    store = QdrantStore(alias="x", url=f"http://127.0.0.1:{free_port()}", timeout_s=2)
-    with pytest.raises(StoreError):
+    port = free_port()
+    store = QdrantStore(
+        alias="x", url=f"http://admin:hunter2@127.0.0.1:{port}", api_key="key-not-shown", timeout_s=2
+    )
+    with pytest.raises(StoreError) as caught:
         store.count()
     store.close()
+    message = str(caught.value)
+    assert message.startswith(f"Qdrant at http://127.0.0.1:{port} (QDRANT_URL): ")
+    assert "hunter2" not in message and "key-not-shown" not in message
