@@ -252,8 +252,16 @@ class AiSafetyDiscord(discord.Client):
             await self._apologise(target, None)
 
     async def _history(self, target: Any, message: discord.Message) -> list[Said]:
-        """The earlier messages of the thread or DM (bounded), oldest first; not the question itself."""
+        """The earlier messages of the thread or DM (bounded), oldest first; not the question itself.
+        A reply in a channel has the message it replies to as its conversation."""
         said: list[Said] = []
+        replied = message.reference.resolved if message.reference is not None else None
+        if isinstance(replied, discord.Message) and not isinstance(
+            target, discord.Thread | discord.DMChannel
+        ):
+            if replied.content:
+                said.append(Said(replied.author.id, replied.content, replied.author.bot))
+            return said
         if isinstance(target, discord.Thread | discord.DMChannel) and target.id != message.id:
             async for m in target.history(limit=HISTORY_MESSAGES, before=message):
                 if m.content:

@@ -1,4 +1,10 @@
-"""Shared fixtures: real fastembed with the model in ../shared, real corpus slices, a real Qdrant, a fake LLM."""
+"""Shared fixtures: real fastembed, the project's own fixture articles, a real Qdrant, a fake LLM.
+
+Tests run from a plain clone. What needs files from outside the repository asks for them through
+`need()`: the real corpus (`AISAFETY_SHARED`, default ../shared) and, when it cannot be downloaded the
+normal way, the embedding model (`EMBEDDING_MODEL_PATH`). Missing, such a test is skipped with one line
+saying how to provide it; with `CI=true` it fails instead, so CI can never pass by skipping.
+"""
 
 from __future__ import annotations
 
@@ -7,57 +13,73 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import pytest_asyncio
 
 from retrieval.edge_store import EdgeStore
 from retrieval.embeddings import FastEmbedder
+from retrieval.errors import EmbeddingError
 from retrieval.index import VectorStore
 from retrieval.ingest import ingest
+from tests import fixture_articles
 from tests.fake_anthropic import FakeAnthropic
 from tests.qdrant_server import QdrantServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AISAFETY_SHARED", ROOT.parent / "shared"))
 CORPUS = SHARED / "corpus"
-MODEL_PATH = SHARED / "models" / "all-MiniLM-L6-v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
-# A missing model must fail at once instead of retrying the hub for 40 s.
-os.environ["HF_HUB_OFFLINE"] = "1"
 
-# Articles the tests ask about, plus neighbours so that ranking means something.
-SLICE_IDS = [
-    "aisafety.info:3119",  # turning the AI off
-    "aisafety.info:6988",
-    "aisafety.info:6568",  # orthogonality thesis
-    "aisafety.info:8160",  # mesa-optimizer
-    "aisafety.info:8428",  # inner vs outer alignment
-    "aisafety.info:6449",  # quantilizers
-    "aisafety.info:6220",
-    "aisafety.info:7763",
-    "aisafety.info:6703",
-    "aisafety.info:7619",
-    "aisafety.info:2222",
-    "aisafety.info:8342",
-    "aisafety.info:7783",
-    "aisafety.info:8333",
-    "aisafety.info:6966",  # AI takeoff; lists 6968 and 6982 as related questions
-    "aisafety.info:6968",
-    "aisafety.info:6982",
-    "aisafety.info:7071",
-    "aisafety.info:1250",
-    "ai-safety-atlas:chapters/07/02",
-]
+def need(what: str, how: str) -> NoReturn:
+    """Something a test needs is missing: skip with one line saying how to provide it, or fail in CI."""
+    message = f"needs {what}: {how}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: a missing file or service fails the run)", pytrace=False)
+    pytest.skip(message)
+
+
+def local_model_path() -> Path | None:
+    """A local copy of the embedding model: EMBEDDING_MODEL_PATH, else the shared folder's."""
+    configured = os.environ.get("EMBEDDING_MODEL_PATH")
+    if configured:
+        return Path(configured)
+    shared = SHARED / "models" / "all-MiniLM-L6-v2"
+    return shared if (shared / "model.onnx").exists() else None
+
+
+MODEL_PATH = local_model_path()
+if MODEL_PATH is not None:
+    # A local model: nothing needs the hub, and a broken copy must fail at once, not after 40 s of retries.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+NO_MODEL = (
+    "set EMBEDDING_MODEL_PATH to a folder with all-MiniLM-L6-v2's model.onnx and tokenizer files, or "
+    "AISAFETY_SHARED to a folder holding models/all-MiniLM-L6-v2; with internet access and HF_HUB_OFFLINE "
+    "unset, the tests download it the normal way"
+)
+
+
+def need_corpus() -> Path:
+    """The real articles in the shared folder, for the tests that measure on them."""
+    if not (CORPUS / "aisafety.info.jsonl").exists():
+        need(
+            f"the shared corpus ({CORPUS}/aisafety.info.jsonl)",
+            "set AISAFETY_SHARED to the folder holding corpus/ and models/ (see the README's Development section)",
+        )
+    return CORPUS
 
 
 def read_rows(name: str) -> list[dict[str, object]]:
-    with open(CORPUS / name, encoding="utf-8") as fh:
+    with open(need_corpus() / name, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
 def corpus_rows(ids: list[str]) -> list[dict[str, object]]:
+    """Real articles by id, from the shared corpus."""
     rows = {}
     for name in ("aisafety.info.jsonl", "ai-safety-atlas.jsonl"):
         for row in read_rows(name):
@@ -72,23 +94,41 @@ def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder() -> FastEmbedder:
-    if not (MODEL_PATH / "model.onnx").exists():
-        pytest.fail(f"the embedding model is missing at {MODEL_PATH} (set AISAFETY_SHARED)")
-    emb = FastEmbedder(model_name=MODEL_NAME, model_path=str(MODEL_PATH))
-    emb.warm_up()
+    """The real embedding model: a local copy when there is one, else fastembed's normal download."""
+    if MODEL_PATH is not None:
+        if not (MODEL_PATH / "model.onnx").exists():
+            need(f"the embedding model at {MODEL_PATH}", NO_MODEL)
+        emb = FastEmbedder(model_name=MODEL_NAME, model_path=str(MODEL_PATH))
+    else:
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true"}:
+            need("the embedding model (HF_HUB_OFFLINE is set, so it cannot be downloaded)", NO_MODEL)
+        emb = FastEmbedder(model_name=MODEL_NAME)
+    try:
+        emb.warm_up()
+    except EmbeddingError as exc:
+        need(f"the embedding model ({exc})", NO_MODEL)
     return emb
 
 
 @pytest.fixture(scope="session")
+def model_env(embedder: FastEmbedder) -> dict[str, str]:
+    """Settings that give a subprocess the same model as `embedder`."""
+    if MODEL_PATH is None:
+        return {}
+    return {"EMBEDDING_MODEL_PATH": str(MODEL_PATH), "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="session")
 def slice_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_jsonl(tmp_path_factory.mktemp("corpus") / "slice.jsonl", corpus_rows(SLICE_IDS))
+    """The project's own fixture articles as a JSONL source."""
+    return write_jsonl(tmp_path_factory.mktemp("corpus") / "articles.jsonl", fixture_articles.rows())
 
 
 @pytest.fixture(scope="session")
 def slice_store(
     tmp_path_factory: pytest.TempPathFactory, embedder: FastEmbedder, slice_file: Path
 ) -> Iterator[VectorStore]:
-    """One embedded store with the slice ingested, shared by every test that only reads it."""
+    """One embedded store with the fixture articles ingested, shared by every test that only reads it."""
     store = EdgeStore(alias="articles", path=str(tmp_path_factory.mktemp("qdrant-slice")))
     ingest(store=store, embedder=embedder, sources=[str(slice_file)])
     yield store
@@ -101,7 +141,7 @@ def qdrant_server() -> Iterator[QdrantServer]:
     if not Path(binary).exists():
         if os.environ.get("REQUIRE_QDRANT_SERVER"):
             pytest.fail(f"Qdrant server binary not found at {binary}; run scripts/fetch-qdrant.sh")
-        pytest.skip("no Qdrant server binary (run scripts/fetch-qdrant.sh)")
+        need(f"the Qdrant server binary ({binary})", "run scripts/fetch-qdrant.sh, or set QDRANT_BIN")
     server = QdrantServer(str(Path(binary).resolve()), api_key="test-qdrant-key")
     server.start()
     yield server
@@ -157,9 +197,23 @@ def no_secret_in_any_log() -> Iterator[None]:
     previous = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    logging.getLogger("tests").debug("log scan started")
     yield
     root.removeHandler(handler)
     root.setLevel(previous)
-    assert handler.lines, "no log records were captured"
+    assert any("log scan started" in line for line in handler.lines), "the log scan captured nothing"
     leaks = [(secret, line[:300]) for line in handler.lines for secret in SECRETS if secret in line]
     assert not leaks, f"secrets in logs: {leaks[:3]}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per reason a test was skipped (not one per test), so a plain clone's run says plainly
+    what it did not test and how to provide it."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in reasons.items():
+        terminalreporter.write_line(f"SKIPPED {count} test{'s' if count > 1 else ''}: {reason}", yellow=True)

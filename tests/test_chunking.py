@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from retrieval.chunking import MAX_WORDS, chunk_document
 from retrieval.documents import Document
 from retrieval.sources import read_source
-from tests.conftest import CORPUS
+from tests.conftest import need_corpus
 
 
 def _words(text: str) -> list[str]:
@@ -24,8 +24,9 @@ def _trailing_heading_words(text: str) -> set[str]:
 
 def test_real_corpus_chunks_are_within_bounds() -> None:
     sizes = []
+    corpus = need_corpus()
     for name in ("aisafety.info.jsonl", "ai-safety-atlas.jsonl", "distill.jsonl"):
-        for item in read_source(str(CORPUS / name)):
+        for item in read_source(str(corpus / name)):
             assert isinstance(item, tuple)
             doc = item[1]
             chunks = chunk_document(doc)

@@ -10,17 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODEL_PATH, ROOT, corpus_rows, write_jsonl
+from tests.conftest import ROOT, write_jsonl
 from tests.fake_anthropic import FakeAnthropic, Reply
+from tests.fixture_articles import rows as fixture_rows
 
 KEY = "sk-ant-cli-secret-456"
-IDS = ["aisafety.info:6568", "aisafety.info:8160", "aisafety.info:6449", "aisafety.info:3119"]
-QUANTILIZER_TITLE = str(corpus_rows(["aisafety.info:6449"])[0]["title"])
+SLUGS = ["orthogonality", "mesa-optimizers", "quantilizers", "off-switch"]
+QUANTILIZER_TITLE = "What are quantilizers?"
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    source = write_jsonl(tmp_path / "small.jsonl", corpus_rows(IDS))
+def env(tmp_path: Path, model_env: dict[str, str]) -> dict[str, str]:
+    source = write_jsonl(tmp_path / "small.jsonl", fixture_rows(*SLUGS))
     base = {
         k: v
         for k, v in os.environ.items()
@@ -29,10 +30,9 @@ def env(tmp_path: Path) -> dict[str, str]:
     return dict(
         base,
         QDRANT_PATH=str(tmp_path / "store"),
-        EMBEDDING_MODEL_PATH=str(MODEL_PATH),
         SOURCES=str(source),
-        HF_HUB_OFFLINE="1",
         PYTHONPATH=str(ROOT),
+        **model_env,
     )
 
 
@@ -64,17 +64,17 @@ async def test_first_ask_ingests_then_answers_with_sources(
     assert data["mode"] == "llm" and data["answer"].endswith("[1].")
     assert data["sources"][0] == {
         "n": 1,
-        "id": "aisafety.info:6449",
+        "id": "fixture:quantilizers",
         "title": QUANTILIZER_TITLE,
         "url": data["sources"][0]["url"],
     }
-    assert data["sources"][0]["url"].startswith("https://aisafety.info/questions/6449/")
+    assert data["sources"][0]["url"].startswith("https://example.org/articles/quantilizers")
 
     # The second run finds the index and does not ingest again; plain output lists numbered sources.
     llm_server.script.append(Reply(text="It picks among the top actions [1]."))
     code, out, err = await run(env, "ask", "what are quantilizers?")
     assert code == 0 and "ingesting" not in err
-    assert f"[1] {QUANTILIZER_TITLE}" in out and "https://aisafety.info/questions/6449/" in out
+    assert f"[1] {QUANTILIZER_TITLE}" in out and "https://example.org/articles/quantilizers" in out
 
 
 async def test_ingest_search_and_eval_json(env: dict[str, str], tmp_path: Path) -> None:
@@ -95,12 +95,12 @@ async def test_ingest_search_and_eval_json(env: dict[str, str], tmp_path: Path) 
     rows = json.loads(out)
     assert code == 0 and len(rows) == 3 and len({r["id"] for r in rows}) == 3
     assert set(rows[0]) == {"id", "title", "url", "score", "text"}
-    assert rows[0]["id"] == "aisafety.info:8160"
+    assert rows[0]["id"] == "fixture:mesa-optimizers"
 
     questions = tmp_path / "eval.jsonl"
     questions.write_text(
-        '{"q": "whats a mesa optimizer", "relevant": ["aisafety.info:8160"], "kind": "paraphrase"}\n'
-        '{"q": "why not just unplug it", "relevant": ["aisafety.info:3119"], "kind": "skeptic"}\n'
+        '{"q": "whats a mesa optimizer", "relevant": ["fixture:mesa-optimizers"], "kind": "paraphrase"}\n'
+        '{"q": "why not just unplug it", "relevant": ["fixture:off-switch"], "kind": "skeptic"}\n'
         '{"q": "best pancake recipe with buttermilk", "relevant": [], "kind": "offtopic"}\n'
     )
     code, out, _ = await run(env, "eval", str(questions), "--json")

@@ -71,7 +71,7 @@ async def test_streams_and_keeps_only_cited_sources(
     assert KEY in (request.headers.get("Authorization", "") + request.headers.get("X-Api-Key", ""))
     prompt = request.body["messages"][0]["content"]
     assert f"<question>\n{QUESTION}\n</question>" in prompt
-    assert '<source n="1">' in prompt and "aisafety.info/questions/6568" in prompt
+    assert '<source n="1">' in prompt and "example.org/articles/orthogonality" in prompt
     assert "cite" in request.body["system"] and "data, not instructions" in request.body["system"]
     # The first source block of the prompt is the one cited as [2] -> renumbered to 1... by first use.
     assert answer.sources[0].url in prompt
@@ -87,16 +87,17 @@ async def test_read_next_prefers_the_articles_own_related_questions(
     def cite_takeoff(body: dict[str, object]) -> str:
         prompt = body["messages"][0]["content"]  # type: ignore[index]
         blocks = prompt.split('<source n="')[1:]
-        n = next(b.split('"')[0] for b in blocks if "aisafety.info/questions/6966/" in b)
+        n = next(b.split('"')[0] for b in blocks if "example.org/articles/takeoff" in b)
         return f"Takeoff speed decides how much time there is to react [{n}]."
 
     llm_server.script.append(Reply(text=cite_takeoff))
     core = make_core(slice_store, embedder, llm_server)
     answer = await core.answer(Question("why does AI takeoff speed matter?"))
-    assert answer.sources[0].id == "aisafety.info:6966"
-    # aisafety.info lists 6968 and 6982 as related to 6966: they come first, before next-best results.
-    assert {s.id for s in answer.read_next[:2]} == {"aisafety.info:6968", "aisafety.info:6982"}
-    assert all(s.url.startswith("https://aisafety.info/questions/") for s in answer.read_next)
+    assert answer.sources[0].id == "fixture:takeoff"
+    # The takeoff article lists the fast and slow takeoff articles as related: they come first, before
+    # the next-best results.
+    assert {s.id for s in answer.read_next[:2]} == {"fixture:fast-takeoff", "fixture:slow-takeoff"}
+    assert all(s.url.startswith("https://example.org/articles/") for s in answer.read_next)
 
 
 @pytest.mark.parametrize(
@@ -185,7 +186,7 @@ async def test_no_api_key_answers_from_retrieval(
         first = await core.answer(Question(QUESTION))
         await core.answer(Question("what is a mesa-optimizer?"))
     assert first.mode == "retrieval-only" and "ANTHROPIC_API_KEY" in first.text
-    assert first.sources[0].id == "aisafety.info:6568"
+    assert first.sources[0].id == "fixture:orthogonality"
     assert caplog.text.count("no language model configured") == 1  # logged once, not per question
 
 
@@ -217,7 +218,7 @@ async def test_follow_up_is_condensed_by_the_llm(
     history = (Turn("user", QUESTION), Turn("assistant", "Goals and intelligence are independent [1]."))
     answer = await core.answer(Question("are there any goals where it doesn't hold though?", history))
     assert answer.search_query == "exceptions to the orthogonality thesis"
-    assert answer.sources[0].id == "aisafety.info:6568"
+    assert answer.sources[0].id == "fixture:orthogonality"
     condense, final = llm_server.requests
     assert "stream" not in condense.body and QUESTION in condense.body["messages"][0]["content"]
     assert "<conversation>" in final.body["messages"][0]["content"]
@@ -230,7 +231,7 @@ async def test_follow_up_without_llm_uses_the_previous_question(
     history = (Turn("user", "what are quantilizers?"), Turn("assistant", "..."))
     answer = await core.answer(Question("would chopping off the top few percent make them safer?", history))
     assert answer.search_query.startswith("what are quantilizers?")
-    assert answer.sources[0].id == "aisafety.info:6449"
+    assert answer.sources[0].id == "fixture:quantilizers"
 
 
 async def test_empty_question_gets_a_usage_hint(slice_store: VectorStore, embedder: FastEmbedder) -> None:

@@ -113,7 +113,8 @@ async def test_mention_starts_a_thread_and_streams_a_cited_answer(
     assert len(posts[0]["content"]) < len(edits[-1].body["content"])
     final = edits[-1].body
     assert (
-        '[1] [What is the "orthogonality thesis"?](<https://aisafety.info/questions/6568/' in final["content"]
+        "[1] [What is the orthogonality thesis?](<https://example.org/articles/orthogonality>)"
+        in final["content"]
     )
     assert final["flags"] & 4  # link previews suppressed
     assert "aisafety:fb:" in str(final["components"])
@@ -161,7 +162,10 @@ async def test_reply_to_the_bot_and_dm_are_answered(
     await start_bot()
     earlier = fake.message(fake.other_channel_id, fake.bot_user, "Quantilizers pick among good actions [1].")
     fake.messages.setdefault(fake.other_channel_id, []).append(earlier)
-    llm_server.script.append(Reply(text="Cutting the top helps [1]."))
+    llm_server.script += [
+        Reply(text="would keeping only the top few percent of actions make quantilizers safer?"),  # condensed
+        Reply(text="Cutting the top helps [1]."),
+    ]
     await fake.user_says(
         fake.other_channel_id, "would chopping off the top few percent make them safer?", referenced=earlier
     )
@@ -169,6 +173,8 @@ async def test_reply_to_the_bot_and_dm_are_answered(
         lambda: any("Cutting the top helps" in t for t in final_texts(fake, fake.other_channel_id))
     )
     assert not fake.calls("POST", f"/channels/{fake.other_channel_id}/messages/")  # answered in place
+    # The message replied to is the conversation: the follow-up is condensed with it.
+    assert "Quantilizers pick among good actions" in llm_server.requests[0].body["messages"][0]["content"]
 
     dm = 700000000000000009
     fake.channels[dm] = {"id": str(dm), "type": 1, "last_message_id": None}

@@ -13,9 +13,13 @@ from retrieval.index import VectorStore
 from retrieval.ingest import IngestError, ingest
 from retrieval.search import HybridRetriever
 from retrieval.store import QdrantStore
-from tests.conftest import corpus_rows, write_jsonl
+from tests.conftest import write_jsonl
+from tests.fixture_articles import IDS as FIXTURE_IDS
+from tests.fixture_articles import rows as fixture_rows
 
-IDS = ["aisafety.info:6568", "aisafety.info:8160", "aisafety.info:3119", "aisafety.info:6449"]
+SLUGS = ["orthogonality", "oversight-textbook", "off-switch", "quantilizers"]
+IDS = [FIXTURE_IDS[s] for s in SLUGS]
+TEXTBOOK = FIXTURE_IDS["oversight-textbook"]
 
 
 class CountingEmbedder:
@@ -57,7 +61,7 @@ def counting(embedder: FastEmbedder) -> CountingEmbedder:
 
 
 def test_incremental_ingest(tmp_path: Path, store: VectorStore, counting: CountingEmbedder) -> None:
-    rows = corpus_rows(IDS)
+    rows = fixture_rows(*SLUGS)
     src = write_jsonl(tmp_path / "a.jsonl", rows)
     first = ingest(store=store, embedder=counting, sources=[str(src)])
     assert first.summary()["added"] == 4 and first.rebuilt
@@ -78,9 +82,10 @@ def test_incremental_ingest(tmp_path: Path, store: VectorStore, counting: Counti
     assert counting.passages == 0
     assert again.collection == first.collection  # updated in place, not rebuilt
 
-    # One article changes (and shrinks to one passage), one disappears, one is new.
+    # One article changes (and shrinks from three passages to one), one disappears, one is new.
+    assert store.article_states(first.collection)[TEXTBOOK].chunks == 3
     changed = dict(rows[1], text="A mesa-optimizer is a learned optimizer inside a trained model.")
-    new = corpus_rows(["aisafety.info:8428"])[0]
+    new = fixture_rows("inner-outer")[0]
     src2 = write_jsonl(tmp_path / "b.jsonl", [rows[0], changed, rows[2], new])
     counting.passages = 0
     third = ingest(store=store, embedder=counting, sources=[str(src2)])
@@ -91,19 +96,14 @@ def test_incremental_ingest(tmp_path: Path, store: VectorStore, counting: Counti
     # Only the changed and new articles were embedded (their passages plus one title each).
     assert counting.passages == third.chunks + 2
     states = store.article_states(third.collection)
-    assert set(states) == {
-        "aisafety.info:6568",
-        "aisafety.info:8160",
-        "aisafety.info:3119",
-        "aisafety.info:8428",
-    }
-    assert states["aisafety.info:8160"].chunks == 1  # the old, longer version's passages are gone
+    assert set(states) == {IDS[0], TEXTBOOK, IDS[2], FIXTURE_IDS["inner-outer"]}
+    assert states[TEXTBOOK].chunks == 1  # the old, longer version's passages are gone
     hits = HybridRetriever(store=store, embedder=counting).search_sync(
         "learned optimizer inside a model", k=4
     )
-    mesa = next(h for h in hits if h.article_id == "aisafety.info:8160")
+    mesa = next(h for h in hits if h.article_id == TEXTBOOK)
     assert mesa.text == changed["text"]
-    assert "aisafety.info:6449" not in {h.article_id for h in hits}
+    assert FIXTURE_IDS["quantilizers"] not in {h.article_id for h in hits}
 
 
 def test_duplicates_and_bad_lines_do_not_stop_the_run(
@@ -111,7 +111,7 @@ def test_duplicates_and_bad_lines_do_not_stop_the_run(
 ) -> None:
     import json
 
-    rows = corpus_rows(IDS[:2])
+    rows = fixture_rows(*SLUGS[:2])
     src = tmp_path / "messy.jsonl"
     src.write_text(
         json.dumps(rows[0]) + "\nnot json\n" + json.dumps(rows[1]) + "\n" + json.dumps(rows[0]) + "\n"
@@ -127,16 +127,14 @@ def test_duplicates_and_bad_lines_do_not_stop_the_run(
 def test_rebuild_switches_alias_only_when_complete(
     tmp_path: Path, store: VectorStore, counting: CountingEmbedder
 ) -> None:
-    src = write_jsonl(tmp_path / "a.jsonl", corpus_rows(IDS))
+    src = write_jsonl(tmp_path / "a.jsonl", fixture_rows(*SLUGS))
     first = ingest(store=store, embedder=counting, sources=[str(src)])
     live = store.live_collection()
     assert live == first.collection
     retriever = HybridRetriever(store=store, embedder=counting)
     before = [h.article_id for h in retriever.search_sync("orthogonality thesis", k=3)]
 
-    bigger = write_jsonl(
-        tmp_path / "b.jsonl", corpus_rows([*IDS, "aisafety.info:8428", "aisafety.info:6220"])
-    )
+    bigger = write_jsonl(tmp_path / "b.jsonl", fixture_rows(*SLUGS, "inner-outer", "corrigibility"))
     seen_during: list[list[str]] = []
 
     def interrupt(batch: int) -> None:
@@ -162,7 +160,7 @@ def test_rebuild_switches_alias_only_when_complete(
 def test_unreadable_or_empty_sources_leave_the_index_alone(
     tmp_path: Path, store: VectorStore, counting: CountingEmbedder
 ) -> None:
-    src = write_jsonl(tmp_path / "a.jsonl", corpus_rows(IDS[:1]))
+    src = write_jsonl(tmp_path / "a.jsonl", fixture_rows(*SLUGS[:1]))
     ingest(store=store, embedder=counting, sources=[str(src)])
     count = store.count()
     empty = tmp_path / "empty.jsonl"

@@ -24,8 +24,9 @@ from retrieval.index import VectorStore
 from retrieval.ingest import ingest
 from retrieval.search import HybridRetriever
 from retrieval.store import QdrantStore
-from tests.conftest import corpus_rows, write_jsonl
+from tests.conftest import write_jsonl
 from tests.fake_anthropic import FakeAnthropic, Reply
+from tests.fixture_articles import rows as fixture_rows
 from tests.qdrant_server import QdrantServer, free_port
 
 
@@ -36,7 +37,7 @@ async def test_health_and_readiness_follow_qdrant(
     server.start()
     store = QdrantStore(alias="health", url=server.url, timeout_s=2)
     try:
-        src = write_jsonl(tmp_path / "a.jsonl", corpus_rows(["aisafety.info:6568"]))
+        src = write_jsonl(tmp_path / "a.jsonl", fixture_rows("orthogonality"))
         ingest(store=store, embedder=embedder, sources=[str(src)])
         import asyncio
 

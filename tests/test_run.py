@@ -13,16 +13,17 @@ import pytest
 
 from bot.cli import _run_platforms, open_app
 from bot.config import load_settings
-from tests.conftest import MODEL_PATH, corpus_rows, write_jsonl
+from tests.conftest import write_jsonl
 from tests.fake_discord import FakeDiscord
 from tests.fake_slack import BOT_USER, FakeSlack, signed_headers
+from tests.fixture_articles import rows as fixture_rows
 from tests.qdrant_server import free_port
 
 SECRET = "test-signing-secret"
 
 
 async def test_run_serves_both_platforms_and_readiness(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_env: dict[str, str]
 ) -> None:
     fake_d, fake_s = FakeDiscord(), FakeSlack()
     await fake_d.start()
@@ -30,10 +31,9 @@ async def test_run_serves_both_platforms_and_readiness(
     monkeypatch.setattr(discord.http.Route, "BASE", fake_d.api_base)
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", fake_d.gateway_url)
     port = free_port()
-    source = write_jsonl(tmp_path / "s.jsonl", corpus_rows(["aisafety.info:6568", "aisafety.info:8160"]))
+    source = write_jsonl(tmp_path / "s.jsonl", fixture_rows("orthogonality", "mesa-optimizers"))
     env = {
         "QDRANT_PATH": str(tmp_path / "store"),
-        "EMBEDDING_MODEL_PATH": str(MODEL_PATH),
         "SOURCES": str(source),
         "DISCORD_TOKEN": "fake-token",
         "SLACK_BOT_TOKEN": "xoxb-test",
@@ -47,7 +47,7 @@ async def test_run_serves_both_platforms_and_readiness(
     }
     for k in ("ANTHROPIC_API_KEY", "QDRANT_URL", "SLACK_APP_TOKEN"):
         monkeypatch.delenv(k, raising=False)
-    for k, v in env.items():
+    for k, v in {**env, **model_env}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
     with open_app(load_settings()) as app:

@@ -12,7 +12,8 @@ from retrieval.index import StoreError
 from retrieval.ingest import ingest
 from retrieval.search import HybridRetriever
 from retrieval.store import QdrantStore
-from tests.conftest import corpus_rows, write_jsonl
+from tests.conftest import write_jsonl
+from tests.fixture_articles import rows as fixture_rows
 from tests.qdrant_server import QdrantServer
 
 pytestmark = pytest.mark.server
@@ -27,7 +28,7 @@ def test_ingest_search_and_rebuild_on_a_server(
         assert store.live_collection() == first.collection
         retriever = HybridRetriever(store=store, embedder=embedder)
         hits = retriever.search_sync("whats a mesa optimizer? explain like im not an ML person", k=5)
-        assert hits[0].article_id == "aisafety.info:8160"
+        assert hits[0].article_id == "fixture:mesa-optimizers"
         assert len({h.article_id for h in hits}) == 5
         assert all(0 < h.dense_score <= 1 for h in hits)
         # The async path: the query is embedded on the retrieval thread, the server is queried off it.
@@ -37,19 +38,18 @@ def test_ingest_search_and_rebuild_on_a_server(
         again = ingest(store=store, embedder=embedder, sources=[str(slice_file)])
         assert again.summary()["unchanged"] == first.summary()["added"] and again.chunks == 0
 
-        small = write_jsonl(
-            tmp_path / "small.jsonl", corpus_rows(["aisafety.info:6568", "aisafety.info:8160"])
-        )
+        small = write_jsonl(tmp_path / "small.jsonl", fixture_rows("orthogonality", "mesa-optimizers"))
         rebuilt = ingest(store=store, embedder=embedder, sources=[str(small)], rebuild=True)
         assert store.live_collection() == rebuilt.collection != first.collection
         assert store.build_collections() == [rebuilt.collection]
         assert {h.article_id for h in retriever.search_sync("orthogonality", k=5)} == {
-            "aisafety.info:6568",
-            "aisafety.info:8160",
+            "fixture:orthogonality",
+            "fixture:mesa-optimizers",
         }
         # The embedded and server stores rank the same way (same vectors, same fusion).
         assert (
-            next(h.article_id for h in retriever.search_sync("inner optimizer", k=2)) == "aisafety.info:8160"
+            next(h.article_id for h in retriever.search_sync("inner optimizer", k=2))
+            == "fixture:mesa-optimizers"
         )
     finally:
         store.drop_collection(store.live_collection() or "")

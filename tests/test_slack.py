@@ -209,7 +209,7 @@ async def test_mention_gets_a_threaded_streamed_answer_with_block_kit_sources(
         for b in blocks
         if b["type"] == "section" and b["text"]["text"].startswith("*Sources*")
     )
-    assert "[1] <https://aisafety.info/questions/6568/" in sources
+    assert "[1] <https://example.org/articles/orthogonality|" in sources
     assert (
         "vary independently [1]" in final[0]["text"] and "*Sources*" in final[0]["text"]
     )  # the plain fallback too

@@ -11,7 +11,8 @@ import pytest
 from retrieval.documents import Document, SkippedRecord
 from retrieval.ingest import IngestReport, load_documents
 from retrieval.sources import SourceError, clean_text, read_source
-from tests.conftest import CORPUS, corpus_rows
+from tests.conftest import need_corpus
+from tests.fixture_articles import rows as fixture_rows
 
 
 def _docs(items: list[object]) -> list[Document]:
@@ -19,7 +20,7 @@ def _docs(items: list[object]) -> list[Document]:
 
 
 def test_reads_the_real_corpus_file() -> None:
-    items = list(read_source(str(CORPUS / "aisafety.info.jsonl")))
+    items = list(read_source(str(need_corpus() / "aisafety.info.jsonl")))
     docs = _docs(items)
     assert len(docs) == 190 and not [i for i in items if isinstance(i, SkippedRecord)]
     doc = next(d for d in docs if d.id == "aisafety.info:1250")
@@ -29,7 +30,7 @@ def test_reads_the_real_corpus_file() -> None:
 
 
 def test_bad_records_are_skipped_and_counted_with_line_numbers(tmp_path: Path) -> None:
-    good = corpus_rows(["aisafety.info:6568", "aisafety.info:8160"])
+    good = fixture_rows("orthogonality", "mesa-optimizers")
     lines = [
         json.dumps(good[0]),
         '{"id": "broken", "text": ',  # line 2: malformed
@@ -44,21 +45,21 @@ def test_bad_records_are_skipped_and_counted_with_line_numbers(tmp_path: Path) -
     path.write_text("\n".join(lines) + "\n")
     report = IngestReport()
     docs = load_documents([str(path)], report)
-    assert [d.id for d in docs] == ["aisafety.info:6568", "aisafety.info:8160"]
+    assert [d.id for d in docs] == ["fixture:orthogonality", "fixture:mesa-optimizers"]
     assert report.skipped == 5
     reasons = {r.line: r.reason for r in report.skipped_records}
     assert reasons[2].startswith("malformed JSON")
     assert reasons[3] == "no text" and reasons[4] == "no url"
-    assert reasons[7].startswith("duplicate id 'aisafety.info:6568'") and ":1)" in reasons[7]
+    assert reasons[7].startswith("duplicate id 'fixture:orthogonality'") and ":1)" in reasons[7]
     assert reasons[8] == "not a JSON object"
 
 
 def test_gzip_file(tmp_path: Path) -> None:
-    rows = corpus_rows(["aisafety.info:6568"])
+    rows = fixture_rows("orthogonality")
     path = tmp_path / "a.jsonl.gz"
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         fh.write(json.dumps(rows[0]) + "\n")
-    assert [d.id for d in _docs(list(read_source(str(path))))] == ["aisafety.info:6568"]
+    assert [d.id for d in _docs(list(read_source(str(path))))] == ["fixture:orthogonality"]
 
 
 def test_markdown_folder(tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ def test_markdown_folder(tmp_path: Path) -> None:
 
 
 def test_url_is_read_as_a_stream(tmp_path: Path) -> None:
-    rows = corpus_rows(["aisafety.info:6568", "aisafety.info:8160"])
+    rows = fixture_rows("orthogonality", "mesa-optimizers")
     payload = gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode())
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -102,7 +103,7 @@ def test_url_is_read_as_a_stream(tmp_path: Path) -> None:
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         docs = _docs(list(read_source(f"{base}/data/aisafety.info.jsonl.gz")))
-        assert [d.id for d in docs] == ["aisafety.info:6568", "aisafety.info:8160"]
+        assert [d.id for d in docs] == ["fixture:orthogonality", "fixture:mesa-optimizers"]
         with pytest.raises(SourceError, match="cannot download"):
             list(read_source(f"{base}/missing.jsonl"))
     finally:
@@ -119,3 +120,26 @@ def test_clean_text() -> None:
         clean_text("See [the FAQ](https://a.org/x_(y)) and ![img](p.png)<br/>  now")
         == "See the FAQ and img now"
     )
+
+
+def test_a_single_markdown_file_is_read_as_markdown(tmp_path: Path) -> None:
+    page = tmp_path / "corrigibility.md"
+    page.write_text(
+        "\ufeff---\ntitle: What is corrigibility?\nurl: https://example.org/corrigibility\n---\n"
+        "An AI is corrigible if it accepts correction and shutdown.\n",
+        encoding="utf-8",
+    )
+    items = list(read_source(str(page)))
+    assert [type(i) for i in items] == [tuple]
+    doc = _docs(items)[0]
+    assert doc.title == "What is corrigibility?" and doc.url == "https://example.org/corrigibility"
+    assert doc.id == f"{tmp_path.name}:corrigibility" and doc.text.startswith("An AI is corrigible")
+
+
+def test_a_byte_order_mark_before_the_first_record_is_accepted(tmp_path: Path) -> None:
+    rows = fixture_rows("orthogonality", "mesa-optimizers")
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode())
+    items = list(read_source(str(path)))
+    assert [d.id for d in _docs(items)] == ["fixture:orthogonality", "fixture:mesa-optimizers"]
+    assert not [i for i in items if isinstance(i, SkippedRecord)]
