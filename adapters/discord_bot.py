@@ -147,6 +147,8 @@ class AiSafetyDiscord(discord.Client):
         sync_commands: bool = False,
         **kwargs: Any,
     ):
+        # The bot never joins voice channels: discord.py's "voice will NOT be supported" notes are noise.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **kwargs)
@@ -161,25 +163,30 @@ class AiSafetyDiscord(discord.Client):
         for command in _command_definitions():
             self.tree.add_command(command)
 
-    async def run_until_closed(self, token: str) -> None:
-        """`start`, with the failures a new deployment meets turned into one line that says what to do."""
+    async def sign_in(self, token: str) -> None:
+        """Log in (one REST call), turning the failures a new deployment meets into one line that says
+        what to do. Done before anything slow, so a bad token is reported at once."""
         try:
-            await self.start(token)
+            await self.login(token)
         except discord.LoginFailure:
             raise StartupError(
                 "Discord refused DISCORD_TOKEN (401 Unauthorized): copy the bot token again from the "
                 "developer portal (your application -> Bot -> Reset Token)"
             ) from None
+        except (aiohttp.ClientError, OSError, TimeoutError, discord.HTTPException) as exc:
+            raise StartupError(_unreachable(exc)) from None
+
+    async def run_connected(self) -> None:
+        """The gateway connection, until the client is closed (discord.py reconnects on its own)."""
+        try:
+            await self.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired:
             raise StartupError(
                 "Discord refused the Message Content intent: switch on Message Content Intent on the "
                 "developer portal (your application -> Bot -> Privileged Gateway Intents)"
             ) from None
         except (aiohttp.ClientError, OSError, TimeoutError, discord.GatewayNotFound) as exc:
-            raise StartupError(
-                f"cannot reach Discord ({type(exc).__name__}: {_first_line(exc)}): check this machine's "
-                "network connection, DNS, proxy or firewall"
-            ) from None
+            raise StartupError(_unreachable(exc)) from None
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(FeedbackButton)
@@ -371,6 +378,10 @@ async def sync_commands(token: str, *, guild_id: int | None = None) -> list[str]
     return [c.name for c in synced]
 
 
-def _first_line(exc: BaseException) -> str:
+def _unreachable(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else "no details"
+    detail = text.splitlines()[0][:200] if text else "no details"
+    return (
+        f"cannot reach Discord ({type(exc).__name__}: {detail}): check this machine's network connection, "
+        "DNS, proxy or firewall"
+    )

@@ -81,6 +81,23 @@ TOKEN_ERRORS = frozenset(
 )
 
 
+class _NotOurTokenNote(logging.Filter):
+    """bolt notes that SLACK_BOT_TOKEN in the environment is unused when a client is given: it is the same
+    token, so the note only puzzles whoever reads the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+def _bolt_logger() -> logging.Logger:
+    # One named logger under "slack_bolt" (whose level bot/logs.py sets), instead of bolt's per-class
+    # loggers that copy the root logger's level when they are created.
+    logger = logging.getLogger("slack_bolt.aisafety")
+    if not any(isinstance(f, _NotOurTokenNote) for f in logger.filters):
+        logger.addFilter(_NotOurTokenNote())
+    return logger
+
+
 class SlackBot:
     def __init__(
         self,
@@ -99,7 +116,12 @@ class SlackBot:
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
         self.client = AsyncWebClient(token=token, timeout=15, **kwargs)
         self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
-        self.app = AsyncApp(client=self.client, signing_secret=signing_secret, process_before_response=False)
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=signing_secret,
+            process_before_response=False,
+            logger=_bolt_logger(),
+        )
         self.bot_user_id = ""
         self._seen = _Seen()
         self._tasks: set[asyncio.Task[None]] = set()

@@ -271,8 +271,6 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     s = app.settings
     if s.discord_token is None and s.slack_bot_token is None:
         return cmd_chat(app, args)
-    open_feedback(s).close()  # a bad FEEDBACK_DB stops the start with a message, before any connection
-    app.ensure_ingested()
     asyncio.run(_run_platforms(app))
     return 0
 
@@ -288,22 +286,19 @@ async def warm_up(core: AnswerCore) -> float:
 
 
 async def _run_platforms(app: App) -> None:
-    """Discord and Slack in one event loop, with /healthz, /readyz and /metrics beside them."""
+    """Discord and Slack in one event loop, with /healthz, /readyz and /metrics beside them.
+
+    Start-up order: the settings and tokens first (a bad FEEDBACK_DB or a refused token is reported at
+    once, not after an ingest), then the index and the embedding model (so the first question costs what
+    later ones do), then the health endpoints and the platform connections."""
     from aiohttp import web
 
     from bot.health import add_health_routes, serve
 
     s = app.settings
-    core = app.core()
     feedback = open_feedback(s)
-    await asyncio.to_thread(feedback.purge, s.question_retention_days)
-    seconds = await warm_up(core)
-    _log.info("embedding model and index loaded in %.1f s", seconds)
-
-    async def qdrant_ready() -> bool:
-        return await asyncio.to_thread(app.store.live_collection) is not None
-
-    checks: dict[str, Callable[[], Awaitable[bool]]] = {"qdrant": qdrant_ready}
+    core = app.core()
+    checks: dict[str, Callable[[], Awaitable[bool]]] = {}
     runs: list[Awaitable[None]] = []
     closers: list[Callable[[], Awaitable[None]]] = []
     health = web.Application()
@@ -312,13 +307,14 @@ async def _run_platforms(app: App) -> None:
     try:
         if s.discord_token is not None:
             client = _discord_client(app, core, feedback)
+            closers.append(client.close)
+            await client.sign_in(s.discord_token.get_secret_value())
 
             async def discord_ready() -> bool:
                 return client.is_ready() and not client.is_closed()
 
             checks["discord"] = discord_ready
-            runs.append(client.run_until_closed(s.discord_token.get_secret_value()))
-            closers.append(client.close)
+            runs.append(client.run_connected())
         if s.slack_bot_token is not None:
             bot = _slack_bot(app, core, feedback)
             closers.append(bot.close)
@@ -329,7 +325,16 @@ async def _run_platforms(app: App) -> None:
             else:
                 health, port = bot.web_app(), s.slack_http_port  # one aiohttp app: Slack's events and health
                 _log.info("Slack: HTTP mode on port %d (/slack/events)", port)
-        add_health_routes(health, checks=checks, metrics=app.metrics)
+
+        await asyncio.to_thread(app.ensure_ingested)
+        await asyncio.to_thread(feedback.purge, s.question_retention_days)
+        seconds = await warm_up(core)
+        _log.info("embedding model and index ready in %.1f s", seconds)
+
+        async def qdrant_ready() -> bool:
+            return await asyncio.to_thread(app.store.live_collection) is not None
+
+        add_health_routes(health, checks={"qdrant": qdrant_ready, **checks}, metrics=app.metrics)
         from bot.observability import freeze_startup_heap
 
         freeze_startup_heap()

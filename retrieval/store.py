@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -52,9 +53,22 @@ class QdrantStore:
         # We always send vectors, never documents to embed: `cloud_inference=True` skips the client's
         # search of every request for documents to embed locally, which walks each float of our
         # vectors and cost more than the query itself.
-        self._client = QdrantClient(
-            url=url, api_key=api_key, timeout=int(timeout_s), check_compatibility=False, cloud_inference=True
-        )
+        with warnings.catch_warnings():
+            # qdrant-client warns on every start when a key goes over http; said once, in the log, and
+            # not for this machine or a container network (a host name without dots, such as `qdrant`).
+            warnings.simplefilter("ignore", UserWarning)
+            self._client = QdrantClient(
+                url=url,
+                api_key=api_key,
+                timeout=int(timeout_s),
+                check_compatibility=False,
+                cloud_inference=True,
+            )
+        host = urlsplit(url).hostname or ""
+        if api_key and url.startswith("http://") and "." in host and host not in ("127.0.0.1", "localhost"):
+            _log.warning(
+                "QDRANT_API_KEY is sent over plain http to %s: use https outside a private network", self.url
+            )
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -87,6 +87,23 @@ def corpus_rows(ids: list[str]) -> list[dict[str, object]]:
     return [rows[i] for i in ids]
 
 
+def clean_env(**settings: str) -> dict[str, str]:
+    """This process's environment without any of the bot's own settings, plus `settings`: what a
+    subprocess running the CLI gets, so nothing leaks in from the developer's shell."""
+    prefixes = (
+        "ANTHROPIC_",
+        "QDRANT_",
+        "DISCORD_",
+        "SLACK_",
+        "FEEDBACK_",
+        "HEALTH_",
+        "SOURCES",
+        "LOG_FORMAT",
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return {**base, "PYTHONPATH": str(ROOT), **settings}
+
+
 def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

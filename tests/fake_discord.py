@@ -46,6 +46,7 @@ class FakeDiscord:
     messages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     channels: dict[int, dict[str, Any]] = field(default_factory=dict)
     rate_limit_once: set[str] = field(default_factory=set)  # "METHOD /path-prefix" to answer 429 once
+    reject_token: bool = False  # answer 401 to the login request, as Discord does for a bad token
     identifies: int = 0
     resumes: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(810000000000000000))
@@ -262,6 +263,12 @@ class FakeDiscord:
         parts = path.strip("/").split("/")
         m = request.method
         if m == "GET" and path == "/users/@me":
+            if self.reject_token:
+                return web.Response(
+                    status=401,
+                    body=json.dumps({"message": "401: Unauthorized", "code": 0}).encode(),
+                    headers=JSON,
+                )
             return self._json(self.bot_user)
         if m == "GET" and path == "/oauth2/applications/@me":
             return self._json(

@@ -47,6 +47,7 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     rate_limit_once: set[str] = field(default_factory=set)
+    errors: dict[str, str] = field(default_factory=dict)  # method -> the error it answers with (ok: false)
     acks: list[dict[str, Any]] = field(default_factory=list)
     by_method: dict[str, list[Call]] = field(default_factory=dict)
     first_reply: dict[str, tuple[str, float]] = field(default_factory=dict)  # thread_ts -> (reply ts, time)
@@ -113,6 +114,8 @@ class FakeSlack:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
             )
+        if method in self.errors:
+            return web.json_response({"ok": False, "error": self.errors[method]})
         handler = getattr(self, "m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write_jsonl
+from tests.conftest import clean_env, write_jsonl
 from tests.fake_anthropic import FakeAnthropic, Reply
 from tests.fixture_articles import rows as fixture_rows
 
@@ -22,18 +21,7 @@ QUANTILIZER_TITLE = "What are quantilizers?"
 @pytest.fixture
 def env(tmp_path: Path, model_env: dict[str, str]) -> dict[str, str]:
     source = write_jsonl(tmp_path / "small.jsonl", fixture_rows(*SLUGS))
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ANTHROPIC_", "QDRANT_", "DISCORD_", "SLACK_"))
-    }
-    return dict(
-        base,
-        QDRANT_PATH=str(tmp_path / "store"),
-        SOURCES=str(source),
-        PYTHONPATH=str(ROOT),
-        **model_env,
-    )
+    return clean_env(QDRANT_PATH=str(tmp_path / "store"), SOURCES=str(source), **model_env)
 
 
 async def run(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str, str]:

@@ -268,3 +268,24 @@ async def test_concurrent_questions_do_not_block_the_event_loop(
     assert [a.mode for a in answers] == ["llm"] * 3
     # Embedding and search ran in worker threads: the loop kept ticking throughout.
     assert ticks >= 10
+
+
+class _NoSearch:
+    """A retriever that must not be used."""
+
+    async def search(self, query: str, *, k: int = 5) -> list[object]:
+        raise AssertionError("a too-long question was searched")
+
+    async def articles(self, article_ids: object) -> dict[str, object]:
+        raise AssertionError("a too-long question was searched")
+
+
+async def test_a_too_long_question_is_neither_searched_nor_sent(llm_server: FakeAnthropic) -> None:
+    llm = AnthropicLLM(api_key=KEY, model="claude-test", base_url=llm_server.url)
+    core = AnswerCore(retriever=_NoSearch(), llm=llm, max_question_chars=4000)  # type: ignore[arg-type]
+    answer = await core.answer(Question("why " * 10_000))
+    assert (
+        answer.mode == "abstain" and "too long" in answer.text and "39,999 characters" in answer.text
+    )  # stripped
+    assert answer.sources == () and llm_server.requests == []
+    await core.aclose()

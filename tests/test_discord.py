@@ -28,6 +28,11 @@ from tests.fake_discord import FakeDiscord
 StartBot = Callable[..., Awaitable[AiSafetyDiscord]]
 
 
+# Questions longer than this get a reply asking for a shorter one (MAX_QUESTION_CHARS, lowered for tests).
+MAX_CHARS = 400
+LONG_QUESTION = "Please read this carefully and then explain corrigibility. " * 12
+
+
 @pytest_asyncio.fixture
 async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
     fake = FakeDiscord()
@@ -53,7 +58,11 @@ async def start_bot(
         llm = AnthropicLLM(
             api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=5, max_retries=1
         )
-        core = AnswerCore(retriever=HybridRetriever(store=slice_store, embedder=embedder), llm=llm)
+        core = AnswerCore(
+            retriever=HybridRetriever(store=slice_store, embedder=embedder),
+            llm=llm,
+            max_question_chars=MAX_CHARS,
+        )
         opts = PlatformOptions(**{"edit_interval_s": 0.2, "rate_limit_per_minute": 0, **options})
         client = AiSafetyDiscord(core=core, feedback=feedback, options=opts, guild_ready_timeout=0.2)
         task = asyncio.create_task(client.start("fake-token"))
@@ -457,3 +466,20 @@ async def test_slash_commands_are_synced_on_purpose(fake_discord: FakeDiscord) -
         ("private", 5, False),
     ]
     assert not fake_discord.identifies  # REST only, no gateway session
+
+
+async def test_a_too_long_question_is_declined_on_mentions_and_slash_ask(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    await start_bot()
+    assert len(LONG_QUESTION) > MAX_CHARS
+    msg = await fake.user_says(fake.channel_id, mention(fake, LONG_QUESTION))
+    texts = await fake.wait_for(lambda: [t for t in final_texts(fake, msg["id"]) if "too long" in t])
+    assert f"the limit is {MAX_CHARS}" in texts[0] and "shorter" in texts[0]
+
+    iid = fake.new_id()
+    await fake.dispatch("INTERACTION_CREATE", slash_ask(fake, iid, LONG_QUESTION, False))
+    follow = await fake.wait_for(lambda: fake.calls("POST", f"/webhooks/{fake.app_id}/token-{iid}"))
+    assert "too long" in follow[0].body["content"]
+    assert llm_server.requests == []  # nothing that long reached the model

@@ -135,6 +135,11 @@ class Harness:
 StartSlack = Callable[..., Awaitable[Harness]]
 
 
+# Questions longer than this get a reply asking for a shorter one (MAX_QUESTION_CHARS, lowered for tests).
+MAX_CHARS = 400
+LONG_QUESTION = "Please read this carefully and then explain corrigibility. " * 12
+
+
 @pytest_asyncio.fixture
 async def fake_slack() -> AsyncIterator[FakeSlack]:
     fake = FakeSlack()
@@ -160,7 +165,11 @@ async def start_slack(
         llm = AnthropicLLM(
             api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=5, max_retries=1
         )
-        core = AnswerCore(retriever=HybridRetriever(store=slice_store, embedder=embedder), llm=llm)
+        core = AnswerCore(
+            retriever=HybridRetriever(store=slice_store, embedder=embedder),
+            llm=llm,
+            max_question_chars=MAX_CHARS,
+        )
         opts = PlatformOptions(**{"edit_interval_s": 0.2, "rate_limit_per_minute": 0, **options})
         bot = SlackBot(
             core=core,
@@ -491,3 +500,17 @@ async def test_socket_mode(
     finally:
         task.cancel()
         await bot.close()
+
+
+async def test_a_too_long_question_is_declined_on_mentions_and_slash_ask(
+    start_slack: StartSlack, llm_server: FakeAnthropic
+) -> None:
+    h = await start_slack()
+    assert len(LONG_QUESTION) > MAX_CHARS
+    msg = await h.mention(LONG_QUESTION)
+    final = await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]))
+    assert "too long" in final[0]["text"] and f"the limit is {MAX_CHARS}" in final[0]["text"]
+    status, _ = await h.command(LONG_QUESTION)
+    assert status == 200
+    await h.fake.wait_for(lambda: len([m for m in h.answered(CHANNEL) if "too long" in m["text"]]) == 2)
+    assert llm_server.requests == []  # nothing that long reached the model

@@ -4,14 +4,13 @@ own `sys.modules` (deterministic, unlike a timing; BENCHMARKS.md has the times).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write_jsonl
+from tests.conftest import clean_env, write_jsonl
 from tests.fixture_articles import rows as fixture_rows
 
 HEAVY = ("anthropic", "fastembed", "onnxruntime", "qdrant_client", "qdrant_edge", "discord", "slack_bolt")
@@ -44,16 +43,9 @@ def loaded(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, set[s
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ANTHROPIC_", "QDRANT_", "DISCORD_", "SLACK_"))
-    }
-    return dict(
-        base,
+    return clean_env(
         HOME=str(tmp_path),
         XDG_DATA_HOME=str(tmp_path / "data"),
-        PYTHONPATH=str(ROOT),
         FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"),
         HEALTH_PORT="9",  # nothing listens there
     )
