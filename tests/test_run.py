@@ -50,8 +50,10 @@ async def test_run_serves_both_platforms_and_readiness(
     for k, v in {**env, **model_env}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
-    with open_app(load_settings()) as app:
+    with open_app(load_settings()) as app:  # the index exists before the bot starts, as after an ingest
         app.ensure_ingested()
+    with open_app(load_settings()) as app:
+        assert app.embedder._dense is None  # nothing has loaded the model in this app yet
         task = asyncio.create_task(_run_platforms(app))
         try:
             async with aiohttp.ClientSession() as http:
@@ -70,6 +72,9 @@ async def test_run_serves_both_platforms_and_readiness(
                         body = await ready()
                         await asyncio.sleep(0.1)
                 assert body == {"ready": True, "checks": {"qdrant": True, "discord": True, "slack": True}}
+                # Warm start: by the time it reports ready, the model is loaded and a search has run,
+                # though no member has asked anything yet.
+                assert app.embedder._dense is not None and not fake_s.named("chat.postMessage")
                 msg = fake_s.user_message("C0000001", f"<@{BOT_USER}> what is a mesa-optimizer?")
                 payload = json.dumps(
                     {
