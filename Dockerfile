@@ -13,7 +13,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 RUN mkdir -p bot retrieval adapters \
     && touch bot/__init__.py retrieval/__init__.py adapters/__init__.py \
-    && pip install '.[discord,slack]' \
+    && pip install . \
     && pip uninstall -y aisafety-bot
 
 COPY bot ./bot

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -102,6 +104,18 @@ def clean_env(**settings: str) -> dict[str, str]:
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     return {**base, "PYTHONPATH": str(ROOT), **settings}
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """`aisafety-bot ARGS` as a user runs it: a new process, in the folder `env["HOME"]`."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env=env,
+        cwd=env["HOME"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:

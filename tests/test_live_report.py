@@ -10,22 +10,11 @@ from pathlib import Path
 
 from bot.feedback import FeedbackStore
 from bot.models import Answer, Source
-from tests.conftest import clean_env, write_jsonl
+from tests.conftest import clean_env, cli, write_jsonl
 from tests.fixture_articles import BASE
 from tests.fixture_articles import rows as fixture_rows
 
 SLUGS = ["orthogonality", "mesa-optimizers", "quantilizers"]
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env=env,
-        cwd=env["HOME"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def test_report_and_feedback_while_the_bot_runs(tmp_path: Path, model_env: dict[str, str]) -> None:

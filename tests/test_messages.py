@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import discord
 import pytest
 
 from bot.cli import main
-from tests.conftest import clean_env
+from tests.conftest import clean_env, cli
 from tests.fake_discord import FakeDiscord
 from tests.fake_slack import FakeSlack
 from tests.qdrant_server import free_port
@@ -21,15 +19,8 @@ from tests.qdrant_server import free_port
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gx1234.secret-part-of-the-token"
 
 
-def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env=env,
-        cwd=env["HOME"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    proc = cli(env, *args, timeout=120)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -165,39 +156,39 @@ async def test_bad_feedback_db_stops_run_before_connecting(
 def test_bad_feedback_db(env: dict[str, str], tmp_path: Path) -> None:
     folder = tmp_path / "a-folder"
     folder.mkdir()
-    code, _, err = cli(dict(env, FEEDBACK_DB=str(folder)), "feedback")
+    code, _, err = run_cli(dict(env, FEEDBACK_DB=str(folder)), "feedback")
     assert code == 2 and "FEEDBACK_DB" in one_line(err) and "is a folder" in err
 
     not_a_folder = tmp_path / "plain-file"
     not_a_folder.write_text("x")
-    code, _, err = cli(dict(env, FEEDBACK_DB=str(not_a_folder / "feedback.sqlite3")), "feedback")
+    code, _, err = run_cli(dict(env, FEEDBACK_DB=str(not_a_folder / "feedback.sqlite3")), "feedback")
     assert code == 2 and "FEEDBACK_DB" in one_line(err) and "cannot be created" in err
 
     not_sqlite = tmp_path / "notes.txt"
     not_sqlite.write_text("these are my notes, not a database\n" * 100)
-    code, _, err = cli(dict(env, FEEDBACK_DB=str(not_sqlite)), "feedback")
+    code, _, err = run_cli(dict(env, FEEDBACK_DB=str(not_sqlite)), "feedback")
     assert code == 2 and "FEEDBACK_DB" in one_line(err) and "not an SQLite database" in err
     assert not_sqlite.read_text().startswith("these are my notes")  # left as it was
 
 
 def test_unwritable_feedback_db(env: dict[str, str], tmp_path: Path) -> None:
     db = tmp_path / "feedback.sqlite3"
-    code, _, _ = cli(dict(env, FEEDBACK_DB=str(db)), "feedback")
+    code, _, _ = run_cli(dict(env, FEEDBACK_DB=str(db)), "feedback")
     assert code == 0 and db.exists()
     # A read-only file system, as a container with a read-only volume has (chmod does not stop root).
-    code, _, err = cli(dict(env, FEEDBACK_DB="/proc/aisafety-bot/feedback.sqlite3"), "feedback")
+    code, _, err = run_cli(dict(env, FEEDBACK_DB="/proc/aisafety-bot/feedback.sqlite3"), "feedback")
     assert code == 2 and "FEEDBACK_DB=/proc/aisafety-bot/feedback.sqlite3" in one_line(err)
 
 
 def test_eval_file_is_checked_before_anything_is_opened(env: dict[str, str], tmp_path: Path) -> None:
-    code, _, err = cli(env, "eval", str(tmp_path / "missing.jsonl"))
+    code, _, err = run_cli(env, "eval", str(tmp_path / "missing.jsonl"))
     assert code == 2 and one_line(err).endswith(f"{tmp_path / 'missing.jsonl'}: no such file")
     bad = tmp_path / "questions.jsonl"
     bad.write_text('{"q": "what is corrigibility?", "relevant": ["a:1"]}\n{"q": "unfinished\n')
-    code, _, err = cli(env, "eval", str(bad))
+    code, _, err = run_cli(env, "eval", str(bad))
     assert code == 2 and f"{bad}:2: not valid JSON" in one_line(err)
     bad.write_text('{"q": "what is corrigibility?"}\n')
-    code, _, err = cli(env, "eval", str(bad))
+    code, _, err = run_cli(env, "eval", str(bad))
     assert code == 2 and f"{bad}:1: missing 'relevant'" in one_line(err)
     assert not (tmp_path / "store").exists()  # the store was never opened
 
@@ -207,7 +198,7 @@ def test_qdrant_failure_names_the_url_never_the_key(env: dict[str, str]) -> None
     env = dict(
         env, QDRANT_URL=f"http://127.0.0.1:{port}", QDRANT_API_KEY="test-qdrant-key", QDRANT_TIMEOUT_S="2"
     )
-    code, out, err = cli(env, "search", "what is corrigibility?")
+    code, out, err = run_cli(env, "search", "what is corrigibility?")
     line = one_line(err)
     assert code == 1 and line.startswith(f"error: Qdrant at http://127.0.0.1:{port} (QDRANT_URL):")
     assert "test-qdrant-key" not in out + err
@@ -215,7 +206,7 @@ def test_qdrant_failure_names_the_url_never_the_key(env: dict[str, str]) -> None
 
 def test_healthcheck_names_the_port_it_tried(env: dict[str, str]) -> None:
     port = free_port()
-    code, _, err = cli(dict(env, HEALTH_PORT=str(port)), "healthcheck")
+    code, _, err = run_cli(dict(env, HEALTH_PORT=str(port)), "healthcheck")
     assert code == 1 and f"http://127.0.0.1:{port}/healthz (HEALTH_PORT={port})" in one_line(err)
 
 
@@ -235,14 +226,14 @@ def test_healthcheck_names_the_port_it_tried(env: dict[str, str]) -> None:
 def test_usage_errors(
     env: dict[str, str], args: tuple[str, ...], settings: dict[str, str], expected: str
 ) -> None:
-    code, _, err = cli(dict(env, **settings), *args)
+    code, _, err = run_cli(dict(env, **settings), *args)
     assert code == 2 and expected in err, err
     assert "Traceback" not in err and len(err.splitlines()) <= 2
 
 
 def test_discord_invite_calls_a_malformed_token_malformed(env: dict[str, str]) -> None:
-    code, out, err = cli(dict(env, DISCORD_TOKEN="not-a-real-token"), "discord-invite")
+    code, out, err = run_cli(dict(env, DISCORD_TOKEN="not-a-real-token"), "discord-invite")
     assert code == 2 and one_line(err).startswith("error: DISCORD_TOKEN is malformed")
     assert "not-a-real-token" not in out + err
-    code, out, _ = cli(dict(env, DISCORD_TOKEN=TOKEN), "discord-invite")
+    code, out, _ = run_cli(dict(env, DISCORD_TOKEN=TOKEN), "discord-invite")
     assert code == 0 and "client_id=123456789012345678" in out

@@ -16,7 +16,7 @@ from rich.console import Console
 from adapters.terminal import chat_loop
 from bot.models import Answer, Question, Source
 from retrieval.ingest import _Progress
-from tests.conftest import clean_env, write_jsonl
+from tests.conftest import clean_env, cli, write_jsonl
 from tests.fixture_articles import BASE
 from tests.fixture_articles import rows as fixture_rows
 
@@ -118,7 +118,7 @@ def test_ingest_without_a_terminal_prints_progress_lines_and_each_skip_once(
     assert "\r" not in first.stderr  # no terminal bar redraws in a log
     assert first.stderr.count("line 2") == 1 and "skipped" in first.stderr  # reported once, not twice
 
-    again = ingest()  # nothing to embed: no progress at all
+    again = cli(env, "ingest", timeout=300)  # nothing to embed: no progress at all
     assert again.returncode == 0 and "Embedding" not in again.stderr
     assert f"{len(rows)} unchanged" in again.stdout
 
@@ -132,14 +132,7 @@ def test_ask_declines_a_too_long_question(tmp_path: Path, model_env: dict[str, s
         MAX_QUESTION_CHARS="200",
         **model_env,
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "bot", "ask", "why? " * 100],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli(env, "ask", "why? " * 100, timeout=300)
     assert proc.returncode == 0 and "too long" in proc.stdout and "the limit is 200" in proc.stdout
 
 
