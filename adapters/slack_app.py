@@ -361,13 +361,22 @@ class SlackBot:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
         self._socket = AsyncSocketModeHandler(self.app, app_token)
+        await self._socket.start_async()
+
+    async def check_app_token(self, app_token: str) -> None:
+        """Socket Mode's token, checked at start-up: slack_sdk retries a refused one for ever."""
         try:
-            await self._socket.start_async()
+            await self.client.apps_connections_open(app_token=app_token)
         except SlackApiError as exc:
             error = str(exc.response.get("error") or exc.response.status_code)
             raise StartupError(
                 f"Slack refused SLACK_APP_TOKEN ({error}): create an app-level token with the "
                 "connections:write scope (Basic Information -> App-Level Tokens) and set SLACK_APP_TOKEN=xapp-..."
+            ) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise StartupError(
+                f"cannot reach Slack's Web API at {self.client.base_url} ({type(exc).__name__}): check the "
+                "network connection, or SLACK_API_URL if it is set"
             ) from None
 
     async def connected(self) -> bool:

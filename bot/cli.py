@@ -321,6 +321,7 @@ async def _run_platforms(app: App) -> None:
             await bot.identify()
             checks["slack"] = bot.connected
             if s.slack_app_token is not None:
+                await bot.check_app_token(s.slack_app_token.get_secret_value())
                 runs.append(bot.run_socket_mode(s.slack_app_token.get_secret_value()))
             else:
                 health, port = bot.web_app(), s.slack_http_port  # one aiohttp app: Slack's events and health

@@ -81,3 +81,17 @@ async def test_healthcheck_command(monkeypatch: object) -> None:
     finally:
         await runner.cleanup()
     assert await run() == 1
+
+
+def test_the_default_install_is_the_whole_product() -> None:
+    """`pip install .` (what `make run` and the Dockerfile do) brings both platforms and the terminal
+    renderer; no extra is needed for the README's Discord and Slack steps."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~\[ ]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    assert {"discord.py", "slack-bolt", "rich", "anthropic", "fastembed"} <= names
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "pip install . " in dockerfile or "pip install .\n" in dockerfile
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install --quiet -e .\n" in makefile  # `make run` installs the default set

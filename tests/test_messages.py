@@ -16,6 +16,7 @@ from tests.fake_discord import FakeDiscord
 from tests.fake_slack import FakeSlack
 from tests.qdrant_server import free_port
 
+SECRET = "test-signing-secret"
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gx1234.secret-part-of-the-token"
 
 
@@ -63,6 +64,11 @@ def run_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> dict[str, s
     return env
 
 
+def set_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+
+
 async def run_bot(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     started = time.monotonic()
     code = await asyncio.to_thread(main, ["run"])
@@ -97,35 +103,39 @@ async def test_discord_unreachable(
     assert "secret-part" not in err
 
 
+@pytest.mark.parametrize(
+    ("method", "mode", "variable"),
+    [
+        ("auth.test", {"SLACK_SIGNING_SECRET": SECRET}, "SLACK_BOT_TOKEN"),
+        # Socket Mode's app-level token is checked at start-up too: slack_sdk would retry it for ever.
+        ("apps.connections.open", {"SLACK_APP_TOKEN": "xapp-test"}, "SLACK_APP_TOKEN"),
+    ],
+)
 async def test_slack_token_refused(
-    run_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    run_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    method: str,
+    mode: dict[str, str],
+    variable: str,
 ) -> None:
-    fake = FakeSlack(errors={"auth.test": "invalid_auth"})
+    fake = FakeSlack(errors={method: "invalid_auth"})
     await fake.start()
-    for key, value in {
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": "test-signing-secret",
-        "SLACK_API_URL": f"{fake.url}/api/",
-    }.items():
-        monkeypatch.setenv(key, value)
+    set_env(monkeypatch, SLACK_BOT_TOKEN="xoxb-test", SLACK_API_URL=f"{fake.url}/api/", **mode)
     try:
         code, err = await run_bot(capsys)
     finally:
         await fake.stop()
     line = one_line(err)
-    assert code == 1 and line.startswith("error: Slack refused SLACK_BOT_TOKEN (invalid_auth)")
-    assert "xoxb-test" not in err
+    assert code == 1 and line.startswith(f"error: Slack refused {variable} (invalid_auth)")
+    assert "xoxb-test" not in err and "xapp-test" not in err
 
 
 async def test_slack_unreachable(
     run_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for key, value in {
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": "test-signing-secret",
-        "SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",
-    }.items():
-        monkeypatch.setenv(key, value)
+    unreachable = f"http://127.0.0.1:{free_port()}/api/"
+    set_env(monkeypatch, SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=unreachable)
     code, err = await run_bot(capsys)
     line = one_line(err)
     assert code == 1 and "cannot reach Slack's Web API" in line and "SLACK_BOT_TOKEN" in line

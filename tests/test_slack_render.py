@@ -106,6 +106,7 @@ def test_manifest_has_exactly_what_the_bot_uses() -> None:
     methods = set(re.findall(r"self\.client\.(\w+)\(", source))
     needs = {
         "auth_test": set(),
+        "apps_connections_open": set(),  # Socket Mode, with the app-level token's connections:write
         "chat_postMessage": {"chat:write"},
         "chat_update": {"chat:write"},
         "chat_postEphemeral": {"chat:write"},
