@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -82,12 +83,13 @@ class FastEmbedder:
             if self.cache_dir:
                 kwargs["cache_dir"] = self.cache_dir
             try:
-                dense = TextEmbedding(self.model_name, **kwargs)
+                with _fastembed_quiet():
+                    dense = TextEmbedding(self.model_name, **kwargs)
             except Exception as exc:  # fastembed raises bare ValueError/OSError/RuntimeError
                 raise EmbeddingError(
-                    f"cannot load embedding model {self.model_name!r}: {exc}. Offline, set EMBEDDING_MODEL_PATH "
-                    "to a local copy of the model (see the README)."
-                ) from exc
+                    f"cannot load embedding model {self.model_name!r}: {str(exc).rstrip('.')}. Offline, set "
+                    "EMBEDDING_MODEL_PATH to a local copy of the model (see the README)."
+                ) from None
             self._sparse = Bm25(
                 BM25_MODEL,
                 specific_model_path=str(BM25_DIR),
@@ -122,6 +124,22 @@ class FastEmbedder:
         """Raw dense throughput, for the ingest benchmark's baseline."""
         self._load()
         return [_as_list(d) for d in self._dense.embed(list(texts), batch_size=DENSE_BATCH)]
+
+
+@contextlib.contextmanager
+def _fastembed_quiet() -> Iterator[None]:
+    """fastembed logs each failed download attempt through loguru, before raising; the error we raise
+    says what failed and how to fix it, once."""
+    try:
+        from loguru import logger
+    except ImportError:  # pragma: no cover - fastembed depends on loguru
+        yield
+        return
+    logger.disable("fastembed")
+    try:
+        yield
+    finally:
+        logger.enable("fastembed")
 
 
 def _as_list(vec: Any) -> list[float]:

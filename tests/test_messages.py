@@ -247,3 +247,16 @@ def test_discord_invite_calls_a_malformed_token_malformed(env: dict[str, str]) -
     assert "not-a-real-token" not in out + err
     code, out, _ = run_cli(dict(env, DISCORD_TOKEN=TOKEN), "discord-invite")
     assert code == 0 and "client_id=123456789012345678" in out
+
+
+def test_no_model_offline_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    page = tmp_path / "reading-group.md"
+    page.write_text(
+        "---\ntitle: Our reading group\nurl: https://example.org/rg\n---\nWe read alignment papers.\n"
+    )
+    empty_cache = tmp_path / "models"
+    empty_cache.mkdir()
+    env = dict(env, HF_HUB_OFFLINE="1", EMBEDDING_CACHE_DIR=str(empty_cache))
+    code, _, err = run_cli(env, "ingest", str(page))
+    line = one_line(err)
+    assert code == 1 and "cannot load embedding model" in line and "set EMBEDDING_MODEL_PATH" in line
