@@ -6,7 +6,6 @@ comes from `AnswerCore`, and every failure still ends in a reply.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -27,12 +26,12 @@ from adapters.discord_render import (
     thread_name,
     to_question,
 )
+from bot.conversation import Conversation
 from bot.core import AnswerCore
-from bot.errors import BotError, StartupError
+from bot.errors import StartupError
 from bot.feedback import FeedbackStore
 from bot.models import Answer, Question
-from bot.platform import SLOW_DOWN, PlatformOptions, apology, thanks
-from bot.ratelimit import RateLimiter
+from bot.platform import PlatformOptions, apology, thanks
 
 _log = logging.getLogger(__name__)
 
@@ -83,41 +82,81 @@ def feedback_view(answer_id: int) -> discord.ui.View:
     return view
 
 
-class StreamedReply:
-    """One reply that grows as the answer streams in, edited no faster than `interval` seconds."""
+class ThreadReply:
+    """The Reply for a message: typing, one reply that grows as the answer streams in, the final answer
+    split at Discord's limit with the buttons on its last part."""
 
-    def __init__(self, channel: discord.abc.Messageable, interval: float):
+    def __init__(self, channel: discord.abc.Messageable):
         self.channel = channel
-        self.interval = interval
         self.message: discord.Message | None = None
-        self.text = ""
-        self._last = 0.0
 
-    async def add(self, delta: str) -> None:
-        self.text += delta
-        if time.monotonic() - self._last >= self.interval:
-            await self._show(self.text)
+    async def start(self) -> None:
+        await self.channel.typing()  # shown for about 10 s, or until the first message
 
-    async def _show(self, text: str) -> None:
+    async def preview(self, text: str) -> None:
         preview = defuse(text if len(text) <= MESSAGE_LIMIT - 2 else text[: MESSAGE_LIMIT - 2] + " …")
         if not preview.strip():
             return
-        self._last = time.monotonic()
         if self.message is None:
             self.message = await self.channel.send(preview, suppress_embeds=True)
         else:
             await self.message.edit(content=preview, suppress=True)
 
-    async def finish(self, rendered: str, view: discord.ui.View | None) -> None:
-        """Replace the preview with the final text, split at Discord's limit; buttons on the last part."""
-        parts = split_message(rendered)
+    async def final(self, answer: Answer, answer_id: int | None) -> None:
+        view = feedback_view(answer_id) if answer_id is not None and answer.mode != "abstain" else None
+        await self._replace(split_message(render(answer)), view)
+
+    async def apologise(self, answer: Answer | None) -> None:
+        await self._replace(split_message(apology(answer, render)), None)
+
+    async def say(self, text: str) -> None:
+        await self.channel.send(text)
+
+    async def _replace(self, parts: list[str], view: discord.ui.View | None) -> None:
+        """The preview becomes the first part (a new message if it cannot be edited); the rest follow."""
+        for i, part in enumerate(parts):
+            kwargs: dict[str, Any] = {"view": view} if i == len(parts) - 1 and view is not None else {}
+            if i == 0 and self.message is not None:
+                try:
+                    await self.message.edit(content=part, suppress=True, **kwargs)
+                    continue
+                except discord.HTTPException as exc:
+                    _log.warning("could not edit the preview (HTTP %s); sending the answer anew", exc.status)
+            await self.channel.send(part, suppress_embeds=True, **kwargs)
+
+
+class FollowupReply:
+    """The Reply for `/ask`: the interaction is deferred at once; the answer comes as follow-ups."""
+
+    def __init__(self, interaction: discord.Interaction[Any], private: bool):
+        self.interaction = interaction
+        self.private = private
+
+    async def start(self) -> None:
+        pass  # the deferral ("thinking...") is the first sign, sent before the question is read
+
+    async def preview(self, text: str) -> None:
+        pass  # a follow-up is sent whole
+
+    async def final(self, answer: Answer, answer_id: int | None) -> None:
+        parts = split_message(render(answer))
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            kwargs: dict[str, Any] = {"view": view} if last and view is not None else {}
-            if i == 0 and self.message is not None:
-                await self.message.edit(content=part, suppress=True, **kwargs)
-            else:
-                await self.channel.send(part, suppress_embeds=True, **kwargs)
+            view = (
+                feedback_view(answer_id)
+                if last and answer_id is not None and answer.mode != "abstain"
+                else None
+            )
+            await self.interaction.followup.send(
+                part, ephemeral=self.private, suppress_embeds=True, view=view or discord.utils.MISSING
+            )
+
+    async def apologise(self, answer: Answer | None) -> None:
+        for part in split_message(apology(answer, render)):
+            await self.interaction.followup.send(part, ephemeral=self.private, suppress_embeds=True)
+
+    async def say(self, text: str) -> None:
+        await self.interaction.followup.send(text, ephemeral=True)
 
 
 @app_commands.command(name="ask", description="Ask a question about AI safety")
@@ -145,6 +184,7 @@ class AiSafetyDiscord(discord.Client):
         feedback: FeedbackStore,
         options: PlatformOptions,
         sync_commands: bool = False,
+        conversation: Conversation | None = None,
         **kwargs: Any,
     ):
         # The bot never joins voice channels: discord.py's "voice will NOT be supported" notes are noise.
@@ -155,9 +195,10 @@ class AiSafetyDiscord(discord.Client):
         self.core = core
         self.feedback = feedback
         self.options = options
-        self.limiter = RateLimiter(options.rate_limit_per_minute)
+        self.conversation = conversation or Conversation.in_process(
+            "discord", core=core, store=feedback, options=options, usage=USAGE
+        )
         self.tree = app_commands.CommandTree(self)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._starters: OrderedDict[int, Said] = OrderedDict()  # thread id -> its opening message
         self._sync_commands = sync_commands
         for command in _command_definitions():
@@ -196,11 +237,8 @@ class AiSafetyDiscord(discord.Client):
 
     # -- which messages are for us ---------------------------------------------------------------
     def _allowed(self, channel: Any) -> bool:
-        allowed = self.options.allowed_channels
-        if not allowed or isinstance(channel, discord.DMChannel):
-            return True
         ids = {str(getattr(channel, "id", "")), str(getattr(channel, "parent_id", "") or "")}
-        return bool(ids & allowed)
+        return self.conversation.allowed_in(ids, direct=isinstance(channel, discord.DMChannel))
 
     def _addressed(self, message: discord.Message) -> str | None:
         """Why this message is for the bot: 'dm', 'mention', 'thread' or 'reply'; None if it isn't."""
@@ -222,41 +260,34 @@ class AiSafetyDiscord(discord.Client):
         why = self._addressed(message)
         if why is None or not self._allowed(message.channel):
             return
-        # Keep the task referenced; the gateway's event loop must not wait for an answer.
-        task = asyncio.create_task(self._answer_message(message, why))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # The gateway's event loop must not wait for an answer.
+        self.conversation.spawn(self._answer_message(message, why))
 
     async def _answer_message(self, message: discord.Message, why: str) -> None:
         assert self.user is not None
-        text = strip_mentions(message.content, self.user.id)
-        target: discord.abc.Messageable = message.channel
         started = time.monotonic()
+        reply = ThreadReply(message.channel)
         try:
             if why == "mention" and isinstance(message.channel, discord.TextChannel):
                 # The first visible sign of work: a thread named after the question.
-                target = await message.create_thread(name=thread_name(text or "Question"))
-            if not text:
-                await target.send(USAGE)
-                return
-            if not self.limiter.allow(f"discord:{message.author.id}"):
-                self.core.observer.rate_limited("discord")
-                await target.send(SLOW_DOWN)
-                return
-            async with target.typing():
-                first_sign = time.monotonic() - started
-                history = await self._history(target, message)
+                text = strip_mentions(message.content, self.user.id)
+                reply = ThreadReply(await message.create_thread(name=thread_name(text or "Question")))
+            history = await self._history(reply.channel, message)
             question = to_question(
                 message.content,
                 bot_id=self.user.id,
                 history=history,
                 asker=f"discord:{message.author.id}",
-                place=f"discord:{getattr(target, 'id', '')}",
+                place=f"discord:{getattr(reply.channel, 'id', '')}",
             )
-            await self._stream_answer(target, question, first_sign)
         except Exception:
-            _log.exception("could not answer a Discord message (%s)", why)
-            await self._apologise(target, None)
+            _log.exception("could not read a Discord message (%s)", why)
+            try:
+                await reply.apologise(None)
+            except discord.HTTPException:
+                _log.exception("could not even send the apology")
+            return
+        await self.conversation.answer(question, reply, started=started)
 
     async def _history(self, target: Any, message: discord.Message) -> list[Said]:
         """The earlier messages of the thread or DM (bounded), oldest first; not the question itself.
@@ -291,75 +322,17 @@ class AiSafetyDiscord(discord.Client):
                 said.insert(0, starter)
         return said
 
-    async def _stream_answer(
-        self, target: discord.abc.Messageable, question: Question, first_sign: float | None = None
-    ) -> None:
-        reply = StreamedReply(target, self.options.edit_interval_s)
-        final: Answer | None = None
-        try:
-            async with target.typing():
-                async for item in self.core.stream(question):
-                    if isinstance(item, Answer):
-                        final = item
-                    else:
-                        await reply.add(item)
-            assert final is not None
-            answer_id = await self.feedback.save("discord", question, final)
-            await reply.finish(render(final), feedback_view(answer_id) if final.mode != "abstain" else None)
-            self.core.observer.answered("discord", question, final, first_sign_s=first_sign)
-        except Exception as exc:
-            self.core.observer.answered("discord", question, None, first_sign_s=first_sign)
-            if isinstance(exc, BotError):
-                _log.warning("answer failed: %s", type(exc).__name__)
-            else:
-                _log.exception("answer failed")
-            await self._apologise(target, final)
-
-    async def _apologise(self, target: discord.abc.Messageable, answer: Answer | None) -> None:
-        """Never silent: an apology, with whatever sources were found."""
-        try:
-            for part in split_message(apology(answer, render)):
-                await target.send(part, suppress_embeds=True)
-        except discord.HTTPException:
-            _log.exception("could not even send the apology")
-
     # -- slash commands --------------------------------------------------------------------------
     async def slash_ask(self, interaction: discord.Interaction[Any], question: str, private: bool) -> None:
         started = time.monotonic()
-        await interaction.response.defer(ephemeral=private, thinking=True)
-        first_sign = time.monotonic() - started
-        final: Answer | None = None
+        await interaction.response.defer(ephemeral=private, thinking=True)  # within Discord's 3 s
         q = Question(
             question, asker=f"discord:{interaction.user.id}", place=f"discord:{interaction.channel_id}"
         )
-        try:
-            if not self.limiter.allow(f"discord:{interaction.user.id}"):
-                self.core.observer.rate_limited("discord")
-                await interaction.followup.send(SLOW_DOWN, ephemeral=True)
-                return
-            final = await self.core.answer(q)
-            answer_id = await self.feedback.save("discord", q, final)
-            parts = split_message(render(final))
-            for i, part in enumerate(parts):
-                view = (
-                    feedback_view(answer_id)
-                    if i == len(parts) - 1 and final.mode != "abstain"
-                    else discord.utils.MISSING
-                )
-                await interaction.followup.send(part, ephemeral=private, suppress_embeds=True, view=view)
-            self.core.observer.answered("discord", q, final, first_sign_s=first_sign)
-        except Exception:
-            _log.exception("/ask failed")
-            self.core.observer.answered("discord", q, None, first_sign_s=first_sign)
-            try:
-                for part in split_message(apology(final, render)):
-                    await interaction.followup.send(part, ephemeral=private, suppress_embeds=True)
-            except discord.HTTPException:
-                _log.exception("could not even send the apology")
+        await self.conversation.answer(q, FollowupReply(interaction, private), started=started)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        await self.conversation.drain(0)  # answers still running when the client closes apologise
         await super().close()
 
 

@@ -6,7 +6,6 @@ Handlers only translate: raw payloads become plain values for `slack_render`, th
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -18,7 +17,10 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_render import (
@@ -29,13 +31,13 @@ from adapters.slack_render import (
     to_mrkdwn,
     to_question,
 )
+from bot.conversation import Conversation
 from bot.core import AnswerCore
 from bot.errors import StartupError
 from bot.feedback import FeedbackStore
 from bot.health import serve
 from bot.models import Answer, Question
-from bot.platform import SLOW_DOWN, PlatformOptions, apology, thanks
-from bot.ratelimit import RateLimiter
+from bot.platform import PlatformOptions, apology, thanks
 
 _log = logging.getLogger(__name__)
 
@@ -66,6 +68,91 @@ class _Seen:
         while len(self._keys) > self.size:
             self._keys.popitem(last=False)
         return fresh
+
+
+class ThreadReply:
+    """The Reply in a channel or thread: a placeholder at once, updated as the answer streams in, then
+    the final Block Kit answer (a new message if the placeholder cannot be updated)."""
+
+    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str | None, *, header: str = ""):
+        self.client = client
+        self.channel = channel
+        self.thread_ts = thread_ts
+        self.header = header
+        self.ts: str | None = None
+
+    async def start(self) -> None:
+        posted = await self.client.chat_postMessage(
+            channel=self.channel, thread_ts=self.thread_ts, text=self.header + WORKING
+        )
+        self.ts = str(posted["ts"])
+
+    async def preview(self, text: str) -> None:
+        if self.ts is not None:
+            await self.client.chat_update(
+                channel=self.channel, ts=self.ts, text=neutralise(to_mrkdwn(text)) + " …"
+            )
+
+    async def final(self, answer: Answer, answer_id: int | None) -> None:
+        await self._replace(render_text(answer), render_blocks(answer, answer_id))
+
+    async def apologise(self, answer: Answer | None) -> None:
+        await self._replace(apology(answer, render_text), [])
+
+    async def say(self, text: str) -> None:
+        await self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=text)
+
+    async def _replace(self, text: str, blocks: list[dict[str, Any]]) -> None:
+        if self.ts is not None:
+            try:
+                await self.client.chat_update(channel=self.channel, ts=self.ts, text=text, blocks=blocks)
+                return
+            except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                _log.warning(
+                    "could not update the placeholder (%s); posting the answer anew", type(exc).__name__
+                )
+        posted = await self.client.chat_postMessage(
+            channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blocks
+        )
+        self.ts = str(posted["ts"])
+
+
+class EphemeralReply:
+    """The Reply for `/ask --private`: only the asker sees it (the command's ack was the first sign)."""
+
+    def __init__(self, client: AsyncWebClient, channel: str, user: str):
+        self.client = client
+        self.channel = channel
+        self.user = user
+
+    async def start(self) -> None:
+        pass
+
+    async def preview(self, text: str) -> None:
+        pass  # an ephemeral message cannot be edited
+
+    async def final(self, answer: Answer, answer_id: int | None) -> None:
+        await self.client.chat_postEphemeral(
+            channel=self.channel,
+            user=self.user,
+            text=render_text(answer),
+            blocks=render_blocks(answer, answer_id),
+        )
+
+    async def apologise(self, answer: Answer | None) -> None:
+        await self.client.chat_postEphemeral(
+            channel=self.channel, user=self.user, text=apology(answer, render_text)
+        )
+
+    async def say(self, text: str) -> None:
+        await self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text)
+
+
+async def _never_silent(reply: ThreadReply) -> None:
+    try:
+        await reply.apologise(None)
+    except Exception:
+        _log.exception("could not even send the apology")
 
 
 # auth.test errors that mean the token itself is wrong.
@@ -108,14 +195,19 @@ class SlackBot:
         token: str,
         signing_secret: str = "",
         base_url: str | None = None,
+        conversation: Conversation | None = None,
     ):
         self.core = core
         self.feedback = feedback
         self.options = options
-        self.limiter = RateLimiter(options.rate_limit_per_minute)
+        self.conversation = conversation or Conversation.in_process(
+            "slack", core=core, store=feedback, options=options, usage=USAGE
+        )
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
         self.client = AsyncWebClient(token=token, timeout=15, **kwargs)
+        # slack_sdk retries connection errors by default; Slack's 429s and 5xx are retried too.
         self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+        self.client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
         self.app = AsyncApp(
             client=self.client,
             signing_secret=signing_secret,
@@ -124,7 +216,6 @@ class SlackBot:
         )
         self.bot_user_id = ""
         self._seen = _Seen()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._socket: Any = None
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
@@ -155,18 +246,15 @@ class SlackBot:
 
     # -- events ----------------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.conversation.spawn(coro)
 
     def _ignored(self, event: Mapping[str, Any]) -> bool:
         if event.get("bot_id") or event.get("subtype") or not event.get("user"):
             return True  # other bots, the bot itself, edits and other system messages
         if event.get("user") == self.bot_user_id:
             return True
-        allowed = self.options.allowed_channels
-        return (
-            bool(allowed) and event.get("channel_type") != "im" and str(event.get("channel")) not in allowed
+        return not self.conversation.allowed_in(
+            {str(event.get("channel"))}, direct=event.get("channel_type") == "im"
         )
 
     def _first_delivery(self, body: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
@@ -219,65 +307,18 @@ class SlackBot:
     async def _answer_event(
         self, event: Mapping[str, Any], thread_ts: str | None, *, follow_up: bool = False
     ) -> None:
-        channel = str(event["channel"])
-        placeholder: str | None = None
-        final: Answer | None = None
-        question: Question | None = None
         started = time.monotonic()
+        reply = ThreadReply(self.client, str(event["channel"]), thread_ts)
         try:
             history = await self._history(event, thread_ts)
             if follow_up and not self._thread_is_ours(history):
                 return
             question = to_question(event, bot_user_id=self.bot_user_id, history=history)
-            if not question.text:
-                await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=USAGE)
-                return
-            if not self.limiter.allow(question.asker):
-                self.core.observer.rate_limited("slack")
-                await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=SLOW_DOWN)
-                return
-            posted = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=WORKING)
-            placeholder = str(posted["ts"])
-            first_sign = time.monotonic() - started
-            final = await self._stream(channel, placeholder, question)
-            self.core.observer.answered("slack", question, final, first_sign_s=first_sign)
         except Exception:
-            _log.exception("could not answer a Slack message")
-            if question is not None:
-                self.core.observer.answered("slack", question, None)
-            await self._apologise(channel, thread_ts, placeholder, final)
-
-    async def _stream(self, channel: str, ts: str, question: Question) -> Answer:
-        text = ""
-        last = 0.0  # the first words show at once; later updates wait for the interval
-        final: Answer | None = None
-        async for item in self.core.stream(question):
-            if isinstance(item, Answer):
-                final = item
-                continue
-            text += item
-            if time.monotonic() - last >= self.options.edit_interval_s:
-                last = time.monotonic()
-                await self.client.chat_update(channel=channel, ts=ts, text=neutralise(to_mrkdwn(text)) + " …")
-        assert final is not None
-        answer_id = await self.feedback.save("slack", question, final)
-        await self.client.chat_update(
-            channel=channel, ts=ts, text=render_text(final), blocks=render_blocks(final, answer_id)
-        )
-        return final
-
-    async def _apologise(
-        self, channel: str, thread_ts: str | None, ts: str | None, answer: Answer | None
-    ) -> None:
-        """Never silent: an apology in the thread, with whatever sources were found."""
-        text = apology(answer, render_text)
-        try:
-            if ts is not None:
-                await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=[])
-            else:
-                await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
-        except Exception:
-            _log.exception("could not even send the apology")
+            _log.exception("could not read a Slack message")
+            await _never_silent(reply)
+            return
+        await self.conversation.answer(question, reply, started=started)
 
     # -- /ask and buttons ------------------------------------------------------------------------
     async def _on_ask(self, ack: Any, command: dict[str, Any]) -> None:
@@ -300,42 +341,13 @@ class SlackBot:
 
     async def _answer_command(self, channel: str, user: str, text: str, private: bool) -> None:
         question = Question(text, asker=f"slack:{user}", place=f"slack:{channel}")
-        final: Answer | None = None
-        ts: str | None = None
-        try:
-            if not self.limiter.allow(question.asker):
-                self.core.observer.rate_limited("slack")
-                await self.client.chat_postEphemeral(channel=channel, user=user, text=SLOW_DOWN)
-                return
-            if private:
-                final = await self.core.answer(question)
-                answer_id = await self.feedback.save("slack", question, final)
-                await self.client.chat_postEphemeral(
-                    channel=channel,
-                    user=user,
-                    text=render_text(final),
-                    blocks=render_blocks(final, answer_id),
-                )
-                self.core.observer.answered("slack", question, final)
-                return
-            posted = await self.client.chat_postMessage(
-                channel=channel, text=f"*Question:* {neutralise(to_mrkdwn(text))}\n{WORKING}"
-            )
-            ts = str(posted["ts"])
-            final = await self._stream(channel, ts, question)
-            self.core.observer.answered("slack", question, final)
-        except Exception:
-            _log.exception("/ask failed")
-            self.core.observer.answered("slack", question, None)
-            if private:
-                try:
-                    await self.client.chat_postEphemeral(
-                        channel=channel, user=user, text=apology(final, render_text)
-                    )
-                except Exception:
-                    _log.exception("could not even send the apology")
-            else:
-                await self._apologise(channel, None, ts, final)
+        reply: ThreadReply | EphemeralReply
+        if private:
+            reply = EphemeralReply(self.client, channel, user)
+        else:
+            header = f"*Question:* {neutralise(to_mrkdwn(text))}\n"
+            reply = ThreadReply(self.client, channel, None, header=header)
+        await self.conversation.answer(question, reply)
 
     async def _on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
@@ -386,8 +398,7 @@ class SlackBot:
         return bool(await self._socket.client.is_connected())
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        await self.conversation.drain(0)  # answers still running when the bot closes apologise
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None

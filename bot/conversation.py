@@ -1,0 +1,194 @@
+"""The life of an answer, owned once for every platform.
+
+An adapter decides whether an event is for the bot and turns it into a `Question`; it hands the
+question to `Conversation.answer` with a `Reply`: the platform's way of showing a first sign of work,
+previews, the final answer and an apology. Everything else is here: the allow list, the rate limit,
+throttled previews, storing the answer, metrics with the same stages on every path, the apology with
+whatever was found, and a graceful stop that lets answers in flight finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Collection, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.core import AnswerCore
+from bot.errors import BotError
+from bot.models import Answer, Question
+from bot.platform import SLOW_DOWN, PlatformOptions
+from bot.ratelimit import RateLimiter
+
+_log = logging.getLogger(__name__)
+
+# How long an apology may take when an answer is cut short by a shutdown.
+APOLOGY_TIMEOUT_S = 5.0
+
+
+class Reply(Protocol):
+    """One answer's way out, implemented by each adapter with its SDK. Render functions stay pure;
+    a Reply only sends."""
+
+    async def start(self) -> None:
+        """The first visible sign of work (typing, a placeholder). A failure here is not fatal."""
+
+    async def preview(self, text: str) -> None:
+        """The answer so far (the model's Markdown). Called no faster than the edit interval."""
+
+    async def final(self, answer: Answer, answer_id: int | None) -> None:
+        """The whole answer, with feedback buttons when `answer_id` is given."""
+
+    async def apologise(self, answer: Answer | None) -> None:
+        """Never silent: the apology, with whatever sources were found, replacing any partial text."""
+
+    async def say(self, text: str) -> None:
+        """A short notice instead of an answer (usage, slow down)."""
+
+
+class AnswerStore(Protocol):
+    async def save(self, platform: str, question: Question, answer: Answer) -> int: ...
+
+
+class Limiter(Protocol):
+    def allow(self, key: str) -> bool | Awaitable[bool]: ...
+
+
+@dataclass
+class Conversation:
+    """The policy for one platform's answers. `core.observer` is read at each use (tests swap it)."""
+
+    core: AnswerCore
+    store: AnswerStore
+    limiter: Limiter
+    options: PlatformOptions
+    platform: str
+    usage: str
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    closing: bool = False
+
+    @classmethod
+    def in_process(
+        cls, platform: str, *, core: AnswerCore, store: AnswerStore, options: PlatformOptions, usage: str
+    ) -> Conversation:
+        """The one-process default: the rate limit kept in memory."""
+        limiter = RateLimiter(options.rate_limit_per_minute)
+        return cls(core=core, store=store, limiter=limiter, options=options, platform=platform, usage=usage)
+
+    # -- where the bot answers ---------------------------------------------------------------------
+    def allowed_in(self, channel_ids: Collection[str], *, direct: bool = False) -> bool:
+        """Direct messages always; elsewhere, when the allow list is empty or names the channel (or the
+        channel a thread belongs to)."""
+        allowed = self.options.allowed_channels
+        return direct or not allowed or bool(set(channel_ids) & allowed)
+
+    # -- running answers in the background -----------------------------------------------------------
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> bool:
+        """Run `work` as a kept task (the platform's event handler returns at once). False, and nothing
+        runs, once the bot is stopping."""
+        if self.closing:
+            work.close()
+            return False
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, grace_s: float) -> int:
+        """Stop taking questions, let answers in flight finish within `grace_s`, then cut the rest short
+        (each ends with the apology). Returns how many were cut short."""
+        self.closing = True
+        pending = set(self._tasks)
+        if pending:
+            _log.info("stopping: waiting up to %g s for %d answers in flight", grace_s, len(pending))
+            _, pending = await asyncio.wait(pending, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=APOLOGY_TIMEOUT_S * 2)
+            _log.warning("stopping: %d answers were cut short and got the apology", len(pending))
+        return len(pending)
+
+    # -- one answer ------------------------------------------------------------------------------------
+    async def answer(
+        self, question: Question, reply: Reply, *, started: float | None = None
+    ) -> Answer | None:
+        """Answer `question` through `reply`. Never raises (but for cancellation, which apologises first):
+        every failure ends in the apology. Returns the answer shown, if any."""
+        started = time.monotonic() if started is None else started
+        observer = self.core.observer
+        if not question.text.strip():
+            await _quietly(reply.say(self.usage), "the usage hint")
+            return None
+        allowed = self.limiter.allow(question.asker)
+        if not (await allowed if isinstance(allowed, Awaitable) else allowed):
+            observer.rate_limited(self.platform)
+            await _quietly(reply.say(SLOW_DOWN), "the slow-down notice")
+            return None
+        await _quietly(reply.start(), "the first sign of work")  # typing failing must not stop the answer
+        first_sign = time.monotonic() - started
+        final: Answer | None = None
+        try:
+            final = await self._stream(question, reply)
+            answer_id = await self._save(question, final)
+            await reply.final(final, answer_id)
+        except asyncio.CancelledError:
+            observer.answered(self.platform, question, None, first_sign_s=first_sign)
+            try:
+                async with asyncio.timeout(APOLOGY_TIMEOUT_S):
+                    await reply.apologise(final)
+            except Exception:
+                _log.warning("could not apologise for an answer cut short")
+            raise
+        except Exception as exc:
+            observer.answered(self.platform, question, None, first_sign_s=first_sign)
+            if isinstance(exc, BotError):
+                _log.warning("answer failed: %s: %s", type(exc).__name__, exc)
+            else:
+                _log.exception("answer failed")
+            await _quietly(reply.apologise(final), "the apology", level=logging.ERROR)
+            return None
+        observer.answered(self.platform, question, final, first_sign_s=first_sign)
+        return final
+
+    async def _stream(self, question: Question, reply: Reply) -> Answer:
+        """The core's answer, with throttled previews of the text so far; a failed preview is skipped."""
+        text = ""
+        last = 0.0  # the first words show at once; later previews wait for the interval
+        final: Answer | None = None
+        async for item in self.core.stream(question):
+            if isinstance(item, Answer):
+                final = item
+                continue
+            text += item
+            if time.monotonic() - last >= self.options.edit_interval_s:
+                last = time.monotonic()
+                await _quietly(reply.preview(text), "a preview")
+        assert final is not None
+        return final
+
+    async def _save(self, question: Question, answer: Answer) -> int | None:
+        """Store the answer; if the store fails, the answer is still shown (without feedback buttons)."""
+        try:
+            return await self.store.save(self.platform, question, answer)
+        except Exception:
+            _log.exception("could not store an answer; showing it without feedback buttons")
+            return None
+
+
+async def _quietly(step: Awaitable[None], what: str, *, level: int = logging.INFO) -> bool:
+    """Run one sending step; a failure is logged (without message text) and does not stop the answer."""
+    try:
+        await step
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        _log.log(level, "could not send %s: %s", what, type(exc).__name__)
+        return False
+    return True
