@@ -28,6 +28,7 @@ from retrieval.errors import LibraryError
 # command imports each of them only when it uses it (`--help`, `healthcheck`, `feedback` and
 # `discord-invite` use none; tests/test_startup.py checks this).
 if TYPE_CHECKING:
+    from bot.conversation import Conversation
     from bot.core import AnswerCore
     from bot.feedback import FeedbackStore
     from bot.observability import Metrics, TokenBudget
@@ -301,6 +302,7 @@ async def _run_platforms(app: App) -> None:
     checks: dict[str, Callable[[], Awaitable[bool]]] = {}
     runs: list[Awaitable[None]] = []
     closers: list[Callable[[], Awaitable[None]]] = []
+    conversations: list[Conversation] = []
     health = web.Application()
     port = s.health_port
     runner: web.AppRunner | None = None
@@ -314,12 +316,14 @@ async def _run_platforms(app: App) -> None:
                 return client.is_ready() and not client.is_closed()
 
             checks["discord"] = discord_ready
+            conversations.append(client.conversation)
             runs.append(client.run_connected())
         if s.slack_bot_token is not None:
             bot = _slack_bot(app, core, feedback)
             closers.append(bot.close)
             await bot.identify()
             checks["slack"] = bot.connected
+            conversations.append(bot.conversation)
             if s.slack_app_token is not None:
                 await bot.check_app_token(s.slack_app_token.get_secret_value())
                 runs.append(bot.run_socket_mode(s.slack_app_token.get_secret_value()))
@@ -348,7 +352,16 @@ async def _run_platforms(app: App) -> None:
                 f"cannot listen on {host}:{port} ({exc.strerror or exc}); set {variable} to a free port"
             ) from None
         _log.info("health and metrics on port %d (/healthz, /readyz, /metrics)", port)
-        await asyncio.gather(*runs, asyncio.Event().wait())
+        stopped = await _until_stopped(runs)
+        if stopped:
+            # SIGTERM (Docker, systemd) or SIGINT: take no more questions, let answers in flight finish
+            # within the grace period, apologise for the rest, then close.
+            _log.info("stopping (%s)", stopped)
+            for site in list(runner.sites):
+                await site.stop()  # Slack's HTTP events go elsewhere, or are re-sent after the restart
+            for conversation in conversations:
+                conversation.closing = True
+            await asyncio.gather(*(c.drain(s.shutdown_grace_s) for c in conversations))
     finally:
         for close in closers:
             await close()
@@ -356,6 +369,42 @@ async def _run_platforms(app: App) -> None:
             await runner.cleanup()
         await core.aclose()
         feedback.close()
+
+
+async def _until_stopped(runs: list[Awaitable[None]]) -> str | None:
+    """Run the platforms until one of them ends (its error is raised) or a stop signal arrives; returns
+    the signal's name, or None."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    signalled: list[str] = []
+    stop = asyncio.Event()
+
+    def on_signal(name: str) -> None:
+        signalled.append(name)
+        stop.set()
+
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig.name)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no such signal
+            pass
+    platforms: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*runs, asyncio.Event().wait()))
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({platforms, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if platforms.done():
+            platforms.result()  # a platform failed: its error ends the run
+        return signalled[0] if signalled else None
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        for task in (platforms, stopping):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(platforms, stopping, return_exceptions=True)
 
 
 def _platform_options(s: Settings) -> PlatformOptions:

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(1024, ge=64, le=8192)
 
     answer_deadline_s: float = Field(90.0, gt=0)
+    shutdown_grace_s: float = Field(
+        20.0, ge=0, le=600, description="on SIGTERM, how long answers in flight may take to finish"
+    )
     max_question_chars: int = Field(
         4000, ge=100, le=100_000, description="longer questions get a reply asking for a shorter one"
     )

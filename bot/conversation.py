@@ -158,18 +158,21 @@ class Conversation:
         return final
 
     async def _stream(self, question: Question, reply: Reply) -> Answer:
-        """The core's answer, with throttled previews of the text so far; a failed preview is skipped."""
+        """The core's answer, with throttled previews of the text so far. A failed preview is skipped, and
+        so are the rest of that answer's previews: the platform is struggling, and the final answer is
+        what matters."""
         text = ""
         last = 0.0  # the first words show at once; later previews wait for the interval
+        previews = True
         final: Answer | None = None
         async for item in self.core.stream(question):
             if isinstance(item, Answer):
                 final = item
                 continue
             text += item
-            if time.monotonic() - last >= self.options.edit_interval_s:
+            if previews and time.monotonic() - last >= self.options.edit_interval_s:
                 last = time.monotonic()
-                await _quietly(reply.preview(text), "a preview")
+                previews = await _quietly(reply.preview(text), "a preview")
         assert final is not None
         return final
 

@@ -116,8 +116,15 @@ class AnthropicLLM:
                         usage.input_tokens = event.message.usage.input_tokens or 0
                     elif event.type == "message_delta" and usage is not None:
                         usage.output_tokens = event.usage.output_tokens or 0
+                    elif event.type == "message_stop":
+                        return
+            raise LLMError("stream-broken", "the stream ended before message_stop")
         except anthropic.AnthropicError as exc:
             raise _map_error(exc) from None
+        except Exception as exc:
+            # Outside the SDK's own errors: an event that is not JSON, bytes that are not UTF-8, the
+            # connection closed mid-stream (the HTTP library's own error), an event of an unexpected shape.
+            raise LLMError("stream-broken", type(exc).__name__) from None
 
     async def complete(self, *, system: str, messages: Sequence[Message], max_tokens: int) -> str:
         import anthropic

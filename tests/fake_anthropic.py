@@ -34,6 +34,10 @@ class Reply:
     delay_s: float = 0.0  # before the response starts
     chunk_delay_s: float = 0.0  # between streamed deltas
     error_after: int | None = None  # send an SSE error event after this many deltas
+    # Break the stream after this many deltas, outside the API's own errors: "bad-json" (an event whose
+    # data is not JSON), "cut" (the connection closes before message_stop), "bad-bytes" (not UTF-8).
+    break_after: int | None = None
+    breakage: str = "cut"
 
 
 @dataclass
@@ -120,6 +124,15 @@ class FakeAnthropic:
         pieces = [w + " " for w in text.split(" ")]
         pieces[-1] = pieces[-1][:-1]
         for i, piece in enumerate(pieces):
+            if reply.break_after is not None and i == reply.break_after:
+                if reply.breakage == "bad-json":
+                    await resp.write(
+                        b'event: content_block_delta\ndata: {"type": "content_block_delta", "ind\n\n'
+                    )
+                elif reply.breakage == "bad-bytes":
+                    await resp.write(b"event: content_block_delta\ndata: \xff\xfe\xfa{\x80}\n\n")
+                await resp.write_eof()  # "cut": the stream simply ends, without message_stop
+                return resp
             if reply.error_after is not None and i == reply.error_after:
                 await send(
                     "error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}

@@ -47,6 +47,7 @@ class FakeDiscord:
     channels: dict[int, dict[str, Any]] = field(default_factory=dict)
     rate_limit_once: set[str] = field(default_factory=set)  # "METHOD /path-prefix" to answer 429 once
     reject_token: bool = False  # answer 401 to the login request, as Discord does for a bad token
+    fail_typing: bool = False  # answer 404 to the typing indicator
     identifies: int = 0
     resumes: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(810000000000000000))
@@ -337,6 +338,12 @@ class FakeDiscord:
         rest = parts[1:]
         if m == "GET" and not rest:
             return self._json(self.channels[cid])
+        if m == "POST" and rest == ["typing"] and self.fail_typing:
+            return web.Response(
+                status=404,
+                body=json.dumps({"message": "Unknown Channel", "code": 10003}).encode(),
+                headers=JSON,
+            )
         if m == "POST" and rest == ["typing"]:
             return web.Response(status=204)
         if rest[:1] == ["messages"]:

@@ -48,6 +48,7 @@ class FakeSlack:
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     rate_limit_once: set[str] = field(default_factory=set)
     errors: dict[str, str] = field(default_factory=dict)  # method -> the error it answers with (ok: false)
+    server_errors: dict[str, int] = field(default_factory=dict)  # method -> how many more calls get HTTP 500
     acks: list[dict[str, Any]] = field(default_factory=list)
     by_method: dict[str, list[Call]] = field(default_factory=dict)
     first_reply: dict[str, tuple[str, float]] = field(default_factory=dict)  # thread_ts -> (reply ts, time)
@@ -114,6 +115,9 @@ class FakeSlack:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
             )
+        if self.server_errors.get(method, 0) > 0:
+            self.server_errors[method] -= 1
+            return web.json_response({"ok": False, "error": "fatal_error"}, status=500)
         if method in self.errors:
             return web.json_response({"ok": False, "error": self.errors[method]})
         handler = getattr(self, "m_" + method.replace(".", "_"), None)

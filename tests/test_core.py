@@ -289,3 +289,25 @@ async def test_a_too_long_question_is_neither_searched_nor_sent(llm_server: Fake
     )  # stripped
     assert answer.sources == () and llm_server.requests == []
     await core.aclose()
+
+
+@pytest.mark.parametrize("breakage", ["bad-json", "cut", "bad-bytes"])
+async def test_a_broken_stream_gives_the_retrieval_only_answer(
+    slice_store: VectorStore,
+    embedder: FastEmbedder,
+    llm_server: FakeAnthropic,
+    caplog: pytest.LogCaptureFixture,
+    breakage: str,
+) -> None:
+    llm_server.script.append(
+        Reply(
+            text="Goals and intelligence are independent of each other [1].", break_after=3, breakage=breakage
+        )
+    )
+    core = make_core(slice_store, embedder, llm_server, retries=0)
+    with caplog.at_level(logging.WARNING):
+        deltas, answer = await collect(core, Question(QUESTION))
+    assert deltas, "the stream broke after some text"
+    assert answer.mode == "retrieval-only" and answer.notice  # "the answer was cut off; here is..."
+    assert answer.sources and answer.sources[0].id == "fixture:orthogonality"
+    assert "stream-broken" in caplog.text

@@ -483,3 +483,26 @@ async def test_a_too_long_question_is_declined_on_mentions_and_slash_ask(
     follow = await fake.wait_for(lambda: fake.calls("POST", f"/webhooks/{fake.app_id}/token-{iid}"))
     assert "too long" in follow[0].body["content"]
     assert llm_server.requests == []  # nothing that long reached the model
+
+
+async def test_a_broken_stream_and_a_failed_typing_indicator_still_give_the_answer_in_one_message(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    fake.fail_typing = True  # POST /channels/{id}/typing answers 404
+    await start_bot()
+    llm_server.script.append(
+        Reply(
+            text="Shutting down a capable agent is hard because it may resist [1].",
+            chunk_delay_s=0.1,
+            break_after=5,
+        )
+    )
+    msg = await fake.user_says(fake.channel_id, mention(fake, "why can't we just turn it off?"))
+    thread = msg["id"]
+    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, thread)))
+    assert fake.calls("POST", f"/channels/{thread}/typing")  # tried, failed, and the answer went on
+    shown = final_texts(fake, thread)
+    # The streamed preview became the retrieval-only answer: no fragment left, no separate apology.
+    assert shown[0].startswith("*The answer was cut off")
+    assert not any(t.startswith("Shutting") or "Sorry, something went wrong" in t for t in shown)

@@ -514,3 +514,25 @@ async def test_a_too_long_question_is_declined_on_mentions_and_slash_ask(
     assert status == 200
     await h.fake.wait_for(lambda: len([m for m in h.answered(CHANNEL) if "too long" in m["text"]]) == 2)
     assert llm_server.requests == []  # nothing that long reached the model
+
+
+async def test_a_failed_preview_is_skipped_and_a_failed_final_update_is_posted_anew(
+    start_slack: StartSlack, llm_server: FakeAnthropic
+) -> None:
+    h = await start_slack()
+    # A 500 once, on the first preview: retried or skipped, and the answer is good.
+    h.fake.server_errors["chat.update"] = 1
+    llm_server.script.append(
+        Reply(text="Intelligence and goals vary independently [1]. " * 3, chunk_delay_s=0.05)
+    )
+    msg = await h.mention("what is the orthogonality thesis?")
+    final = await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]))
+    assert "vary independently [1]" in final[0]["text"] and "Looking" not in final[0]["text"]
+
+    # Every update fails (past slack_sdk's retries): the placeholder stays, and the answer is posted anew.
+    h.fake.server_errors["chat.update"] = 1000
+    llm_server.script.append(Reply(text="Quantilizers pick among the top actions [1]."))
+    msg = await h.mention("what are quantilizers?")
+    final = await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]), within=30)
+    assert "Quantilizers pick" in final[0]["text"] and "feedback_up" in json.dumps(final[0]["blocks"])
+    h.fake.server_errors.clear()
