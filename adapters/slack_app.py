@@ -6,12 +6,14 @@ Handlers only translate: raw payloads become plain values for `slack_render`, th
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_render import (
@@ -36,6 +39,7 @@ from bot.core import AnswerCore
 from bot.errors import StartupError
 from bot.feedback import FeedbackStore
 from bot.health import serve
+from bot.logs import quiet_libraries
 from bot.models import Answer, Question
 from bot.platform import PlatformOptions, apology, thanks
 
@@ -148,6 +152,56 @@ class EphemeralReply:
         await self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text)
 
 
+def _signed_requests_only(verifier: SignatureVerifier | None) -> Any:
+    """An aiohttp middleware: a request to /slack/events without a valid signature gets 401 before its
+    body is parsed, with one short log line and never the body; a signed body that is not the JSON
+    object (or form) Slack sends gets 400 instead of reaching bolt."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method != "POST" or request.path != "/slack/events" or verifier is None:
+            return await handler(request)
+        body = await request.read()
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not _signed(verifier, body, timestamp, signature):
+            _log.info(
+                "rejected a request to /slack/events: missing, bad or stale signature (%d bytes)", len(body)
+            )
+            return web.Response(status=401)
+        if not _slack_shaped(body, request.content_type):
+            _log.info(
+                "rejected a signed request to /slack/events whose body is not Slack's (%d bytes)", len(body)
+            )
+            return web.Response(status=400)
+        return await handler(request)
+
+    return check
+
+
+def _signed(verifier: SignatureVerifier, body: bytes, timestamp: str, signature: str) -> bool:
+    if not timestamp.isdigit() or not signature:
+        return False
+    try:
+        return verifier.is_valid(body=body.decode("utf-8"), timestamp=timestamp, signature=signature)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def _slack_shaped(body: bytes, content_type: str) -> bool:
+    """Events come as a JSON object; commands and interactivity as a form (interactivity's `payload`
+    field a JSON object)."""
+    try:
+        if content_type == "application/json":
+            return isinstance(json.loads(body), dict)
+        form = parse_qs(body.decode("utf-8"), strict_parsing=False)
+        if "payload" in form:
+            return isinstance(json.loads(form["payload"][0]), dict)
+        return bool(form)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
 async def _never_silent(reply: ThreadReply) -> None:
     try:
         await reply.apologise(None)
@@ -214,7 +268,9 @@ class SlackBot:
             process_before_response=False,
             logger=_bolt_logger(),
         )
+        quiet_libraries(logging.getLogger().getEffectiveLevel())  # bolt's class loggers copied the root's
         self.bot_user_id = ""
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._seen = _Seen()
         self._socket: Any = None
         self.app.event("app_mention")(self._on_mention)
@@ -350,10 +406,18 @@ class SlackBot:
         await self.conversation.answer(question, reply)
 
     async def _on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        vote = "up" if action["action_id"] == "feedback_up" else "down"
-        user = str(body["user"]["id"])
-        recorded = await self.feedback.vote(int(action["value"]), voter=f"slack:{user}", vote=vote)
+        await ack()  # acknowledged at once, whatever the payload holds
+        vote = "up" if action.get("action_id") == "feedback_up" else "down"
+        user = str((body.get("user") or {}).get("id") or "")
+        try:
+            answer_id = int(str(action.get("value")))
+        except ValueError:
+            _log.info("ignored a feedback click with a malformed value")
+            return
+        if not user:
+            _log.info("ignored a feedback click without a user")
+            return
+        recorded = await self.feedback.vote(answer_id, voter=f"slack:{user}", vote=vote)
         self.core.observer.feedback("slack", vote)
         channel = str(
             (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
@@ -363,8 +427,11 @@ class SlackBot:
 
     # -- running ---------------------------------------------------------------------------------
     def web_app(self) -> web.Application:
-        """HTTP mode: Slack's Events API, slash commands and interactivity all POST to /slack/events."""
-        return self.app.web_app(path="/slack/events")
+        """HTTP mode: Slack's Events API, slash commands and interactivity all POST to /slack/events.
+        Each request's signature is checked before its body is parsed or logged."""
+        app = self.app.web_app(path="/slack/events")
+        app.middlewares.append(_signed_requests_only(self._verifier))
+        return app
 
     async def serve_http(self, host: str, port: int) -> web.AppRunner:
         return await serve(self.web_app(), host, port)

@@ -90,8 +90,8 @@ def to_mrkdwn(markdown: str) -> str:
 
 
 def _safe_url(url: str) -> str:
-    """A URL that cannot end a <url|text> link early."""
-    return url.replace("|", "%7C").replace(">", "%3E")
+    """A URL that cannot end (or open) a <url|text> link early."""
+    return url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
 
 
 def _link(s: Source) -> str:

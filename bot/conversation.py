@@ -20,6 +20,7 @@ from bot.core import AnswerCore
 from bot.errors import BotError
 from bot.models import Answer, Question
 from bot.platform import SLOW_DOWN, PlatformOptions
+from bot.prompts import unmask_links
 from bot.ratelimit import RateLimiter
 
 _log = logging.getLogger(__name__)
@@ -172,7 +173,9 @@ class Conversation:
             text += item
             if previews and time.monotonic() - last >= self.options.edit_interval_s:
                 last = time.monotonic()
-                previews = await _quietly(reply.preview(text), "a preview")
+                # Previews show no masked links at all: which addresses are the library's is settled
+                # with the final answer.
+                previews = await _quietly(reply.preview(unmask_links(text, ())), "a preview")
         assert final is not None
         return final
 

@@ -207,7 +207,9 @@ class AnswerCore:
             return
 
         self._count_tokens(usage)
-        cleaned, sources = prompts.renumber_citations("".join(parts), passages)
+        library = {p.url for p in passages + spare}
+        text = prompts.unmask_links("".join(parts), library)
+        cleaned, sources = prompts.renumber_citations(text, passages)
         if not cleaned:
             yield await self._retrieval_only(
                 passages, spare, "the language model gave an empty answer.", query

@@ -24,17 +24,46 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One record, one line: newlines in the message (from user-provided values) are escaped, so nobody
+    can forge a log line; a traceback follows on its own lines as usual."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.replace("\r", "\\r").replace("\n", "\\n")
+        return super().formatMessage(record)
+
+
+# Client libraries whose loggers may carry request bodies (user text) at INFO or debug level.
+QUIET_LIBRARIES = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "discord",
+    "slack_bolt",
+    "slack_sdk",
+    "aiohttp.access",
+)
+
+
+def quiet_libraries(level: int) -> None:
+    """Client libraries at WARNING unless -vv. slack_bolt sets its per-class loggers' levels from the
+    root logger when it creates them, so those are reset to inherit from their library's logger."""
+    library_level = max(level, logging.WARNING) if level > logging.DEBUG else logging.INFO
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(library_level)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.startswith(tuple(f"{n}." for n in QUIET_LIBRARIES)):
+            logger.setLevel(logging.NOTSET)
+
+
 def configure(*, level: int, json_format: bool) -> None:
     handler = logging.StreamHandler()
     if json_format:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Client libraries log request details at debug level: keep them at warning unless -vv.
-    for noisy in ("httpx", "httpx2", "httpcore", "discord", "slack_bolt", "slack_sdk", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(
-            max(level, logging.WARNING) if level > logging.DEBUG else logging.INFO
-        )
+    quiet_libraries(level)

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from retrieval.documents import Document, SkippedRecord
 from retrieval.errors import SourceError
@@ -88,6 +89,16 @@ def _read_url(url: str) -> Iterator[Item]:
             raise SourceError(f"download of {url} broke off: {exc}") from exc
 
 
+def _web_url(url: str) -> bool:
+    """Sources link to web pages only: a `javascript:` or `file:` url would be rendered as a link."""
+    parts = urlsplit(url.strip())
+    return (
+        parts.scheme.lower() in ("http", "https")
+        and bool(parts.netloc)
+        and not any(c in url for c in "<>|\n")
+    )
+
+
 def _related_ids(record: dict[str, Any], source: str) -> tuple[str, ...]:
     raw = record.get("related_pageids") or record.get("related") or []
     if isinstance(raw, str):
@@ -125,6 +136,9 @@ def read_ard_jsonl(lines: Iterable[str], *, origin: str) -> Iterator[Item]:
             continue
         if not isinstance(url, str) or not url.strip():
             yield SkippedRecord(origin, number, "no url")
+            continue
+        if not _web_url(url):
+            yield SkippedRecord(origin, number, f"url is not http(s): {url.strip()[:60]!r}")
             continue
         source = str(record.get("source") or "")
         doc_id = str(record.get("id") or "").strip() or url.strip()
@@ -178,6 +192,9 @@ def read_markdown_file(path: Path, *, root: Path) -> Iterator[Item]:
         return
     if not url:
         yield SkippedRecord(origin, 1, "no url in front matter")
+        return
+    if not _web_url(url):
+        yield SkippedRecord(origin, 1, f"url is not http(s): {url[:60]!r}")
         return
     rel = path.relative_to(root).with_suffix("").as_posix()
     yield (

@@ -506,3 +506,17 @@ async def test_a_broken_stream_and_a_failed_typing_indicator_still_give_the_answ
     # The streamed preview became the retrieval-only answer: no fragment left, no separate apology.
     assert shown[0].startswith("*The answer was cut off")
     assert not any(t.startswith("Shutting") or "Sorry, something went wrong" in t for t in shown)
+
+
+async def test_a_link_to_another_site_is_shown_unmasked(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    await start_bot()
+    llm_server.script.append(Reply(text="Read [the official page](https://evil.example.com/phish) [1]."))
+    msg = await fake.user_says(fake.channel_id, mention(fake, "what is the orthogonality thesis?"))
+    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, msg["id"])))
+    shown = "\n".join(final_texts(fake, msg["id"]))
+    edits = " ".join(str(c.body) for c in fake.calls("PATCH", f"/channels/{msg['id']}/messages/"))
+    assert "the official page (evil.example.com)" in shown
+    assert "evil.example.com/phish" not in shown + edits  # not in the answer, nor in any preview

@@ -142,3 +142,22 @@ def test_retention_and_question_storage(tmp_path: Path) -> None:
     row = private.rows()[0]
     assert row.question == "" and row.answer == "" and row.sources[0]["id"] == "a:1" and row.up == 1
     private.close()
+
+
+def test_text_log_lines_escape_newlines_in_values() -> None:
+    import io
+    import logging
+
+    from bot.logs import TextFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("tests.forged")
+    logger.addHandler(handler)
+    try:
+        logger.warning("question was %r then %s", "x", "harmless\n2026-01-01 ERROR bot: forged line")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("harmless\\n2026-01-01 ERROR bot: forged line")

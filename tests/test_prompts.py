@@ -73,3 +73,19 @@ def test_excerpt_is_short_and_whole_words() -> None:
     text = "word " * 200
     out = prompts.excerpt(text, 50)
     assert len(out) <= 51 and out.endswith("…") and "wor…" not in out
+
+
+def test_only_library_links_stay_masked() -> None:
+    library = {"https://example.org/articles/corrigibility"}
+    text = (
+        "See [the article](https://example.org/articles/corrigibility) and "
+        "[the official page](https://evil.example.com/phish), [x](<https://evil.example.com/a_(b)>), "
+        "[click](javascript:alert(1)//) and [https://plain.example.net/p](https://plain.example.net/p)."
+    )
+    out = prompts.unmask_links(text, library)
+    assert "[the article](https://example.org/articles/corrigibility)" in out
+    assert "the official page (evil.example.com)" in out and "evil.example.com/phish" not in out
+    assert "x (evil.example.com)" in out
+    assert "javascript" not in out and "click" in out
+    assert "https://plain.example.net/p" in out and "[https://plain" not in out
+    assert prompts.unmask_links(text, ()).count("](") == 0  # previews: no masked link at all

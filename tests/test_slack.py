@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -536,3 +537,84 @@ async def test_a_failed_preview_is_skipped_and_a_failed_final_update_is_posted_a
     final = await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]), within=30)
     assert "Quantilizers pick" in final[0]["text"] and "feedback_up" in json.dumps(final[0]["blocks"])
     h.fake.server_errors.clear()
+
+
+async def test_unsigned_or_malformed_requests_are_refused_quietly(
+    start_slack: StartSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = await start_slack()
+    secret_question = "what is corrigibility? MY-PRIVATE-QUESTION\nFORGED 2026-01-01 ERROR line"
+    body = h.event_body(
+        dict(h.fake.user_message(CHANNEL, f"<@{BOT_USER}> {secret_question}"), type="app_mention")
+    )
+    with caplog.at_level(logging.DEBUG):
+        for raw in (b"not json at all", b"null", b"[1]", body + b" " * 900_000):
+            status, _ = await h.post(raw, "application/json", sign=False)
+            assert status == 401  # refused before the body is parsed
+        for raw in (b"not json at all", b"null", b"[1]"):
+            status, _ = await h.post(raw, "application/json")  # signed, but not what Slack sends
+            assert status == 400
+    rejected = [r for r in caplog.records if "rejected a" in r.getMessage()]
+    assert len(rejected) == 7 and all(len(r.getMessage()) < 150 for r in rejected)
+    assert "MY-PRIVATE-QUESTION" not in caplog.text and "not json at all" not in caplog.text
+    assert not h.fake.calls[-1:] or h.fake.calls[-1].method == "auth.test"
+
+
+async def test_no_library_logger_writes_user_text_at_info(start_slack: StartSlack) -> None:
+    h = await start_slack()
+    await h.post(b"null", "application/json", sign=False)  # let bolt create whatever loggers it creates
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(logging.INFO)  # as `run` has it
+    try:
+        from bot.logs import QUIET_LIBRARIES, quiet_libraries
+
+        quiet_libraries(logging.INFO)
+        SlackBot(
+            core=h.bot.core,
+            feedback=h.bot.feedback,
+            options=h.bot.options,
+            token="xoxb-test",
+            signing_secret=SECRET,
+        )  # a bot built while the root logger is at INFO: bolt copies that level into its loggers
+        names = [n for n in logging.Logger.manager.loggerDict if n.startswith(QUIET_LIBRARIES)]
+        assert any(n.startswith("slack_bolt.") for n in names)
+        loud = [n for n in names if logging.getLogger(n).getEffectiveLevel() < logging.WARNING]
+        assert loud == [], loud
+    finally:
+        root.setLevel(saved)
+
+
+async def test_feedback_with_a_malformed_value_is_acknowledged_and_ignored(start_slack: StartSlack) -> None:
+    h = await start_slack()
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "UALICE01"},
+        "channel": {"id": CHANNEL},
+        "actions": [{"action_id": "feedback_up", "value": "not-a-number", "type": "button", "block_id": "b"}],
+        "team": {"id": "T0001"},
+        "api_app_id": "A1",
+        "token": "t",
+        "trigger_id": "1.2.3",
+    }
+    from urllib.parse import urlencode
+
+    started = time.monotonic()
+    status, _ = await h.post(
+        urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+    )
+    assert status == 200 and time.monotonic() - started < 2.0  # acknowledged, not a 404 after 3 s
+    await asyncio.sleep(0.2)
+    assert not h.fake.named("chat.postEphemeral")
+
+
+async def test_a_link_to_another_site_is_shown_unmasked(
+    start_slack: StartSlack, llm_server: FakeAnthropic
+) -> None:
+    h = await start_slack()
+    llm_server.script.append(Reply(text="Read [the official page](https://evil.example.com/phish) [1]."))
+    msg = await h.mention("what is the orthogonality thesis?")
+    final = await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]))
+    sent = json.dumps([c.args for c in h.fake.named("chat.update")])
+    assert "the official page (evil.example.com)" in final[0]["text"]
+    assert "evil.example.com/phish" not in sent

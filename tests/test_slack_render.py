@@ -130,3 +130,8 @@ def test_abstentions_get_no_feedback_buttons() -> None:
     )
     assert all(b["type"] != "actions" for b in blocks)
     assert "*Nearest articles*" in blocks[-1]["text"]["text"]
+
+
+def test_link_urls_cannot_break_out_of_a_slack_link() -> None:
+    out = to_mrkdwn("[the page](https://example.org/a<b>c|d)")
+    assert out == "<https://example.org/a%3Cb%3Ec%7Cd|the page>"

@@ -143,3 +143,14 @@ def test_a_byte_order_mark_before_the_first_record_is_accepted(tmp_path: Path) -
     items = list(read_source(str(path)))
     assert [d.id for d in _docs(items)] == ["fixture:orthogonality", "fixture:mesa-optimizers"]
     assert not [i for i in items if isinstance(i, SkippedRecord)]
+
+
+def test_a_record_whose_url_is_not_a_web_page_is_skipped(tmp_path: Path) -> None:
+    good = fixture_rows("orthogonality")[0]
+    bad = dict(fixture_rows("mesa-optimizers")[0], url="javascript:alert(1)//")
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(json.dumps(bad) + "\n" + json.dumps(good) + "\n")
+    report = IngestReport()
+    docs = load_documents([str(path)], report)
+    assert [d.id for d in docs] == ["fixture:orthogonality"]
+    assert report.skipped == 1 and report.skipped_records[0].reason.startswith("url is not http(s)")
