@@ -74,6 +74,26 @@ class _Seen:
         return fresh
 
 
+class _Threads:
+    """Which threads are the bot's (it answered or was mentioned there), remembered so that a reply in
+    any other thread costs no Web API call. Bounded; a thread forgotten or unknown after a restart is
+    looked up once."""
+
+    def __init__(self, size: int = 20_000):
+        self.size = size
+        self._ours: OrderedDict[str, bool] = OrderedDict()
+
+    def get(self, channel: str, thread_ts: str) -> bool | None:
+        return self._ours.get(f"{channel}:{thread_ts}")
+
+    def remember(self, channel: str, thread_ts: str, ours: bool) -> None:
+        key = f"{channel}:{thread_ts}"
+        self._ours[key] = ours
+        self._ours.move_to_end(key)
+        while len(self._ours) > self.size:
+            self._ours.popitem(last=False)
+
+
 class ThreadReply:
     """The Reply in a channel or thread: a placeholder at once, updated as the answer streams in, then
     the final Block Kit answer (a new message if the placeholder cannot be updated)."""
@@ -272,6 +292,7 @@ class SlackBot:
         self.bot_user_id = ""
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._seen = _Seen()
+        self._threads = _Threads()
         self._socket: Any = None
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
@@ -320,6 +341,7 @@ class SlackBot:
         if self._ignored(event) or not self._first_delivery(body, event):
             return
         thread_ts = str(event.get("thread_ts") or event["ts"])
+        self._threads.remember(str(event.get("channel")), thread_ts, True)
         self._spawn(self._answer_event(event, thread_ts))
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
@@ -331,6 +353,8 @@ class SlackBot:
         thread_ts = event.get("thread_ts")
         if not is_dm and (not thread_ts or thread_ts == event.get("ts")):
             return  # a channel message not addressed to the bot
+        if not is_dm and self._threads.get(str(event.get("channel")), str(thread_ts)) is False:
+            return  # a thread known not to be the bot's: no Web API call
         if not self._first_delivery(body, event):
             return
         self._spawn(self._answer_event(event, str(thread_ts) if thread_ts else None, follow_up=not is_dm))
@@ -367,8 +391,11 @@ class SlackBot:
         reply = ThreadReply(self.client, str(event["channel"]), thread_ts)
         try:
             history = await self._history(event, thread_ts)
-            if follow_up and not self._thread_is_ours(history):
-                return
+            if follow_up and thread_ts:
+                ours = self._threads.get(reply.channel, thread_ts) or self._thread_is_ours(history)
+                self._threads.remember(reply.channel, thread_ts, ours)
+                if not ours:
+                    return
             question = to_question(event, bot_user_id=self.bot_user_id, history=history)
         except Exception:
             _log.exception("could not read a Slack message")
@@ -404,6 +431,8 @@ class SlackBot:
             header = f"*Question:* {neutralise(to_mrkdwn(text))}\n"
             reply = ThreadReply(self.client, channel, None, header=header)
         await self.conversation.answer(question, reply)
+        if isinstance(reply, ThreadReply) and reply.ts is not None:
+            self._threads.remember(channel, reply.ts, True)  # replies under the answer are follow-ups
 
     async def _on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()  # acknowledged at once, whatever the payload holds

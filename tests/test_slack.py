@@ -618,3 +618,21 @@ async def test_a_link_to_another_site_is_shown_unmasked(
     sent = json.dumps([c.args for c in h.fake.named("chat.update")])
     assert "the official page (evil.example.com)" in final[0]["text"]
     assert "evil.example.com/phish" not in sent
+
+
+async def test_replies_in_other_threads_cost_no_web_api_call(start_slack: StartSlack) -> None:
+    h = await start_slack()
+    other = h.fake.user_message(CHANNEL, "lunch?")
+    for i, text in enumerate(["sure", "where?", "the usual place", "ok"]):
+        await h.event(h.fake.user_message(CHANNEL, text, thread_ts=other["ts"]))
+        await asyncio.sleep(0.2)
+        # The thread is looked up once (nothing in memory says whose it is), never again.
+        assert len(h.fake.named("conversations.replies")) == 1, i
+    assert not h.answered(CHANNEL, other["ts"])
+
+    # After a restart nothing is remembered: the API is asked once per thread, then not again.
+    restarted = await start_slack()
+    for text in ("still here?", "yes"):
+        await restarted.event(restarted.fake.user_message(CHANNEL, text, thread_ts=other["ts"]))
+        await asyncio.sleep(0.2)
+    assert len(h.fake.named("conversations.replies")) == 2
