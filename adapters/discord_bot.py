@@ -7,7 +7,6 @@ comes from `AnswerCore`, and every failure still ends in a reply.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import OrderedDict
 from typing import Any
@@ -17,21 +16,18 @@ import discord
 from discord import app_commands
 
 from adapters.discord_render import (
-    MESSAGE_LIMIT,
     Said,
-    defuse,
-    render,
-    split_message,
     strip_mentions,
     thread_name,
     to_question,
 )
+from adapters.discord_reply import FeedbackButton, FollowupReply, ThreadReply
 from bot.conversation import Conversation
 from bot.core import AnswerCore
 from bot.errors import StartupError
 from bot.feedback import FeedbackStore
-from bot.models import Answer, Question
-from bot.platform import PlatformOptions, apology, thanks
+from bot.models import Question
+from bot.platform import PlatformOptions
 
 _log = logging.getLogger(__name__)
 
@@ -41,122 +37,6 @@ USAGE = (
     "Ask me about AI safety: mention me with your question (for example *@aisafety-bot what is "
     "inner alignment?*), or use `/ask`. In a thread I started you can keep asking without mentioning me."
 )
-
-
-class FeedbackButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"aisafety:fb:(?P<answer>\d+):(?P<vote>up|down)"
-):
-    """👍 / 👎 on an answer. The custom id carries the answer id, so buttons work after a restart."""
-
-    def __init__(self, answer_id: int, vote: str):
-        super().__init__(
-            discord.ui.Button(
-                style=discord.ButtonStyle.secondary,
-                emoji="👍" if vote == "up" else "👎",
-                custom_id=f"aisafety:fb:{answer_id}:{vote}",
-            )
-        )
-        self.answer_id = answer_id
-        self.vote = vote
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> FeedbackButton:
-        return cls(int(match["answer"]), match["vote"])
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        client = interaction.client
-        assert isinstance(client, AiSafetyDiscord)
-        recorded = await client.feedback.vote(
-            self.answer_id, voter=f"discord:{interaction.user.id}", vote=self.vote
-        )
-        client.core.observer.feedback("discord", self.vote)
-        await interaction.response.send_message(thanks(self.vote, recorded), ephemeral=True)
-
-
-def feedback_view(answer_id: int) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(FeedbackButton(answer_id, "up"))
-    view.add_item(FeedbackButton(answer_id, "down"))
-    return view
-
-
-class ThreadReply:
-    """The Reply for a message: typing, one reply that grows as the answer streams in, the final answer
-    split at Discord's limit with the buttons on its last part."""
-
-    def __init__(self, channel: discord.abc.Messageable):
-        self.channel = channel
-        self.message: discord.Message | None = None
-
-    async def start(self) -> None:
-        await self.channel.typing()  # shown for about 10 s, or until the first message
-
-    async def preview(self, text: str) -> None:
-        preview = defuse(text if len(text) <= MESSAGE_LIMIT - 2 else text[: MESSAGE_LIMIT - 2] + " …")
-        if not preview.strip():
-            return
-        if self.message is None:
-            self.message = await self.channel.send(preview, suppress_embeds=True)
-        else:
-            await self.message.edit(content=preview, suppress=True)
-
-    async def final(self, answer: Answer, answer_id: int | None) -> None:
-        view = feedback_view(answer_id) if answer_id is not None and answer.mode != "abstain" else None
-        await self._replace(split_message(render(answer)), view)
-
-    async def apologise(self, answer: Answer | None) -> None:
-        await self._replace(split_message(apology(answer, render)), None)
-
-    async def say(self, text: str) -> None:
-        await self.channel.send(text)
-
-    async def _replace(self, parts: list[str], view: discord.ui.View | None) -> None:
-        """The preview becomes the first part (a new message if it cannot be edited); the rest follow."""
-        for i, part in enumerate(parts):
-            kwargs: dict[str, Any] = {"view": view} if i == len(parts) - 1 and view is not None else {}
-            if i == 0 and self.message is not None:
-                try:
-                    await self.message.edit(content=part, suppress=True, **kwargs)
-                    continue
-                except discord.HTTPException as exc:
-                    _log.warning("could not edit the preview (HTTP %s); sending the answer anew", exc.status)
-            await self.channel.send(part, suppress_embeds=True, **kwargs)
-
-
-class FollowupReply:
-    """The Reply for `/ask`: the interaction is deferred at once; the answer comes as follow-ups."""
-
-    def __init__(self, interaction: discord.Interaction[Any], private: bool):
-        self.interaction = interaction
-        self.private = private
-
-    async def start(self) -> None:
-        pass  # the deferral ("thinking...") is the first sign, sent before the question is read
-
-    async def preview(self, text: str) -> None:
-        pass  # a follow-up is sent whole
-
-    async def final(self, answer: Answer, answer_id: int | None) -> None:
-        parts = split_message(render(answer))
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            view = (
-                feedback_view(answer_id)
-                if last and answer_id is not None and answer.mode != "abstain"
-                else None
-            )
-            await self.interaction.followup.send(
-                part, ephemeral=self.private, suppress_embeds=True, view=view or discord.utils.MISSING
-            )
-
-    async def apologise(self, answer: Answer | None) -> None:
-        for part in split_message(apology(answer, render)):
-            await self.interaction.followup.send(part, ephemeral=self.private, suppress_embeds=True)
-
-    async def say(self, text: str) -> None:
-        await self.interaction.followup.send(text, ephemeral=True)
 
 
 @app_commands.command(name="ask", description="Ask a question about AI safety")

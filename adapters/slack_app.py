@@ -6,14 +6,12 @@ Handlers only translate: raw payloads become plain values for `slack_render`, th
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
 
 import aiohttp
 from aiohttp import web
@@ -26,27 +24,26 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack_http import signed_requests_only
 from adapters.slack_render import (
     mentions_bot,
     neutralise,
-    render_blocks,
-    render_text,
     to_mrkdwn,
     to_question,
 )
+from adapters.slack_reply import WORKING, EphemeralReply, ThreadReply, never_silent
 from bot.conversation import Conversation
 from bot.core import AnswerCore
 from bot.errors import StartupError
 from bot.feedback import FeedbackStore
 from bot.health import serve
 from bot.logs import quiet_libraries
-from bot.models import Answer, Question
-from bot.platform import PlatformOptions, apology, thanks
+from bot.models import Question
+from bot.platform import PlatformOptions, thanks
 
 _log = logging.getLogger(__name__)
 
 HISTORY_MESSAGES = 20
-WORKING = "_Looking through the articles…_"
 USAGE = (
     "Ask me about AI safety: mention me with your question, use `/ask your question` "
     "(`/ask --private your question` for an answer only you see), or DM me. In a thread where I "
@@ -92,141 +89,6 @@ class _Threads:
         self._ours.move_to_end(key)
         while len(self._ours) > self.size:
             self._ours.popitem(last=False)
-
-
-class ThreadReply:
-    """The Reply in a channel or thread: a placeholder at once, updated as the answer streams in, then
-    the final Block Kit answer (a new message if the placeholder cannot be updated)."""
-
-    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str | None, *, header: str = ""):
-        self.client = client
-        self.channel = channel
-        self.thread_ts = thread_ts
-        self.header = header
-        self.ts: str | None = None
-
-    async def start(self) -> None:
-        posted = await self.client.chat_postMessage(
-            channel=self.channel, thread_ts=self.thread_ts, text=self.header + WORKING
-        )
-        self.ts = str(posted["ts"])
-
-    async def preview(self, text: str) -> None:
-        if self.ts is not None:
-            await self.client.chat_update(
-                channel=self.channel, ts=self.ts, text=neutralise(to_mrkdwn(text)) + " …"
-            )
-
-    async def final(self, answer: Answer, answer_id: int | None) -> None:
-        await self._replace(render_text(answer), render_blocks(answer, answer_id))
-
-    async def apologise(self, answer: Answer | None) -> None:
-        await self._replace(apology(answer, render_text), [])
-
-    async def say(self, text: str) -> None:
-        await self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=text)
-
-    async def _replace(self, text: str, blocks: list[dict[str, Any]]) -> None:
-        if self.ts is not None:
-            try:
-                await self.client.chat_update(channel=self.channel, ts=self.ts, text=text, blocks=blocks)
-                return
-            except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                _log.warning(
-                    "could not update the placeholder (%s); posting the answer anew", type(exc).__name__
-                )
-        posted = await self.client.chat_postMessage(
-            channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blocks
-        )
-        self.ts = str(posted["ts"])
-
-
-class EphemeralReply:
-    """The Reply for `/ask --private`: only the asker sees it (the command's ack was the first sign)."""
-
-    def __init__(self, client: AsyncWebClient, channel: str, user: str):
-        self.client = client
-        self.channel = channel
-        self.user = user
-
-    async def start(self) -> None:
-        pass
-
-    async def preview(self, text: str) -> None:
-        pass  # an ephemeral message cannot be edited
-
-    async def final(self, answer: Answer, answer_id: int | None) -> None:
-        await self.client.chat_postEphemeral(
-            channel=self.channel,
-            user=self.user,
-            text=render_text(answer),
-            blocks=render_blocks(answer, answer_id),
-        )
-
-    async def apologise(self, answer: Answer | None) -> None:
-        await self.client.chat_postEphemeral(
-            channel=self.channel, user=self.user, text=apology(answer, render_text)
-        )
-
-    async def say(self, text: str) -> None:
-        await self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text)
-
-
-def _signed_requests_only(verifier: SignatureVerifier | None) -> Any:
-    """An aiohttp middleware: a request to /slack/events without a valid signature gets 401 before its
-    body is parsed, with one short log line and never the body; a signed body that is not the JSON
-    object (or form) Slack sends gets 400 instead of reaching bolt."""
-
-    @web.middleware
-    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method != "POST" or request.path != "/slack/events" or verifier is None:
-            return await handler(request)
-        body = await request.read()
-        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
-        signature = request.headers.get("X-Slack-Signature", "")
-        if not _signed(verifier, body, timestamp, signature):
-            _log.info(
-                "rejected a request to /slack/events: missing, bad or stale signature (%d bytes)", len(body)
-            )
-            return web.Response(status=401)
-        if not _slack_shaped(body, request.content_type):
-            _log.info(
-                "rejected a signed request to /slack/events whose body is not Slack's (%d bytes)", len(body)
-            )
-            return web.Response(status=400)
-        return await handler(request)
-
-    return check
-
-
-def _signed(verifier: SignatureVerifier, body: bytes, timestamp: str, signature: str) -> bool:
-    if not timestamp.isdigit() or not signature:
-        return False
-    try:
-        return verifier.is_valid(body=body.decode("utf-8"), timestamp=timestamp, signature=signature)
-    except (ValueError, UnicodeDecodeError):
-        return False
-
-
-def _slack_shaped(body: bytes, content_type: str) -> bool:
-    """Events come as a JSON object; commands and interactivity as a form (interactivity's `payload`
-    field a JSON object)."""
-    try:
-        if content_type == "application/json":
-            return isinstance(json.loads(body), dict)
-        form = parse_qs(body.decode("utf-8"), strict_parsing=False)
-        if "payload" in form:
-            return isinstance(json.loads(form["payload"][0]), dict)
-        return bool(form)
-    except (ValueError, UnicodeDecodeError):
-        return False
-
-
-async def _never_silent(reply: ThreadReply) -> None:
-    try:
-        await reply.apologise(None)
-    except Exception:
-        _log.exception("could not even send the apology")
 
 
 # auth.test errors that mean the token itself is wrong.
@@ -399,7 +261,7 @@ class SlackBot:
             question = to_question(event, bot_user_id=self.bot_user_id, history=history)
         except Exception:
             _log.exception("could not read a Slack message")
-            await _never_silent(reply)
+            await never_silent(reply)
             return
         await self.conversation.answer(question, reply, started=started)
 
@@ -459,7 +321,7 @@ class SlackBot:
         """HTTP mode: Slack's Events API, slash commands and interactivity all POST to /slack/events.
         Each request's signature is checked before its body is parsed or logged."""
         app = self.app.web_app(path="/slack/events")
-        app.middlewares.append(_signed_requests_only(self._verifier))
+        app.middlewares.append(signed_requests_only(self._verifier))
         return app
 
     async def serve_http(self, host: str, port: int) -> web.AppRunner:

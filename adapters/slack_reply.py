@@ -1,0 +1,106 @@
+"""Slack's reply ports: how one answer is shown in a channel or thread, or to the asker only.
+
+The conversation service (`bot/conversation.py`) decides what to show and when; these only send.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack_render import neutralise, render_blocks, render_text, to_mrkdwn
+from bot.models import Answer
+from bot.platform import apology
+
+_log = logging.getLogger(__name__)
+
+WORKING = "_Looking through the articles…_"
+
+
+class ThreadReply:
+    """The Reply in a channel or thread: a placeholder at once, updated as the answer streams in, then
+    the final Block Kit answer (a new message if the placeholder cannot be updated)."""
+
+    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str | None, *, header: str = ""):
+        self.client = client
+        self.channel = channel
+        self.thread_ts = thread_ts
+        self.header = header
+        self.ts: str | None = None
+
+    async def start(self) -> None:
+        posted = await self.client.chat_postMessage(
+            channel=self.channel, thread_ts=self.thread_ts, text=self.header + WORKING
+        )
+        self.ts = str(posted["ts"])
+
+    async def preview(self, text: str) -> None:
+        if self.ts is not None:
+            await self.client.chat_update(
+                channel=self.channel, ts=self.ts, text=neutralise(to_mrkdwn(text)) + " …"
+            )
+
+    async def final(self, answer: Answer, answer_id: int | None) -> None:
+        await self._replace(render_text(answer), render_blocks(answer, answer_id))
+
+    async def apologise(self, answer: Answer | None) -> None:
+        await self._replace(apology(answer, render_text), [])
+
+    async def say(self, text: str) -> None:
+        await self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=text)
+
+    async def _replace(self, text: str, blocks: list[dict[str, Any]]) -> None:
+        if self.ts is not None:
+            try:
+                await self.client.chat_update(channel=self.channel, ts=self.ts, text=text, blocks=blocks)
+                return
+            except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                _log.warning(
+                    "could not update the placeholder (%s); posting the answer anew", type(exc).__name__
+                )
+        posted = await self.client.chat_postMessage(
+            channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blocks
+        )
+        self.ts = str(posted["ts"])
+
+
+class EphemeralReply:
+    """The Reply for `/ask --private`: only the asker sees it (the command's ack was the first sign)."""
+
+    def __init__(self, client: AsyncWebClient, channel: str, user: str):
+        self.client = client
+        self.channel = channel
+        self.user = user
+
+    async def start(self) -> None:
+        pass
+
+    async def preview(self, text: str) -> None:
+        pass  # an ephemeral message cannot be edited
+
+    async def final(self, answer: Answer, answer_id: int | None) -> None:
+        await self.client.chat_postEphemeral(
+            channel=self.channel,
+            user=self.user,
+            text=render_text(answer),
+            blocks=render_blocks(answer, answer_id),
+        )
+
+    async def apologise(self, answer: Answer | None) -> None:
+        await self.client.chat_postEphemeral(
+            channel=self.channel, user=self.user, text=apology(answer, render_text)
+        )
+
+    async def say(self, text: str) -> None:
+        await self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text)
+
+
+async def never_silent(reply: ThreadReply) -> None:
+    try:
+        await reply.apologise(None)
+    except Exception:
+        _log.exception("could not even send the apology")
