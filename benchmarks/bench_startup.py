@@ -31,7 +31,9 @@ SOURCES = ("aisafety.info.jsonl", "ai-safety-atlas.jsonl", "distill.jsonl")
 
 def timed(env: dict[str, str], *args: str) -> float:
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "bot", *args], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "aisafety_bot", *args], env=env, capture_output=True, text=True
+    )
     elapsed = time.monotonic() - started
     if proc.returncode not in (0, 1):
         raise SystemExit(f"aisafety-bot {' '.join(args)} failed: {proc.stderr[-500:]}")
@@ -43,7 +45,7 @@ def first_question(env: dict[str, str], *, warm: bool) -> list[float]:
     retrieval (query embedding + search)."""
     code = f"""
 import asyncio, json, time
-from bot.cli import load_settings, open_app, warm_up
+from aisafety_bot.cli import load_settings, open_app, warm_up
 async def main():
     with open_app(load_settings()) as app:
         core = app.core(use_llm=False)

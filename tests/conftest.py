@@ -109,7 +109,7 @@ def clean_env(**settings: str) -> dict[str, str]:
 def cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """`aisafety-bot ARGS` as a user runs it: a new process, in the folder `env["HOME"]`."""
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
+        [sys.executable, "-m", "aisafety_bot", *args],
         env=env,
         cwd=env["HOME"],
         capture_output=True,

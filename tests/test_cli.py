@@ -28,7 +28,7 @@ async def run(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, st
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot",
+        "aisafety_bot",
         *args,
         env=env,
         cwd=env["QDRANT_PATH"].rsplit("/", 1)[0],

@@ -68,7 +68,7 @@ async def test_healthcheck_command(monkeypatch: object) -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bot",
+            "aisafety_bot",
             "healthcheck",
             env=env,
             stdout=asyncio.subprocess.DEVNULL,

@@ -42,7 +42,7 @@ def test_report_and_feedback_while_the_bot_runs(tmp_path: Path, model_env: dict[
 
     # The bot: `run` without platform tokens is the terminal chat; it ingests, then waits for a question.
     bot = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
+        [sys.executable, "-m", "aisafety_bot", "run"],
         env=env,
         cwd=tmp_path,
         stdin=subprocess.PIPE,

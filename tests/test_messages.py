@@ -10,7 +10,7 @@ from pathlib import Path
 import discord
 import pytest
 
-from bot.cli import main
+from aisafety_bot.cli import main
 from tests.conftest import clean_env, cli
 from tests.fake_discord import FakeDiscord
 from tests.fake_slack import FakeSlack

@@ -11,7 +11,7 @@ import aiohttp
 import discord
 import pytest
 
-from bot.cli import _run_platforms, open_app
+from aisafety_bot.cli import _run_platforms, open_app
 from bot.config import load_settings
 from tests.conftest import write_jsonl
 from tests.fake_discord import FakeDiscord

@@ -48,7 +48,7 @@ async def _bot_with_answers_in_flight(
         **model_env,
     )
     bot = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE
+        sys.executable, "-m", "aisafety_bot", "run", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE
     )
     async with aiohttp.ClientSession() as http:
         async with asyncio.timeout(120):

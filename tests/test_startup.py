@@ -16,7 +16,7 @@ from tests.fixture_articles import rows as fixture_rows
 HEAVY = ("anthropic", "fastembed", "onnxruntime", "qdrant_client", "qdrant_edge", "discord", "slack_bolt")
 PROBE = (
     "import json, sys\n"
-    "from bot.cli import main\n"
+    "from aisafety_bot.cli import main\n"
     "try:\n"
     "    code = main(sys.argv[1:])\n"
     "except SystemExit as exc:\n"

@@ -103,7 +103,7 @@ def test_ingest_without_a_terminal_prints_progress_lines_and_each_skip_once(
 
     def ingest() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "bot", "ingest"],
+            [sys.executable, "-m", "aisafety_bot", "ingest"],
             env=env,
             cwd=tmp_path,
             capture_output=True,

@@ -1,7 +1,7 @@
 """The composition root: `aisafety-bot ingest / search / ask / chat / eval / run`.
 
-This is the one place that wires settings, the store, the models and the core together, and the
-only place in `bot/` that imports adapters (lazily).
+This is the one place that wires settings, the store, the models, the core and the adapters
+together (the adapters lazily: a command imports only the platform libraries it uses).
 """
 
 from __future__ import annotations
