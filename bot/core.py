@@ -17,7 +17,7 @@ from bot.llm import LLM, Message, Usage
 from bot.models import Answer, Question, Source, Turn
 from bot.observability import Observer, TokenBudget
 from retrieval.documents import Passage
-from retrieval.index import StoreError
+from retrieval.errors import LibraryError
 from retrieval.search import Retriever
 
 _log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class AnswerCore:
         try:
             async with asyncio.timeout(self.deadline_s):  # a stuck search ends in an apology, not silence
                 return await self.retriever.search(query, k=self.top_k + READ_NEXT)
-        except StoreError as exc:
+        except LibraryError as exc:  # the store, the embedding model: one base, one user-facing error
             raise RetrievalError(str(exc)) from exc
         except TimeoutError as exc:
             raise RetrievalError(f"the search took over {self.deadline_s:g} s") from exc
@@ -265,7 +265,7 @@ class AnswerCore:
         if related:
             try:
                 found = await self.retriever.articles(related[: READ_NEXT * 3])
-            except StoreError as exc:
+            except LibraryError as exc:
                 _log.info("could not look up related articles: %s", exc)
                 found = {}
             picks.extend(found[r] for r in related if r in found)

@@ -27,18 +27,21 @@ import qdrant_edge as qe
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
-    DENSE,
     DENSE_VECTORS,
-    HIT_FIELDS,
+    NO_INDEX,
     RRF_K,
     SPARSE,
+    WRONG_MODEL,
     ArticleState,
+    Ranking,
     SearchMode,
     StoreError,
     add_state,
     dense_vectors,
+    hits,
     payload,
     point_id,
+    search_plan,
     to_passage,
 )
 
@@ -58,6 +61,13 @@ def _write_json_atomically(path: Path, data: object) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _nearest(r: Ranking) -> Any:
+    if r.dense is not None:
+        return qe.Query.Nearest(r.dense, using=r.using)
+    assert r.sparse is not None
+    return qe.Query.Nearest(qe.SparseVector(indices=r.sparse.indices, values=r.sparse.values), using=r.using)
 
 
 def read_catalogue(path: str, alias: str) -> dict[str, tuple[str, str]] | None:
@@ -173,7 +183,7 @@ class EdgeStore:
     def _live(self) -> Any:
         name = self.live_collection()
         if name is None:
-            raise StoreError("there is no index yet: run `aisafety-bot ingest`")
+            raise StoreError(NO_INDEX)
         return self._shard(name)
 
     def new_collection(self, dim: int) -> str:
@@ -282,39 +292,32 @@ class EdgeStore:
             return int(self._live().count(qe.CountRequest(exact=True)))
 
     def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
-        """The same batched request as on a server: the fused ranking plus the best dense cosines."""
-        sparse = qe.SparseVector(indices=query.sparse.indices, values=query.sparse.values)
-        if mode == "sparse" and not query.sparse.indices:
+        """The shared search plan, as one batched request to the in-process engine."""
+        plan = search_plan(query, limit=limit, mode=mode)
+        if plan is None:
             return []
-        dense = qe.QueryRequest(
-            limit=limit, query=qe.Query.Nearest(query.dense, using=DENSE), with_payload=False
-        )
-        if mode == "hybrid":
-            prefetches = [
-                qe.Prefetch(limit=limit, query=qe.Query.Nearest(query.dense, using=n)) for n in DENSE_VECTORS
-            ]
-            if query.sparse.indices:
-                prefetches.append(qe.Prefetch(limit=limit, query=qe.Query.Nearest(sparse, using=SPARSE)))
+        if plan.fused:
             ranked = qe.QueryRequest(
-                limit=limit,
+                limit=plan.limit,
                 query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub types the nested class loosely
-                prefetches=prefetches,
-                with_payload=HIT_FIELDS,
-            )
-        elif mode == "dense":
-            ranked = qe.QueryRequest(
-                limit=limit, query=qe.Query.Nearest(query.dense, using=DENSE), with_payload=HIT_FIELDS
+                prefetches=[qe.Prefetch(limit=plan.limit, query=_nearest(r)) for r in plan.rankings],
+                with_payload=list(plan.fields),
             )
         else:
             ranked = qe.QueryRequest(
-                limit=limit, query=qe.Query.Nearest(sparse, using=SPARSE), with_payload=HIT_FIELDS
+                limit=plan.limit, query=_nearest(plan.rankings[0]), with_payload=list(plan.fields)
             )
+        cosines = qe.QueryRequest(limit=plan.limit, query=_nearest(plan.cosines), with_payload=False)
         with self._lock:
-            fused, nearest = self._live().query_batch(qe.QueryBatchRequest([ranked, dense]))
-        cosine = {str(p.id): float(p.score) for p in nearest}
-        return [
-            to_passage(p.payload or {}, score=float(p.score), dense=cosine.get(str(p.id), 0.0)) for p in fused
-        ]
+            try:
+                fused, nearest = self._live().query_batch(qe.QueryBatchRequest([ranked, cosines]))
+            except StoreError:
+                raise
+            except Exception as exc:  # the engine raises plain exceptions with its own messages
+                if "dimension" in str(exc).lower():
+                    raise StoreError(WRONG_MODEL) from None
+                raise StoreError(f"search failed in {self.root}: {exc}") from None
+        return hits(((p.id, p.score, p.payload) for p in fused), ((p.id, p.score) for p in nearest))
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         if not article_ids or self.live_collection() is None:

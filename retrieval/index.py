@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from retrieval.documents import Chunk, Document, Passage
-from retrieval.embeddings import Embedded
+from retrieval.embeddings import Embedded, SparseVec
 from retrieval.errors import StoreError as StoreError  # re-exported: callers import it from here
 
 DENSE = "dense"  # the passage itself (with its title)
@@ -127,3 +127,58 @@ def to_passage(pl: dict[str, Any], *, score: float, dense: float = 0.0) -> Passa
         source=str(pl.get("source", "")),
         related=tuple(pl.get("related") or ()),
     )
+
+
+# -- one search plan for every backend ---------------------------------------------------------------
+
+NO_INDEX = "there is no index yet: run `aisafety-bot ingest`"
+WRONG_MODEL = (
+    "the index was built with another embedding model (its vectors have another size): run "
+    "`aisafety-bot ingest --rebuild` to rebuild it with EMBEDDING_MODEL"
+)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One ranking of the passages: a named vector of the collection and the query's vector for it."""
+
+    using: str
+    dense: list[float] | None = None
+    sparse: SparseVec | None = None
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a search asks of a store, in one batched request: the rankings, fused by reciprocal rank
+    (k = RRF_K) when there are several, giving the passages with their payloads; and the passages' dense
+    cosines to the question (ids and scores only). Each backend translates it for its SDK."""
+
+    rankings: tuple[Ranking, ...]
+    cosines: Ranking
+    limit: int
+    fields: tuple[str, ...] = tuple(HIT_FIELDS)
+
+    @property
+    def fused(self) -> bool:
+        return len(self.rankings) > 1
+
+
+def search_plan(query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> SearchPlan | None:
+    """The plan for `query`; None when there is nothing to search (a BM25-only search without terms)."""
+    dense = [Ranking(name, dense=query.dense) for name in DENSE_VECTORS]
+    sparse = [Ranking(SPARSE, sparse=query.sparse)] if query.sparse.indices else []
+    if mode == "sparse" and not sparse:
+        return None
+    rankings = {"hybrid": dense + sparse, "dense": dense[:1], "sparse": sparse}[mode]
+    return SearchPlan(tuple(rankings), Ranking(DENSE, dense=query.dense), limit)
+
+
+def hits(
+    ranked: Iterable[tuple[Any, float, dict[str, Any] | None]], cosines: Iterable[tuple[Any, float]]
+) -> list[Passage]:
+    """Search results from a store's answer: (id, score, payload) of the ranked passages and (id, cosine)
+    of the best dense matches. A passage outside those has a cosine below all of theirs: it counts as 0."""
+    cosine = {str(pid): float(score) for pid, score in cosines}
+    return [
+        to_passage(pl or {}, score=float(score), dense=cosine.get(str(pid), 0.0)) for pid, score, pl in ranked
+    ]

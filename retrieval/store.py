@@ -15,22 +15,32 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
-    DENSE,
     DENSE_VECTORS,
-    HIT_FIELDS,
+    NO_INDEX,
     RRF_K,
     SPARSE,
+    WRONG_MODEL,
     ArticleState,
+    Ranking,
     SearchMode,
     StoreError,
     add_state,
     dense_vectors,
+    hits,
     payload,
     point_id,
+    search_plan,
     to_passage,
 )
 
 _log = logging.getLogger(__name__)
+
+
+def _vector(r: Ranking) -> Any:
+    if r.dense is not None:
+        return r.dense
+    assert r.sparse is not None
+    return models.SparseVector(indices=r.sparse.indices, values=r.sparse.values)
 
 
 def _shown_url(url: str) -> str:
@@ -70,11 +80,17 @@ class QdrantStore:
                 "QDRANT_API_KEY is sent over plain http to %s: use https outside a private network", self.url
             )
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Any, *args: Any, missing: str | None = None, **kwargs: Any) -> Any:
+        """One client call; its failure becomes a `StoreError` naming the URL (`missing`: the message
+        when the collection or alias does not exist)."""
         try:
             return fn(*args, **kwargs)
         except (ResponseHandlingException, UnexpectedResponse, ConnectionError, TimeoutError) as exc:
             detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            if isinstance(exc, UnexpectedResponse) and b"dimension error" in (exc.content or b"").lower():
+                raise StoreError(WRONG_MODEL) from None
+            if isinstance(exc, UnexpectedResponse) and exc.status_code == 404 and missing is not None:
+                raise StoreError(missing) from None
             if isinstance(exc, UnexpectedResponse) and exc.status_code in (401, 403):
                 detail = f"HTTP {exc.status_code}: the server refused the API key; check QDRANT_API_KEY"
             raise StoreError(f"Qdrant at {self.url} (QDRANT_URL): {detail}") from None
@@ -189,37 +205,39 @@ class QdrantStore:
         return int(self._call(self._client.count, collection_name=self.alias, exact=True).count)
 
     def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
-        """Best passages, fused by reciprocal rank, with their dense cosines, in one batched request.
-
-        The second query returns only ids and cosines of the best dense matches: far cheaper than
-        sending vectors back. A passage outside them has a cosine below all of theirs; it counts as 0.
-        """
-        sparse = models.SparseVector(indices=query.sparse.indices, values=query.sparse.values)
-        if mode == "sparse" and not query.sparse.indices:
+        """The shared search plan, as one batched request to the server."""
+        plan = search_plan(query, limit=limit, mode=mode)
+        if plan is None:
             return []
-        dense = models.QueryRequest(query=query.dense, using=DENSE, limit=limit, with_payload=False)
-        if mode == "hybrid":
-            prefetch = [models.Prefetch(query=query.dense, using=name, limit=limit) for name in DENSE_VECTORS]
-            if query.sparse.indices:
-                prefetch.append(models.Prefetch(query=sparse, using=SPARSE, limit=limit))
-            ranked = models.QueryRequest(
-                prefetch=prefetch,
+        ranked = (
+            models.QueryRequest(
+                prefetch=[
+                    models.Prefetch(query=_vector(r), using=r.using, limit=plan.limit) for r in plan.rankings
+                ],
                 query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
-                limit=limit,
-                with_payload=HIT_FIELDS,
+                limit=plan.limit,
+                with_payload=list(plan.fields),
             )
-        elif mode == "dense":
-            ranked = models.QueryRequest(query=query.dense, using=DENSE, limit=limit, with_payload=HIT_FIELDS)
-        else:
-            ranked = models.QueryRequest(query=sparse, using=SPARSE, limit=limit, with_payload=HIT_FIELDS)
-        fused, nearest = self._call(
-            self._client.query_batch_points, collection_name=self.alias, requests=[ranked, dense]
+            if plan.fused
+            else models.QueryRequest(
+                query=_vector(plan.rankings[0]),
+                using=plan.rankings[0].using,
+                limit=plan.limit,
+                with_payload=list(plan.fields),
+            )
         )
-        cosine = {str(p.id): float(p.score) for p in nearest.points}
-        return [
-            to_passage(p.payload or {}, score=float(p.score), dense=cosine.get(str(p.id), 0.0))
-            for p in fused.points
-        ]
+        cosines = models.QueryRequest(
+            query=_vector(plan.cosines), using=plan.cosines.using, limit=plan.limit, with_payload=False
+        )
+        fused, nearest = self._call(
+            self._client.query_batch_points,
+            collection_name=self.alias,
+            requests=[ranked, cosines],
+            missing=NO_INDEX,
+        )
+        return hits(
+            ((p.id, p.score, p.payload) for p in fused.points), ((p.id, p.score) for p in nearest.points)
+        )
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         """The first passage of each of these articles, for "read next" links."""

@@ -1,0 +1,99 @@
+"""One contract for both stores: the embedded engine and a Qdrant server run the same search plan, give
+the same results and `articles()`, and fail with the same messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from retrieval.edge_store import EdgeStore
+from retrieval.embeddings import Embedded, FastEmbedder, SparseVec
+from retrieval.errors import StoreError
+from retrieval.index import NO_INDEX, WRONG_MODEL, VectorStore
+from retrieval.ingest import ingest
+from retrieval.store import QdrantStore
+from tests.qdrant_server import QdrantServer
+
+QUESTIONS = [
+    "what is a mesa-optimizer?",
+    "why can't we just unplug a dangerous AI?",
+    "how does debate help scalable oversight?",
+    "goodhart",
+]
+
+
+@pytest.fixture(scope="module")
+def stores(
+    tmp_path_factory: pytest.TempPathFactory,
+    embedder: FastEmbedder,
+    slice_file: Path,
+    qdrant_server: QdrantServer,
+) -> Iterator[dict[str, VectorStore]]:
+    embedded = EdgeStore(alias="contract", path=str(tmp_path_factory.mktemp("contract")))
+    server = QdrantStore(alias="contract", url=qdrant_server.url, api_key=qdrant_server.api_key)
+    for store in (embedded, server):
+        ingest(store=store, embedder=embedder, sources=[str(slice_file)])
+    yield {"embedded": embedded, "server": server}
+    server.drop_collection(server.live_collection() or "")
+    server.close()
+    embedded.close()
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
+def test_both_stores_give_the_same_results(
+    stores: dict[str, VectorStore], embedder: FastEmbedder, mode: str
+) -> None:
+    for question in QUESTIONS:
+        query = embedder.embed_queries([question])[0]
+        embedded, server = (
+            stores[name].search(query, limit=20, mode=mode) for name in ("embedded", "server")
+        )  # type: ignore[arg-type]
+        assert embedded, question
+        assert [p.article_id for p in embedded] == [p.article_id for p in server], (mode, question)
+        for a, b in zip(embedded, server, strict=True):
+            assert a.score == pytest.approx(b.score, abs=1e-4) and a.dense_score == pytest.approx(
+                b.dense_score, abs=1e-4
+            )
+            assert (a.title, a.url, a.text, a.related) == (b.title, b.url, b.text, b.related)
+
+
+def test_both_stores_give_the_same_articles(stores: dict[str, VectorStore]) -> None:
+    ids = ["fixture:takeoff", "fixture:corrigibility", "fixture:no-such-article"]
+    embedded, server = (stores[name].articles(ids) for name in ("embedded", "server"))
+    assert set(embedded) == set(server) == {"fixture:takeoff", "fixture:corrigibility"}
+    assert embedded == server
+    assert embedded["fixture:takeoff"].related == ("fixture:fast-takeoff", "fixture:slow-takeoff")
+
+
+def test_a_sparse_search_without_terms_finds_nothing_on_both(stores: dict[str, VectorStore]) -> None:
+    no_terms = Embedded([0.01] * 384, SparseVec([], []))
+    assert stores["embedded"].search(no_terms, limit=5, mode="sparse") == []
+    assert stores["server"].search(no_terms, limit=5, mode="sparse") == []
+
+
+def test_both_stores_say_the_index_was_built_with_another_model(stores: dict[str, VectorStore]) -> None:
+    other_model = Embedded([0.1] * 10, SparseVec([1], [1.0]))  # 10 dimensions: not the index's 384
+    for store in stores.values():
+        with pytest.raises(StoreError) as caught:
+            store.search(other_model, limit=5)
+        assert str(caught.value) == WRONG_MODEL and "ingest --rebuild" in str(caught.value)
+
+
+def test_both_stores_say_there_is_no_index_yet(
+    tmp_path: Path, embedder: FastEmbedder, qdrant_server: QdrantServer
+) -> None:
+    query = embedder.embed_queries(["what is corrigibility?"])[0]
+    empty = [
+        EdgeStore(alias="nothing", path=str(tmp_path / "empty")),
+        QdrantStore(alias="nothing_here", url=qdrant_server.url, api_key=qdrant_server.api_key),
+    ]
+    try:
+        for store in empty:
+            with pytest.raises(StoreError) as caught:
+                store.search(query, limit=5)
+            assert str(caught.value) == NO_INDEX
+    finally:
+        for store in empty:
+            store.close()
