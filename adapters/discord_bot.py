@@ -28,6 +28,7 @@ from bot.errors import StartupError
 from bot.feedback import FeedbackStore
 from bot.models import Question
 from bot.platform import PlatformOptions
+from bot.ports import RateLimit
 
 _log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class AiSafetyDiscord(discord.Client):
         options: PlatformOptions,
         sync_commands: bool = False,
         conversation: Conversation | None = None,
+        limiter: RateLimit | None = None,
         **kwargs: Any,
     ):
         # The bot never joins voice channels: discord.py's "voice will NOT be supported" notes are noise.
@@ -76,7 +78,7 @@ class AiSafetyDiscord(discord.Client):
         self.feedback = feedback
         self.options = options
         self.conversation = conversation or Conversation.in_process(
-            "discord", core=core, store=feedback, options=options, usage=USAGE
+            "discord", core=core, store=feedback, options=options, usage=USAGE, limiter=limiter
         )
         self.tree = app_commands.CommandTree(self)
         self._starters: OrderedDict[int, Said] = OrderedDict()  # thread id -> its opening message

@@ -40,6 +40,8 @@ from bot.health import serve
 from bot.logs import quiet_libraries
 from bot.models import Question
 from bot.platform import PlatformOptions, thanks
+from bot.ports import Deduplicator, RateLimit
+from bot.ratelimit import RecentKeys
 
 _log = logging.getLogger(__name__)
 
@@ -50,25 +52,6 @@ USAGE = (
     "answered, you can keep asking without mentioning me."
 )
 PRIVATE_FLAG = "--private"
-
-
-class _Seen:
-    """Remembers recent keys: Slack delivers a mention twice and retries unacknowledged events."""
-
-    def __init__(self, size: int = 4096):
-        self.size = size
-        self._keys: OrderedDict[str, None] = OrderedDict()
-
-    def first(self, *keys: str) -> bool:
-        """True if none of these keys was seen before; all of them are remembered from now on."""
-        fresh = not any(k in self._keys for k in keys if k)
-        for k in keys:
-            if k:
-                self._keys[k] = None
-                self._keys.move_to_end(k)
-        while len(self._keys) > self.size:
-            self._keys.popitem(last=False)
-        return fresh
 
 
 class _Threads:
@@ -132,12 +115,14 @@ class SlackBot:
         signing_secret: str = "",
         base_url: str | None = None,
         conversation: Conversation | None = None,
+        limiter: RateLimit | None = None,
+        dedupe: Deduplicator | None = None,
     ):
         self.core = core
         self.feedback = feedback
         self.options = options
         self.conversation = conversation or Conversation.in_process(
-            "slack", core=core, store=feedback, options=options, usage=USAGE
+            "slack", core=core, store=feedback, options=options, usage=USAGE, limiter=limiter
         )
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
         self.client = AsyncWebClient(token=token, timeout=15, **kwargs)
@@ -153,7 +138,7 @@ class SlackBot:
         quiet_libraries(logging.getLogger().getEffectiveLevel())  # bolt's class loggers copied the root's
         self.bot_user_id = ""
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
-        self._seen = _Seen()
+        self._seen: Deduplicator = dedupe or RecentKeys()
         self._threads = _Threads()
         self._socket: Any = None
         self.app.event("app_mention")(self._on_mention)
@@ -196,11 +181,13 @@ class SlackBot:
             {str(event.get("channel"))}, direct=event.get("channel_type") == "im"
         )
 
-    def _first_delivery(self, body: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
-        return self._seen.first(str(body.get("event_id") or ""), f"{event.get('channel')}:{event.get('ts')}")
+    async def _first_delivery(self, body: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
+        return await self._seen.first(
+            str(body.get("event_id") or ""), f"{event.get('channel')}:{event.get('ts')}"
+        )
 
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        if self._ignored(event) or not self._first_delivery(body, event):
+        if self._ignored(event) or not await self._first_delivery(body, event):
             return
         thread_ts = str(event.get("thread_ts") or event["ts"])
         self._threads.remember(str(event.get("channel")), thread_ts, True)
@@ -217,7 +204,7 @@ class SlackBot:
             return  # a channel message not addressed to the bot
         if not is_dm and self._threads.get(str(event.get("channel")), str(thread_ts)) is False:
             return  # a thread known not to be the bot's: no Web API call
-        if not self._first_delivery(body, event):
+        if not await self._first_delivery(body, event):
             return
         self._spawn(self._answer_event(event, str(thread_ts) if thread_ts else None, follow_up=not is_dm))
 

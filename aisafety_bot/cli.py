@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from bot.feedback import FeedbackStore
     from bot.observability import Metrics, TokenBudget
     from bot.platform import PlatformOptions
+    from bot.ports import Deduplicator, RateLimit
     from retrieval.embeddings import FastEmbedder
     from retrieval.index import SearchMode, VectorStore
     from retrieval.ingest import IngestReport, ProgressStyle
@@ -299,6 +300,7 @@ async def _run_platforms(app: App) -> None:
     s = app.settings
     feedback = open_feedback(s)
     core = app.core()
+    shared = SharedState.in_process(s)
     checks: dict[str, Callable[[], Awaitable[bool]]] = {}
     runs: list[Awaitable[None]] = []
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -308,7 +310,7 @@ async def _run_platforms(app: App) -> None:
     runner: web.AppRunner | None = None
     try:
         if s.discord_token is not None:
-            client = _discord_client(app, core, feedback)
+            client = _discord_client(app, core, feedback, shared)
             closers.append(client.close)
             await client.sign_in(s.discord_token.get_secret_value())
 
@@ -319,7 +321,7 @@ async def _run_platforms(app: App) -> None:
             conversations.append(client.conversation)
             runs.append(client.run_connected())
         if s.slack_bot_token is not None:
-            bot = _slack_bot(app, core, feedback)
+            bot = _slack_bot(app, core, feedback, shared)
             closers.append(bot.close)
             await bot.identify()
             checks["slack"] = bot.connected
@@ -417,7 +419,22 @@ def _platform_options(s: Settings) -> PlatformOptions:
     )
 
 
-def _discord_client(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
+@dataclass
+class SharedState:
+    """The ports every platform shares (`bot/ports.py`): chosen here, once. The in-process versions
+    are the one-process default; a shared implementation for several replicas is one line each."""
+
+    limiter: RateLimit
+    dedupe: Deduplicator
+
+    @classmethod
+    def in_process(cls, settings: Settings) -> SharedState:
+        from bot.ratelimit import RateLimiter, RecentKeys
+
+        return cls(limiter=RateLimiter(settings.rate_limit_per_minute), dedupe=RecentKeys())
+
+
+def _discord_client(app: App, core: AnswerCore, feedback: FeedbackStore, shared: SharedState) -> Any:
     from adapters.discord_bot import AiSafetyDiscord
 
     return AiSafetyDiscord(
@@ -425,10 +442,11 @@ def _discord_client(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
         feedback=feedback,
         options=_platform_options(app.settings),
         sync_commands=app.settings.discord_sync_commands,
+        limiter=shared.limiter,
     )
 
 
-def _slack_bot(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
+def _slack_bot(app: App, core: AnswerCore, feedback: FeedbackStore, shared: SharedState) -> Any:
     from adapters.slack_app import SlackBot
 
     s = app.settings
@@ -440,6 +458,8 @@ def _slack_bot(app: App, core: AnswerCore, feedback: FeedbackStore) -> Any:
         token=s.slack_bot_token.get_secret_value(),
         signing_secret=s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else "",
         base_url=s.slack_api_url,
+        limiter=shared.limiter,
+        dedupe=shared.dedupe,
     )
 
 

@@ -20,6 +20,7 @@ from bot.core import AnswerCore
 from bot.errors import BotError
 from bot.models import Answer, Question
 from bot.platform import SLOW_DOWN, PlatformOptions
+from bot.ports import AnswerStore, RateLimit
 from bot.prompts import unmask_links
 from bot.ratelimit import RateLimiter
 
@@ -49,21 +50,13 @@ class Reply(Protocol):
         """A short notice instead of an answer (usage, slow down)."""
 
 
-class AnswerStore(Protocol):
-    async def save(self, platform: str, question: Question, answer: Answer) -> int: ...
-
-
-class Limiter(Protocol):
-    def allow(self, key: str) -> bool | Awaitable[bool]: ...
-
-
 @dataclass
 class Conversation:
     """The policy for one platform's answers. `core.observer` is read at each use (tests swap it)."""
 
     core: AnswerCore
     store: AnswerStore
-    limiter: Limiter
+    limiter: RateLimit
     options: PlatformOptions
     platform: str
     usage: str
@@ -72,10 +65,17 @@ class Conversation:
 
     @classmethod
     def in_process(
-        cls, platform: str, *, core: AnswerCore, store: AnswerStore, options: PlatformOptions, usage: str
+        cls,
+        platform: str,
+        *,
+        core: AnswerCore,
+        store: AnswerStore,
+        options: PlatformOptions,
+        usage: str,
+        limiter: RateLimit | None = None,
     ) -> Conversation:
-        """The one-process default: the rate limit kept in memory."""
-        limiter = RateLimiter(options.rate_limit_per_minute)
+        """The one-process default: the rate limit kept in memory unless a shared one is given."""
+        limiter = limiter or RateLimiter(options.rate_limit_per_minute)
         return cls(core=core, store=store, limiter=limiter, options=options, platform=platform, usage=usage)
 
     # -- where the bot answers ---------------------------------------------------------------------
@@ -127,8 +127,7 @@ class Conversation:
         if not question.text.strip():
             await _quietly(reply.say(self.usage), "the usage hint")
             return None
-        allowed = self.limiter.allow(question.asker)
-        if not (await allowed if isinstance(allowed, Awaitable) else allowed):
+        if not await self.limiter.allow(question.asker):
             observer.rate_limited(self.platform)
             await _quietly(reply.say(SLOW_DOWN), "the slow-down notice")
             return None

@@ -15,7 +15,8 @@ from bot import prompts
 from bot.errors import LLMError, RetrievalError
 from bot.llm import LLM, Message, Usage
 from bot.models import Answer, Question, Source, Turn
-from bot.observability import Observer, TokenBudget
+from bot.observability import Observer
+from bot.ports import Budget
 from retrieval.documents import Passage
 from retrieval.errors import LibraryError
 from retrieval.search import Retriever
@@ -63,7 +64,7 @@ class AnswerCore:
         deadline_s: float = 90.0,
         llm_unavailable_reason: str = "no ANTHROPIC_API_KEY is set",
         observer: Observer | None = None,
-        budget: TokenBudget | None = None,
+        budget: Budget | None = None,
     ):
         self.retriever = retriever
         self.llm = llm
@@ -174,7 +175,7 @@ class AnswerCore:
         if self.llm is None:
             yield await self._retrieval_only(passages, spare, self.llm_unavailable_reason, query)
             return
-        if self.budget is not None and self.budget.exhausted():
+        if self.budget is not None and await self.budget.exhausted():
             reason = "today's language-model budget is used up, so I'm answering from the articles only."
             yield await self._retrieval_only(passages, spare, reason, query)
             return
@@ -195,7 +196,7 @@ class AnswerCore:
         except (LLMError, TimeoutError) as exc:
             kind = exc.kind if isinstance(exc, LLMError) else "deadline"
             _log.warning("LLM failed (%s); answering from retrieval only", kind)
-            self._count_tokens(usage)
+            await self._count_tokens(usage)
             self.observer.llm_failed(kind)
             yield await self._retrieval_only(
                 passages,
@@ -206,7 +207,7 @@ class AnswerCore:
             )
             return
 
-        self._count_tokens(usage)
+        await self._count_tokens(usage)
         library = {p.url for p in passages + spare}
         text = prompts.unmask_links("".join(parts), library)
         cleaned, sources = prompts.renumber_citations(text, passages)
@@ -225,9 +226,9 @@ class AnswerCore:
             usage={"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
         )
 
-    def _count_tokens(self, usage: Usage) -> None:
+    async def _count_tokens(self, usage: Usage) -> None:
         if self.budget is not None:
-            self.budget.spend(usage.input_tokens + usage.output_tokens)
+            await self.budget.spend(usage.input_tokens + usage.output_tokens)
         self.observer.llm_tokens(usage.input_tokens, usage.output_tokens)
 
     async def _retrieval_only(

@@ -59,7 +59,8 @@ class Metrics:
 
 @dataclass
 class TokenBudget:
-    """An optional daily cap on LLM tokens (input + output); past it the bot answers from retrieval only."""
+    """An optional daily cap on LLM tokens (input + output); past it the bot answers from retrieval only.
+    The in-process version of the `Budget` port."""
 
     daily_tokens: int
     _day: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
@@ -71,12 +72,12 @@ class TokenBudget:
         if today != self._day:
             self._day, self._spent = today, 0
 
-    def exhausted(self) -> bool:
+    async def exhausted(self) -> bool:
         with self._lock:
             self._roll()
             return self.daily_tokens > 0 and self._spent >= self.daily_tokens
 
-    def spend(self, tokens: int) -> None:
+    async def spend(self, tokens: int) -> None:
         with self._lock:
             self._roll()
             self._spent += tokens

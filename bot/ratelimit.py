@@ -1,9 +1,9 @@
-"""Per-member question rate limit, the same on every platform."""
+"""In-process versions of the rate-limit and de-duplication ports (`bot/ports.py`)."""
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 
 
 class RateLimiter:
@@ -14,7 +14,10 @@ class RateLimiter:
         self.window_s = window_s
         self._seen: dict[str, deque[float]] = defaultdict(deque)
 
-    def allow(self, key: str, now: float | None = None) -> bool:
+    async def allow(self, key: str) -> bool:
+        return self.check(key)
+
+    def check(self, key: str, now: float | None = None) -> bool:
         if self.per_minute <= 0:
             return True
         now = time.monotonic() if now is None else now
@@ -25,3 +28,21 @@ class RateLimiter:
             return False
         times.append(now)
         return True
+
+
+class RecentKeys:
+    """Remembers recent keys: Slack delivers a mention twice and retries unacknowledged events."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    async def first(self, *keys: str) -> bool:
+        fresh = not any(k in self._keys for k in keys if k)
+        for k in keys:
+            if k:
+                self._keys[k] = None
+                self._keys.move_to_end(k)
+        while len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+        return fresh

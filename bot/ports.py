@@ -1,0 +1,35 @@
+"""The shared state an answer touches, as small async ports.
+
+Each has an in-process implementation (the one-process default); a deployment with several replicas
+swaps in a shared one (Redis, PostgreSQL) with one line of wiring in the composition root.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bot.models import Answer, Question
+
+
+class RateLimit(Protocol):
+    async def allow(self, key: str) -> bool:
+        """True if the member behind `key` may ask now (and count this question)."""
+        ...
+
+
+class Deduplicator(Protocol):
+    async def first(self, *keys: str) -> bool:
+        """True if none of these keys was seen before; all of them are remembered from now on."""
+        ...
+
+
+class Budget(Protocol):
+    async def exhausted(self) -> bool: ...
+
+    async def spend(self, tokens: int) -> None: ...
+
+
+class AnswerStore(Protocol):
+    async def save(self, platform: str, question: Question, answer: Answer) -> int: ...
+
+    async def vote(self, answer_id: int, *, voter: str, vote: str) -> bool: ...
