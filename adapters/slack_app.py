@@ -9,14 +9,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
@@ -32,16 +30,16 @@ from adapters.slack_render import (
     to_question,
 )
 from adapters.slack_reply import WORKING, EphemeralReply, ThreadReply, never_silent
+from adapters.slack_setup import bolt_logger, check_app_token, check_bot_token
 from bot.conversation import Conversation
 from bot.core import AnswerCore
-from bot.errors import StartupError
 from bot.feedback import FeedbackStore
 from bot.health import serve
 from bot.logs import quiet_libraries
 from bot.models import Question
 from bot.platform import PlatformOptions, thanks
-from bot.ports import Deduplicator, RateLimit
-from bot.ratelimit import RecentKeys
+from bot.ports import Deduplicator, RateLimit, ThreadMemory
+from bot.ratelimit import RecentKeys, RecentThreads
 
 _log = logging.getLogger(__name__)
 
@@ -52,56 +50,6 @@ USAGE = (
     "answered, you can keep asking without mentioning me."
 )
 PRIVATE_FLAG = "--private"
-
-
-class _Threads:
-    """Which threads are the bot's (it answered or was mentioned there), remembered so that a reply in
-    any other thread costs no Web API call. Bounded; a thread forgotten or unknown after a restart is
-    looked up once."""
-
-    def __init__(self, size: int = 20_000):
-        self.size = size
-        self._ours: OrderedDict[str, bool] = OrderedDict()
-
-    def get(self, channel: str, thread_ts: str) -> bool | None:
-        return self._ours.get(f"{channel}:{thread_ts}")
-
-    def remember(self, channel: str, thread_ts: str, ours: bool) -> None:
-        key = f"{channel}:{thread_ts}"
-        self._ours[key] = ours
-        self._ours.move_to_end(key)
-        while len(self._ours) > self.size:
-            self._ours.popitem(last=False)
-
-
-# auth.test errors that mean the token itself is wrong.
-TOKEN_ERRORS = frozenset(
-    {
-        "invalid_auth",
-        "not_authed",
-        "account_inactive",
-        "token_revoked",
-        "token_expired",
-        "not_allowed_token_type",
-    }
-)
-
-
-class _NotOurTokenNote(logging.Filter):
-    """bolt notes that SLACK_BOT_TOKEN in the environment is unused when a client is given: it is the same
-    token, so the note only puzzles whoever reads the log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "`token` will be unused" not in record.getMessage()
-
-
-def _bolt_logger() -> logging.Logger:
-    # One named logger under "slack_bolt" (whose level bot/logs.py sets), instead of bolt's per-class
-    # loggers that copy the root logger's level when they are created.
-    logger = logging.getLogger("slack_bolt.aisafety")
-    if not any(isinstance(f, _NotOurTokenNote) for f in logger.filters):
-        logger.addFilter(_NotOurTokenNote())
-    return logger
 
 
 class SlackBot:
@@ -117,6 +65,7 @@ class SlackBot:
         conversation: Conversation | None = None,
         limiter: RateLimit | None = None,
         dedupe: Deduplicator | None = None,
+        threads: ThreadMemory | None = None,
     ):
         self.core = core
         self.feedback = feedback
@@ -133,13 +82,13 @@ class SlackBot:
             client=self.client,
             signing_secret=signing_secret,
             process_before_response=False,
-            logger=_bolt_logger(),
+            logger=bolt_logger(),
         )
         quiet_libraries(logging.getLogger().getEffectiveLevel())  # bolt's class loggers copied the root's
         self.bot_user_id = ""
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._seen: Deduplicator = dedupe or RecentKeys()
-        self._threads = _Threads()
+        self._threads: ThreadMemory = threads or RecentThreads()
         self._socket: Any = None
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
@@ -151,22 +100,7 @@ class SlackBot:
         Also gives the Web API client one HTTP session for the process instead of one per call."""
         if self.client.session is None:
             self.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-        try:
-            auth = await self.client.auth_test()
-        except SlackApiError as exc:
-            error = str(exc.response.get("error") or exc.response.status_code)
-            if error in TOKEN_ERRORS:
-                raise StartupError(
-                    f"Slack refused SLACK_BOT_TOKEN ({error}): copy the Bot User OAuth Token (xoxb-...) again "
-                    "from your app's OAuth & Permissions page, and reinstall the app if it was removed"
-                ) from None
-            raise StartupError(f"Slack's auth.test failed ({error}); check SLACK_BOT_TOKEN") from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise StartupError(
-                f"cannot reach Slack's Web API at {self.client.base_url} ({type(exc).__name__}): check the "
-                "network connection, or SLACK_API_URL if it is set; SLACK_BOT_TOKEN could not be checked"
-            ) from None
-        self.bot_user_id = str(auth["user_id"])
+        self.bot_user_id = await check_bot_token(self.client)
 
     # -- events ----------------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:
@@ -190,7 +124,7 @@ class SlackBot:
         if self._ignored(event) or not await self._first_delivery(body, event):
             return
         thread_ts = str(event.get("thread_ts") or event["ts"])
-        self._threads.remember(str(event.get("channel")), thread_ts, True)
+        await self._threads.remember(str(event.get("channel")), thread_ts, True)
         self._spawn(self._answer_event(event, thread_ts))
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
@@ -202,7 +136,7 @@ class SlackBot:
         thread_ts = event.get("thread_ts")
         if not is_dm and (not thread_ts or thread_ts == event.get("ts")):
             return  # a channel message not addressed to the bot
-        if not is_dm and self._threads.get(str(event.get("channel")), str(thread_ts)) is False:
+        if not is_dm and await self._threads.get(str(event.get("channel")), str(thread_ts)) is False:
             return  # a thread known not to be the bot's: no Web API call
         if not await self._first_delivery(body, event):
             return
@@ -241,8 +175,8 @@ class SlackBot:
         try:
             history = await self._history(event, thread_ts)
             if follow_up and thread_ts:
-                ours = self._threads.get(reply.channel, thread_ts) or self._thread_is_ours(history)
-                self._threads.remember(reply.channel, thread_ts, ours)
+                ours = await self._threads.get(reply.channel, thread_ts) or self._thread_is_ours(history)
+                await self._threads.remember(reply.channel, thread_ts, ours)
                 if not ours:
                     return
             question = to_question(event, bot_user_id=self.bot_user_id, history=history)
@@ -281,7 +215,7 @@ class SlackBot:
             reply = ThreadReply(self.client, channel, None, header=header)
         await self.conversation.answer(question, reply)
         if isinstance(reply, ThreadReply) and reply.ts is not None:
-            self._threads.remember(channel, reply.ts, True)  # replies under the answer are follow-ups
+            await self._threads.remember(channel, reply.ts, True)  # replies under the answer are follow-ups
 
     async def _on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()  # acknowledged at once, whatever the payload holds
@@ -322,19 +256,7 @@ class SlackBot:
 
     async def check_app_token(self, app_token: str) -> None:
         """Socket Mode's token, checked at start-up: slack_sdk retries a refused one for ever."""
-        try:
-            await self.client.apps_connections_open(app_token=app_token)
-        except SlackApiError as exc:
-            error = str(exc.response.get("error") or exc.response.status_code)
-            raise StartupError(
-                f"Slack refused SLACK_APP_TOKEN ({error}): create an app-level token with the "
-                "connections:write scope (Basic Information -> App-Level Tokens) and set SLACK_APP_TOKEN=xapp-..."
-            ) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise StartupError(
-                f"cannot reach Slack's Web API at {self.client.base_url} ({type(exc).__name__}): check the "
-                "network connection, or SLACK_API_URL if it is set"
-            ) from None
+        await check_app_token(self.client, app_token)
 
     async def connected(self) -> bool:
         """Ready to receive: the Socket Mode connection is up (HTTP mode is ready once served)."""

@@ -23,6 +23,14 @@ class Deduplicator(Protocol):
         ...
 
 
+class ThreadMemory(Protocol):
+    async def get(self, channel: str, thread_ts: str) -> bool | None:
+        """Whether the thread is the bot's; None if unknown."""
+        ...
+
+    async def remember(self, channel: str, thread_ts: str, ours: bool) -> None: ...
+
+
 class Budget(Protocol):
     async def exhausted(self) -> bool: ...
 

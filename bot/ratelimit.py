@@ -1,4 +1,4 @@
-"""In-process versions of the rate-limit and de-duplication ports (`bot/ports.py`)."""
+"""In-process versions of the rate-limit, de-duplication and thread-memory ports (`bot/ports.py`)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,23 @@ class RecentKeys:
         while len(self._keys) > self.size:
             self._keys.popitem(last=False)
         return fresh
+
+
+class RecentThreads:
+    """Which threads are the bot's (it answered or was mentioned there), remembered so that a reply in
+    any other thread costs no Web API call. Bounded; a thread forgotten or unknown after a restart is
+    looked up once."""
+
+    def __init__(self, size: int = 20_000):
+        self.size = size
+        self._ours: OrderedDict[str, bool] = OrderedDict()
+
+    async def get(self, channel: str, thread_ts: str) -> bool | None:
+        return self._ours.get(f"{channel}:{thread_ts}")
+
+    async def remember(self, channel: str, thread_ts: str, ours: bool) -> None:
+        key = f"{channel}:{thread_ts}"
+        self._ours[key] = ours
+        self._ours.move_to_end(key)
+        while len(self._ours) > self.size:
+            self._ours.popitem(last=False)

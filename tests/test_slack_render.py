@@ -103,7 +103,8 @@ def test_manifest_has_exactly_what_the_bot_uses() -> None:
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
     commands = {c["command"] for c in manifest["features"]["slash_commands"]}
     source = "".join(p.read_text() for p in sorted((ROOT / "adapters").glob("slack_*.py")))
-    methods = set(re.findall(r"self\.client\.(\w+)\(", source))
+    # Web API calls: self.client.X(...) in the bot, client.X(...) in the start-up checks.
+    methods = set(re.findall(r"(?:\bself\.client|(?<![.\w])client)\.(\w+)\(", source))
     needs = {
         "auth_test": set(),
         "apps_connections_open": set(),  # Socket Mode, with the app-level token's connections:write
