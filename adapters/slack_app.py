@@ -82,6 +82,9 @@ class SlackBot:
             client=self.client,
             signing_secret=signing_secret,
             process_before_response=False,
+            # HTTP mode checks every signature before a body is parsed (adapters/slack_http.py), so bolt
+            # need not check it again; Socket Mode has no signatures.
+            request_verification_enabled=False,
             logger=bolt_logger(),
         )
         quiet_libraries(logging.getLogger().getEffectiveLevel())  # bolt's class loggers copied the root's

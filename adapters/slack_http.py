@@ -20,8 +20,11 @@ def signed_requests_only(verifier: SignatureVerifier | None) -> Any:
 
     @web.middleware
     async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method != "POST" or request.path != "/slack/events" or verifier is None:
+        if request.method != "POST" or request.path != "/slack/events":
             return await handler(request)
+        if verifier is None:  # no signing secret: nothing sent here can be trusted
+            _log.info("rejected a request to /slack/events: no SLACK_SIGNING_SECRET is set")
+            return web.Response(status=401)
         body = await request.read()
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")

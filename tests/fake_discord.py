@@ -48,6 +48,7 @@ class FakeDiscord:
     rate_limit_once: set[str] = field(default_factory=set)  # "METHOD /path-prefix" to answer 429 once
     reject_token: bool = False  # answer 401 to the login request, as Discord does for a bad token
     fail_typing: bool = False  # answer 404 to the typing indicator
+    fail_edits: bool = False  # answer 404 to every message edit, as for a message deleted meanwhile
     identifies: int = 0
     resumes: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(810000000000000000))
@@ -374,6 +375,12 @@ class FakeDiscord:
                 )
             if m == "GET" and len(rest) == 2:
                 return self._json(found_msg)
+            if m == "PATCH" and self.fail_edits:
+                return web.Response(
+                    status=404,
+                    body=json.dumps({"message": "Unknown Message", "code": 10008}).encode(),
+                    headers=JSON,
+                )
             if m == "PATCH":
                 found_msg.update({k: v for k, v in body.items() if k in ("content", "components", "flags")})
                 found_msg["edited_timestamp"] = _now()

@@ -95,3 +95,9 @@ def test_the_default_install_is_the_whole_product() -> None:
     assert "pip install . " in dockerfile or "pip install .\n" in dockerfile
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --quiet -e .\n" in makefile  # `make run` installs the default set
+
+
+def test_compose_gives_answers_in_flight_time_to_finish() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    grace = compose["services"]["bot"]["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > Settings.model_fields["shutdown_grace_s"].default

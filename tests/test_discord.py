@@ -520,3 +520,18 @@ async def test_a_link_to_another_site_is_shown_unmasked(
     edits = " ".join(str(c.body) for c in fake.calls("PATCH", f"/channels/{msg['id']}/messages/"))
     assert "the official page (evil.example.com)" in shown
     assert "evil.example.com/phish" not in shown + edits  # not in the answer, nor in any preview
+
+
+async def test_an_answer_whose_preview_cannot_be_edited_is_posted_anew(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    fake = fake_discord
+    await start_bot()
+    fake.fail_edits = True  # the preview was deleted, or Discord refuses the edit
+    llm_server.script.append(
+        Reply(text="Goals and intelligence are independent of each other [1].", chunk_delay_s=0.1)
+    )
+    msg = await fake.user_says(fake.channel_id, mention(fake, "what is the orthogonality thesis?"))
+    texts = await fake.wait_for(lambda: [t for t in final_texts(fake, msg["id"]) if "**Sources**" in t])
+    assert "independent of each other [1]" in texts[0]
+    assert len(bot_posts(fake, msg["id"])) == 2  # the stuck preview, then the answer as a new message

@@ -636,3 +636,25 @@ async def test_replies_in_other_threads_cost_no_web_api_call(start_slack: StartS
         await restarted.event(restarted.fake.user_message(CHANNEL, text, thread_ts=other["ts"]))
         await asyncio.sleep(0.2)
     assert len(h.fake.named("conversations.replies")) == 2
+
+
+async def test_every_path_records_the_same_stages(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
+    from bot.observability import Metrics, Observer
+
+    h = await start_slack()
+    metrics = Metrics()
+    h.bot.core.observer = Observer(metrics)
+    llm_server.script += [
+        Reply(text="Takeoff is the move to superintelligence [1]."),
+        Reply(text="Quantilizers [1]."),
+    ]
+    await h.command("what is AI takeoff?")
+    await h.command("--private what are quantilizers?")
+    await h.fake.wait_for(lambda: any("Takeoff is the move" in m["text"] for m in h.answered(CHANNEL)))
+    await h.fake.wait_for(
+        lambda: any("Quantilizers" in c.args.get("text", "") for c in h.fake.named("chat.postEphemeral"))
+    )
+    text = metrics.render().decode()
+    assert 'aisafety_questions_total{outcome="llm",platform="slack"} 2.0' in text
+    for stage in ("first_sign", "first_token", "done"):
+        assert f'aisafety_answer_latency_seconds_count{{stage="{stage}"}} 2.0' in text, stage
