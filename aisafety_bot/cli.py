@@ -253,7 +253,7 @@ def cmd_eval(app: App, args: argparse.Namespace) -> int:
     core = app.core(args.mode, use_llm=args.llm)
     result = asyncio.run(_closing(core, evaluate(core, args.items, k=args.k)))
     if args.json:
-        print(json.dumps({key: v for key, v in result.items() if key != "by_kind"}))
+        print(json.dumps(result))  # with the per-kind breakdown
     else:
         print(format_table(result))
     return 0

@@ -103,7 +103,13 @@ async def test_ingest_search_and_eval_json(env: dict[str, str], tmp_path: Path) 
         "offtopic",
         "abstained_offtopic",
         "false_abstain",
+        "by_kind",
     }
+    assert set(result["by_kind"]) == {"paraphrase", "skeptic", "offtopic"}
+    assert (
+        result["by_kind"]["skeptic"]["hit_rate"] == 1.0
+        and result["by_kind"]["offtopic"]["abstained_offtopic"] == 1.0
+    )
     assert result["questions"] == 3 and result["k"] == 5 and result["hit_rate"] == 1.0
     assert result["offtopic"] == 1 and result["abstained_offtopic"] == 1.0 and result["false_abstain"] == 0.0
     code, out, _ = await run(env, "eval", str(questions))
