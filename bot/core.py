@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from bot import prompts
 from bot.errors import LLMError, RetrievalError
+from bot.language import looks_english
 from bot.llm import LLM, Message, Usage
 from bot.models import Answer, Question, Source, Turn
 from bot.observability import Observer
@@ -97,8 +98,9 @@ class AnswerCore:
         return final
 
     async def search_query(self, question: Question, history: Sequence[Turn]) -> str:
-        """A self-contained search query for the question, using the conversation when there is one."""
-        if not history:
+        """A self-contained English search query for the question, using the conversation when there is
+        one; a question in another language is translated by the language model."""
+        if not history and (self.llm is None or looks_english(question.text)):
             return question.text
         if self.llm is not None:
             try:
@@ -169,6 +171,10 @@ class AnswerCore:
 
         if self.should_abstain(passages):
             nearest = tuple(_as_source(i, p) for i, p in enumerate(passages[:READ_NEXT], start=1))
+            if self.llm is None and not looks_english(text):
+                # Not "the articles don't cover that": the question could not be searched at all.
+                yield Answer(prompts.ENGLISH_ONLY_TEXT, (), "abstain", read_next=nearest, search_query=query)
+                return
             yield Answer(prompts.abstain_text(nearest), (), "abstain", read_next=nearest, search_query=query)
             return
 

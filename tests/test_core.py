@@ -311,3 +311,32 @@ async def test_a_broken_stream_gives_the_retrieval_only_answer(
     assert answer.mode == "retrieval-only" and answer.notice  # "the answer was cut off; here is..."
     assert answer.sources and answer.sources[0].id == "fixture:orthogonality"
     assert "stream-broken" in caplog.text
+
+
+async def test_a_question_in_another_language_is_searched_in_english_and_answered_in_its_own(
+    slice_store: VectorStore, embedder: FastEmbedder, llm_server: FakeAnthropic
+) -> None:
+    french = "Pourquoi ne peut-on pas simplement éteindre une IA dangereuse ?"
+    llm_server.script += [
+        Reply(text="why can't we just turn off a dangerous AI"),  # the condense step writes English
+        Reply(text="Parce qu'un agent capable peut résister à l'arrêt [1]."),
+    ]
+    core = make_core(slice_store, embedder, llm_server)
+    answer = await core.answer(Question(french))
+    translate, final = llm_server.requests
+    assert "in English" in translate.body["system"] and french in translate.body["messages"][0]["content"]
+    assert answer.search_query == "why can't we just turn off a dangerous AI"
+    assert answer.mode == "llm" and answer.sources[0].id == "fixture:off-switch"
+    assert "Answer in the language the question is written in" in final.body["system"]
+    assert french in final.body["messages"][0]["content"]  # the question itself, not the translation
+
+
+async def test_without_a_model_a_question_in_another_language_is_told_why(
+    slice_store: VectorStore, embedder: FastEmbedder
+) -> None:
+    core = make_core(slice_store, embedder, None)
+    answer = await core.answer(Question("什么是人工智能对齐？"))
+    assert answer.mode == "abstain" and "only search the articles in English" in answer.text
+    assert "don't cover" not in answer.text
+    english = await core.answer(Question("what is the best pancake recipe?"))
+    assert "don't cover" in english.text  # an English off-topic question still gets the usual reply
