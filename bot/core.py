@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from bot import prompts
 from bot.errors import LLMError, RetrievalError
+from bot.gate import find_instructions, has_substance, without_instructions
 from bot.language import looks_english
 from bot.llm import LLM, Message, Usage
 from bot.models import Answer, Question, Source, Turn
@@ -99,7 +100,10 @@ class AnswerCore:
 
     async def search_query(self, question: Question, history: Sequence[Turn]) -> str:
         """A self-contained English search query for the question, using the conversation when there is
-        one; a question in another language is translated by the language model."""
+        one; a question in another language is translated by the language model. Instructions aimed at
+        the bot are not searched for."""
+        if find_instructions(question.text):
+            question = replace(question, text=without_instructions(question.text))
         if not history and (self.llm is None or looks_english(question.text)):
             return question.text
         if self.llm is not None:
@@ -125,6 +129,10 @@ class AnswerCore:
         passages, spare = found[: self.top_k], found[self.top_k :]
         prompt = prompts.user_message(question.text.strip(), passages, history)
         return Prepared(query, passages, spare, prompt)
+
+    def declines(self, question: Question) -> bool:
+        """Nothing but instructions aimed at the bot: no question to search, nothing for the model."""
+        return find_instructions(question.text) and not has_substance(without_instructions(question.text))
 
     def should_abstain(self, passages: Sequence[Passage]) -> bool:
         """No passage is close enough in meaning: the fused rank says nothing, the dense cosine does."""
@@ -163,6 +171,10 @@ class AnswerCore:
             # Nothing this long is searched or sent to the model: a pasted document, a log, or an attempt
             # to crowd the instructions out of the prompt. The member is told how to ask instead.
             yield Answer(TOO_LONG.format(length=len(text), limit=self.max_question_chars), (), "abstain")
+            return
+        if self.declines(question):
+            _log.info("declined a message of instructions to the bot, with no question in it")
+            yield Answer(prompts.abstain_text(()), (), "abstain")
             return
         prepared = await self.prepare(question)
         timings["retrieval"] = time.monotonic() - started

@@ -100,7 +100,7 @@ async def evaluate(core: AnswerCore, items: list[EvalItem], *, k: int = 5) -> di
         query = await core.search_query(question, item.history)
         found = await core.retriever.search(query, k=max(k, core.top_k))
         ranked = [p.article_id for p in found[:k]]
-        abstains = core.should_abstain(found[: core.top_k])
+        abstains = core.declines(question) or core.should_abstain(found[: core.top_k])
         for tally in (overall, by_kind[item.kind or "all"]):
             tally.total += 1
             if item.relevant:
