@@ -3,7 +3,7 @@
     make bench                  # or: python benchmarks/bench.py [--shared ../shared] [--json]
 
 Prints: hit rate@5, hit@1 and MRR on eval/dev.jsonl for hybrid vs dense-only vs BM25-only, follow-ups
-and abstention; median and p95 latency of the core without the LLM (query embedding + search + prompt)
+and abstention; the same on the project's own sets (benchmarks/data: jargon, off-topic by kind); median and p95 latency of the core without the LLM (query embedding + search + prompt)
 against the query embedding alone, on the embedded store and on a Qdrant server (QDRANT_BIN); ingest
 throughput against raw fastembed throughput on the same passages; an unchanged re-ingest against a
 full one; peak RSS. Times are medians or ratios within this run, never single absolute timings.
@@ -140,6 +140,19 @@ async def main() -> dict[str, object]:
     r = await evaluate(make_core(store, embedder), followups, k=5)
     quality["followups_hybrid"] = {k: r[k] for k in ("hit_rate", "hit_at_1", "mrr", "false_abstain")}
     results["quality_dev_k5"] = quality
+    # The project's own sets (benchmarks/data): what thresholds and weights are chosen on.
+    own: dict[str, object] = {}
+    for name in ("jargon", "offtopic"):
+        r = await evaluate(
+            make_core(store, embedder), load_eval(ROOT / "benchmarks" / "data" / f"{name}.jsonl"), k=5
+        )
+        own[name] = {k: r[k] for k in ("hit_rate", "hit_at_1", "mrr", "abstained_offtopic", "false_abstain")}
+        own[name]["by_kind"] = (
+            {kind: v["abstained_offtopic"] for kind, v in r["by_kind"].items()}
+            if name == "offtopic"
+            else None
+        )
+    results["quality_own_sets_k5"] = own
 
     questions = [i.question for i in dev]
     results["latency_embedded"] = await latency(make_core(store, embedder), embedder, questions, args.rounds)
