@@ -134,15 +134,16 @@ class Conversation:
         await _quietly(reply.start(), "the first sign of work")  # typing failing must not stop the answer
         first_sign = time.monotonic() - started
         final: Answer | None = None
+        found: list[Answer] = []  # the articles found, for an apology if the answer is cut short
         try:
-            final = await self._stream(question, reply)
+            final = await self._stream(question, reply, found)
             answer_id = await self._save(question, final)
             await reply.final(final, answer_id)
         except asyncio.CancelledError:
             observer.answered(self.platform, question, None, first_sign_s=first_sign)
             try:
                 async with asyncio.timeout(APOLOGY_TIMEOUT_S):
-                    await reply.apologise(final)
+                    await reply.apologise(final or (found[-1] if found else None))
             except Exception:
                 _log.warning("could not apologise for an answer cut short")
             raise
@@ -152,12 +153,14 @@ class Conversation:
                 _log.warning("answer failed: %s: %s", type(exc).__name__, exc)
             else:
                 _log.exception("answer failed")
-            await _quietly(reply.apologise(final), "the apology", level=logging.ERROR)
+            await _quietly(
+                reply.apologise(final or (found[-1] if found else None)), "the apology", level=logging.ERROR
+            )
             return None
         observer.answered(self.platform, question, final, first_sign_s=first_sign)
         return final
 
-    async def _stream(self, question: Question, reply: Reply) -> Answer:
+    async def _stream(self, question: Question, reply: Reply, found: list[Answer]) -> Answer:
         """The core's answer, with throttled previews of the text so far. A failed preview is skipped, and
         so are the rest of that answer's previews: the platform is struggling, and the final answer is
         what matters."""
@@ -165,7 +168,7 @@ class Conversation:
         last = 0.0  # the first words show at once; later previews wait for the interval
         previews = True
         final: Answer | None = None
-        async for item in self.core.stream(question):
+        async for item in self.core.stream(question, found=found):
             if isinstance(item, Answer):
                 final = item
                 continue

@@ -147,12 +147,16 @@ class AnswerCore:
         except TimeoutError as exc:
             raise RetrievalError(f"the search took over {self.deadline_s:g} s") from exc
 
-    async def stream(self, question: Question) -> AsyncIterator[str | Answer]:
+    async def stream(
+        self, question: Question, *, found: list[Answer] | None = None
+    ) -> AsyncIterator[str | Answer]:
         """Yield the answer text as it arrives, then the final `Answer` (always last, always present),
-        which carries its timings: retrieval, first token and done, in seconds from the question."""
+        which carries its timings: retrieval, first token and done, in seconds from the question.
+        `found`, if given, receives the articles found as soon as the search is done (a retrieval-only
+        answer), so that an answer cut short still has something to offer."""
         started = time.monotonic()
         timings: dict[str, float] = {}
-        async for item in self._stream(question, started, timings):
+        async for item in self._stream(question, started, timings, found):
             if isinstance(item, Answer):
                 timings["done"] = time.monotonic() - started
                 item = replace(item, timings=dict(timings))
@@ -161,7 +165,7 @@ class AnswerCore:
             yield item
 
     async def _stream(
-        self, question: Question, started: float, timings: dict[str, float]
+        self, question: Question, started: float, timings: dict[str, float], found: list[Answer] | None = None
     ) -> AsyncIterator[str | Answer]:
         text = question.text.strip()
         if not text:
@@ -180,6 +184,10 @@ class AnswerCore:
         timings["retrieval"] = time.monotonic() - started
         self.observer.retrieved(timings["retrieval"])
         query, passages, spare = prepared.query, prepared.passages, prepared.spare
+        if found is not None and passages and not self.should_abstain(passages):
+            offered = tuple(_as_source(i, p) for i, p in enumerate(passages, start=1))
+            reason = "the answer was cut short."
+            found.append(Answer(prompts.retrieval_only_text(offered, reason), offered, "retrieval-only"))
 
         if self.should_abstain(passages):
             nearest = tuple(_as_source(i, p) for i, p in enumerate(passages[:READ_NEXT], start=1))

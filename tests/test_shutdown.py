@@ -111,4 +111,8 @@ async def test_sigterm_lets_answers_finish_or_apologise_then_exits_0(
         assert all(not t.endswith(" …") for t in shown)  # no preview left half-written
     else:
         assert all(t.startswith("Sorry, something went wrong") for t in shown), shown
+        # ...with the articles that were found for each question, linked.
+        assert all("Here is what I found" in t and "<https://example.org/articles/" in t for t in shown), (
+            shown
+        )
         assert "cut short" in stderr
