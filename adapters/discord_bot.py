@@ -164,10 +164,7 @@ class AiSafetyDiscord(discord.Client):
             )
         except Exception:
             _log.exception("could not read a Discord message (%s)", why)
-            try:
-                await reply.apologise(None)
-            except discord.HTTPException:
-                _log.exception("could not even send the apology")
+            await self.conversation.apologise(reply)
             return
         await self.conversation.answer(question, reply, started=started)
 

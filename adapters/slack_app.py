@@ -29,13 +29,12 @@ from adapters.slack_render import (
     to_mrkdwn,
     to_question,
 )
-from adapters.slack_reply import WORKING, EphemeralReply, ThreadReply, never_silent
+from adapters.slack_reply import WORKING, EphemeralReply, ThreadReply
 from adapters.slack_setup import bolt_logger, check_app_token, check_bot_token
 from bot.conversation import Conversation
 from bot.core import AnswerCore
 from bot.feedback import FeedbackStore
 from bot.health import serve
-from bot.logs import quiet_libraries
 from bot.models import Question
 from bot.platform import PlatformOptions, thanks
 from bot.ports import Deduplicator, RateLimit, ThreadMemory
@@ -87,7 +86,6 @@ class SlackBot:
             request_verification_enabled=False,
             logger=bolt_logger(),
         )
-        quiet_libraries(logging.getLogger().getEffectiveLevel())  # bolt's class loggers copied the root's
         self.bot_user_id = ""
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._seen: Deduplicator = dedupe or RecentKeys()
@@ -106,9 +104,6 @@ class SlackBot:
         self.bot_user_id = await check_bot_token(self.client)
 
     # -- events ----------------------------------------------------------------------------------
-    def _spawn(self, coro: Any) -> None:
-        self.conversation.spawn(coro)
-
     def _ignored(self, event: Mapping[str, Any]) -> bool:
         if event.get("bot_id") or event.get("subtype") or not event.get("user"):
             return True  # other bots, the bot itself, edits and other system messages
@@ -128,7 +123,7 @@ class SlackBot:
             return
         thread_ts = str(event.get("thread_ts") or event["ts"])
         await self._threads.remember(str(event.get("channel")), thread_ts, True)
-        self._spawn(self._answer_event(event, thread_ts))
+        self.conversation.spawn(self._answer_event(event, thread_ts))
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if self._ignored(event):
@@ -139,11 +134,13 @@ class SlackBot:
         thread_ts = event.get("thread_ts")
         if not is_dm and (not thread_ts or thread_ts == event.get("ts")):
             return  # a channel message not addressed to the bot
-        if not is_dm and await self._threads.get(str(event.get("channel")), str(thread_ts)) is False:
+        known = None if is_dm else await self._threads.get(str(event.get("channel")), str(thread_ts))
+        if known is False:
             return  # a thread known not to be the bot's: no Web API call
         if not await self._first_delivery(body, event):
             return
-        self._spawn(self._answer_event(event, str(thread_ts) if thread_ts else None, follow_up=not is_dm))
+        thread = str(thread_ts) if thread_ts else None
+        self.conversation.spawn(self._answer_event(event, thread, follow_up=not is_dm, known=known))
 
     async def _history(self, event: Mapping[str, Any], thread_ts: str | None) -> list[dict[str, Any]]:
         channel = str(event["channel"])
@@ -171,21 +168,29 @@ class SlackBot:
         )
 
     async def _answer_event(
-        self, event: Mapping[str, Any], thread_ts: str | None, *, follow_up: bool = False
+        self,
+        event: Mapping[str, Any],
+        thread_ts: str | None,
+        *,
+        follow_up: bool = False,
+        known: bool | None = None,
     ) -> None:
+        """`follow_up`: a reply in a thread, answered only if the thread is the bot's (`known`, when the
+        thread memory already knows, else read from the thread's history)."""
         started = time.monotonic()
         reply = ThreadReply(self.client, str(event["channel"]), thread_ts)
         try:
             history = await self._history(event, thread_ts)
             if follow_up and thread_ts:
-                ours = await self._threads.get(reply.channel, thread_ts) or self._thread_is_ours(history)
-                await self._threads.remember(reply.channel, thread_ts, ours)
+                ours = known or self._thread_is_ours(history)
+                if known is None:
+                    await self._threads.remember(reply.channel, thread_ts, ours)
                 if not ours:
                     return
             question = to_question(event, bot_user_id=self.bot_user_id, history=history)
         except Exception:
             _log.exception("could not read a Slack message")
-            await never_silent(reply)
+            await self.conversation.apologise(reply)
             return
         await self.conversation.answer(question, reply, started=started)
 
@@ -199,14 +204,13 @@ class SlackBot:
             await ack(text=USAGE)
             return
         channel, user = str(command["channel_id"]), str(command["user_id"])
-        allowed = self.options.allowed_channels
-        if allowed and channel not in allowed and not channel.startswith("D"):
+        if not self.conversation.allowed_in({channel}, direct=channel.startswith("D")):
             await ack(
                 text="I don't answer in this channel; ask me in one of the channels I'm set up for, or in a DM."
             )
             return
         await ack()
-        self._spawn(self._answer_command(channel, user, text, private))
+        self.conversation.spawn(self._answer_command(channel, user, text, private))
 
     async def _answer_command(self, channel: str, user: str, text: str, private: bool) -> None:
         question = Question(text, asker=f"slack:{user}", place=f"slack:{channel}")

@@ -97,10 +97,3 @@ class EphemeralReply:
 
     async def say(self, text: str) -> None:
         await self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text)
-
-
-async def never_silent(reply: ThreadReply) -> None:
-    try:
-        await reply.apologise(None)
-    except Exception:
-        _log.exception("could not even send the apology")

@@ -53,37 +53,29 @@ def render(answer: Answer) -> str:
 
 
 class _Hold(logging.Filter):
-    """Keeps back the records a handler is given while held; `release` hands them over afterwards."""
+    """Keeps back the records its handler is given; `logs_held` hands them over afterwards."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.held: list[tuple[logging.Handler, logging.LogRecord]] = []
-        self.active = False
-        self.handler: logging.Handler | None = None
+        self.held: list[logging.LogRecord] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.active and self.handler is not None:
-            self.held.append((self.handler, record))
-            return False
-        return True
+        self.held.append(record)
+        return False
 
 
 @contextmanager
 def logs_held() -> Iterator[None]:
     """While an answer is written, log records wait; they are emitted, in order, when it is done."""
-    holds: list[tuple[logging.Handler, _Hold]] = []
-    for handler in logging.getLogger().handlers:
-        hold = _Hold()
-        hold.handler, hold.active = handler, True
+    holds = [(handler, _Hold()) for handler in logging.getLogger().handlers]
+    for handler, hold in holds:
         handler.addFilter(hold)
-        holds.append((handler, hold))
     try:
         yield
     finally:
         for handler, hold in holds:
-            hold.active = False
             handler.removeFilter(hold)
-            for _, record in hold.held:
+            for record in hold.held:
                 handler.handle(record)
 
 

@@ -43,12 +43,18 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _metrics() -> Metrics:
+    from bot.observability import Metrics
+
+    return Metrics()
+
+
 @dataclass
 class App:
     settings: Settings
     store: VectorStore
     embedder: FastEmbedder
-    metrics: Metrics = field(default_factory=lambda: _metrics())
+    metrics: Metrics = field(default_factory=_metrics)
     budget: TokenBudget | None = None
 
     def retriever(self, mode: SearchMode = "hybrid") -> HybridRetriever:
@@ -104,12 +110,6 @@ class App:
                 progress=_progress_style(),
             )
             _print_report(report, file=sys.stderr)
-
-
-def _metrics() -> Metrics:
-    from bot.observability import Metrics
-
-    return Metrics()
 
 
 def _progress_style() -> ProgressStyle:
@@ -171,11 +171,11 @@ def _summary_line(summary: dict[str, int]) -> str:
     return "Ingest: " + ", ".join(f"{v} {k}" for k, v in summary.items())
 
 
-def _print_report(report: IngestReport, *, file: Any) -> None:
-    """Each skipped record once, with its place, then the summary."""
+def _print_report(report: IngestReport, *, file: Any, as_json: bool = False) -> None:
+    """Each skipped record once, with its place (on stderr), then the summary."""
     for rec in report.skipped_records:
         print(f"skipped {rec.origin} line {rec.line}: {rec.reason}", file=sys.stderr)
-    print(_summary_line(report.summary()), file=file)
+    print(json.dumps(report.summary()) if as_json else _summary_line(report.summary()), file=file)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -192,12 +192,7 @@ def cmd_ingest(app: App, args: argparse.Namespace) -> int:
         rebuild=args.rebuild,
         progress=_progress_style(),
     )
-    if args.json:
-        for rec in report.skipped_records:
-            print(f"skipped {rec.origin} line {rec.line}: {rec.reason}", file=sys.stderr)
-        print(json.dumps(report.summary()))
-    else:
-        _print_report(report, file=sys.stdout)
+    _print_report(report, file=sys.stdout, as_json=args.json)
     return 0
 
 
@@ -361,8 +356,6 @@ async def _run_platforms(app: App) -> None:
             _log.info("stopping (%s)", stopped)
             for site in list(runner.sites):
                 await site.stop()  # Slack's HTTP events go elsewhere, or are re-sent after the restart
-            for conversation in conversations:
-                conversation.closing = True
             await asyncio.gather(*(c.drain(s.shutdown_grace_s) for c in conversations))
     finally:
         for close in closers:

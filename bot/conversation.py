@@ -86,20 +86,15 @@ class Conversation:
         return direct or not allowed or bool(set(channel_ids) & allowed)
 
     # -- running answers in the background -----------------------------------------------------------
-    def spawn(self, work: Coroutine[Any, Any, Any]) -> bool:
-        """Run `work` as a kept task (the platform's event handler returns at once). False, and nothing
-        runs, once the bot is stopping."""
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` as a kept task (the platform's event handler returns at once); nothing runs once
+        the bot is stopping."""
         if self.closing:
             work.close()
-            return False
+            return
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return True
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
 
     async def drain(self, grace_s: float) -> int:
         """Stop taking questions, let answers in flight finish within `grace_s`, then cut the rest short
@@ -143,7 +138,7 @@ class Conversation:
             observer.answered(self.platform, question, None, first_sign_s=first_sign)
             try:
                 async with asyncio.timeout(APOLOGY_TIMEOUT_S):
-                    await reply.apologise(final or (found[-1] if found else None))
+                    await reply.apologise(final or next(iter(found), None))
             except Exception:
                 _log.warning("could not apologise for an answer cut short")
             raise
@@ -153,12 +148,15 @@ class Conversation:
                 _log.warning("answer failed: %s: %s", type(exc).__name__, exc)
             else:
                 _log.exception("answer failed")
-            await _quietly(
-                reply.apologise(final or (found[-1] if found else None)), "the apology", level=logging.ERROR
-            )
+            await self.apologise(reply, final or next(iter(found), None))
             return None
         observer.answered(self.platform, question, final, first_sign_s=first_sign)
         return final
+
+    async def apologise(self, reply: Reply, answer: Answer | None = None) -> None:
+        """Never silent: the apology (with what was found), for any failure, including one that came
+        before the question could even be read."""
+        await _quietly(reply.apologise(answer), "the apology", level=logging.ERROR)
 
     async def _stream(self, question: Question, reply: Reply, found: list[Answer]) -> Answer:
         """The core's answer, with throttled previews of the text so far. A failed preview is skipped, and

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from bot import prompts
 from bot.errors import LLMError, RetrievalError
-from bot.gate import find_instructions, has_substance, without_instructions
+from bot.gate import searchable
 from bot.language import looks_english
 from bot.llm import LLM, Message, Usage
 from bot.models import Answer, Question, Source, Turn
@@ -102,8 +102,7 @@ class AnswerCore:
         """A self-contained English search query for the question, using the conversation when there is
         one; a question in another language is translated by the language model. Instructions aimed at
         the bot are not searched for."""
-        if find_instructions(question.text):
-            question = replace(question, text=without_instructions(question.text))
+        question = replace(question, text=searchable(question.text) or question.text)
         if not history and (self.llm is None or looks_english(question.text)):
             return question.text
         if self.llm is not None:
@@ -132,7 +131,7 @@ class AnswerCore:
 
     def declines(self, question: Question) -> bool:
         """Nothing but instructions aimed at the bot: no question to search, nothing for the model."""
-        return find_instructions(question.text) and not has_substance(without_instructions(question.text))
+        return searchable(question.text) is None
 
     def should_abstain(self, passages: Sequence[Passage]) -> bool:
         """No passage is close enough in meaning: the fused rank says nothing, the dense cosine does."""
@@ -184,12 +183,11 @@ class AnswerCore:
         timings["retrieval"] = time.monotonic() - started
         self.observer.retrieved(timings["retrieval"])
         query, passages, spare = prepared.query, prepared.passages, prepared.spare
-        if found is not None and passages and not self.should_abstain(passages):
-            offered = tuple(_as_source(i, p) for i, p in enumerate(passages, start=1))
-            reason = "the answer was cut short."
-            found.append(Answer(prompts.retrieval_only_text(offered, reason), offered, "retrieval-only"))
+        abstain = self.should_abstain(passages)
+        if found is not None and not abstain:
+            found.append(_offer(passages, "the answer was cut short."))
 
-        if self.should_abstain(passages):
+        if abstain:
             nearest = tuple(_as_source(i, p) for i, p in enumerate(passages[:READ_NEXT], start=1))
             if self.llm is None and not looks_english(text):
                 # Not "the articles don't cover that": the question could not be searched at all.
@@ -266,17 +264,10 @@ class AnswerCore:
         *,
         interrupted: bool = False,
     ) -> Answer:
-        sources = [_as_source(i, p) for i, p in enumerate(passages, start=1)]
-        read_next = await self._read_next(sources, passages + spare)
+        offer = _offer(passages, reason)
+        read_next = await self._read_next(offer.sources, passages + spare)
         notice = "The answer was cut off; here is what the articles say instead." if interrupted else ""
-        return Answer(
-            prompts.retrieval_only_text(sources, reason),
-            tuple(sources),
-            "retrieval-only",
-            read_next=read_next,
-            notice=notice,
-            search_query=query,
-        )
+        return replace(offer, read_next=read_next, notice=notice, search_query=query)
 
     async def _read_next(self, cited: Sequence[Source], ranked: Sequence[Passage]) -> tuple[Source, ...]:
         """Up to three articles not cited: the cited articles' own related articles first, then the next-best."""
@@ -307,6 +298,12 @@ class AnswerCore:
             if len(out) == READ_NEXT:
                 break
         return tuple(out)
+
+
+def _offer(passages: Sequence[Passage], reason: str) -> Answer:
+    """The retrieval-only answer: the passages found, numbered, with a short excerpt each."""
+    sources = tuple(_as_source(i, p) for i, p in enumerate(passages, start=1))
+    return Answer(prompts.retrieval_only_text(sources, reason), sources, "retrieval-only")
 
 
 def _as_source(n: int, p: Passage) -> Source:

@@ -60,6 +60,17 @@ def without_instructions(text: str) -> str:
     return " ".join(c for c in _clauses(text) if not _instruction(c))
 
 
+def searchable(text: str) -> str | None:
+    """What of the text is searched: the text itself when it holds no instruction to the bot; else the
+    rest of it, or None when nothing of substance is left (one pass over the clauses)."""
+    clauses = _clauses(text)
+    kept = [c for c in clauses if not _instruction(c)]
+    if len(kept) == len(clauses):
+        return text
+    rest = " ".join(kept)
+    return rest if has_substance(rest) else None
+
+
 def has_substance(text: str, *, min_words: int = 3) -> bool:
     """Enough words left to be a question of its own."""
     return len(_WORD.findall(text)) >= min_words

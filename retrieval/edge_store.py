@@ -4,9 +4,9 @@ Each collection is a shard folder under `<path>/collections/`; the alias is a sm
 atomically (`os.replace`), so a rebuild is switched in only when complete, as on a server. One process
 holds the folder at a time (an exclusive file lock), like qdrant-client's embedded mode.
 
-Beside the index it keeps `catalogue.json`, the live collection's articles (id, title, url), replaced
-atomically whenever the index changes: commands that only need the list of articles (`report`) read it
-while the running bot holds the lock.
+Beside each collection it keeps a catalogue, `catalogues/<collection>.json`: its articles (id, title,
+url), replaced atomically whenever the collection changes. Commands that only need the list of articles
+(`report`) read the live one while the running bot holds the lock.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ from retrieval.index import (
 
 _log = logging.getLogger(__name__)
 
-CATALOGUE = "catalogue.json"
+CATALOGUES = "catalogues"
+ALIASES = "aliases.json"
 
 
 class StoreInUse(StoreError):
@@ -70,14 +71,18 @@ def _nearest(r: Ranking) -> Any:
     return qe.Query.Nearest(qe.SparseVector(indices=r.sparse.indices, values=r.sparse.values), using=r.using)
 
 
+def _catalogue_path(root: Path, collection: str) -> Path:
+    return root / CATALOGUES / f"{collection}.json"
+
+
 def read_catalogue(path: str, alias: str) -> dict[str, tuple[str, str]] | None:
-    """The live collection's articles as {id: (title, url)}, read without the store's lock; None when
-    there is no catalogue for `alias` yet."""
+    """The live collection's articles as {id: (title, url)}, read without the store's lock (both files
+    are replaced atomically); None when there is no catalogue for `alias` yet."""
+    root = Path(path)
     try:
-        data = json.loads((Path(path) / CATALOGUE).read_text(encoding="utf-8"))
-        if data.get("alias") != alias:
-            return None
-        return {str(k): (str(v[0]), str(v[1])) for k, v in data["articles"].items()}
+        collection = json.loads((root / ALIASES).read_text(encoding="utf-8"))[alias]
+        articles = json.loads(_catalogue_path(root, str(collection)).read_text(encoding="utf-8"))
+        return {str(k): (str(v[0]), str(v[1])) for k, v in articles.items()}
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
 
@@ -89,7 +94,7 @@ class EdgeStore:
         self.alias = alias
         self.root = Path(path)
         self._collections = self.root / "collections"
-        self._alias_file = self.root / "aliases.json"
+        self._alias_file = self.root / ALIASES
         self._shards: dict[str, Any] = {}
         self._live_name: str | None = None
         self._lock = threading.RLock()
@@ -121,16 +126,9 @@ class EdgeStore:
             name = self._aliases().get(self.alias)
             if name and (self._collections / name).is_dir():
                 self._live_name = name
-                if self._catalogued() != name:  # an index made before the catalogue existed
+                if not _catalogue_path(self.root, name).exists():  # built before catalogues existed
                     self.write_catalogue()
         return self._live_name
-
-    def _catalogued(self) -> str | None:
-        try:
-            data = json.loads((self.root / CATALOGUE).read_text(encoding="utf-8"))
-            return str(data["collection"]) if data.get("alias") == self.alias else None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None
 
     def write_catalogue(self) -> None:
         """Record the live collection's articles (id, title, url) for readers without the lock."""
@@ -160,9 +158,9 @@ class EdgeStore:
                 if offset is None:
                     break
         try:
-            _write_json_atomically(
-                self.root / CATALOGUE, {"alias": self.alias, "collection": name, "articles": articles}
-            )
+            target = _catalogue_path(self.root, name)
+            target.parent.mkdir(exist_ok=True)
+            _write_json_atomically(target, articles)
         except OSError as exc:  # only the report's "never cited" list depends on it
             _log.warning("could not write the article catalogue: %s", exc)
 
@@ -218,6 +216,7 @@ class EdgeStore:
             if shard is not None:
                 shard.close()
             shutil.rmtree(self._collections / name, ignore_errors=True)
+            _catalogue_path(self.root, name).unlink(missing_ok=True)
             if name == self._live_name:
                 self._live_name = None
 

@@ -207,8 +207,8 @@ def ingest(
                 report.deleted += 1
         if fresh:
             store.switch_alias(target)
-        else:
-            store.flush()
+        elif report.added or report.updated or report.deleted:
+            store.flush()  # nothing to flush (or to re-catalogue) when nothing changed
     except BaseException:
         if fresh:
             _log.warning("ingest interrupted; dropping the unfinished collection %s", target)

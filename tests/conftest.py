@@ -106,6 +106,16 @@ def clean_env(**settings: str) -> dict[str, str]:
     return {**base, "PYTHONPATH": str(ROOT), **settings}
 
 
+def home_env(home: Path, **settings: str) -> dict[str, str]:
+    """`clean_env` for a user whose home, data folder and answers database are all under `home`."""
+    return clean_env(
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / "data"),
+        FEEDBACK_DB=str(home / "feedback.sqlite3"),
+        **settings,
+    )
+
+
 def cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """`aisafety-bot ARGS` as a user runs it: a new process, in the folder `env["HOME"]`."""
     return subprocess.run(

@@ -11,7 +11,7 @@ import discord
 import pytest
 
 from aisafety_bot.cli import main
-from tests.conftest import clean_env, cli
+from tests.conftest import cli, home_env
 from tests.fake_discord import FakeDiscord
 from tests.fake_slack import FakeSlack
 from tests.qdrant_server import free_port
@@ -37,13 +37,7 @@ def one_line(err: str) -> str:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(
-        HOME=str(tmp_path),
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        QDRANT_PATH=str(tmp_path / "store"),
-        FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"),
-        SOURCES=str(tmp_path / "articles.jsonl"),
-    )
+    return home_env(tmp_path, QDRANT_PATH=str(tmp_path / "store"), SOURCES=str(tmp_path / "articles.jsonl"))
 
 
 # -- the platforms at start-up: a refused token or no network ----------------------------------------

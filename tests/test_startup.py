@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env, write_jsonl
+from tests.conftest import home_env, write_jsonl
 from tests.fixture_articles import rows as fixture_rows
 
 HEAVY = ("anthropic", "fastembed", "onnxruntime", "qdrant_client", "qdrant_edge", "discord", "slack_bolt")
@@ -43,12 +43,7 @@ def loaded(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, set[s
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(
-        HOME=str(tmp_path),
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"),
-        HEALTH_PORT="9",  # nothing listens there
-    )
+    return home_env(tmp_path, HEALTH_PORT="9")  # nothing listens on port 9
 
 
 @pytest.mark.parametrize(
