@@ -51,7 +51,12 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(5, ge=1, le=20)
     history_token_budget: int = Field(1500, ge=0)
-    abstain_below: float = Field(0.25, ge=-1.0, le=1.0)
+    abstain_below: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="unset: the calibrated decision; a number: abstain when the best dense cosine is below it",
+    )
 
     # Platforms (shared meaning on Discord and Slack)
     rate_limit_per_minute: int = Field(
@@ -92,6 +97,7 @@ class Settings(BaseSettings):
         "slack_bot_token",
         "slack_app_token",
         "slack_signing_secret",
+        "abstain_below",
         mode="before",
     )
     @classmethod

@@ -19,6 +19,7 @@ from bot.llm import LLM, Message, Usage
 from bot.models import Answer, Question, Source, Turn
 from bot.observability import Observer
 from bot.ports import Budget
+from retrieval import rescoring
 from retrieval.documents import Passage
 from retrieval.errors import LibraryError
 from retrieval.search import Retriever
@@ -59,7 +60,7 @@ class AnswerCore:
         retriever: Retriever,
         llm: LLM | None,
         top_k: int = 5,
-        abstain_below: float = 0.25,
+        abstain_below: float | None = None,
         history_token_budget: int = 1500,
         max_tokens: int = 1024,
         max_question_chars: int = 4000,
@@ -134,8 +135,11 @@ class AnswerCore:
         return searchable(question.text) is None
 
     def should_abstain(self, passages: Sequence[Passage]) -> bool:
-        """No passage is close enough in meaning: the fused rank says nothing, the dense cosine does."""
-        return not passages or max(p.dense_score for p in passages) < self.abstain_below
+        """The library does not cover the question: the calibrated decision over the articles' dense,
+        title, lead and BM25 evidence, or, with ABSTAIN_BELOW set, the best dense cosine below it."""
+        if self.abstain_below is not None:
+            return not passages or max(p.dense_score for p in passages) < self.abstain_below
+        return not rescoring.covered(passages)
 
     async def retrieve(self, query: str) -> list[Passage]:
         try:

@@ -54,6 +54,11 @@ class Passage:
     dense_score: float
     source: str = ""
     related: tuple[str, ...] = field(default=())
+    # The article's raw scores in the other rankings (0 where it was not found): the evidence the
+    # rescoring and the abstention decision read.
+    title_score: float = 0.0
+    lead_score: float = 0.0
+    bm25_score: float = 0.0
 
 
 @dataclass(frozen=True)

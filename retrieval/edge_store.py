@@ -24,23 +24,24 @@ from typing import IO, Any
 
 import qdrant_edge as qe
 
+from retrieval import rescoring
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
     DENSE_VECTORS,
     NO_INDEX,
-    RRF_K,
     SPARSE,
     WRONG_MODEL,
     ArticleState,
+    Hit,
     Ranking,
     SearchMode,
     StoreError,
     add_state,
     dense_vectors,
-    hits,
     payload,
     point_id,
+    ranked,
     search_plan,
     to_passage,
 )
@@ -290,33 +291,28 @@ class EdgeStore:
         with self._lock:
             return int(self._live().count(qe.CountRequest(exact=True)))
 
-    def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
+    def rankings(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> dict[str, list[Hit]]:
         """The shared search plan, as one batched request to the in-process engine."""
         plan = search_plan(query, limit=limit, mode=mode)
         if plan is None:
-            return []
-        if plan.fused:
-            ranked = qe.QueryRequest(
-                limit=plan.limit,
-                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub types the nested class loosely
-                prefetches=[qe.Prefetch(limit=plan.limit, query=_nearest(r)) for r in plan.rankings],
-                with_payload=list(plan.fields),
-            )
-        else:
-            ranked = qe.QueryRequest(
-                limit=plan.limit, query=_nearest(plan.rankings[0]), with_payload=list(plan.fields)
-            )
-        cosines = qe.QueryRequest(limit=plan.limit, query=_nearest(plan.cosines), with_payload=False)
+            return {}
+        requests = [
+            qe.QueryRequest(limit=plan.limit, query=_nearest(r), with_payload=list(plan.fields))
+            for r in plan.rankings
+        ]
         with self._lock:
             try:
-                fused, nearest = self._live().query_batch(qe.QueryBatchRequest([ranked, cosines]))
+                answers = self._live().query_batch(qe.QueryBatchRequest(requests))
             except StoreError:
                 raise
             except Exception as exc:  # the engine raises plain exceptions with its own messages
                 if "dimension" in str(exc).lower():
                     raise StoreError(WRONG_MODEL) from None
                 raise StoreError(f"search failed in {self.root}: {exc}") from None
-        return hits(((p.id, p.score, p.payload) for p in fused), ((p.id, p.score) for p in nearest))
+        return ranked(plan, (((p.score, p.payload) for p in points) for points in answers))
+
+    def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
+        return rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         if not article_ids or self.live_collection() is None:

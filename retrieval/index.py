@@ -9,20 +9,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded, SparseVec
 from retrieval.errors import StoreError as StoreError  # re-exported: callers import it from here
+from retrieval.rescoring import DENSE, LEAD, SPARSE, TITLE, Hit, SearchMode
 
-DENSE = "dense"  # the passage itself (with its title)
-TITLE = "title"  # the article's title: community questions often read like aisafety.info titles
-LEAD = "lead"  # the article's opening passage: what the whole article is about
-SPARSE = "bm25"  # BM25 of the passage (with its title)
+__all__ = ["DENSE", "LEAD", "SPARSE", "TITLE", "Hit", "SearchMode", "StoreError"]
+
+# The named vectors: DENSE the passage itself (with its title); TITLE the article's title (community
+# questions often read like aisafety.info titles); LEAD the article's opening passage (what the whole
+# article is about); SPARSE BM25 of the passage (with its title).
 DENSE_VECTORS = (DENSE, TITLE, LEAD)
-# Rank fusion constant: small, so a passage ranked first by one signal stands out.
-RRF_K = 5
-SearchMode = Literal["hybrid", "dense", "sparse"]
 _ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b8d-4f3a-9c7e-2d1b0a9f8e7d")
 
 
@@ -72,6 +71,10 @@ class VectorStore(Protocol):
 
     def count(self) -> int: ...
 
+    def rankings(
+        self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid"
+    ) -> dict[str, list[Hit]]: ...
+
     def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]: ...
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]: ...
@@ -112,7 +115,7 @@ def add_state(states: dict[str, ArticleState], pl: dict[str, Any]) -> None:
 
 
 # The payload fields a search hit needs (not the hash or chunk bookkeeping): less to send back.
-HIT_FIELDS = ["article_id", "title", "url", "text", "source", "related"]
+HIT_FIELDS = ["article_id", "chunk", "title", "url", "text", "source", "related"]
 
 
 def to_passage(pl: dict[str, Any], *, score: float, dense: float = 0.0) -> Passage:
@@ -149,18 +152,13 @@ class Ranking:
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """What a search asks of a store, in one batched request: the rankings, fused by reciprocal rank
-    (k = RRF_K) when there are several, giving the passages with their payloads; and the passages' dense
-    cosines to the question (ids and scores only). Each backend translates it for its SDK."""
+    """What a search asks of a store, in one batched request: each ranking's best passages with their
+    payloads. The rankings are combined here, not in the store (`retrieval.rescoring`). Each backend
+    translates it for its SDK."""
 
     rankings: tuple[Ranking, ...]
-    cosines: Ranking
     limit: int
     fields: tuple[str, ...] = tuple(HIT_FIELDS)
-
-    @property
-    def fused(self) -> bool:
-        return len(self.rankings) > 1
 
 
 def search_plan(query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> SearchPlan | None:
@@ -169,16 +167,15 @@ def search_plan(query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> 
     sparse = [Ranking(SPARSE, sparse=query.sparse)] if query.sparse.indices else []
     if mode == "sparse" and not sparse:
         return None
-    rankings = {"hybrid": dense + sparse, "dense": dense[:1], "sparse": sparse}[mode]
-    return SearchPlan(tuple(rankings), Ranking(DENSE, dense=query.dense), limit)
+    rankings = dense[:1] if mode == "dense" else sparse if mode == "sparse" else dense + sparse
+    return SearchPlan(tuple(rankings), limit)
 
 
-def hits(
-    ranked: Iterable[tuple[Any, float, dict[str, Any] | None]], cosines: Iterable[tuple[Any, float]]
-) -> list[Passage]:
-    """Search results from a store's answer: (id, score, payload) of the ranked passages and (id, cosine)
-    of the best dense matches. A passage outside those has a cosine below all of theirs: it counts as 0."""
-    cosine = {str(pid): float(score) for pid, score in cosines}
-    return [
-        to_passage(pl or {}, score=float(score), dense=cosine.get(str(pid), 0.0)) for pid, score, pl in ranked
-    ]
+def ranked(
+    plan: SearchPlan, answers: Iterable[Iterable[tuple[float, dict[str, Any] | None]]]
+) -> dict[str, list[Hit]]:
+    """A store's answer to a plan, (score, payload) per point in each ranking, as rankings of hits."""
+    return {
+        r.using: [Hit(float(score), pl or {}) for score, pl in points]
+        for r, points in zip(plan.rankings, answers, strict=True)
+    }

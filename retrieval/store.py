@@ -12,23 +12,24 @@ from urllib.parse import urlsplit, urlunsplit
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from retrieval import rescoring
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
     DENSE_VECTORS,
     NO_INDEX,
-    RRF_K,
     SPARSE,
     WRONG_MODEL,
     ArticleState,
+    Hit,
     Ranking,
     SearchMode,
     StoreError,
     add_state,
     dense_vectors,
-    hits,
     payload,
     point_id,
+    ranked,
     search_plan,
     to_passage,
 )
@@ -204,40 +205,24 @@ class QdrantStore:
             return 0
         return int(self._call(self._client.count, collection_name=self.alias, exact=True).count)
 
-    def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
+    def rankings(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> dict[str, list[Hit]]:
         """The shared search plan, as one batched request to the server."""
         plan = search_plan(query, limit=limit, mode=mode)
         if plan is None:
-            return []
-        ranked = (
+            return {}
+        requests = [
             models.QueryRequest(
-                prefetch=[
-                    models.Prefetch(query=_vector(r), using=r.using, limit=plan.limit) for r in plan.rankings
-                ],
-                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
-                limit=plan.limit,
-                with_payload=list(plan.fields),
+                query=_vector(r), using=r.using, limit=plan.limit, with_payload=list(plan.fields)
             )
-            if plan.fused
-            else models.QueryRequest(
-                query=_vector(plan.rankings[0]),
-                using=plan.rankings[0].using,
-                limit=plan.limit,
-                with_payload=list(plan.fields),
-            )
+            for r in plan.rankings
+        ]
+        answers = self._call(
+            self._client.query_batch_points, collection_name=self.alias, requests=requests, missing=NO_INDEX
         )
-        cosines = models.QueryRequest(
-            query=_vector(plan.cosines), using=plan.cosines.using, limit=plan.limit, with_payload=False
-        )
-        fused, nearest = self._call(
-            self._client.query_batch_points,
-            collection_name=self.alias,
-            requests=[ranked, cosines],
-            missing=NO_INDEX,
-        )
-        return hits(
-            ((p.id, p.score, p.payload) for p in fused.points), ((p.id, p.score) for p in nearest.points)
-        )
+        return ranked(plan, (((p.score, p.payload) for p in answer.points) for answer in answers))
+
+    def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
+        return rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         """The first passage of each of these articles, for "read next" links."""

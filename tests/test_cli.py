@@ -92,6 +92,9 @@ async def test_ingest_search_and_eval_json(env: dict[str, str], tmp_path: Path) 
         '{"q": "best pancake recipe with buttermilk", "relevant": [], "kind": "offtopic"}\n'
     )
     code, out, _ = await run(env, "eval", str(questions), "--json")
+    assert code == 0 and json.loads(out)["abstained_offtopic"] == 1.0  # the calibrated decision
+    # The fixed cosine rule (ABSTAIN_BELOW), so that every figure is known on this four-article library.
+    code, out, _ = await run({**env, "ABSTAIN_BELOW": "0.25"}, "eval", str(questions), "--json")
     result = json.loads(out)
     assert code == 0
     assert set(result) == {

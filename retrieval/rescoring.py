@@ -1,0 +1,210 @@
+"""The second stage of a search: every candidate article rescored from the evidence of all rankings.
+
+A store answers one batched request with four rankings of passages (the passage's dense cosine, the
+article title's, the article lead's, BM25). Plain reciprocal-rank fusion keeps only each passage's rank in
+each. Here every candidate article gets features from all of them: its reciprocal rank and raw score in
+each ranking (how far below the best it is) and how many of its passages each of the passage rankings
+found (agreement between an article's passages). A linear model, fitted on the project's own questions
+with cross-validation (`benchmarks/calibrate.py`, weights in `calibration.json`), scores them.
+
+The same evidence decides whether the library covers a question at all: a logistic model over the best
+dense, title, lead and BM25 scores among the articles found (`on_topic`), calibrated on the project's
+own on-topic, jargon and off-topic sets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from retrieval.documents import Passage
+
+DENSE = "dense"
+TITLE = "title"
+LEAD = "lead"
+SPARSE = "bm25"
+RANKINGS = (DENSE, TITLE, LEAD, SPARSE)
+SearchMode = Literal["hybrid", "rrf", "dense", "sparse"]
+
+# Reciprocal-rank constant: small, so an article ranked first by one signal stands out.
+RRF_K = 5
+# The rank given to an article a ranking did not return.
+ABSENT_RANK = 50
+CALIBRATION = Path(__file__).with_name("calibration.json")
+
+RANK_FEATURES = (
+    "dense_rr",
+    "dense",
+    "dense_passages",
+    "title_rr",
+    "title",
+    "lead_rr",
+    "lead",
+    "bm25_rr",
+    "bm25",
+    "bm25_passages",
+)
+TOPIC_FEATURES = ("dense", "title", "lead", "bm25")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One point a ranking returned: its score there and its stored payload."""
+
+    score: float
+    payload: Mapping[str, Any]
+
+    @property
+    def article_id(self) -> str:
+        return str(self.payload.get("article_id", ""))
+
+
+@dataclass
+class Candidate:
+    """An article some ranking found: its best passage and its evidence from every ranking."""
+
+    article_id: str
+    payload: Mapping[str, Any]
+    rank: dict[str, int]
+    score: dict[str, float]
+    passages: dict[str, int]
+
+    def features(self, best_bm25: float) -> list[float]:
+        out: list[float] = []
+        for name in RANKINGS:
+            raw = self.score.get(name, 0.0)
+            out.append(1.0 / (RRF_K + 1 + self.rank.get(name, ABSENT_RANK)))
+            out.append(raw / best_bm25 if name == SPARSE and best_bm25 > 0 else raw)
+            if name in (DENSE, SPARSE):
+                out.append(math.log1p(self.passages.get(name, 0)))
+        return out
+
+
+def candidates(rankings: Mapping[str, Sequence[Hit]]) -> list[Candidate]:
+    """Every article in any ranking, in the order first seen (dense, then BM25, then title and lead),
+    with its best passage: the first the dense ranking returned, else BM25's, else its lead."""
+    found: dict[str, Candidate] = {}
+    for name in (DENSE, SPARSE, TITLE, LEAD):
+        seen: set[str] = set()
+        for hit in rankings.get(name, ()):
+            aid = hit.article_id
+            c = found.get(aid)
+            if c is None:
+                c = found[aid] = Candidate(aid, hit.payload, {}, {}, {})
+            c.passages[name] = c.passages.get(name, 0) + 1
+            if aid not in seen:
+                seen.add(aid)
+                c.rank[name] = len(seen) - 1
+                c.score[name] = hit.score
+    return list(found.values())
+
+
+@lru_cache(maxsize=1)
+def calibration() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(CALIBRATION.read_text(encoding="utf-8"))
+    return data
+
+
+def _linear(model: Mapping[str, Any], x: Sequence[float]) -> float:
+    return float(model.get("bias", 0.0)) + sum(
+        w * (v - m) / s for v, m, s, w in zip(x, model["mean"], model["scale"], model["weights"], strict=True)
+    )
+
+
+def rescore(
+    found: Sequence[Candidate], model: Mapping[str, Any] | None = None
+) -> list[tuple[float, Candidate]]:
+    """The candidates with their scores, best first."""
+    model = model or calibration()["ranking"]
+    best_bm25 = max((c.score.get(SPARSE, 0.0) for c in found), default=0.0)
+    scored = [(_linear(model, c.features(best_bm25)), c) for c in found]
+    scored.sort(key=lambda sc: -sc[0])
+    return scored
+
+
+def _rrf(rankings: Mapping[str, Sequence[Hit]]) -> list[tuple[float, Hit]]:
+    """Plain reciprocal-rank fusion of the passages (the first stage's order, kept as a baseline)."""
+    fused: dict[tuple[str, Any], list[Any]] = {}
+    for hits in rankings.values():
+        for r, hit in enumerate(hits):
+            key = (hit.article_id, hit.payload.get("chunk"))
+            entry = fused.setdefault(key, [0.0, hit])
+            entry[0] += 1.0 / (RRF_K + 1 + r)
+    return sorted(((float(s), h) for s, h in fused.values()), key=lambda sh: -sh[0])
+
+
+def passages(
+    rankings: Mapping[str, Sequence[Hit]],
+    mode: SearchMode = "hybrid",
+    *,
+    model: Mapping[str, Any] | None = None,
+) -> list[Passage]:
+    """Distinct articles, best first, each as its best passage with its raw score in every ranking."""
+    found = {c.article_id: c for c in candidates(rankings)}
+    if mode == "hybrid":
+        order = [(s, c.article_id) for s, c in rescore(list(found.values()), model)]
+    elif mode == "rrf":
+        order = [(s, h.article_id) for s, h in _rrf(rankings)]
+    else:
+        name = DENSE if mode == "dense" else SPARSE
+        order = [(h.score, h.article_id) for h in rankings.get(name, ())]
+    out: list[Passage] = []
+    taken: set[str] = set()
+    for score, aid in order:
+        if aid in taken:
+            continue
+        taken.add(aid)
+        out.append(_passage(found[aid], score))
+    return out
+
+
+def _passage(c: Candidate, score: float) -> Passage:
+    pl = c.payload
+    return Passage(
+        article_id=c.article_id,
+        title=str(pl.get("title", "")),
+        url=str(pl.get("url", "")),
+        text=str(pl.get("text", "")),
+        score=score,
+        dense_score=c.score.get(DENSE, 0.0),
+        source=str(pl.get("source", "")),
+        related=tuple(pl.get("related") or ()),
+        title_score=c.score.get(TITLE, 0.0),
+        lead_score=c.score.get(LEAD, 0.0),
+        bm25_score=c.score.get(SPARSE, 0.0),
+    )
+
+
+def topic_features(found: Iterable[Passage]) -> list[float]:
+    """The best dense, title and lead cosines and the best BM25 score (log) among the articles found."""
+    found = list(found)
+    best = [
+        max((getattr(p, f) for p in found), default=0.0) for f in ("dense_score", "title_score", "lead_score")
+    ]
+    return [*best, math.log1p(max((p.bm25_score for p in found), default=0.0))]
+
+
+def on_topic(found: Sequence[Passage], model: Mapping[str, Any] | None = None) -> float:
+    """How likely the library covers the question these articles were found for (0-1, calibrated)."""
+    model = model or calibration()["abstention"]
+    z = _linear(model, topic_features(found))
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def covered(found: Sequence[Passage]) -> bool:
+    model = calibration()["abstention"]
+    return bool(found) and on_topic(found, model) >= float(model["threshold"])
+
+
+def written_answer(found: Sequence[Passage], source: str = "aisafety.info") -> Passage | None:
+    """The best article when the question is essentially its title (an aisafety.info question, whose
+    answer the site's editors wrote): its title cosine at or above the calibrated threshold."""
+    if not found or found[0].source != source:
+        return None
+    threshold = float(calibration()["written_answer"]["title_cosine"])
+    return found[0] if found[0].title_score >= threshold else None

@@ -1,0 +1,93 @@
+"""The second stage of a search and the calibrated decisions read from it (retrieval/rescoring.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from retrieval import rescoring
+from retrieval.documents import Passage
+from retrieval.rescoring import ABSENT_RANK, RANK_FEATURES, TOPIC_FEATURES, Hit
+
+
+def _hit(article: str, score: float, chunk: int = 0, source: str = "aisafety.info") -> Hit:
+    return Hit(
+        score,
+        {
+            "article_id": article,
+            "chunk": chunk,
+            "title": article.upper(),
+            "url": f"https://e.org/{article}",
+            "text": f"text {chunk}",
+            "source": source,
+        },
+    )
+
+
+RANKINGS = {
+    "dense": [_hit("a", 0.62, 3), _hit("b", 0.60, 1), _hit("a", 0.55, 4)],
+    "title": [_hit("b", 0.81), _hit("a", 0.40)],
+    "lead": [_hit("b", 0.50)],
+    "bm25": [_hit("c", 9.0, 2), _hit("b", 4.5, 1)],
+}
+
+
+def test_every_candidate_carries_its_evidence_from_every_ranking() -> None:
+    found = {c.article_id: c for c in rescoring.candidates(RANKINGS)}
+    assert set(found) == {"a", "b", "c"}
+    a, b, c = found["a"], found["b"], found["c"]
+    assert a.payload["chunk"] == 3  # the best passage: the dense ranking's first of the article
+    assert c.payload["chunk"] == 2  # only BM25 found it
+    assert a.passages == {"dense": 2, "title": 1} and b.passages["bm25"] == 1
+    assert b.rank == {"dense": 1, "title": 0, "lead": 0, "bm25": 1}
+    features = dict(zip(RANK_FEATURES, c.features(best_bm25=9.0), strict=True))
+    assert features["dense_rr"] == 1 / (rescoring.RRF_K + 1 + ABSENT_RANK) and features["dense"] == 0.0
+    assert features["bm25"] == 1.0 and features["bm25_rr"] == 1 / (rescoring.RRF_K + 1)
+    assert features["bm25_passages"] == math.log1p(1)
+
+
+def test_the_model_orders_the_articles_and_each_passage_keeps_its_raw_scores() -> None:
+    only_title = {
+        "features": list(RANK_FEATURES),
+        "mean": [0.0] * 10,
+        "scale": [1.0] * 10,
+        "weights": [0.0] * 10,
+    }
+    only_title["weights"][RANK_FEATURES.index("title")] = 1.0
+    ranked = rescoring.passages(RANKINGS, model=only_title)
+    assert [p.article_id for p in ranked] == ["b", "a", "c"]
+    b = ranked[0]
+    assert (b.dense_score, b.title_score, b.lead_score, b.bm25_score) == (0.60, 0.81, 0.50, 4.5)
+    assert [p.article_id for p in rescoring.passages(RANKINGS, "dense")] == ["a", "b"]
+    assert [p.article_id for p in rescoring.passages(RANKINGS, "sparse")] == ["c", "b"]
+    assert rescoring.passages(RANKINGS, "rrf")[0].article_id == "b"  # first in two rankings
+
+
+def _passage(dense: float, title: float, lead: float, bm25: float, source: str = "aisafety.info") -> Passage:
+    return Passage("x", "X", "https://e.org/x", "t", 0.0, dense, source, (), title, lead, bm25)
+
+
+def test_the_topic_decision_rises_with_the_evidence_and_needs_some() -> None:
+    weak = [_passage(0.2, 0.15, 0.2, 2.0)]
+    strong = [_passage(0.7, 0.8, 0.6, 20.0)]
+    assert rescoring.on_topic(weak) < rescoring.on_topic(strong)
+    assert not rescoring.covered(weak) and rescoring.covered(strong)
+    assert not rescoring.covered([])
+    assert rescoring.topic_features(weak + strong) == [0.7, 0.8, 0.6, math.log1p(20.0)]
+
+
+def test_a_written_answer_leads_only_for_an_aisafety_info_question_matched_by_its_title() -> None:
+    threshold = rescoring.calibration()["written_answer"]["title_cosine"]
+    assert rescoring.written_answer([_passage(0.7, threshold + 0.01, 0.6, 9.0)]) is not None
+    assert rescoring.written_answer([_passage(0.7, threshold - 0.01, 0.6, 9.0)]) is None
+    assert rescoring.written_answer([_passage(0.7, 0.99, 0.6, 9.0, source="ai-safety-atlas")]) is None
+    assert rescoring.written_answer([]) is None
+
+
+def test_the_calibration_file_matches_the_features_the_code_computes() -> None:
+    data = json.loads(rescoring.CALIBRATION.read_text(encoding="utf-8"))
+    assert data["ranking"]["features"] == list(RANK_FEATURES)
+    assert data["abstention"]["features"] == list(TOPIC_FEATURES)
+    for model in (data["ranking"], data["abstention"]):
+        assert len(model["mean"]) == len(model["scale"]) == len(model["weights"]) == len(model["features"])
+    assert 0 < data["abstention"]["threshold"] < 1 and 0 < data["written_answer"]["title_cosine"] <= 1
