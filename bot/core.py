@@ -51,6 +51,7 @@ class Prepared:
     passages: list[Passage]
     spare: list[Passage]
     prompt: str
+    written: Passage | None = None  # aisafety.info's answer to essentially this question, source [1]
 
 
 class AnswerCore:
@@ -127,8 +128,9 @@ class AnswerCore:
         query = await self.search_query(question, history)
         found = await self.retrieve(query)
         passages, spare = found[: self.top_k], found[self.top_k :]
-        prompt = prompts.user_message(question.text.strip(), passages, history)
-        return Prepared(query, passages, spare, prompt)
+        written = rescoring.written_answer(passages)
+        prompt = prompts.user_message(question.text.strip(), passages, history, written=written is not None)
+        return Prepared(query, passages, spare, prompt, written)
 
     def declines(self, question: Question) -> bool:
         """Nothing but instructions aimed at the bot: no question to search, nothing for the model."""
@@ -189,7 +191,7 @@ class AnswerCore:
         query, passages, spare = prepared.query, prepared.passages, prepared.spare
         abstain = self.should_abstain(passages)
         if found is not None and not abstain:
-            found.append(_offer(passages, "the answer was cut short."))
+            found.append(_offer(passages, "the answer was cut short.", prepared.written))
 
         if abstain:
             nearest = tuple(_as_source(i, p) for i, p in enumerate(passages[:READ_NEXT], start=1))
@@ -200,16 +202,22 @@ class AnswerCore:
             yield Answer(prompts.abstain_text(nearest), (), "abstain", read_next=nearest, search_query=query)
             return
 
+        written = prepared.written
         if self.llm is None:
-            yield await self._retrieval_only(passages, spare, self.llm_unavailable_reason, query)
+            yield await self._retrieval_only(
+                passages, spare, self.llm_unavailable_reason, query, written=written
+            )
             return
         if self.budget is not None and await self.budget.exhausted():
             reason = "today's language-model budget is used up, so I'm answering from the articles only."
-            yield await self._retrieval_only(passages, spare, reason, query)
+            yield await self._retrieval_only(passages, spare, reason, query, written=written)
             return
 
         usage = Usage()
         parts: list[str] = []
+        lead = f"{prompts.written_lead(written.title, written.url)}\n\n" if written else ""
+        if lead:
+            yield lead
         try:
             remaining = max(1.0, self.deadline_s - (time.monotonic() - started))
             async with asyncio.timeout(remaining):
@@ -232,26 +240,28 @@ class AnswerCore:
                 "the language model is unavailable right now.",
                 query,
                 interrupted=bool(parts),
+                written=written,
             )
             return
 
         await self._count_tokens(usage)
         library = {p.url for p in passages + spare}
         text = prompts.unmask_links("".join(parts), library)
-        cleaned, sources = prompts.renumber_citations(text, passages)
+        cleaned, sources = prompts.renumber_citations(text, passages, keep_first=written is not None)
         if not cleaned:
             yield await self._retrieval_only(
-                passages, spare, "the language model gave an empty answer.", query
+                passages, spare, "the language model gave an empty answer.", query, written=written
             )
             return
         read_next = await self._read_next(sources, passages + spare)
         yield Answer(
-            cleaned,
+            lead + cleaned,
             tuple(sources),
             "llm",
             read_next=read_next,
             search_query=query,
             usage={"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            written_answer=written.article_id if written else "",
         )
 
     async def _count_tokens(self, usage: Usage) -> None:
@@ -267,8 +277,9 @@ class AnswerCore:
         query: str,
         *,
         interrupted: bool = False,
+        written: Passage | None = None,
     ) -> Answer:
-        offer = _offer(passages, reason)
+        offer = _offer(passages, reason, written)
         read_next = await self._read_next(offer.sources, passages + spare)
         notice = "The answer was cut off; here is what the articles say instead." if interrupted else ""
         return replace(offer, read_next=read_next, notice=notice, search_query=query)
@@ -304,10 +315,14 @@ class AnswerCore:
         return tuple(out)
 
 
-def _offer(passages: Sequence[Passage], reason: str) -> Answer:
-    """The retrieval-only answer: the passages found, numbered, with a short excerpt each."""
+def _offer(passages: Sequence[Passage], reason: str, written: Passage | None = None) -> Answer:
+    """The retrieval-only answer: the passages found, numbered, with a short excerpt each; led by the
+    answer aisafety.info's editors wrote, when the question is essentially one of theirs."""
     sources = tuple(_as_source(i, p) for i, p in enumerate(passages, start=1))
-    return Answer(prompts.retrieval_only_text(sources, reason), sources, "retrieval-only")
+    text = prompts.retrieval_only_text(sources, reason)
+    if written is not None:
+        text = f"{prompts.written_lead(written.title, written.url)}\n\n{text}"
+    return Answer(text, sources, "retrieval-only", written_answer=written.article_id if written else "")
 
 
 def _as_source(n: int, p: Passage) -> Source:

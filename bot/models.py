@@ -44,6 +44,7 @@ class Answer:
     search_query: str = ""
     usage: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: retrieval, first_token, done
+    written_answer: str = ""  # the id of the aisafety.info article the reply leads with, if any
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -51,4 +52,5 @@ class Answer:
             "mode": self.mode,
             "sources": [{"n": s.n, "id": s.id, "title": s.title, "url": s.url} for s in self.sources],
             "read_next": [{"id": s.id, "title": s.title, "url": s.url} for s in self.read_next],
+            "written_answer": self.written_answer or None,
         }

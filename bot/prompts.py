@@ -68,12 +68,26 @@ def conversation_block(history: Sequence[Turn]) -> str:
     return "<conversation>\n" + "\n".join(lines) + "\n</conversation>\n\n"
 
 
-def user_message(question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> str:
+WRITTEN_NOTE = (
+    "Source [1] is the answer aisafety.info's editors wrote to essentially this question: build your "
+    "answer on it, cite it as [1], and add from the other sources what it leaves out."
+)
+
+
+def user_message(
+    question: str, passages: Sequence[Passage], history: Sequence[Turn], *, written: bool = False
+) -> str:
     return (
         f"{source_blocks(passages)}\n\n{conversation_block(history)}"
         f"<question>\n{_data(question)}\n</question>\n\n"
-        "Answer the question from the sources, citing them as [n]."
+        "Answer the question from the sources, citing them as [n]." + (f" {WRITTEN_NOTE}" if written else "")
     )
+
+
+def written_lead(title: str, url: str) -> str:
+    """The line a reply opens with when aisafety.info's editors have answered the question."""
+    title = title.replace("[", "(").replace("]", ")")
+    return f"**aisafety.info's editors have answered this question:** [{title}]({url})"
 
 
 def condense_message(question: str, history: Sequence[Turn]) -> str:
@@ -100,10 +114,15 @@ def trim_history(history: Sequence[Turn], budget_tokens: int) -> tuple[Turn, ...
     return tuple(reversed(kept))
 
 
-def renumber_citations(text: str, passages: Sequence[Passage]) -> tuple[str, list[Source]]:
-    """Keep only sources the answer cites, numbered in order of first use; drop numbers with no source."""
+def renumber_citations(
+    text: str, passages: Sequence[Passage], *, keep_first: bool = False
+) -> tuple[str, list[Source]]:
+    """Keep only sources the answer cites, numbered in order of first use; drop numbers with no source.
+    With `keep_first`, source [1] stays [1] (an answer written by aisafety.info's editors)."""
     order: dict[int, int] = {}  # original number -> new number
     by_article: dict[str, int] = {}
+    if keep_first and passages:
+        order[1] = by_article[passages[0].article_id] = 1
 
     def replace(match: re.Match[str]) -> str:
         new_numbers: list[int] = []
