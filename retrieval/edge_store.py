@@ -38,6 +38,7 @@ from retrieval.index import (
     SearchMode,
     StoreError,
     add_state,
+    complete,
     dense_vectors,
     payload,
     point_id,
@@ -297,7 +298,7 @@ class EdgeStore:
         if plan is None:
             return {}
         requests = [
-            qe.QueryRequest(limit=plan.limit, query=_nearest(r), with_payload=list(plan.fields))
+            qe.QueryRequest(limit=plan.limit, query=_nearest(r), with_payload=plan.fields_for(r))
             for r in plan.rankings
         ]
         with self._lock:
@@ -312,7 +313,7 @@ class EdgeStore:
         return ranked(plan, (((p.score, p.payload) for p in points) for points in answers))
 
     def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
-        return rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode)
+        return complete(rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode), self.articles)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         if not article_ids or self.live_collection() is None:

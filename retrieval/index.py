@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from retrieval.documents import Chunk, Document, Passage
@@ -159,6 +159,23 @@ class SearchPlan:
     rankings: tuple[Ranking, ...]
     limit: int
     fields: tuple[str, ...] = tuple(HIT_FIELDS)
+
+    def fields_for(self, r: Ranking) -> list[str]:
+        """The title and lead rankings only vouch for articles the passage rankings mostly return with
+        their text already: their hits come back without it (`complete` fetches it when needed)."""
+        if r.using in (TITLE, LEAD) and len(self.rankings) > 1:
+            return [f for f in self.fields if f != "text"]
+        return list(self.fields)
+
+
+def complete(found: list[Passage], articles: Any, first: int = 10) -> list[Passage]:
+    """Fill in the text of any of the `first` results that came back without it (an article only the
+    title or lead ranking found), with one lookup of their first passages (`articles(ids)`)."""
+    missing = [p.article_id for p in found[:first] if not p.text]
+    if not missing:
+        return found
+    texts = {aid: p.text for aid, p in articles(missing).items()}
+    return [replace(p, text=texts.get(p.article_id, p.text)) if not p.text else p for p in found]
 
 
 def search_plan(query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> SearchPlan | None:

@@ -26,6 +26,7 @@ from retrieval.index import (
     SearchMode,
     StoreError,
     add_state,
+    complete,
     dense_vectors,
     payload,
     point_id,
@@ -212,7 +213,7 @@ class QdrantStore:
             return {}
         requests = [
             models.QueryRequest(
-                query=_vector(r), using=r.using, limit=plan.limit, with_payload=list(plan.fields)
+                query=_vector(r), using=r.using, limit=plan.limit, with_payload=plan.fields_for(r)
             )
             for r in plan.rankings
         ]
@@ -222,7 +223,7 @@ class QdrantStore:
         return ranked(plan, (((p.score, p.payload) for p in answer.points) for answer in answers))
 
     def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
-        return rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode)
+        return complete(rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode), self.articles)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         """The first passage of each of these articles, for "read next" links."""

@@ -19,9 +19,28 @@ def test_offtopic_set() -> None:
     assert len({i.question.lower() for i in items}) == len(items)  # no duplicates
 
 
-def test_jargon_set_points_at_real_articles() -> None:
-    items = load_eval(DATA / "jargon.jsonl")
-    assert len(items) >= 30 and all(i.relevant for i in items)
+def test_ontopic_set_is_varied_and_apart_from_the_eval_files() -> None:
+    items = load_eval(DATA / "ontopic.jsonl")
+    assert len(items) >= 200 and all(i.relevant for i in items)
+    kinds = Counter(i.kind for i in items)
+    assert {"paraphrase", "skeptic", "howto", "concept"} <= set(kinds) and min(kinds.values()) >= 20
+    assert len({i.question.lower() for i in items}) == len(items)
+    assert sum(len(i.question.split()) >= 12 for i in items) >= 40  # chatty ones too, not only titles
+    # Written for the project: no question copies one of the library's titles or of the check sets.
+    own = {i.question.lower().strip(" ?") for i in items}
+    corpus = need_corpus()
+    titles = {
+        json.loads(line)["title"].lower().strip(" ?")
+        for line in (corpus / "aisafety.info.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    }
+    dev = {i.question.lower().strip(" ?") for i in load_eval(corpus.parent / "eval" / "dev.jsonl")}
+    assert own.isdisjoint(titles) and own.isdisjoint(dev)
+
+
+def test_answerable_sets_point_at_real_articles() -> None:
+    items = load_eval(DATA / "jargon.jsonl") + load_eval(DATA / "ontopic.jsonl")
+    assert all(i.relevant for i in items)
     corpus = need_corpus()
     ids = {
         json.loads(line)["id"]

@@ -91,3 +91,18 @@ def test_the_calibration_file_matches_the_features_the_code_computes() -> None:
     for model in (data["ranking"], data["abstention"]):
         assert len(model["mean"]) == len(model["scale"]) == len(model["weights"]) == len(model["features"])
     assert 0 < data["abstention"]["threshold"] < 1 and 0 < data["written_answer"]["title_cosine"] <= 1
+
+
+def test_a_result_without_its_text_gets_it_from_one_lookup() -> None:
+    from retrieval.index import complete
+
+    asked: list[list[str]] = []
+
+    def articles(ids: list[str]) -> dict[str, Passage]:
+        asked.append(list(ids))
+        return {i: Passage(i, i, f"https://e.org/{i}", f"lead of {i}", 0.0, 0.0) for i in ids}
+
+    found = [_passage(0.5, 0.9, 0.5, 3.0), Passage("y", "Y", "https://e.org/y", "", 0.0, 0.0)]
+    filled = complete(found, articles)
+    assert [p.text for p in filled] == ["t", "lead of y"] and asked == [["y"]]
+    assert complete(filled, articles) == filled and len(asked) == 1  # nothing missing: no lookup
