@@ -59,6 +59,8 @@ class Passage:
     title_score: float = 0.0
     lead_score: float = 0.0
     bm25_score: float = 0.0
+    # The question's cosine to the nearest request the library is not for (retrieval/rescoring.py).
+    offtopic_cosine: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -49,7 +49,8 @@ RANK_FEATURES = (
     "bm25",
     "bm25_passages",
 )
-TOPIC_FEATURES = ("dense", "title", "lead", "bm25")
+TOPIC_FEATURES = ("dense", "title", "lead", "bm25", "offtopic")
+OFFTOPIC_EXAMPLES = Path(__file__).with_name("offtopic_examples.txt")
 
 
 @dataclass(frozen=True)
@@ -181,12 +182,41 @@ def _passage(c: Candidate, score: float) -> Passage:
 
 
 def topic_features(found: Iterable[Passage]) -> list[float]:
-    """The best dense, title and lead cosines and the best BM25 score (log) among the articles found."""
+    """The best dense, title and lead cosines and the best BM25 score (log) among the articles found,
+    and the question's cosine to the nearest of the requests the library is not for."""
     found = list(found)
     best = [
         max((getattr(p, f) for p in found), default=0.0) for f in ("dense_score", "title_score", "lead_score")
     ]
-    return [*best, math.log1p(max((p.bm25_score for p in found), default=0.0))]
+    return [
+        *best,
+        math.log1p(max((p.bm25_score for p in found), default=0.0)),
+        max((p.offtopic_cosine for p in found), default=0.0),
+    ]
+
+
+def offtopic_examples() -> list[str]:
+    lines = OFFTOPIC_EXAMPLES.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+class OfftopicExamples:
+    """The requests the library is not for, embedded once; `nearest` is a question's cosine to the
+    closest of them (the vectors are normalised, so a dot product)."""
+
+    def __init__(self, vectors: Sequence[Sequence[float]]):
+        import numpy as np  # loaded with the embedding model anyway; not at import time
+
+        self._matrix = np.asarray(vectors, dtype=np.float32)
+
+    def nearest(self, vector: Sequence[float]) -> float:
+        import numpy as np
+
+        return float(np.max(self._matrix @ np.asarray(vector, dtype=np.float32)))
+
+    def mark(self, found: Sequence[Passage], vector: Sequence[float]) -> list[Passage]:
+        cosine = self.nearest(vector)
+        return [replace(p, offtopic_cosine=cosine) for p in found]
 
 
 def on_topic(found: Sequence[Passage], model: Mapping[str, Any] | None = None) -> float:

@@ -9,9 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from retrieval import rescoring
 from retrieval.documents import Passage
 from retrieval.embeddings import Embedded, Embedder
+from retrieval.glossary import expand
 from retrieval.index import SearchMode, VectorStore
+from retrieval.rescoring import OfftopicExamples
 
 # Passages fetched per query: several passages of one long article often rank together, so we fetch
 # more than we return. A fixed number for the usual k, so rankings do not depend on k.
@@ -81,17 +84,27 @@ class HybridRetriever:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval")
         self._waiting: list[_Job] = []
         self._lock = threading.Lock()
+        self._examples: OfftopicExamples | None = None
+        self._examples_lock = threading.Lock()
+
+    def offtopic(self) -> OfftopicExamples:
+        """The requests the library is not for, embedded on first use (a warm-up does it)."""
+        with self._examples_lock:
+            if self._examples is None:
+                texts = rescoring.offtopic_examples()
+                self._examples = OfftopicExamples([e.dense for e in self.embedder.embed_queries(texts)])
+            return self._examples
 
     def search_embedded(self, query: Embedded, *, k: int) -> list[Passage]:
         passages = self.store.search(query, limit=max(CANDIDATES, k * 5), mode=self.mode)
-        return distinct_articles(passages, k)
+        return self.offtopic().mark(distinct_articles(passages, k), query.dense)
 
     def search_sync(self, query: str, *, k: int = 5) -> list[Passage]:
-        return self.search_embedded(self.embedder.embed_queries([query])[0], k=k)
+        return self.search_embedded(self.embedder.embed_queries([expand(query)])[0], k=k)
 
     async def search(self, query: str, *, k: int = 5) -> list[Passage]:
         loop = asyncio.get_running_loop()
-        job = _Job(query, k, loop, loop.create_future())
+        job = _Job(expand(query), k, loop, loop.create_future())
         with self._lock:
             self._waiting.append(job)
         self._thread.submit(self._take_batch)

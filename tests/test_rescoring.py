@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from retrieval import rescoring
 from retrieval.documents import Passage
 from retrieval.rescoring import ABSENT_RANK, RANK_FEATURES, TOPIC_FEATURES, Hit
@@ -73,7 +75,7 @@ def test_the_topic_decision_rises_with_the_evidence_and_needs_some() -> None:
     assert rescoring.on_topic(weak) < rescoring.on_topic(strong)
     assert not rescoring.covered(weak) and rescoring.covered(strong)
     assert not rescoring.covered([])
-    assert rescoring.topic_features(weak + strong) == [0.7, 0.8, 0.6, math.log1p(20.0)]
+    assert rescoring.topic_features(weak + strong) == [0.7, 0.8, 0.6, math.log1p(20.0), 0.0]
 
 
 def test_a_written_answer_leads_only_for_an_aisafety_info_question_matched_by_its_title() -> None:
@@ -106,3 +108,21 @@ def test_a_result_without_its_text_gets_it_from_one_lookup() -> None:
     filled = complete(found, articles)
     assert [p.text for p in filled] == ["t", "lead of y"] and asked == [["y"]]
     assert complete(filled, articles) == filled and len(asked) == 1  # nothing missing: no lookup
+
+
+def test_the_nearest_request_the_library_is_not_for_is_measured_on_every_result() -> None:
+    examples = rescoring.OfftopicExamples([[1.0, 0.0], [0.0, 1.0]])
+    assert examples.nearest([0.6, 0.8]) == pytest.approx(0.8)
+    marked = examples.mark([_passage(0.5, 0.5, 0.5, 3.0)] * 2, [1.0, 0.0])
+    assert [p.offtopic_cosine for p in marked] == [1.0, 1.0]
+    assert rescoring.topic_features(marked)[-1] == 1.0
+    texts = rescoring.offtopic_examples()
+    assert len(texts) >= 100 and not any(t.startswith("#") for t in texts)
+    # Written apart from the evaluation set, so that set measures them fairly.
+    from tests.conftest import ROOT
+
+    evaluation = {
+        json.loads(line)["q"].lower()
+        for line in (ROOT / "benchmarks" / "data" / "offtopic.jsonl").read_text(encoding="utf-8").splitlines()
+    }
+    assert not evaluation & {t.lower() for t in texts}
