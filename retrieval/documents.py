@@ -56,6 +56,7 @@ class Passage:
     related: tuple[str, ...] = field(default=())
     # The article's raw scores in the other rankings (0 where it was not found): the evidence the
     # rescoring and the abstention decision read.
+    chunk: int = 0  # the passage's number within its article
     title_score: float = 0.0
     lead_score: float = 0.0
     bm25_score: float = 0.0

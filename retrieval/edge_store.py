@@ -44,6 +44,8 @@ from retrieval.index import (
     point_id,
     ranked,
     search_plan,
+    text_points,
+    texts_from,
     to_passage,
 )
 
@@ -312,8 +314,22 @@ class EdgeStore:
                 raise StoreError(f"search failed in {self.root}: {exc}") from None
         return ranked(plan, (((p.score, p.payload) for p in points) for points in answers))
 
-    def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
-        return complete(rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode), self.articles)
+    def search(
+        self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid", top: int | None = None
+    ) -> list[Passage]:
+        """The best `top` articles (all found when None), each as its best passage with its text."""
+        found = rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode)
+        return complete(found[:top], self.texts)
+
+    def texts(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        if not keys or self.live_collection() is None:
+            return {}
+        ids: list[Any] = text_points(keys)
+        with self._lock:
+            records = self._live().retrieve(
+                ids, with_payload=["article_id", "chunk", "text"], with_vector=False
+            )
+        return texts_from(r.payload for r in records)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         if not article_ids or self.live_collection() is None:

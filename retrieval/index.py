@@ -7,7 +7,7 @@ qdrant-client) and `retrieval.edge_store.EdgeStore` (Qdrant's in-process engine,
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -75,7 +75,11 @@ class VectorStore(Protocol):
         self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid"
     ) -> dict[str, list[Hit]]: ...
 
-    def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]: ...
+    def search(
+        self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid", top: int | None = None
+    ) -> list[Passage]: ...
+
+    def texts(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]: ...
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]: ...
 
@@ -161,21 +165,33 @@ class SearchPlan:
     fields: tuple[str, ...] = tuple(HIT_FIELDS)
 
     def fields_for(self, r: Ranking) -> list[str]:
-        """The title and lead rankings only vouch for articles the passage rankings mostly return with
-        their text already: their hits come back without it (`complete` fetches it when needed)."""
-        if r.using in (TITLE, LEAD) and len(self.rankings) > 1:
-            return [f for f in self.fields if f != "text"]
-        return list(self.fields)
+        """Hits come back without their text: a search ranks 50 passages a ranking and keeps a few
+        articles, whose passages' text one lookup then fetches (`complete`)."""
+        return [f for f in self.fields if f != "text"]
 
 
-def complete(found: list[Passage], articles: Any, first: int = 10) -> list[Passage]:
-    """Fill in the text of any of the `first` results that came back without it (an article only the
-    title or lead ranking found), with one lookup of their first passages (`articles(ids)`)."""
-    missing = [p.article_id for p in found[:first] if not p.text]
+Texts = Callable[[Sequence[tuple[str, int]]], dict[tuple[str, int], str]]
+
+
+def complete(found: list[Passage], texts: Texts) -> list[Passage]:
+    """The results with their passages' text, fetched in one lookup by (article id, passage number)."""
+    missing = [(p.article_id, p.chunk) for p in found if not p.text]
     if not missing:
         return found
-    texts = {aid: p.text for aid, p in articles(missing).items()}
-    return [replace(p, text=texts.get(p.article_id, p.text)) if not p.text else p for p in found]
+    got = texts(missing)
+    return [replace(p, text=got.get((p.article_id, p.chunk), "")) if not p.text else p for p in found]
+
+
+def text_points(keys: Sequence[tuple[str, int]]) -> list[str]:
+    return [point_id(article_id, chunk) for article_id, chunk in keys]
+
+
+def texts_from(payloads: Iterable[dict[str, Any] | None]) -> dict[tuple[str, int], str]:
+    out = {}
+    for pl in payloads:
+        pl = pl or {}
+        out[(str(pl.get("article_id", "")), int(pl.get("chunk", 0)))] = str(pl.get("text", ""))
+    return out
 
 
 def search_plan(query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> SearchPlan | None:

@@ -175,6 +175,7 @@ def _passage(c: Candidate, score: float) -> Passage:
         dense_score=c.score.get(DENSE, 0.0),
         source=str(pl.get("source", "")),
         related=tuple(pl.get("related") or ()),
+        chunk=int(pl.get("chunk", 0)),
         title_score=c.score.get(TITLE, 0.0),
         lead_score=c.score.get(LEAD, 0.0),
         bm25_score=c.score.get(SPARSE, 0.0),

@@ -96,7 +96,7 @@ class HybridRetriever:
             return self._examples
 
     def search_embedded(self, query: Embedded, *, k: int) -> list[Passage]:
-        passages = self.store.search(query, limit=max(CANDIDATES, k * 5), mode=self.mode)
+        passages = self.store.search(query, limit=max(CANDIDATES, k * 5), mode=self.mode, top=k)
         return self.offtopic().mark(distinct_articles(passages, k), query.dense)
 
     def search_sync(self, query: str, *, k: int = 5) -> list[Passage]:

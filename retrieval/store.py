@@ -32,6 +32,8 @@ from retrieval.index import (
     point_id,
     ranked,
     search_plan,
+    text_points,
+    texts_from,
     to_passage,
 )
 
@@ -222,8 +224,24 @@ class QdrantStore:
         )
         return ranked(plan, (((p.score, p.payload) for p in answer.points) for answer in answers))
 
-    def search(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> list[Passage]:
-        return complete(rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode), self.articles)
+    def search(
+        self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid", top: int | None = None
+    ) -> list[Passage]:
+        """The best `top` articles (all found when None), each as its best passage with its text."""
+        found = rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode)
+        return complete(found[:top], self.texts)
+
+    def texts(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        if not keys:
+            return {}
+        points = self._call(
+            self._client.retrieve,
+            collection_name=self.alias,
+            ids=text_points(keys),
+            with_payload=["article_id", "chunk", "text"],
+            with_vectors=False,
+        )
+        return texts_from(p.payload for p in points)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         """The first passage of each of these articles, for "read next" links."""

@@ -66,7 +66,18 @@ def test_the_model_orders_the_articles_and_each_passage_keeps_its_raw_scores() -
 
 
 def _passage(dense: float, title: float, lead: float, bm25: float, source: str = "aisafety.info") -> Passage:
-    return Passage("x", "X", "https://e.org/x", "t", 0.0, dense, source, (), title, lead, bm25)
+    return Passage(
+        "x",
+        "X",
+        "https://e.org/x",
+        "t",
+        0.0,
+        dense,
+        source,
+        title_score=title,
+        lead_score=lead,
+        bm25_score=bm25,
+    )
 
 
 def test_the_topic_decision_rises_with_the_evidence_and_needs_some() -> None:
@@ -95,19 +106,19 @@ def test_the_calibration_file_matches_the_features_the_code_computes() -> None:
     assert 0 < data["abstention"]["threshold"] < 1 and 0 < data["written_answer"]["title_cosine"] <= 1
 
 
-def test_a_result_without_its_text_gets_it_from_one_lookup() -> None:
+def test_results_get_their_passages_text_from_one_lookup() -> None:
     from retrieval.index import complete
 
-    asked: list[list[str]] = []
+    asked: list[list[tuple[str, int]]] = []
 
-    def articles(ids: list[str]) -> dict[str, Passage]:
-        asked.append(list(ids))
-        return {i: Passage(i, i, f"https://e.org/{i}", f"lead of {i}", 0.0, 0.0) for i in ids}
+    def texts(keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        asked.append(list(keys))
+        return {(a, c): f"passage {c} of {a}" for a, c in keys}
 
-    found = [_passage(0.5, 0.9, 0.5, 3.0), Passage("y", "Y", "https://e.org/y", "", 0.0, 0.0)]
-    filled = complete(found, articles)
-    assert [p.text for p in filled] == ["t", "lead of y"] and asked == [["y"]]
-    assert complete(filled, articles) == filled and len(asked) == 1  # nothing missing: no lookup
+    found = [_passage(0.5, 0.9, 0.5, 3.0), Passage("y", "Y", "https://e.org/y", "", 0.0, 0.0, chunk=4)]
+    filled = complete(found, texts)
+    assert [p.text for p in filled] == ["t", "passage 4 of y"] and asked == [[("y", 4)]]
+    assert complete(filled, texts) == filled and len(asked) == 1  # nothing missing: no lookup
 
 
 def test_the_nearest_request_the_library_is_not_for_is_measured_on_every_result() -> None:
