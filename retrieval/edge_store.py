@@ -24,7 +24,6 @@ from typing import IO, Any
 
 import qdrant_edge as qe
 
-from retrieval import rescoring
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
@@ -38,7 +37,7 @@ from retrieval.index import (
     SearchMode,
     StoreError,
     add_state,
-    complete,
+    best_articles,
     dense_vectors,
     payload,
     point_id,
@@ -317,9 +316,7 @@ class EdgeStore:
     def search(
         self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid", top: int | None = None
     ) -> list[Passage]:
-        """The best `top` articles (all found when None), each as its best passage with its text."""
-        found = rescoring.passages(self.rankings(query, limit=limit, mode=mode), mode)
-        return complete(found[:top], self.texts)
+        return best_articles(self, query, limit=limit, mode=mode, top=top)
 
     def texts(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
         if not keys or self.live_collection() is None:

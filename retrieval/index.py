@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from retrieval import rescoring
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded, SparseVec
 from retrieval.errors import StoreError as StoreError  # re-exported: callers import it from here
@@ -180,6 +181,15 @@ def complete(found: list[Passage], texts: Texts) -> list[Passage]:
         return found
     got = texts(missing)
     return [replace(p, text=got.get((p.article_id, p.chunk), "")) if not p.text else p for p in found]
+
+
+def best_articles(
+    store: VectorStore, query: Embedded, *, limit: int, mode: SearchMode, top: int | None
+) -> list[Passage]:
+    """Every backend's search: its rankings, rescored (`retrieval.rescoring`); the best `top` articles
+    (all found when None), each as its best passage, with its text."""
+    found = rescoring.passages(store.rankings(query, limit=limit, mode=mode), mode)
+    return complete(found[:top], store.texts)
 
 
 def text_points(keys: Sequence[tuple[str, int]]) -> list[str]:
