@@ -28,6 +28,7 @@ from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
     DENSE_VECTORS,
+    HIT_FIELDS,
     NO_INDEX,
     SPARSE,
     WRONG_MODEL,
@@ -38,13 +39,13 @@ from retrieval.index import (
     StoreError,
     add_state,
     best_articles,
+    by_passage,
     dense_vectors,
+    passage_points,
     payload,
     point_id,
     ranked,
     search_plan,
-    text_points,
-    texts_from,
     to_passage,
 )
 
@@ -318,15 +319,13 @@ class EdgeStore:
     ) -> list[Passage]:
         return best_articles(self, query, limit=limit, mode=mode, top=top)
 
-    def texts(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    def payloads(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], dict[str, Any]]:
         if not keys or self.live_collection() is None:
             return {}
-        ids: list[Any] = text_points(keys)
+        ids: list[Any] = passage_points(keys)
         with self._lock:
-            records = self._live().retrieve(
-                ids, with_payload=["article_id", "chunk", "text"], with_vector=False
-            )
-        return texts_from(r.payload for r in records)
+            records = self._live().retrieve(ids, with_payload=HIT_FIELDS, with_vector=False)
+        return by_passage(r.payload for r in records)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         if not article_ids or self.live_collection() is None:

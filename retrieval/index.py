@@ -80,7 +80,7 @@ class VectorStore(Protocol):
         self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid", top: int | None = None
     ) -> list[Passage]: ...
 
-    def texts(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]: ...
+    def payloads(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], dict[str, Any]]: ...
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]: ...
 
@@ -166,41 +166,53 @@ class SearchPlan:
     fields: tuple[str, ...] = tuple(HIT_FIELDS)
 
     def fields_for(self, r: Ranking) -> list[str]:
-        """Hits come back without their text: a search ranks 50 passages a ranking and keeps a few
-        articles, whose passages' text one lookup then fetches (`complete`)."""
-        return [f for f in self.fields if f != "text"]
+        """Hits come back with only what ranks them (article and passage number): a search ranks 50
+        passages a ranking and keeps a few articles, whose payloads one lookup then fetches
+        (`complete`). Parsing 200 full payloads cost more than the four searches."""
+        return ["article_id", "chunk"]
 
 
-Texts = Callable[[Sequence[tuple[str, int]]], dict[tuple[str, int], str]]
+Payloads = Callable[[Sequence[tuple[str, int]]], dict[tuple[str, int], dict[str, Any]]]
 
 
-def complete(found: list[Passage], texts: Texts) -> list[Passage]:
-    """The results with their passages' text, fetched in one lookup by (article id, passage number)."""
-    missing = [(p.article_id, p.chunk) for p in found if not p.text]
-    if not missing:
-        return found
-    got = texts(missing)
-    return [replace(p, text=got.get((p.article_id, p.chunk), "")) if not p.text else p for p in found]
+def complete(found: list[Passage], payloads: Payloads) -> list[Passage]:
+    """The results with their passages' title, url, text, source and related articles, fetched in one
+    lookup by (article id, passage number)."""
+    got = payloads([(p.article_id, p.chunk) for p in found]) if found else {}
+    out = []
+    for p in found:
+        pl = got.get((p.article_id, p.chunk), {})
+        out.append(
+            replace(
+                p,
+                title=str(pl.get("title", p.title)),
+                url=str(pl.get("url", p.url)),
+                text=str(pl.get("text", p.text)),
+                source=str(pl.get("source", p.source)),
+                related=tuple(pl.get("related") or p.related),
+            )
+        )
+    return out
 
 
 def best_articles(
     store: VectorStore, query: Embedded, *, limit: int, mode: SearchMode, top: int | None
 ) -> list[Passage]:
     """Every backend's search: its rankings, rescored (`retrieval.rescoring`); the best `top` articles
-    (all found when None), each as its best passage, with its text."""
+    (all found when None), each as its best passage, with its payload."""
     found = rescoring.passages(store.rankings(query, limit=limit, mode=mode), mode)
-    return complete(found[:top], store.texts)
+    return complete(found[:top], store.payloads)
 
 
-def text_points(keys: Sequence[tuple[str, int]]) -> list[str]:
+def passage_points(keys: Sequence[tuple[str, int]]) -> list[str]:
     return [point_id(article_id, chunk) for article_id, chunk in keys]
 
 
-def texts_from(payloads: Iterable[dict[str, Any] | None]) -> dict[tuple[str, int], str]:
+def by_passage(payloads: Iterable[dict[str, Any] | None]) -> dict[tuple[str, int], dict[str, Any]]:
     out = {}
     for pl in payloads:
         pl = pl or {}
-        out[(str(pl.get("article_id", "")), int(pl.get("chunk", 0)))] = str(pl.get("text", ""))
+        out[(str(pl.get("article_id", "")), int(pl.get("chunk", 0)))] = pl
     return out
 
 

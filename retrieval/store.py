@@ -16,6 +16,7 @@ from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
     DENSE_VECTORS,
+    HIT_FIELDS,
     NO_INDEX,
     SPARSE,
     WRONG_MODEL,
@@ -26,13 +27,13 @@ from retrieval.index import (
     StoreError,
     add_state,
     best_articles,
+    by_passage,
     dense_vectors,
+    passage_points,
     payload,
     point_id,
     ranked,
     search_plan,
-    text_points,
-    texts_from,
     to_passage,
 )
 
@@ -228,17 +229,17 @@ class QdrantStore:
     ) -> list[Passage]:
         return best_articles(self, query, limit=limit, mode=mode, top=top)
 
-    def texts(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    def payloads(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], dict[str, Any]]:
         if not keys:
             return {}
         points = self._call(
             self._client.retrieve,
             collection_name=self.alias,
-            ids=text_points(keys),
-            with_payload=["article_id", "chunk", "text"],
+            ids=passage_points(keys),
+            with_payload=HIT_FIELDS,
             with_vectors=False,
         )
-        return texts_from(p.payload for p in points)
+        return by_passage(p.payload for p in points)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         """The first passage of each of these articles, for "read next" links."""

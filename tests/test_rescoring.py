@@ -106,19 +106,26 @@ def test_the_calibration_file_matches_the_features_the_code_computes() -> None:
     assert 0 < data["abstention"]["threshold"] < 1 and 0 < data["written_answer"]["title_cosine"] <= 1
 
 
-def test_results_get_their_passages_text_from_one_lookup() -> None:
+def test_results_get_their_passages_payload_from_one_lookup() -> None:
     from retrieval.index import complete
 
     asked: list[list[tuple[str, int]]] = []
 
-    def texts(keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    def payloads(keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, object]]:
         asked.append(list(keys))
-        return {(a, c): f"passage {c} of {a}" for a, c in keys}
+        return {
+            (a, c): {"title": a.upper(), "url": f"https://e.org/{a}", "text": f"passage {c} of {a}"}
+            for a, c in keys
+        }
 
-    found = [_passage(0.5, 0.9, 0.5, 3.0), Passage("y", "Y", "https://e.org/y", "", 0.0, 0.0, chunk=4)]
-    filled = complete(found, texts)
-    assert [p.text for p in filled] == ["t", "passage 4 of y"] and asked == [[("y", 4)]]
-    assert complete(filled, texts) == filled and len(asked) == 1  # nothing missing: no lookup
+    found = [Passage("y", "", "", "", 0.7, 0.5, chunk=4), Passage("z", "", "", "", 0.6, 0.4)]
+    filled = complete(found, payloads)
+    assert [(p.title, p.url, p.text) for p in filled] == [
+        ("Y", "https://e.org/y", "passage 4 of y"),
+        ("Z", "https://e.org/z", "passage 0 of z"),
+    ]
+    assert asked == [[("y", 4), ("z", 0)]] and [p.score for p in filled] == [0.7, 0.6]
+    assert complete([], payloads) == [] and len(asked) == 1  # nothing found: no lookup
 
 
 def test_the_nearest_request_the_library_is_not_for_is_measured_on_every_result() -> None:
