@@ -31,9 +31,10 @@ if TYPE_CHECKING:
     from bot.conversation import Conversation
     from bot.core import AnswerCore
     from bot.feedback import FeedbackStore
-    from bot.observability import Metrics, TokenBudget
+    from bot.observability import Metrics
     from bot.platform import PlatformOptions
-    from bot.ports import Deduplicator, RateLimit
+    from bot.ports import Budget, Deduplicator, RateLimit, ThreadMemory
+    from bot.redis_state import RedisLink
     from retrieval.embeddings import FastEmbedder
     from retrieval.index import SearchMode, VectorStore
     from retrieval.ingest import IngestReport, ProgressStyle
@@ -55,7 +56,7 @@ class App:
     store: VectorStore
     embedder: FastEmbedder
     metrics: Metrics = field(default_factory=_metrics)
-    budget: TokenBudget | None = None
+    budget: Budget | None = None
 
     def retriever(self, mode: SearchMode = "hybrid") -> HybridRetriever:
         from retrieval.search import HybridRetriever
@@ -294,8 +295,9 @@ async def _run_platforms(app: App) -> None:
 
     s = app.settings
     feedback = open_feedback(s)
+    shared = SharedState.from_settings(s)
+    app.budget = shared.budget or app.budget
     core = app.core()
-    shared = SharedState.in_process(s)
     checks: dict[str, Callable[[], Awaitable[bool]]] = {}
     runs: list[Awaitable[None]] = []
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -336,7 +338,13 @@ async def _run_platforms(app: App) -> None:
         async def qdrant_ready() -> bool:
             return await asyncio.to_thread(app.store.live_collection) is not None
 
-        add_health_routes(health, checks={"qdrant": qdrant_ready, **checks}, metrics=app.metrics)
+        if shared.redis is not None:
+            if await shared.redis.ping():
+                _log.info("shared state on Redis at %s", shared.redis.where)
+            notes = {"redis": shared.redis.degraded}
+        else:
+            notes = {}
+        add_health_routes(health, checks={"qdrant": qdrant_ready, **checks}, metrics=app.metrics, notes=notes)
         from bot.observability import freeze_startup_heap
 
         freeze_startup_heap()
@@ -363,6 +371,7 @@ async def _run_platforms(app: App) -> None:
         if runner is not None:
             await runner.cleanup()
         await core.aclose()
+        await shared.aclose()
         feedback.close()
 
 
@@ -414,17 +423,37 @@ def _platform_options(s: Settings) -> PlatformOptions:
 
 @dataclass
 class SharedState:
-    """The ports every platform shares (`bot/ports.py`): chosen here, once. The in-process versions
-    are the one-process default; a shared implementation for several replicas is one line each."""
+    """The ports every platform shares (`bot/ports.py`): chosen here, once. In-process by default; on
+    Redis when REDIS_URL is set, so that several replicas share them."""
 
     limiter: RateLimit
     dedupe: Deduplicator
+    threads: ThreadMemory
+    budget: Budget | None = None
+    redis: RedisLink | None = None
 
     @classmethod
     def in_process(cls, settings: Settings) -> SharedState:
-        from bot.ratelimit import RateLimiter, RecentKeys
+        from bot.observability import TokenBudget
+        from bot.ratelimit import RateLimiter, RecentKeys, RecentThreads
 
-        return cls(limiter=RateLimiter(settings.rate_limit_per_minute), dedupe=RecentKeys())
+        budget = TokenBudget(settings.daily_token_budget) if settings.daily_token_budget else None
+        return cls(RateLimiter(settings.rate_limit_per_minute), RecentKeys(), RecentThreads(), budget)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SharedState:
+        if settings.redis_url is None:
+            return cls.in_process(settings)
+        from bot.redis_state import RedisBudget, RedisDedupe, RedisLink, RedisRateLimit, RedisThreads
+
+        link = RedisLink(settings.redis_url.get_secret_value())
+        budget = RedisBudget(link, settings.daily_token_budget) if settings.daily_token_budget else None
+        limiter = RedisRateLimit(link, settings.rate_limit_per_minute)
+        return cls(limiter, RedisDedupe(link), RedisThreads(link), budget, link)
+
+    async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 def _discord_client(app: App, core: AnswerCore, feedback: FeedbackStore, shared: SharedState) -> Any:
@@ -453,6 +482,7 @@ def _slack_bot(app: App, core: AnswerCore, feedback: FeedbackStore, shared: Shar
         base_url=s.slack_api_url,
         limiter=shared.limiter,
         dedupe=shared.dedupe,
+        threads=shared.threads,
     )
 
 

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         None, description="Slack Web API base URL, e.g. a GovSlack or proxy URL"
     )
 
+    # Several replicas: shared state on Redis (or Valkey)
+    redis_url: SecretStr | None = Field(
+        None, description="redis://[:password@]host:6379/0; unset: each process keeps its own state"
+    )
+
     # Operations
     health_port: int = Field(8080, ge=1, le=65535)
     health_host: str = "0.0.0.0"
@@ -98,6 +103,7 @@ class Settings(BaseSettings):
         "slack_app_token",
         "slack_signing_secret",
         "abstain_below",
+        "redis_url",
         mode="before",
     )
     @classmethod
@@ -110,6 +116,17 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://, for example http://localhost:6333")
         return value.rstrip("/") if value else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(
+                "must start with redis://, rediss:// or unix://, for example redis://localhost:6379/0"
+            )
+        return value
 
     @field_validator("embedding_model_path")
     @classmethod

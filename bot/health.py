@@ -17,8 +17,15 @@ CHECK_TIMEOUT_S = 3.0
 
 
 def add_health_routes(
-    app: web.Application, *, checks: Mapping[str, Check], metrics: Metrics
+    app: web.Application,
+    *,
+    checks: Mapping[str, Check],
+    metrics: Metrics,
+    notes: Mapping[str, Callable[[], str | None]] | None = None,
 ) -> web.Application:
+    """`checks` decide readiness; `notes` report a degraded but working part (Redis down: the bot
+    answers on in-process state), shown under "degraded" without taking the replica out of service."""
+
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -32,7 +39,11 @@ def add_health_routes(
                 _log.info("readiness check %s failed: %s", name, type(exc).__name__)
                 results[name] = False
         ready = all(results.values())
-        return web.json_response({"ready": ready, "checks": results}, status=200 if ready else 503)
+        body: dict[str, object] = {"ready": ready, "checks": results}
+        degraded = {name: note for name, note in ((n, f()) for n, f in (notes or {}).items()) if note}
+        if degraded:
+            body["degraded"] = degraded
+        return web.json_response(body, status=200 if ready else 503)
 
     async def metrics_view(request: web.Request) -> web.Response:
         return web.Response(

@@ -45,3 +45,19 @@ async def wait_until(
             await asyncio.wait_for(changed.wait(), min(remaining, 0.2))
         except TimeoutError:
             pass
+
+
+async def until_ready(port: int, *, within: float = 120, alive: Callable[[], bool] = lambda: True) -> None:
+    """Wait for a bot's `/readyz` on 127.0.0.1:`port` to answer 200; `alive` False: it died starting."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, asyncio.timeout(within):
+        while True:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert alive(), "the bot died at start-up"
+            await asyncio.sleep(0.1)

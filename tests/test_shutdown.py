@@ -15,6 +15,7 @@ from tests.conftest import clean_env, write_jsonl
 from tests.fake_anthropic import FakeAnthropic, Reply
 from tests.fake_slack import BOT_USER, FakeSlack, signed_headers
 from tests.fixture_articles import rows as fixture_rows
+from tests.loopback import until_ready
 from tests.qdrant_server import free_port
 
 SECRET = "test-signing-secret"
@@ -50,17 +51,8 @@ async def _bot_with_answers_in_flight(
     bot = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "aisafety_bot", "run", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE
     )
+    await until_ready(port, alive=lambda: bot.returncode is None)
     async with aiohttp.ClientSession() as http:
-        async with asyncio.timeout(120):
-            while True:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert bot.returncode is None, "the bot died at start-up"
-                await asyncio.sleep(0.2)
         for i, question in enumerate(QUESTIONS):
             msg = slack.user_message(CHANNEL, f"<@{BOT_USER}> {question}")
             body = json.dumps(
