@@ -165,7 +165,8 @@ def open_feedback(settings: Settings) -> FeedbackStore:
     """The answers and votes database; a bad `FEEDBACK_DB` is a `ConfigError` naming it."""
     from bot.feedback import FeedbackStore
 
-    return FeedbackStore(settings.feedback_db, store_questions=settings.store_questions)
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+    return FeedbackStore(settings.feedback_db, store_questions=settings.store_questions, database_url=url)
 
 
 def _summary_line(summary: dict[str, int]) -> str:
@@ -540,6 +541,26 @@ def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_move_history(settings: Settings, args: argparse.Namespace) -> int:
+    """Copy an SQLite history (FEEDBACK_DB) into the PostgreSQL database of DATABASE_URL."""
+    from bot.feedback import FeedbackStore
+
+    if settings.database_url is None:
+        raise UsageError("set DATABASE_URL to the PostgreSQL database to move the history into")
+    source = Path(args.sqlite or settings.feedback_db)
+    if not source.is_file():
+        raise UsageError(f"{source} is not a file; give the SQLite history with --from (or set FEEDBACK_DB)")
+    old = FeedbackStore(source)
+    new = open_feedback(settings)
+    try:
+        answers, votes = new.copy_from(old)
+    finally:
+        old.close()
+        new.close()
+    print(f"Copied {answers} answers and {votes} votes from {source} into PostgreSQL.")
+    return 0
+
+
 def library_articles(settings: Settings) -> dict[str, tuple[str, str]]:
     """Every article of the live index (title, url), for the report's "never cited" list. The embedded
     store may be held by the running bot: then its catalogue file is read, which needs no lock."""
@@ -692,6 +713,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("discord-sync", help="register the /ask and /help slash commands with Discord")
     p.add_argument("--guild", type=int, help="a server id: commands show there at once (for testing)")
     p.set_defaults(func=cmd_discord_sync, needs_store=False)
+
+    p = sub.add_parser(
+        "move-history", help="copy the SQLite answers and votes into DATABASE_URL's PostgreSQL"
+    )
+    p.add_argument("--from", dest="sqlite", metavar="FILE", help="the SQLite file (default: FEEDBACK_DB)")
+    p.set_defaults(func=cmd_move_history, needs_store=False)
 
     p = sub.add_parser("feedback", help="answers that got 👍 / 👎, newest first")
     p.add_argument("--limit", type=_positive_int, default=50)

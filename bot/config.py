@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         None, description="redis://[:password@]host:6379/0; unset: each process keeps its own state"
     )
 
+    database_url: SecretStr | None = Field(
+        None, description="postgresql://user:password@host:5432/db; unset: answers and votes in FEEDBACK_DB"
+    )
+
     # Operations
     health_port: int = Field(8080, ge=1, le=65535)
     health_host: str = "0.0.0.0"
@@ -104,6 +108,7 @@ class Settings(BaseSettings):
         "slack_signing_secret",
         "abstain_below",
         "redis_url",
+        "database_url",
         mode="before",
     )
     @classmethod
@@ -125,6 +130,15 @@ class Settings(BaseSettings):
         ):
             raise ValueError(
                 "must start with redis://, rediss:// or unix://, for example redis://localhost:6379/0"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "must start with postgresql://, for example postgresql://bot@localhost:5432/aisafety"
             )
         return value
 

@@ -1,4 +1,5 @@
-"""The answers the bot gave and the 👍 / 👎 they got, in a local SQLite file the deployment keeps.
+"""The answers the bot gave and the 👍 / 👎 they got: in a local SQLite file the deployment keeps, or
+in PostgreSQL (`DATABASE_URL`) when several replicas share them.
 
 Shared by every platform: an adapter records each answer it posts and each vote on it.
 """
@@ -6,13 +7,16 @@ Shared by every platform: an adapter records each answer it posts and each vote 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.errors import ConfigError
 from bot.models import Answer, Question
@@ -23,10 +27,16 @@ MAX_STORED_CHARS = 4000
 # How long a command such as `report` waits for the running bot's write to finish.
 BUSY_TIMEOUT_S = 10.0
 
-_SCHEMA = """
+# Versioned migrations: each runs once, in order, in one transaction, and is recorded in
+# schema_migrations; a database from before this table existed is upgraded in place (version 1 is the
+# schema it already has, created only where missing). {id} and {real} are the dialect's column types.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
 CREATE TABLE IF NOT EXISTS answers (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    created REAL NOT NULL,
+    id {id},
+    created {real} NOT NULL,
     platform TEXT NOT NULL,
     place TEXT NOT NULL,
     asker TEXT NOT NULL,
@@ -39,10 +49,14 @@ CREATE TABLE IF NOT EXISTS votes (
     answer_id INTEGER NOT NULL REFERENCES answers(id),
     voter TEXT NOT NULL,
     vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
-    created REAL NOT NULL,
+    created {real} NOT NULL,
     PRIMARY KEY (answer_id, voter)
 );
-"""
+""",
+    ),
+    # Retention and `report --since` select by age: an index instead of a scan of every answer.
+    (2, "CREATE INDEX IF NOT EXISTS answers_created ON answers (created);"),
+]
 
 
 @dataclass(frozen=True)
@@ -63,13 +77,22 @@ class FeedbackRow:
 
 
 class FeedbackStore:
-    """Small and synchronous; callers on an event loop run it in a worker thread."""
+    """Small and synchronous; callers on an event loop run it in a worker thread. SQLite at `path` (the
+    default), or PostgreSQL when `database_url` is given (`DATABASE_URL`, for several replicas)."""
 
-    def __init__(self, path: Path | str, *, store_questions: bool = True):
+    def __init__(
+        self, path: Path | str = ":memory:", *, store_questions: bool = True, database_url: str | None = None
+    ):
         self.path = Path(path)
         self.store_questions = store_questions
         self._lock = threading.Lock()
-        self._db = self._open(str(path))
+        self._url = database_url
+        self._db: Any = self._connect_postgres(database_url) if database_url else self._open(str(path))
+        self._migrate()
+
+    @property
+    def postgres(self) -> bool:
+        return self._url is not None
 
     def _open(self, path: str) -> sqlite3.Connection:
         """Open (and create) the database, or say in one line what is wrong with `FEEDBACK_DB`."""
@@ -89,7 +112,7 @@ class FeedbackStore:
         db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
-            db.executescript(_SCHEMA)
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             if path != ":memory:":
                 # Readers (`report`, `feedback`) and the running bot's writes do not block each other.
                 db.execute("PRAGMA journal_mode=WAL")
@@ -104,26 +127,102 @@ class FeedbackStore:
             raise bad(f"cannot be used ({message})") from None
         return db
 
+    def _connect_postgres(self, url: str) -> Any:
+        import psycopg  # only with DATABASE_URL
+
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"DATABASE_URL: cannot connect to PostgreSQL at {database_where(url)} ({redact(reason, url)}); "
+                "check the host, port, database name and credentials"
+            ) from None
+
+    # -- the SQL both databases run ---------------------------------------------------------------
+    def _sql(self, query: str) -> str:
+        return query.replace("?", "%s") if self.postgres else query
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """One transaction; with PostgreSQL a lost connection is opened again once before it fails."""
+        with self._lock:
+            if not self.postgres:
+                with self._db:
+                    yield self._db
+                return
+            import psycopg
+
+            if self._db.closed or self._db.broken:
+                assert self._url is not None
+                self._db = self._connect_postgres(self._url)
+            try:
+                with self._db.transaction():
+                    yield self._db
+            except psycopg.OperationalError:
+                self._db.close()
+                raise
+
+    def _execute(self, db: Any, query: str, params: tuple[Any, ...] = ()) -> Any:
+        return db.execute(self._sql(query), params)
+
+    def _migrate(self) -> None:
+        types = (
+            {"id": "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "real": "DOUBLE PRECISION"}
+            if self.postgres
+            else {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"}
+        )
+        with self._transaction() as db:
+            self._execute(
+                db,
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied REAL NOT NULL)",
+            )
+            if self.postgres:  # replicas starting together migrate one after another
+                self._execute(db, "LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+            row = self._execute(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+            current = int(row[0])
+            for version, script in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in script.format(**types).split(";"):
+                    if statement.strip():
+                        self._execute(db, statement)
+                self._execute(
+                    db,
+                    "INSERT INTO schema_migrations (version, applied) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+
+    def schema_version(self) -> int:
+        with self._transaction() as db:
+            return int(
+                self._execute(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+            )
+
     def record_answer(self, *, platform: str, place: str, asker: str, question: str, answer: Answer) -> int:
         """Store an answer (its question and text only when questions may be stored); returns its id."""
         sources = [{"n": s.n, "id": s.id, "title": s.title, "url": s.url} for s in answer.sources]
         keep = self.store_questions
-        with self._lock, self._db:
-            cur = self._db.execute(
+        return self._insert_answer(
+            time.time(),
+            platform,
+            place if keep else "",
+            asker if keep else "",
+            question[:MAX_STORED_CHARS] if keep else "",
+            answer.text if keep else "",
+            answer.mode,
+            json.dumps(sources),
+        )
+
+    def _insert_answer(self, *values: Any) -> int:
+        with self._transaction() as db:
+            cur = self._execute(
+                db,
                 "INSERT INTO answers (created, platform, place, asker, question, answer, mode, sources) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    time.time(),
-                    platform,
-                    place if keep else "",
-                    asker if keep else "",
-                    question[:MAX_STORED_CHARS] if keep else "",
-                    answer.text if keep else "",
-                    answer.mode,
-                    json.dumps(sources),
-                ),
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                values,
             )
-            return int(cur.lastrowid or 0)
+            return int(cur.fetchone()[0])
 
     async def save(self, platform: str, question: Question, answer: Answer) -> int:
         """`record_answer` from an event loop: the write runs in a worker thread."""
@@ -136,17 +235,18 @@ class FeedbackStore:
             answer=answer,
         )
 
-    def record_vote(self, answer_id: int, *, voter: str, vote: str) -> bool:
+    def record_vote(self, answer_id: int, *, voter: str, vote: str, at: float | None = None) -> bool:
         """A member's vote on an answer; voting again replaces their vote. False if no such answer."""
         if vote not in ("up", "down"):
             raise ValueError(f"unknown vote {vote!r}")
-        with self._lock, self._db:
-            if self._db.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is None:
+        with self._transaction() as db:
+            if self._execute(db, "SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is None:
                 return False
-            self._db.execute(
+            self._execute(
+                db,
                 "INSERT INTO votes (answer_id, voter, vote, created) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (answer_id, voter) DO UPDATE SET vote = excluded.vote, created = excluded.created",
-                (answer_id, voter, vote, time.time()),
+                (answer_id, voter, vote, time.time() if at is None else at),
             )
             return True
 
@@ -157,11 +257,13 @@ class FeedbackStore:
     def purge(self, retention_days: float) -> int:
         """Delete answers (with their question text) and votes older than the retention period."""
         cutoff = time.time() - retention_days * 86400
-        with self._lock, self._db:
-            self._db.execute(
-                "DELETE FROM votes WHERE answer_id IN (SELECT id FROM answers WHERE created < ?)", (cutoff,)
+        with self._transaction() as db:
+            self._execute(
+                db,
+                "DELETE FROM votes WHERE answer_id IN (SELECT id FROM answers WHERE created < ?)",
+                (cutoff,),
             )
-            return int(self._db.execute("DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount)
+            return int(self._execute(db, "DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount)
 
     def since(self, days: float) -> list[FeedbackRow]:
         """Every answer of the last `days` days, oldest first, with its votes."""
@@ -175,15 +277,42 @@ class FeedbackStore:
     def _select(self, tail: str, param: object) -> list[FeedbackRow]:
         query = (
             "SELECT a.id, a.platform, a.place, a.asker, a.question, a.answer, a.mode, a.sources, "
-            "COALESCE(SUM(v.vote = 'up'), 0), COALESCE(SUM(v.vote = 'down'), 0) "
+            "COALESCE(SUM(CASE WHEN v.vote = 'up' THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN v.vote = 'down' THEN 1 ELSE 0 END), 0) "
             "FROM answers a LEFT JOIN votes v ON v.answer_id = a.id " + tail
         )
-        with self._lock:
-            return [_row(r) for r in self._db.execute(query, (param,)).fetchall()]
+        with self._transaction() as db:
+            return [_row(r) for r in self._execute(db, query, (param,)).fetchall()]
+
+    def copy_from(self, other: FeedbackStore) -> tuple[int, int]:
+        """Every answer and vote of `other` (an SQLite history moving to PostgreSQL), added here with
+        new ids; their times are kept. Returns (answers, votes) copied."""
+        with other._transaction() as db:
+            answers = db.execute(
+                "SELECT id, created, platform, place, asker, question, answer, mode, sources FROM answers ORDER BY id"
+            ).fetchall()
+            votes = db.execute("SELECT answer_id, voter, vote, created FROM votes").fetchall()
+        ids = {old: self._insert_answer(*rest) for old, *rest in answers}
+        copied = 0
+        for answer_id, voter, vote, created in votes:
+            if answer_id in ids:
+                copied += self.record_vote(ids[answer_id], voter=voter, vote=vote, at=created)
+        return len(ids), copied
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def database_where(url: str) -> str:
+    """host:port/database of a PostgreSQL URL, for messages: never its password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+
+
+def redact(text: str, url: str) -> str:
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
 
 
 def _row(r: tuple[Any, ...]) -> FeedbackRow:
