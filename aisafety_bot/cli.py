@@ -128,6 +128,9 @@ def open_store(settings: Settings) -> VectorStore:
             url=settings.qdrant_url,
             api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
             timeout_s=settings.qdrant_timeout_s,
+            shards=settings.qdrant_shards,
+            replication=settings.qdrant_replication,
+            write_consistency=settings.qdrant_write_consistency,
         )
     from retrieval.edge_store import EdgeStore
 

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     qdrant_path: Path = Field(default_factory=lambda: default_data_dir() / "qdrant")
     qdrant_collection: str = "aisafety_articles"
     qdrant_timeout_s: float = 10.0
+    # A Qdrant cluster: how a new collection (each ingest --rebuild) is spread; unset: the server's defaults.
+    qdrant_shards: int | None = Field(None, ge=1, le=64, description="shards of a new collection")
+    qdrant_replication: int | None = Field(None, ge=1, le=8, description="copies of each shard")
+    qdrant_write_consistency: int | None = Field(
+        None, ge=1, le=8, description="copies that must confirm a write before it counts"
+    )
 
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_model_path: Path | None = None
@@ -109,6 +115,9 @@ class Settings(BaseSettings):
         "abstain_below",
         "redis_url",
         "database_url",
+        "qdrant_shards",
+        "qdrant_replication",
+        "qdrant_write_consistency",
         mode="before",
     )
     @classmethod

@@ -61,8 +61,24 @@ class QdrantStore:
 
     in_process = False
 
-    def __init__(self, *, alias: str, url: str, api_key: str | None = None, timeout_s: float = 10.0):
+    def __init__(
+        self,
+        *,
+        alias: str,
+        url: str,
+        api_key: str | None = None,
+        timeout_s: float = 10.0,
+        shards: int | None = None,
+        replication: int | None = None,
+        write_consistency: int | None = None,
+    ):
         self.alias = alias
+        # How a new collection is spread over a cluster (None: the server's defaults, one shard, one copy).
+        self.layout: dict[str, Any] = {
+            "shard_number": shards,
+            "replication_factor": replication,
+            "write_consistency_factor": write_consistency,
+        }
         self.url = _shown_url(url)
         # We always send vectors, never documents to embed: `cloud_inference=True` skips the client's
         # search of every request for documents to embed locally, which walks each float of our
@@ -115,6 +131,7 @@ class QdrantStore:
                 n: models.VectorParams(size=dim, distance=models.Distance.COSINE) for n in DENSE_VECTORS
             },
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            **{k: v for k, v in self.layout.items() if v is not None},
         )
         self._call(
             self._client.create_payload_index,

@@ -24,6 +24,9 @@ class QdrantServer:
     api_key: str | None = None
     url: str = ""
     grpc_port: int = 0
+    # Distributed mode: this node's peer-to-peer port, and the first node's to join (None: it is first).
+    p2p_port: int = 0
+    bootstrap: int | None = None
     _proc: subprocess.Popen[bytes] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
     _http: int = 0
@@ -57,8 +60,15 @@ class QdrantServer:
         )
         if self.api_key:
             env["QDRANT__SERVICE__API_KEY"] = self.api_key
+        command = [self.binary, "--disable-telemetry"]
+        if self.p2p_port:
+            env["QDRANT__CLUSTER__ENABLED"] = "true"
+            env["QDRANT__CLUSTER__P2P__PORT"] = str(self.p2p_port)
+            command += ["--uri", f"http://127.0.0.1:{self.p2p_port}"]
+            if self.bootstrap is not None:
+                command += ["--bootstrap", f"http://127.0.0.1:{self.bootstrap}"]
         self._proc = subprocess.Popen(
-            [self.binary, "--disable-telemetry"],
+            command,
             env=env,
             cwd=self._tmp.name,
             stdout=subprocess.DEVNULL,
@@ -77,6 +87,13 @@ class QdrantServer:
                 time.sleep(0.05)
         raise RuntimeError("qdrant did not become ready")
 
+    def kill_hard(self) -> None:
+        """A crash: SIGKILL, data and ports kept for `revive`."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.terminate()
@@ -86,3 +103,37 @@ class QdrantServer:
                 self._proc.kill()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def start_cluster(binary: str, nodes: int = 3) -> list[QdrantServer]:
+    """`nodes` Qdrant processes in distributed mode on 127.0.0.1, the others joined to the first."""
+    first = QdrantServer(binary, p2p_port=free_port())
+    first.start()
+    cluster = [first]
+    try:
+        for _ in range(nodes - 1):
+            node = QdrantServer(binary, p2p_port=free_port(), bootstrap=first.p2p_port)
+            node.start()
+            cluster.append(node)
+        wait_for_peers(first.url, nodes)
+    except Exception:
+        for node in cluster:
+            node.stop()
+        raise
+    return cluster
+
+
+def wait_for_peers(url: str, count: int, timeout_s: float = 30.0) -> None:
+    import json
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/cluster", timeout=1) as r:
+                peers = json.load(r)["result"]["peers"]
+                if len(peers) == count:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the cluster at {url} did not reach {count} peers")

@@ -1,0 +1,110 @@
+"""A Qdrant cluster of three nodes of the pinned binary in distributed mode on 127.0.0.1: ingest, search
+and the alias swap work; with one node killed searches keep answering (replication 2) and an ingest
+completes or fails with a clear message; the node rejoins after a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from retrieval.embeddings import FastEmbedder
+from retrieval.index import StoreError
+from retrieval.ingest import ingest
+from retrieval.search import HybridRetriever
+from retrieval.store import QdrantStore
+from tests.conftest import ROOT, need, write_jsonl
+from tests.fixture_articles import rows as fixture_rows
+from tests.qdrant_server import QdrantServer, start_cluster, wait_for_peers
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[list[QdrantServer]]:
+    binary = os.environ.get("QDRANT_BIN") or str(ROOT / ".cache" / "qdrant" / "qdrant")
+    if not Path(binary).exists():
+        need(f"the Qdrant server binary ({binary})", "run scripts/fetch-qdrant.sh, or set QDRANT_BIN")
+    nodes = start_cluster(str(Path(binary).resolve()), 3)
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+def _get(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return dict(json.load(r)["result"])
+
+
+def _shard_states(url: str, collection: str) -> list[str]:
+    info = _get(f"{url}/collections/{collection}/cluster")
+    local = [str(s["state"]) for s in info["local_shards"]]  # type: ignore[union-attr]
+    remote = [str(s["state"]) for s in info["remote_shards"]]  # type: ignore[union-attr]
+    return local + remote
+
+
+def test_ingest_search_and_swap_survive_a_node_down_and_the_node_rejoins(
+    cluster: list[QdrantServer], embedder: FastEmbedder, tmp_path: Path
+) -> None:
+    first, _, third = cluster
+    source = write_jsonl(tmp_path / "a.jsonl", fixture_rows())
+    store = QdrantStore(alias="clustered", url=first.url, shards=3, replication=2, write_consistency=1)
+    report = ingest(store=store, embedder=embedder, sources=[str(source)])
+    assert report.added == len(fixture_rows())
+    collection = store.live_collection()
+    assert collection is not None
+    config = _get(f"{first.url}/collections/{collection}")["config"]["params"]  # type: ignore[index]
+    assert (config["shard_number"], config["replication_factor"], config["write_consistency_factor"]) == (
+        3,
+        2,
+        1,
+    )
+    assert len(_shard_states(first.url, collection)) == 6  # 3 shards x 2 copies over the 3 nodes
+
+    retriever = HybridRetriever(store=store, embedder=embedder)
+    expected = [p.article_id for p in retriever.search_sync("what is a mesa-optimizer?", k=3)]
+    assert expected[0] == "fixture:mesa-optimizers"
+    # Another node answers the same through the alias.
+    other = HybridRetriever(store=QdrantStore(alias="clustered", url=cluster[1].url), embedder=embedder)
+    assert [p.article_id for p in other.search_sync("what is a mesa-optimizer?", k=3)] == expected
+
+    # A rebuild swaps the alias to a new collection across the cluster.
+    rebuilt = ingest(store=store, embedder=embedder, sources=[str(source)], rebuild=True)
+    assert rebuilt.added == len(fixture_rows()) and store.live_collection() != collection
+    collection = store.live_collection()
+    assert collection is not None
+
+    third.kill_hard()
+    for question in ("what is a mesa-optimizer?", "why can't we just turn it off?", "what is corrigibility?"):
+        found = retriever.search_sync(question, k=3)
+        assert found and all(p.text for p in found), question
+    assert [p.article_id for p in retriever.search_sync("what is a mesa-optimizer?", k=3)] == expected
+
+    # An ingest with a node down completes (each shard keeps a live copy) or fails saying why.
+    more = write_jsonl(tmp_path / "b.jsonl", fixture_rows("orthogonality", "quantilizers"))
+    try:
+        ingest(store=store, embedder=embedder, sources=[str(more)], rebuild=True)
+    except StoreError as exc:
+        assert first.url in str(exc) and "Traceback" not in str(exc)
+    else:
+        assert {p.article_id for p in retriever.search_sync("what are quantilizers?", k=2)} & {
+            "fixture:quantilizers"
+        }
+
+    third.revive()
+    wait_for_peers(first.url, 3)
+    collection = store.live_collection()
+    assert collection is not None
+    deadline = time.monotonic() + 60
+    states = _shard_states(first.url, collection)
+    while time.monotonic() < deadline and set(states) != {"Active"}:
+        time.sleep(0.5)
+        states = _shard_states(first.url, collection)
+    assert set(states) == {"Active"}, states  # the node's copies caught up
+    third_store = QdrantStore(alias="clustered", url=third.url)
+    assert HybridRetriever(store=third_store, embedder=embedder).search_sync("what is a mesa-optimizer?", k=1)
+    store.close()
+    third_store.close()
