@@ -22,7 +22,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_http import signed_requests_only
+from adapters.slack_http import refused_while_stopping, signed_requests_only
 from adapters.slack_render import (
     mentions_bot,
     neutralise,
@@ -249,6 +249,7 @@ class SlackBot:
         """HTTP mode: Slack's Events API, slash commands and interactivity all POST to /slack/events.
         Each request's signature is checked before its body is parsed or logged."""
         app = self.app.web_app(path="/slack/events")
+        app.middlewares.append(refused_while_stopping(lambda: self.conversation.closing))
         app.middlewares.append(signed_requests_only(self._verifier))
         return app
 

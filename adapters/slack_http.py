@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -11,6 +12,23 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 _log = logging.getLogger(__name__)
+
+
+def refused_while_stopping(stopping: Callable[[], bool]) -> Any:
+    """An aiohttp middleware: once the bot is stopping, a request to /slack/events gets 503 (and the
+    connection is closed) instead of an acknowledgement nobody would act on; Slack, or the load balancer
+    in front of several replicas, sends it again elsewhere. A kept-alive connection outlives the closed
+    listening socket, so this cannot be left to the socket alone."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/slack/events" and stopping():
+            return web.Response(
+                status=503, text="stopping", headers={"Connection": "close", "Retry-After": "1"}
+            )
+        return await handler(request)
+
+    return check
 
 
 def signed_requests_only(verifier: SignatureVerifier | None) -> Any:

@@ -450,7 +450,7 @@ class SharedState:
             return cls.in_process(settings)
         from bot.redis_state import RedisBudget, RedisDedupe, RedisLink, RedisRateLimit, RedisThreads
 
-        link = RedisLink(settings.redis_url.get_secret_value())
+        link = RedisLink(settings.redis_url.get_secret_value(), prefix=settings.redis_key_prefix)
         budget = RedisBudget(link, settings.daily_token_budget) if settings.daily_token_budget else None
         limiter = RedisRateLimit(link, settings.rate_limit_per_minute)
         return cls(limiter, RedisDedupe(link), RedisThreads(link), budget, link)

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         None, description="postgresql://user:password@host:5432/db; unset: answers and votes in FEEDBACK_DB"
     )
 
+    redis_key_prefix: str = Field(
+        "aisafety:",
+        min_length=1,
+        description="the start of every key the bot writes (several bots on one Redis)",
+    )
+
     # Operations
     health_port: int = Field(8080, ge=1, le=65535)
     health_host: str = "0.0.0.0"

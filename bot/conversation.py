@@ -61,7 +61,8 @@ class Conversation:
     platform: str
     usage: str
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    closing: bool = False
+    closing: bool = False  # stopping: Slack's HTTP events are refused (503), answers in flight finish
+    _cut: bool = False  # the grace period is over: nothing more runs
 
     @classmethod
     def in_process(
@@ -87,9 +88,10 @@ class Conversation:
 
     # -- running answers in the background -----------------------------------------------------------
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Run `work` as a kept task (the platform's event handler returns at once); nothing runs once
-        the bot is stopping."""
-        if self.closing:
+        """Run `work` as a kept task (the platform's event handler returns at once). While the bot is
+        stopping, work that was already on its way (an event acknowledged just before the signal) still
+        runs within the grace period; nothing runs once that has ended."""
+        if self._cut:
             work.close()
             return
         task = asyncio.create_task(work)
@@ -100,10 +102,15 @@ class Conversation:
         """Stop taking questions, let answers in flight finish within `grace_s`, then cut the rest short
         (each ends with the apology). Returns how many were cut short."""
         self.closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        if self._tasks:
+            _log.info("stopping: waiting up to %g s for %d answers in flight", grace_s, len(self._tasks))
+        # Answers spawned meanwhile (acknowledged just before the signal) are waited for too.
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
+        self._cut = True
         pending = set(self._tasks)
-        if pending:
-            _log.info("stopping: waiting up to %g s for %d answers in flight", grace_s, len(pending))
-            _, pending = await asyncio.wait(pending, timeout=grace_s)
         for task in pending:
             task.cancel()
         if pending:

@@ -27,6 +27,8 @@ MAX_STORED_CHARS = 4000
 # How long a command such as `report` waits for the running bot's write to finish.
 BUSY_TIMEOUT_S = 10.0
 
+MIGRATION_LOCK = 0x61697361  # PostgreSQL advisory lock key held while migrating
+
 # Versioned migrations: each runs once, in order, in one transaction, and is recorded in
 # schema_migrations; a database from before this table existed is upgraded in place (version 1 is the
 # schema it already has, created only where missing). {id} and {real} are the dialect's column types.
@@ -173,12 +175,14 @@ class FeedbackStore:
             else {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"}
         )
         with self._transaction() as db:
+            if self.postgres:
+                # Replicas starting together migrate one after another (and CREATE TABLE IF NOT EXISTS
+                # is not safe against itself in PostgreSQL): one lock for the whole transaction.
+                self._execute(db, "SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
             self._execute(
                 db,
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied REAL NOT NULL)",
             )
-            if self.postgres:  # replicas starting together migrate one after another
-                self._execute(db, "LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
             row = self._execute(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
             current = int(row[0])
             for version, script in MIGRATIONS:

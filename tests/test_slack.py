@@ -654,7 +654,9 @@ async def test_every_path_records_the_same_stages(start_slack: StartSlack, llm_s
     await h.fake.wait_for(
         lambda: any("Quantilizers" in c.args.get("text", "") for c in h.fake.named("chat.postEphemeral"))
     )
+    # The metrics are recorded just after the reply is sent: wait for them rather than race them.
+    counted = 'aisafety_questions_total{outcome="llm",platform="slack"} 2.0'
+    await h.fake.wait_for(lambda: counted in metrics.render().decode())
     text = metrics.render().decode()
-    assert 'aisafety_questions_total{outcome="llm",platform="slack"} 2.0' in text
     for stage in ("first_sign", "first_token", "done"):
         assert f'aisafety_answer_latency_seconds_count{{stage="{stage}"}} 2.0' in text, stage
