@@ -30,6 +30,18 @@ def signed_headers(
     return {"content-type": content_type, "x-slack-request-timestamp": ts, "x-slack-signature": signature}
 
 
+def event_callback(message: dict[str, Any], event_id: str, *, kind: str = "app_mention") -> bytes:
+    """The body Slack's Events API POSTs for a member's message (`user_message`)."""
+    return json.dumps(
+        {
+            "type": "event_callback",
+            "event_id": event_id,
+            "team_id": "T0001",
+            "event": dict(message, type=kind),
+        }
+    ).encode()
+
+
 BOT_USER = "UBOT0001"
 BOT_ID = "BBOT0001"
 

@@ -16,7 +16,7 @@ import pytest
 from aisafety_bot.cli import _run_platforms, open_app
 from bot.config import load_settings
 from tests.conftest import write_jsonl
-from tests.fake_slack import BOT_USER, FakeSlack, signed_headers
+from tests.fake_slack import BOT_USER, FakeSlack, event_callback, signed_headers
 from tests.fixture_articles import rows as fixture_rows
 from tests.loopback import until_ready
 from tests.qdrant_server import free_port
@@ -61,15 +61,7 @@ async def replica(
 
 
 def _event(fake: FakeSlack, event_id: str, text: str) -> bytes:
-    msg = fake.user_message(CHANNEL, f"<@{BOT_USER}> {text}")
-    return json.dumps(
-        {
-            "type": "event_callback",
-            "event_id": event_id,
-            "team_id": "T0001",
-            "event": dict(msg, type="app_mention"),
-        }
-    ).encode()
+    return event_callback(fake.user_message(CHANNEL, f"<@{BOT_USER}> {text}"), event_id)
 
 
 async def _post(port: int, body: bytes, *, retry: int = 0) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import clean_env, cli, write_jsonl
-from tests.fake_slack import BOT_USER, FakeSlack, signed_headers
+from tests.fake_slack import BOT_USER, FakeSlack, event_callback, signed_headers
 from tests.fixture_articles import rows as fixture_rows
 from tests.loopback import until_ready
 from tests.qdrant_server import QdrantServer, free_port
@@ -150,14 +150,7 @@ async def test_three_replicas_behind_a_load_balancer(
             for i, msg in enumerate(messages):
                 if i == EVENTS // 2:
                     replicas[2].send_signal(signal.SIGTERM)  # a rolling restart takes replica 3 out
-                body = json.dumps(
-                    {
-                        "type": "event_callback",
-                        "event_id": f"Ev{run}{i:05d}",
-                        "team_id": "T0001",
-                        "event": dict(msg, type="app_mention"),
-                    }
-                ).encode()
+                body = event_callback(msg, f"Ev{run}{i:05d}")
                 taken_by[i] = await _deliver(http, ports, i % 3, body)
                 if i in retried:  # Slack re-sends it; the load balancer picks another replica
                     await _deliver(http, ports, i % 3 + 1, body, retry=1)

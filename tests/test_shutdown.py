@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from tests.conftest import clean_env, write_jsonl
 from tests.fake_anthropic import FakeAnthropic, Reply
-from tests.fake_slack import BOT_USER, FakeSlack, signed_headers
+from tests.fake_slack import BOT_USER, FakeSlack, event_callback, signed_headers
 from tests.fixture_articles import rows as fixture_rows
 from tests.loopback import until_ready
 from tests.qdrant_server import free_port
@@ -55,14 +54,7 @@ async def _bot_with_answers_in_flight(
     async with aiohttp.ClientSession() as http:
         for i, question in enumerate(QUESTIONS):
             msg = slack.user_message(CHANNEL, f"<@{BOT_USER}> {question}")
-            body = json.dumps(
-                {
-                    "type": "event_callback",
-                    "event_id": f"EvStop{i}",
-                    "team_id": "T0001",
-                    "event": dict(msg, type="app_mention"),
-                }
-            ).encode()
+            body = event_callback(msg, f"EvStop{i}")
             async with http.post(
                 f"http://127.0.0.1:{port}/slack/events", data=body, headers=signed_headers(SECRET, body)
             ) as r:
