@@ -101,3 +101,28 @@ def test_compose_gives_answers_in_flight_time_to_finish() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     grace = compose["services"]["bot"]["stop_grace_period"]
     assert grace.endswith("s") and int(grace[:-1]) > Settings.model_fields["shutdown_grace_s"].default
+
+
+def test_the_scale_out_compose_matches_the_settings_and_the_load_balancer() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.scale.yml").read_text())
+    services = compose["services"]
+    assert {"redis", "postgres", "qdrant-1", "qdrant-2", "qdrant-3", "ingest", "bot", "lb"} == set(services)
+    bot = services["bot"]
+    assert bot["deploy"]["replicas"] >= 2 and bot["command"] == ["run"]
+    env = bot["environment"]
+    assert set(env) <= FIELDS, set(env) - FIELDS
+    assert env["REDIS_URL"].startswith("redis://redis:") and env["DATABASE_URL"].startswith("postgresql://")
+    assert int(env["QDRANT_REPLICATION"]) >= 2 and int(env["QDRANT_SHARDS"]) >= 3
+    for name in ("qdrant-1", "qdrant-2", "qdrant-3"):
+        node = services[name]
+        assert node["environment"]["QDRANT__CLUSTER__ENABLED"] == "true"
+        assert node["environment"]["QDRANT__TELEMETRY_DISABLED"] == "true"
+        assert re.fullmatch(r"qdrant/qdrant:v\d+\.\d+\.\d+", node["image"])
+    assert (
+        "--bootstrap" in services["qdrant-2"]["command"]
+        and "--bootstrap" not in services["qdrant-1"]["command"]
+    )
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert services["lb"]["image"].startswith("nginx:")
+    assert f"server bot:{env['SLACK_HTTP_PORT']}" in nginx and "location = /slack/events" in nginx
+    assert re.search(r"proxy_next_upstream [^;]*http_503", nginx)  # a stopping replica passes events on
