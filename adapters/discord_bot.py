@@ -237,3 +237,12 @@ def _unreachable(exc: BaseException) -> str:
         f"cannot reach Discord ({type(exc).__name__}: {detail}): check this machine's network connection, "
         "DNS, proxy or firewall"
     )
+
+
+class ShardedAiSafetyDiscord(AiSafetyDiscord, discord.AutoShardedClient):
+    """The same bot on some of the shards of a sharded bot (`DISCORD_SHARD_COUNT`, `DISCORD_SHARD_IDS`):
+    Discord sends each server's events to one shard, so processes running different shards share the
+    servers between them. Needed from 2,500 servers; also spreads a large bot over machines."""
+
+    def __init__(self, *, shard_count: int, shard_ids: list[int] | None = None, **kwargs: Any):
+        super().__init__(shard_count=shard_count, shard_ids=shard_ids, **kwargs)

@@ -461,15 +461,20 @@ class SharedState:
 
 
 def _discord_client(app: App, core: AnswerCore, feedback: FeedbackStore, shared: SharedState) -> Any:
-    from adapters.discord_bot import AiSafetyDiscord
+    from adapters.discord_bot import AiSafetyDiscord, ShardedAiSafetyDiscord
 
-    return AiSafetyDiscord(
+    s = app.settings
+    common: dict[str, Any] = dict(
         core=core,
         feedback=feedback,
-        options=_platform_options(app.settings),
-        sync_commands=app.settings.discord_sync_commands,
+        options=_platform_options(s),
+        sync_commands=s.discord_sync_commands,
         limiter=shared.limiter,
     )
+    if s.discord_shard_count is not None:
+        _log.info("Discord: shards %s of %d", s.shard_ids or "all", s.discord_shard_count)
+        return ShardedAiSafetyDiscord(shard_count=s.discord_shard_count, shard_ids=s.shard_ids, **common)
+    return AiSafetyDiscord(**common)
 
 
 def _slack_bot(app: App, core: AnswerCore, feedback: FeedbackStore, shared: SharedState) -> Any:

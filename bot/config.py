@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = None
     discord_application_id: int | None = None
     discord_sync_commands: bool = False
+    discord_shard_count: int | None = Field(
+        None, ge=1, le=10_000, description="Discord shards in all; required from 2,500 servers"
+    )
+    discord_shard_ids: str = Field("", description="comma-separated shards this process runs; empty: all")
 
     slack_bot_token: SecretStr | None = None
     slack_app_token: SecretStr | None = None
@@ -124,6 +128,7 @@ class Settings(BaseSettings):
         "qdrant_shards",
         "qdrant_replication",
         "qdrant_write_consistency",
+        "discord_shard_count",
         mode="before",
     )
     @classmethod
@@ -157,6 +162,21 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _shard_ids(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip() and not item.strip().isdigit():
+                raise ValueError(
+                    f"{item.strip()!r} is not a shard number; give numbers from 0, comma-separated"
+                )
+        return value
+
+    @property
+    def shard_ids(self) -> list[int] | None:
+        ids = [int(i) for i in self.discord_shard_ids.split(",") if i.strip()]
+        return ids or None
+
     @field_validator("embedding_model_path")
     @classmethod
     def _model_folder(cls, value: Path | None) -> Path | None:
@@ -180,6 +200,19 @@ class Settings(BaseSettings):
                     f"{item.strip()!r} is not a channel id; give Discord (numeric) or Slack (C...) ids, comma-separated"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _shards(self) -> Settings:
+        ids = self.shard_ids or []
+        if ids and self.discord_shard_count is None:
+            raise ValueError(
+                "DISCORD_SHARD_IDS is set but DISCORD_SHARD_COUNT is not: set the number of shards in all"
+            )
+        if self.discord_shard_count is not None and any(i >= self.discord_shard_count for i in ids):
+            raise ValueError(
+                f"DISCORD_SHARD_IDS must be below DISCORD_SHARD_COUNT ({self.discord_shard_count}): shards count from 0"
+            )
+        return self
 
     @model_validator(mode="after")
     def _slack_mode(self) -> Settings:

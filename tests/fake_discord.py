@@ -51,6 +51,8 @@ class FakeDiscord:
     fail_edits: bool = False  # answer 404 to every message edit, as for a message deleted meanwhile
     identifies: int = 0
     resumes: int = 0
+    other_guilds: list[int] = field(default_factory=list)
+    shards: dict[int, tuple[int, int]] = field(default_factory=dict)  # id(ws) -> (shard, of shards)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(810000000000000000))
     _seq: int = 0
     _ws: list[web.WebSocketResponse] = field(default_factory=list)
@@ -75,11 +77,11 @@ class FakeDiscord:
     def new_id(self) -> int:
         return next(self._ids)
 
-    def text_channel(self, cid: int, name: str) -> dict[str, Any]:
+    def text_channel(self, cid: int, name: str, guild_id: int | None = None) -> dict[str, Any]:
         return {
             "id": str(cid),
             "type": 0,
-            "guild_id": str(self.guild_id),
+            "guild_id": str(guild_id or self.guild_id),
             "name": name,
             "position": 0,
             "permission_overwrites": [],
@@ -90,9 +92,15 @@ class FakeDiscord:
             "rate_limit_per_user": 0,
         }
 
-    def guild(self) -> dict[str, Any]:
+    def add_guild(self, guild_id: int, channel_id: int) -> None:
+        """Another server the bot is in, with one text channel."""
+        self.other_guilds.append(guild_id)
+        self.channels[channel_id] = self.text_channel(channel_id, f"ask-{len(self.other_guilds)}", guild_id)
+
+    def guild(self, guild_id: int | None = None) -> dict[str, Any]:
+        guild_id = guild_id or self.guild_id
         return {
-            "id": str(self.guild_id),
+            "id": str(guild_id),
             "name": "AI Safety Reading Group",
             "icon": None,
             "owner_id": "1",
@@ -120,7 +128,9 @@ class FakeDiscord:
             ],
             "emojis": [],
             "stickers": [],
-            "channels": [c for c in self.channels.values() if c["type"] == 0],
+            "channels": [
+                c for c in self.channels.values() if c["type"] == 0 and c.get("guild_id") == str(guild_id)
+            ],
             "threads": [],
             "members": [
                 {
@@ -172,14 +182,15 @@ class FakeDiscord:
             "flags": 0,
             "components": [],
         }
+        guild_id = str(self.channels.get(channel_id, {}).get("guild_id") or self.guild_id)
         if guild:
-            msg["guild_id"] = str(self.guild_id)
+            msg["guild_id"] = guild_id
             msg["member"] = {"roles": [], "joined_at": _now(), "deaf": False, "mute": False, "flags": 0}
         if referenced:
             msg["message_reference"] = {
                 "message_id": referenced["id"],
                 "channel_id": referenced["channel_id"],
-                "guild_id": str(self.guild_id),
+                "guild_id": guild_id,
             }
             msg["referenced_message"] = referenced
         return msg
@@ -195,11 +206,23 @@ class FakeDiscord:
         return yarl.URL(self.url.replace("http", "ws") + "/gateway")
 
     # -- test controls ----------------------------------------------------------------------------
-    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+    @staticmethod
+    def shard_of(guild_id: int, count: int) -> int:
+        """Discord's rule: a server's events go to shard (guild_id >> 22) % shard count."""
+        return (guild_id >> 22) % count
+
+    def _gets(self, ws: web.WebSocketResponse, guild_id: str | None) -> bool:
+        shard, count = self.shards.get(id(ws), (0, 1))
+        return guild_id is None or self.shard_of(int(guild_id), count) == shard
+
+    async def dispatch(
+        self, event: str, data: dict[str, Any], *, to: web.WebSocketResponse | None = None
+    ) -> None:
+        """An event to every connection (a server's events only to the shard that has the server)."""
         self._seq += 1
         payload = json.dumps({"op": 0, "t": event, "s": self._seq, "d": data})
-        for ws in list(self._ws):
-            if not ws.closed:
+        for ws in [to] if to is not None else list(self._ws):
+            if not ws.closed and self._gets(ws, data.get("guild_id")):
                 await ws.send_str(payload)
 
     async def user_says(
@@ -389,7 +412,7 @@ class FakeDiscord:
                 thread = {
                     "id": str(mid),
                     "type": 11,
-                    "guild_id": str(self.guild_id),
+                    "guild_id": str(self.channels.get(cid, {}).get("guild_id") or self.guild_id),
                     "parent_id": str(cid),
                     "owner_id": str(self.bot_id),
                     "name": body["name"],
@@ -433,20 +456,26 @@ class FakeDiscord:
                     await ws.send_str(json.dumps({"op": 11}))
                 elif op == 2:
                     self.identifies += 1
+                    shard = data["d"].get("shard") or [0, 1]
+                    self.shards[id(ws)] = (int(shard[0]), int(shard[1]))
+                    guilds = [g for g in [self.guild_id, *self.other_guilds] if self._gets(ws, str(g))]
                     await self.dispatch(
                         "READY",
                         {
                             "v": 10,
                             "user": self.bot_user,
-                            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+                            "guilds": [{"id": str(g), "unavailable": True} for g in guilds],
+                            "shard": list(shard),
                             "session_id": f"session-{self.identifies}",
                             "resume_gateway_url": self.url.replace("http", "ws") + "/gateway",
                             "application": {"id": str(self.app_id), "flags": 0},
                             "private_channels": [],
                             "relationships": [],
                         },
+                        to=ws,
                     )
-                    await self.dispatch("GUILD_CREATE", self.guild())
+                    for g in guilds:
+                        await self.dispatch("GUILD_CREATE", self.guild(g), to=ws)
                 elif op == 6:
                     self.resumes += 1
                     await self.dispatch("RESUMED", {})
