@@ -299,8 +299,8 @@ async def _run_platforms(app: App) -> None:
 
     s = app.settings
     feedback = open_feedback(s)
-    shared = SharedState.from_settings(s)
-    app.budget = shared.budget or app.budget
+    shared = SharedState.from_settings(s, app.budget)
+    app.budget = shared.budget
     core = app.core()
     checks: dict[str, Callable[[], Awaitable[bool]]] = {}
     runs: list[Awaitable[None]] = []
@@ -437,17 +437,16 @@ class SharedState:
     redis: RedisLink | None = None
 
     @classmethod
-    def in_process(cls, settings: Settings) -> SharedState:
-        from bot.observability import TokenBudget
+    def in_process(cls, settings: Settings, budget: Budget | None = None) -> SharedState:
         from bot.ratelimit import RateLimiter, RecentKeys, RecentThreads
 
-        budget = TokenBudget(settings.daily_token_budget) if settings.daily_token_budget else None
         return cls(RateLimiter(settings.rate_limit_per_minute), RecentKeys(), RecentThreads(), budget)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SharedState:
+    def from_settings(cls, settings: Settings, budget: Budget | None = None) -> SharedState:
+        """`budget`: the process's own token budget, kept when there is no Redis to share one."""
         if settings.redis_url is None:
-            return cls.in_process(settings)
+            return cls.in_process(settings, budget)
         from bot.redis_state import RedisBudget, RedisDedupe, RedisLink, RedisRateLimit, RedisThreads
 
         link = RedisLink(settings.redis_url.get_secret_value(), prefix=settings.redis_key_prefix)

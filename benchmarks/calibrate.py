@@ -34,6 +34,7 @@ from retrieval import rescoring  # noqa: E402
 from retrieval.edge_store import EdgeStore  # noqa: E402
 from retrieval.embeddings import FastEmbedder  # noqa: E402
 from retrieval.glossary import expand  # noqa: E402
+from retrieval.index import complete  # noqa: E402
 from retrieval.ingest import ingest  # noqa: E402
 from retrieval.rescoring import RANK_FEATURES, TOPIC_FEATURES, Candidate, Hit  # noqa: E402
 from retrieval.search import CANDIDATES  # noqa: E402
@@ -217,8 +218,13 @@ def main() -> int:
     examples = rescoring.OfftopicExamples(
         [e.dense for e in embedder.embed_queries(rescoring.offtopic_examples())]
     )
+    # What the bot's search returns: the best articles with their payloads (`complete`), so that each
+    # carries its source for the written-answer threshold below.
     found = [
-        examples.mark(rescoring.passages(r, model=out["ranking"])[: TOP_K + READ_NEXT], v.dense)
+        examples.mark(
+            complete(rescoring.passages(r, model=out["ranking"])[: TOP_K + READ_NEXT], store.payloads),
+            v.dense,
+        )
         for r, v in zip(rankings, vectors, strict=True)
     ]
     x = np.array([rescoring.topic_features(f) for f in found])

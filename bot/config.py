@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -18,6 +18,13 @@ DEFAULT_SOURCE = (
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "aisafety-bot"
+
+
+# The URL schemes the shared-state settings take, and an example for the message when one is wrong.
+_SERVICE_URLS = {
+    "redis_url": (("redis://", "rediss://", "unix://"), "redis://localhost:6379/0"),
+    "database_url": (("postgresql://", "postgres://"), "postgresql://bot@localhost:5432/aisafety"),
+}
 
 
 class Settings(BaseSettings):
@@ -142,24 +149,12 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://, for example http://localhost:6333")
         return value.rstrip("/") if value else value
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "database_url")
     @classmethod
-    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ValueError(
-                "must start with redis://, rediss:// or unix://, for example redis://localhost:6379/0"
-            )
-        return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
-            raise ValueError(
-                "must start with postgresql://, for example postgresql://bot@localhost:5432/aisafety"
-            )
+    def _service_url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        schemes, example = _SERVICE_URLS[info.field_name or ""]
+        if value is not None and not value.get_secret_value().startswith(schemes):
+            raise ValueError(f"must start with {' or '.join(schemes)}, for example {example}")
         return value
 
     @field_validator("discord_shard_ids")

@@ -53,6 +53,16 @@ class Prepared:
     prompt: str
     written: Passage | None = None  # aisafety.info's answer to essentially this question, source [1]
 
+    @property
+    def lead(self) -> str:
+        """What the reply opens with when aisafety.info's editors have answered the question."""
+        w = self.written
+        return f"{prompts.written_lead(w.title, w.url)}\n\n" if w is not None else ""
+
+    @property
+    def written_id(self) -> str:
+        return self.written.article_id if self.written is not None else ""
+
 
 class AnswerCore:
     def __init__(
@@ -191,7 +201,7 @@ class AnswerCore:
         query, passages, spare = prepared.query, prepared.passages, prepared.spare
         abstain = self.should_abstain(passages)
         if found is not None and not abstain:
-            found.append(_offer(passages, "the answer was cut short.", prepared.written))
+            found.append(_offer(prepared, "the answer was cut short."))
 
         if abstain:
             nearest = tuple(_as_source(i, p) for i, p in enumerate(passages[:READ_NEXT], start=1))
@@ -202,20 +212,17 @@ class AnswerCore:
             yield Answer(prompts.abstain_text(nearest), (), "abstain", read_next=nearest, search_query=query)
             return
 
-        written = prepared.written
         if self.llm is None:
-            yield await self._retrieval_only(
-                passages, spare, self.llm_unavailable_reason, query, written=written
-            )
+            yield await self._retrieval_only(prepared, self.llm_unavailable_reason)
             return
         if self.budget is not None and await self.budget.exhausted():
             reason = "today's language-model budget is used up, so I'm answering from the articles only."
-            yield await self._retrieval_only(passages, spare, reason, query, written=written)
+            yield await self._retrieval_only(prepared, reason)
             return
 
         usage = Usage()
         parts: list[str] = []
-        lead = f"{prompts.written_lead(written.title, written.url)}\n\n" if written else ""
+        lead = prepared.lead
         if lead:
             yield lead
         try:
@@ -235,23 +242,16 @@ class AnswerCore:
             await self._count_tokens(usage)
             self.observer.llm_failed(kind)
             yield await self._retrieval_only(
-                passages,
-                spare,
-                "the language model is unavailable right now.",
-                query,
-                interrupted=bool(parts),
-                written=written,
+                prepared, "the language model is unavailable right now.", interrupted=bool(parts)
             )
             return
 
         await self._count_tokens(usage)
         library = {p.url for p in passages + spare}
         text = prompts.unmask_links("".join(parts), library)
-        cleaned, sources = prompts.renumber_citations(text, passages, keep_first=written is not None)
+        cleaned, sources = prompts.renumber_citations(text, passages, keep_first=prepared.written is not None)
         if not cleaned:
-            yield await self._retrieval_only(
-                passages, spare, "the language model gave an empty answer.", query, written=written
-            )
+            yield await self._retrieval_only(prepared, "the language model gave an empty answer.")
             return
         read_next = await self._read_next(sources, passages + spare)
         yield Answer(
@@ -261,7 +261,7 @@ class AnswerCore:
             read_next=read_next,
             search_query=query,
             usage={"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
-            written_answer=written.article_id if written else "",
+            written_answer=prepared.written_id,
         )
 
     async def _count_tokens(self, usage: Usage) -> None:
@@ -269,20 +269,11 @@ class AnswerCore:
             await self.budget.spend(usage.input_tokens + usage.output_tokens)
         self.observer.llm_tokens(usage.input_tokens, usage.output_tokens)
 
-    async def _retrieval_only(
-        self,
-        passages: list[Passage],
-        spare: list[Passage],
-        reason: str,
-        query: str,
-        *,
-        interrupted: bool = False,
-        written: Passage | None = None,
-    ) -> Answer:
-        offer = _offer(passages, reason, written)
-        read_next = await self._read_next(offer.sources, passages + spare)
+    async def _retrieval_only(self, prepared: Prepared, reason: str, *, interrupted: bool = False) -> Answer:
+        offer = _offer(prepared, reason)
+        read_next = await self._read_next(offer.sources, prepared.passages + prepared.spare)
         notice = "The answer was cut off; here is what the articles say instead." if interrupted else ""
-        return replace(offer, read_next=read_next, notice=notice, search_query=query)
+        return replace(offer, read_next=read_next, notice=notice, search_query=prepared.query)
 
     async def _read_next(self, cited: Sequence[Source], ranked: Sequence[Passage]) -> tuple[Source, ...]:
         """Up to three articles not cited: the cited articles' own related articles first, then the next-best."""
@@ -315,14 +306,12 @@ class AnswerCore:
         return tuple(out)
 
 
-def _offer(passages: Sequence[Passage], reason: str, written: Passage | None = None) -> Answer:
+def _offer(prepared: Prepared, reason: str) -> Answer:
     """The retrieval-only answer: the passages found, numbered, with a short excerpt each; led by the
     answer aisafety.info's editors wrote, when the question is essentially one of theirs."""
-    sources = tuple(_as_source(i, p) for i, p in enumerate(passages, start=1))
-    text = prompts.retrieval_only_text(sources, reason)
-    if written is not None:
-        text = f"{prompts.written_lead(written.title, written.url)}\n\n{text}"
-    return Answer(text, sources, "retrieval-only", written_answer=written.article_id if written else "")
+    sources = tuple(_as_source(i, p) for i, p in enumerate(prepared.passages, start=1))
+    text = prepared.lead + prompts.retrieval_only_text(sources, reason)
+    return Answer(text, sources, "retrieval-only", written_answer=prepared.written_id)
 
 
 def _as_source(n: int, p: Passage) -> Source:

@@ -148,11 +148,11 @@ class RedisDedupe:
             async with client.pipeline(transaction=False) as pipe:
                 for k in keys:
                     pipe.set(self.link.key("event", k), "1", nx=True, ex=self.ttl_s)
-                return all(bool(r) for r in await pipe.execute())
+                fresh = all(bool(r) for r in await pipe.execute())
+            await self.local.first(*keys)  # remembered here too, for a later outage
+            return fresh
 
-        fresh = await self.link.run(op, lambda: self.local.first(*keys))
-        await self.local.first(*keys)  # remembered here too, for a later outage
-        return fresh
+        return await self.link.run(op, lambda: self.local.first(*keys))
 
 
 class RedisThreads:

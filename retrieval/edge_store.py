@@ -41,12 +41,12 @@ from retrieval.index import (
     best_articles,
     by_passage,
     dense_vectors,
+    first_passages,
     passage_points,
     payload,
     point_id,
     ranked,
     search_plan,
-    to_passage,
 )
 
 _log = logging.getLogger(__name__)
@@ -300,7 +300,7 @@ class EdgeStore:
         if plan is None:
             return {}
         requests = [
-            qe.QueryRequest(limit=plan.limit, query=_nearest(r), with_payload=plan.fields_for(r))
+            qe.QueryRequest(limit=plan.limit, query=_nearest(r), with_payload=list(plan.fields))
             for r in plan.rankings
         ]
         with self._lock:
@@ -328,10 +328,4 @@ class EdgeStore:
         return by_passage(r.payload for r in records)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
-        if not article_ids or self.live_collection() is None:
-            return {}
-        ids: list[Any] = [point_id(a, 0) for a in article_ids]
-        with self._lock:
-            records = self._live().retrieve(ids, with_payload=True, with_vector=False)
-        passages = (to_passage(r.payload or {}, score=0.0) for r in records)
-        return {p.article_id: p for p in passages}
+        return first_passages(self.payloads, article_ids)

@@ -157,19 +157,15 @@ class Ranking:
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """What a search asks of a store, in one batched request: each ranking's best passages with their
-    payloads. The rankings are combined here, not in the store (`retrieval.rescoring`). Each backend
-    translates it for its SDK."""
+    """What a search asks of a store, in one batched request: each ranking's best passages. A hit names
+    only its article and passage number: a search ranks 50 passages a ranking and keeps a few articles,
+    whose payloads one lookup then fetches (`complete`); parsing 200 full payloads cost more than the four
+    searches. The rankings are combined here, not in the store (`retrieval.rescoring`). Each backend
+    translates the plan for its SDK."""
 
     rankings: tuple[Ranking, ...]
     limit: int
-    fields: tuple[str, ...] = tuple(HIT_FIELDS)
-
-    def fields_for(self, r: Ranking) -> list[str]:
-        """Hits come back with only what ranks them (article and passage number): a search ranks 50
-        passages a ranking and keeps a few articles, whose payloads one lookup then fetches
-        (`complete`). Parsing 200 full payloads cost more than the four searches."""
-        return ["article_id", "chunk"]
+    fields: tuple[str, ...] = ("article_id", "chunk")
 
 
 Payloads = Callable[[Sequence[tuple[str, int]]], dict[tuple[str, int], dict[str, Any]]]
@@ -193,6 +189,12 @@ def complete(found: list[Passage], payloads: Payloads) -> list[Passage]:
             )
         )
     return out
+
+
+def first_passages(payloads: Payloads, article_ids: Sequence[str]) -> dict[str, Passage]:
+    """The first passage of each of these articles (for "read next" links), from one lookup."""
+    found = payloads([(a, 0) for a in article_ids]) if article_ids else {}
+    return {aid: to_passage(pl, score=0.0) for (aid, _), pl in found.items()}
 
 
 def best_articles(

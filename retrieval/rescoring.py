@@ -1,10 +1,11 @@
 """The second stage of a search: every candidate article rescored from the evidence of all rankings.
 
 A store answers one batched request with four rankings of passages (the passage's dense cosine, the
-article title's, the article lead's, BM25). Plain reciprocal-rank fusion keeps only each passage's rank in
-each. Here every candidate article gets features from all of them: its reciprocal rank and raw score in
-each ranking (how far below the best it is) and how many of its passages each of the passage rankings
-found (agreement between an article's passages). A linear model, fitted on the project's own questions
+article title's, the article lead's, BM25), each hit naming only its article and passage number. Plain
+reciprocal-rank fusion keeps only each passage's rank in each. Here every candidate article gets
+features from all of them: its reciprocal rank and raw score in each ranking (BM25 relative to the
+best) and how many of its passages each of the passage rankings found (agreement between an article's
+passages). A linear model, fitted on the project's own questions
 with cross-validation (`benchmarks/calibrate.py`, weights in `calibration.json`), scores them.
 
 The same evidence decides whether the library covers a question at all: a logistic model over the best
@@ -67,10 +68,10 @@ class Hit:
 
 @dataclass
 class Candidate:
-    """An article some ranking found: its best passage and its evidence from every ranking."""
+    """An article some ranking found: its best passage's number and its evidence from every ranking."""
 
     article_id: str
-    payload: Mapping[str, Any]
+    chunk: int
     rank: dict[str, int]
     score: dict[str, float]
     passages: dict[str, int]
@@ -96,7 +97,7 @@ def candidates(rankings: Mapping[str, Sequence[Hit]]) -> list[Candidate]:
             aid = hit.article_id
             c = found.get(aid)
             if c is None:
-                c = found[aid] = Candidate(aid, hit.payload, {}, {}, {})
+                c = found[aid] = Candidate(aid, int(hit.payload.get("chunk", 0)), {}, {}, {})
             c.passages[name] = c.passages.get(name, 0) + 1
             if aid not in seen:
                 seen.add(aid)
@@ -145,7 +146,8 @@ def passages(
     *,
     model: Mapping[str, Any] | None = None,
 ) -> list[Passage]:
-    """Distinct articles, best first, each as its best passage with its raw score in every ranking."""
+    """Distinct articles, best first, each as its best passage (article and number) with its raw score in
+    every ranking."""
     found = {c.article_id: c for c in candidates(rankings)}
     if mode == "hybrid":
         order = [(s, c.article_id) for s, c in rescore(list(found.values()), model)]
@@ -165,17 +167,15 @@ def passages(
 
 
 def _passage(c: Candidate, score: float) -> Passage:
-    pl = c.payload
+    """The article's scores; its title, url and text come from one lookup afterwards (`index.complete`)."""
     return Passage(
         article_id=c.article_id,
-        title=str(pl.get("title", "")),
-        url=str(pl.get("url", "")),
-        text=str(pl.get("text", "")),
+        title="",
+        url="",
+        text="",
         score=score,
         dense_score=c.score.get(DENSE, 0.0),
-        source=str(pl.get("source", "")),
-        related=tuple(pl.get("related") or ()),
-        chunk=int(pl.get("chunk", 0)),
+        chunk=c.chunk,
         title_score=c.score.get(TITLE, 0.0),
         lead_score=c.score.get(LEAD, 0.0),
         bm25_score=c.score.get(SPARSE, 0.0),

@@ -56,20 +56,6 @@ class Retriever(Protocol):
     async def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]: ...
 
 
-def distinct_articles(passages: Sequence[Passage], k: int) -> list[Passage]:
-    """Keep the best passage of each article, in rank order."""
-    seen: set[str] = set()
-    out: list[Passage] = []
-    for p in passages:
-        if p.article_id in seen:
-            continue
-        seen.add(p.article_id)
-        out.append(p)
-        if len(out) == k:
-            break
-    return out
-
-
 class HybridRetriever:
     """Query embedding and embedded-store searches run on one thread of the retriever's own (the app
     has one retriever). Each call holds the interpreter lock for part of its time, and with several
@@ -97,7 +83,7 @@ class HybridRetriever:
 
     def search_embedded(self, query: Embedded, *, k: int) -> list[Passage]:
         passages = self.store.search(query, limit=max(CANDIDATES, k * 5), mode=self.mode, top=k)
-        return self.offtopic().mark(distinct_articles(passages, k), query.dense)
+        return self.offtopic().mark(passages, query.dense)
 
     def search_sync(self, query: str, *, k: int = 5) -> list[Passage]:
         return self.search_embedded(self.embedder.embed_queries([expand(query)])[0], k=k)

@@ -29,12 +29,12 @@ from retrieval.index import (
     best_articles,
     by_passage,
     dense_vectors,
+    first_passages,
     passage_points,
     payload,
     point_id,
     ranked,
     search_plan,
-    to_passage,
 )
 
 _log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ class QdrantStore:
             return {}
         requests = [
             models.QueryRequest(
-                query=_vector(r), using=r.using, limit=plan.limit, with_payload=plan.fields_for(r)
+                query=_vector(r), using=r.using, limit=plan.limit, with_payload=list(plan.fields)
             )
             for r in plan.rankings
         ]
@@ -259,15 +259,4 @@ class QdrantStore:
         return by_passage(p.payload for p in points)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
-        """The first passage of each of these articles, for "read next" links."""
-        if not article_ids:
-            return {}
-        points = self._call(
-            self._client.retrieve,
-            collection_name=self.alias,
-            ids=[point_id(a, 0) for a in article_ids],
-            with_payload=True,
-            with_vectors=False,
-        )
-        passages = (to_passage(p.payload or {}, score=0.0) for p in points)
-        return {p.article_id: p for p in passages}
+        return first_passages(self.payloads, article_ids)

@@ -94,6 +94,13 @@ def final_texts(fake: FakeDiscord, channel: int | str) -> list[str]:
     ]
 
 
+async def asked(fake: FakeDiscord, question: str, channel: int | None = None) -> dict[str, Any]:
+    """A member mentions the bot with `question`; returns their message once the cited answer is shown."""
+    msg = await fake.user_says(channel or fake.channel_id, mention(fake, question))
+    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, msg["id"])))
+    return msg
+
+
 def mention(fake: FakeDiscord, text: str) -> str:
     return f"<@{fake.bot_id}> {text}"
 
@@ -109,9 +116,8 @@ async def test_mention_starts_a_thread_and_streams_a_cited_answer(
         )
     )
     await start_bot()
-    msg = await fake.user_says(fake.channel_id, mention(fake, "what is the orthogonality thesis?"))
+    msg = await asked(fake, "what is the orthogonality thesis?")
     thread = msg["id"]
-    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, thread)))
 
     create = fake.calls("POST", f"/channels/{fake.channel_id}/messages/{thread}/threads")
     assert create and create[0].body["name"] == "what is the orthogonality thesis?"
@@ -138,9 +144,8 @@ async def test_follow_up_in_the_thread_uses_its_history(
     fake = fake_discord
     await start_bot()
     llm_server.script.append(Reply(text="Intelligence and goals are independent [1]."))
-    msg = await fake.user_says(fake.channel_id, mention(fake, "what is the orthogonality thesis?"))
+    msg = await asked(fake, "what is the orthogonality thesis?")
     thread = msg["id"]
-    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, thread)))
 
     llm_server.requests.clear()
     llm_server.script += [
@@ -244,8 +249,7 @@ async def test_feedback_click_is_recorded_and_survives_a_restart(
     fake = fake_discord
     client = await start_bot()
     llm_server.script.append(Reply(text="Goals and intelligence are independent [1]."))
-    msg = await fake.user_says(fake.channel_id, mention(fake, "what is the orthogonality thesis?"))
-    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, msg["id"])))
+    msg = await asked(fake, "what is the orthogonality thesis?")
     answer_msg = next(m for m in fake.messages[int(msg["id"])] if m["components"])
     custom_up = answer_msg["components"][0]["components"][0]["custom_id"]
     answer_id = int(custom_up.split(":")[2])
@@ -279,9 +283,8 @@ async def test_long_answers_are_split_and_nothing_can_ping(
     await start_bot()
     long = " ".join(f"Sentence {i} about the orthogonality thesis [1]." for i in range(120))
     llm_server.script.append(Reply(text=f"Hey @everyone and @here, <@&123> <@456>! {long}"))
-    msg = await fake.user_says(fake.channel_id, mention(fake, "@everyone what is the orthogonality thesis?"))
+    msg = await asked(fake, "@everyone what is the orthogonality thesis?")
     thread = msg["id"]
-    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, thread)))
     shown = final_texts(fake, thread)
     assert len(shown) >= 2 and all(len(t) <= 2000 for t in shown)
     joined = "".join(shown)
@@ -352,8 +355,7 @@ async def test_metrics_after_a_mention(
     metrics = Metrics()
     client.core.observer = Observer(metrics)
     llm_server.script.append(Reply(text="Mesa-optimizers are learned optimizers [1]."))
-    msg = await fake.user_says(fake.channel_id, mention(fake, "what is a mesa-optimizer?"))
-    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, msg["id"])))
+    await asked(fake, "what is a mesa-optimizer?")
     await fake.wait_for(lambda: b'outcome="llm",platform="discord"' in metrics.render())
     text = metrics.render().decode()
     assert 'aisafety_questions_total{outcome="llm",platform="discord"} 1.0' in text
@@ -498,9 +500,8 @@ async def test_a_broken_stream_and_a_failed_typing_indicator_still_give_the_answ
             break_after=5,
         )
     )
-    msg = await fake.user_says(fake.channel_id, mention(fake, "why can't we just turn it off?"))
+    msg = await asked(fake, "why can't we just turn it off?")
     thread = msg["id"]
-    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, thread)))
     assert fake.calls("POST", f"/channels/{thread}/typing")  # tried, failed, and the answer went on
     shown = final_texts(fake, thread)
     # The streamed preview became the retrieval-only answer: no fragment left, no separate apology.
@@ -514,8 +515,7 @@ async def test_a_link_to_another_site_is_shown_unmasked(
     fake = fake_discord
     await start_bot()
     llm_server.script.append(Reply(text="Read [the official page](https://evil.example.com/phish) [1]."))
-    msg = await fake.user_says(fake.channel_id, mention(fake, "what is the orthogonality thesis?"))
-    await fake.wait_for(lambda: any("**Sources**" in t for t in final_texts(fake, msg["id"])))
+    msg = await asked(fake, "what is the orthogonality thesis?")
     shown = "\n".join(final_texts(fake, msg["id"]))
     edits = " ".join(str(c.body) for c in fake.calls("PATCH", f"/channels/{msg['id']}/messages/"))
     assert "the official page (evil.example.com)" in shown

@@ -38,8 +38,8 @@ def test_every_candidate_carries_its_evidence_from_every_ranking() -> None:
     found = {c.article_id: c for c in rescoring.candidates(RANKINGS)}
     assert set(found) == {"a", "b", "c"}
     a, b, c = found["a"], found["b"], found["c"]
-    assert a.payload["chunk"] == 3  # the best passage: the dense ranking's first of the article
-    assert c.payload["chunk"] == 2  # only BM25 found it
+    assert a.chunk == 3  # the best passage: the dense ranking's first of the article
+    assert c.chunk == 2  # only BM25 found it
     assert a.passages == {"dense": 2, "title": 1} and b.passages["bm25"] == 1
     assert b.rank == {"dense": 1, "title": 0, "lead": 0, "bm25": 1}
     features = dict(zip(RANK_FEATURES, c.features(best_bm25=9.0), strict=True))
