@@ -72,9 +72,8 @@ def rank_data(
 ) -> list[tuple[EvalItem, list[Candidate], np.ndarray]]:
     out = []
     for item, rankings in rows:
-        found = rescoring.candidates(rankings)
-        best = max((c.score.get(rescoring.SPARSE, 0.0) for c in found), default=0.0)
-        out.append((item, found, np.array([c.features(best) for c in found], dtype=float)))
+        found = rescoring.evidence(rankings)
+        out.append((item, [c for c, _ in found], np.array([x for _, x in found], dtype=float)))
     return out
 
 

@@ -76,10 +76,12 @@ class Candidate:
     score: dict[str, float]
     passages: dict[str, int]
 
-    def features(self, best_bm25: float) -> list[float]:
+    def features(self, best_bm25: float, floor: Mapping[str, float] | None = None) -> list[float]:
+        """The model's inputs. A ranking that did not return the article gives it that ranking's floor
+        (its lowest returned score, the most the article can have scored there) instead of a false 0."""
         out: list[float] = []
         for name in RANKINGS:
-            raw = self.score.get(name, 0.0)
+            raw = self.score.get(name, (floor or {}).get(name, 0.0))
             out.append(1.0 / (RRF_K + 1 + self.rank.get(name, ABSENT_RANK)))
             out.append(raw / best_bm25 if name == SPARSE and best_bm25 > 0 else raw)
             if name in (DENSE, SPARSE):
@@ -106,6 +108,14 @@ def candidates(rankings: Mapping[str, Sequence[Hit]]) -> list[Candidate]:
     return list(found.values())
 
 
+def evidence(rankings: Mapping[str, Sequence[Hit]]) -> list[tuple[Candidate, list[float]]]:
+    """Every candidate article with its feature vector (`Candidate.features`)."""
+    found = candidates(rankings)
+    best_bm25 = max((c.score.get(SPARSE, 0.0) for c in found), default=0.0)
+    floor = {name: min(h.score for h in hits) for name, hits in rankings.items() if hits}
+    return [(c, c.features(best_bm25, floor)) for c in found]
+
+
 @lru_cache(maxsize=1)
 def calibration() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(CALIBRATION.read_text(encoding="utf-8"))
@@ -119,12 +129,11 @@ def _linear(model: Mapping[str, Any], x: Sequence[float]) -> float:
 
 
 def rescore(
-    found: Sequence[Candidate], model: Mapping[str, Any] | None = None
+    rankings: Mapping[str, Sequence[Hit]], model: Mapping[str, Any] | None = None
 ) -> list[tuple[float, Candidate]]:
-    """The candidates with their scores, best first."""
+    """The candidate articles with their scores, best first."""
     model = model or calibration()["ranking"]
-    best_bm25 = max((c.score.get(SPARSE, 0.0) for c in found), default=0.0)
-    scored = [(_linear(model, c.features(best_bm25)), c) for c in found]
+    scored = [(_linear(model, x), c) for c, x in evidence(rankings)]
     scored.sort(key=lambda sc: -sc[0])
     return scored
 
@@ -148,14 +157,18 @@ def passages(
 ) -> list[Passage]:
     """Distinct articles, best first, each as its best passage (article and number) with its raw score in
     every ranking."""
-    found = {c.article_id: c for c in candidates(rankings)}
+    order: list[tuple[float, str]]
     if mode == "hybrid":
-        order = [(s, c.article_id) for s, c in rescore(list(found.values()), model)]
-    elif mode == "rrf":
-        order = [(s, h.article_id) for s, h in _rrf(rankings)]
+        scored = rescore(rankings, model)
+        found = {c.article_id: c for _, c in scored}
+        order = [(s, c.article_id) for s, c in scored]
     else:
-        name = DENSE if mode == "dense" else SPARSE
-        order = [(h.score, h.article_id) for h in rankings.get(name, ())]
+        found = {c.article_id: c for c in candidates(rankings)}
+        if mode == "rrf":
+            order = [(s, h.article_id) for s, h in _rrf(rankings)]
+        else:
+            name = DENSE if mode == "dense" else SPARSE
+            order = [(h.score, h.article_id) for h in rankings.get(name, ())]
     out: list[Passage] = []
     taken: set[str] = set()
     for score, aid in order:

@@ -48,6 +48,15 @@ def test_every_candidate_carries_its_evidence_from_every_ranking() -> None:
     assert features["bm25_passages"] == math.log1p(1)
 
 
+def test_a_ranking_that_missed_an_article_gives_it_its_floor_not_zero() -> None:
+    # c was not among the dense or title hits: it scored at most their lowest, not 0 (a 0 would rank a
+    # near miss below articles that a ranking never considered).
+    rows = {c.article_id: dict(zip(RANK_FEATURES, x, strict=True)) for c, x in rescoring.evidence(RANKINGS)}
+    assert rows["c"]["dense"] == 0.55 and rows["c"]["title"] == 0.40 and rows["c"]["lead"] == 0.50
+    assert rows["a"]["lead"] == 0.50 and rows["a"]["bm25"] == 4.5 / 9.0
+    assert rows["b"]["dense"] == 0.60 and rows["c"]["dense_rr"] == 1 / (rescoring.RRF_K + 1 + ABSENT_RANK)
+
+
 def test_the_model_orders_the_articles_and_each_passage_keeps_its_raw_scores() -> None:
     only_title = {
         "features": list(RANK_FEATURES),
