@@ -18,7 +18,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,15 +29,17 @@ from retrieval.embeddings import Embedded
 from retrieval.index import (
     DENSE_VECTORS,
     HIT_FIELDS,
+    INDEXED_FIELDS,
     NO_INDEX,
     SPARSE,
+    STATE_FIELDS,
     WRONG_MODEL,
     ArticleState,
     Hit,
     Ranking,
     SearchMode,
     StoreError,
-    add_state,
+    article_states,
     best_articles,
     by_passage,
     dense_vectors,
@@ -139,34 +141,34 @@ class EdgeStore:
         name = self._live_name
         if name is None:
             return
-        articles: dict[str, list[str]] = {}
-        offset = None
-        with self._lock:
-            shard = self._shard(name)
-            while True:
-                records, offset = shard.scroll(
-                    qe.ScrollRequest(
-                        offset=offset,
-                        limit=1024,
-                        with_payload=["article_id", "title", "url", "chunk"],
-                        with_vector=False,
-                    )
-                )
-                for r in records:
-                    pl = r.payload or {}
-                    if int(pl.get("chunk", 0)) == 0:
-                        articles[str(pl.get("article_id"))] = [
-                            str(pl.get("title", "")),
-                            str(pl.get("url", "")),
-                        ]
-                if offset is None:
-                    break
+        articles = {
+            str(pl.get("article_id")): [str(pl.get("title", "")), str(pl.get("url", ""))]
+            for pl in self._scroll(name, ["article_id", "title", "url"], first_only=True)
+        }
         try:
             target = _catalogue_path(self.root, name)
             target.parent.mkdir(exist_ok=True)
             _write_json_atomically(target, articles)
         except OSError as exc:  # only the report's "never cited" list depends on it
             _log.warning("could not write the article catalogue: %s", exc)
+
+    def _scroll(self, collection: str, fields: list[str], *, first_only: bool) -> Iterator[dict[str, Any]]:
+        """Every stored payload of `collection` (`fields` of it), or every article's first passage's."""
+        first = (
+            qe.Filter(must=[qe.FieldCondition(key="chunk", match=qe.MatchValue(0))]) if first_only else None
+        )
+        offset = None
+        while True:
+            with self._lock:
+                records, offset = self._shard(collection).scroll(
+                    qe.ScrollRequest(
+                        offset=offset, limit=1024, filter=first, with_payload=fields, with_vector=False
+                    )
+                )
+            for r in records:
+                yield r.payload or {}
+            if offset is None:
+                return
 
     def _shard(self, name: str) -> Any:
         with self._lock:
@@ -193,14 +195,31 @@ class EdgeStore:
         config = qe.EdgeConfig(
             vectors={n: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine) for n in DENSE_VECTORS},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            # A Qdrant server's defaults, spelt out: the engine's own leave a library in plain segments.
+            hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000),
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=10_000, default_segment_number=2),
         )
         with self._lock:
-            self._shards[name] = qe.EdgeShard.create(str(self._collections / name), config)
+            shard = self._shards[name] = qe.EdgeShard.create(str(self._collections / name), config)
+            for field, kind in INDEXED_FIELDS.items():
+                schema = qe.PayloadSchemaType.Keyword if kind == "keyword" else qe.PayloadSchemaType.Integer
+                shard.update(qe.UpdateOperation.create_field_index(field, schema))
         return name
+
+    def _optimise(self, name: str) -> None:
+        """Build the collection's search index (HNSW graphs) now: the in-process engine has no background
+        optimiser, so without this every search scans every vector of an ever-growing plain segment.
+        Below the indexing threshold (a few thousand passages) plain segments stay, and scanning is fast."""
+        started = time.perf_counter()
+        with self._lock:
+            changed = self._shard(name).optimize()
+        if changed:
+            _log.info("built the search index of %s in %.1f s", name, time.perf_counter() - started)
 
     def switch_alias(self, collection: str) -> None:
         """Flush the new collection, point the alias at it atomically, then drop what it replaced."""
         with self._lock:
+            self._optimise(collection)
             self._shard(collection).flush()
             aliases = self._aliases()
             aliases[self.alias] = collection
@@ -235,23 +254,9 @@ class EdgeStore:
 
     # -- writing -------------------------------------------------------------------------------
     def article_states(self, collection: str) -> dict[str, ArticleState]:
-        shard = self._shard(collection)
-        states: dict[str, ArticleState] = {}
-        offset = None
-        with self._lock:
-            while True:
-                records, offset = shard.scroll(
-                    qe.ScrollRequest(
-                        offset=offset,
-                        limit=1024,
-                        with_payload=["article_id", "hash", "chunk"],
-                        with_vector=False,
-                    )
-                )
-                for r in records:
-                    add_state(states, r.payload or {})
-                if offset is None:
-                    return states
+        return article_states(
+            lambda first_only: self._scroll(collection, STATE_FIELDS, first_only=first_only)
+        )
 
     def upsert(
         self,
@@ -268,7 +273,7 @@ class EdgeStore:
                     **dense_vectors(c.index, v, title, vectors[0]),
                     SPARSE: qe.SparseVector(indices=v.sparse.indices, values=v.sparse.values),
                 },
-                payload(doc, c),
+                payload(doc, c, len(chunks)),
             )
             for c, v in zip(chunks, vectors, strict=True)
         ]
@@ -283,7 +288,8 @@ class EdgeStore:
 
     def flush(self) -> None:
         with self._lock:
-            for shard in self._shards.values():
+            for name, shard in self._shards.items():
+                self._optimise(name)
                 shard.flush()
             self.write_catalogue()
 

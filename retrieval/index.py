@@ -87,10 +87,13 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
-def payload(doc: Document, chunk: Chunk) -> dict[str, Any]:
+def payload(doc: Document, chunk: Chunk, chunks: int) -> dict[str, Any]:
+    """A passage's stored payload. Every passage carries its article's hash and passage count, so an
+    incremental ingest learns each article's state from its first passages alone (`article_states`)."""
     return {
         "article_id": doc.id,
         "chunk": chunk.index,
+        "chunks": chunks,
         "title": doc.title,
         "url": doc.url,
         "source": doc.source,
@@ -111,12 +114,33 @@ def dense_vectors(index: int, passage: Embedded, title: Embedded, lead: Embedded
     return vectors
 
 
-def add_state(states: dict[str, ArticleState], pl: dict[str, Any]) -> None:
-    """Fold one stored passage's payload into the per-article hash and passage count."""
-    aid = str(pl.get("article_id"))
-    prev = states.get(aid)
-    n = max(prev.chunks if prev else 0, int(pl.get("chunk", 0)) + 1)
-    states[aid] = ArticleState(str(pl.get("hash")), n)
+# What reading an article's state needs of a payload.
+STATE_FIELDS = ["article_id", "hash", "chunk", "chunks"]
+# Payload indexes every collection gets: the first passages are found by `chunk` without a full scan.
+INDEXED_FIELDS = {"article_id": "keyword", "chunk": "integer"}
+
+Scroll = Callable[[bool], Iterable[dict[str, Any]]]
+
+
+def article_states(scroll: Scroll) -> dict[str, ArticleState]:
+    """Each article's content hash and passage count. `scroll(first_only)` yields stored payloads
+    (`STATE_FIELDS`), of every article's first passage only when `first_only`: one point per article,
+    found through the payload index, instead of every passage of the library. A collection written before
+    passages carried their article's count is read whole."""
+    states: dict[str, ArticleState] = {}
+    for pl in scroll(True):
+        if "chunks" not in pl:
+            break
+        states[str(pl.get("article_id"))] = ArticleState(str(pl.get("hash")), int(pl["chunks"]))
+    else:
+        return states
+    states = {}
+    for pl in scroll(False):
+        aid = str(pl.get("article_id"))
+        prev = states.get(aid)
+        n = max(prev.chunks if prev else 0, int(pl.get("chunk", 0)) + 1)
+        states[aid] = ArticleState(str(pl.get("hash")), n)
+    return states
 
 
 # The payload fields a search hit needs (not the hash or chunk bookkeeping): less to send back.
