@@ -594,8 +594,10 @@ def library_articles(settings: Settings) -> dict[str, tuple[str, str]]:
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.report import build_report, render
+    from bot.report import TABLES, build_report, render, table_csv
 
+    if args.table and args.table not in TABLES:
+        raise ConfigError(f"there is no report table {args.table!r}: use one of {', '.join(TABLES)}")
     store = open_feedback(settings)
     try:
         store.purge(settings.question_retention_days)
@@ -604,8 +606,14 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
         store.close()
     articles = library_articles(settings)
     embedder = make_embedder(settings)
-    report = build_report(rows, embed=embedder.embed_dense_only, articles=articles, since_days=args.since)
-    print(render(report, args.format), end="")
+    report = build_report(
+        rows,
+        embed=embedder.embed_dense_only,
+        articles=articles,
+        since_days=args.since,
+        questions_stored=settings.store_questions,
+    )
+    print(table_csv(report, args.table) if args.table else render(report, args.format), end="")
     return 0
 
 
@@ -709,6 +717,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="what the community asks: most asked, abstained, 👎, articles cited")
     p.add_argument("--since", type=_days, default=30, metavar="DAYS")
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    p.add_argument(
+        "--table",
+        metavar="NAME",
+        help="one table as CSV: by_day, most_asked, abstained, to_write (the questions not covered or 👎, "
+        "by topic, for article writers), downvoted, most_cited, never_cited",
+    )
     p.set_defaults(func=cmd_report, needs_store=False)
 
     p = sub.add_parser("healthcheck", help="exit 0 if the running bot's /healthz answers (for containers)")

@@ -137,9 +137,11 @@ class Conversation:
         first_sign = time.monotonic() - started
         final: Answer | None = None
         found: list[Answer] = []  # the articles found, for an apology if the answer is cut short
+        saved = False
         try:
             final = await self._stream(question, reply, found)
             answer_id = await self._save(question, final)
+            saved = True
             await reply.final(final, answer_id)
         except asyncio.CancelledError:
             observer.answered(self.platform, question, None, first_sign_s=first_sign)
@@ -155,7 +157,10 @@ class Conversation:
                 _log.warning("answer failed: %s: %s", type(exc).__name__, exc)
             else:
                 _log.exception("answer failed")
-            await self.apologise(reply, final or next(iter(found), None))
+            shown = final or next(iter(found), None)
+            await self.apologise(reply, shown)
+            if not saved:  # stored as an "error" answer: the moderators' report counts failures
+                await self._save(question, Answer("", shown.sources if shown else (), "error"))
             return None
         observer.answered(self.platform, question, final, first_sign_s=first_sign)
         return final

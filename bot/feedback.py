@@ -73,6 +73,7 @@ class FeedbackRow:
     sources: list[dict[str, object]]
     up: int
     down: int
+    created: float = 0.0  # seconds since the epoch
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -282,7 +283,7 @@ class FeedbackStore:
         query = (
             "SELECT a.id, a.platform, a.place, a.asker, a.question, a.answer, a.mode, a.sources, "
             "COALESCE(SUM(CASE WHEN v.vote = 'up' THEN 1 ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN v.vote = 'down' THEN 1 ELSE 0 END), 0) "
+            "COALESCE(SUM(CASE WHEN v.vote = 'down' THEN 1 ELSE 0 END), 0), a.created "
             "FROM answers a LEFT JOIN votes v ON v.answer_id = a.id " + tail
         )
         with self._transaction() as db:
@@ -320,4 +321,6 @@ def redact(text: str, url: str) -> str:
 
 
 def _row(r: tuple[Any, ...]) -> FeedbackRow:
-    return FeedbackRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), int(r[8]), int(r[9]))
+    return FeedbackRow(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), int(r[8]), int(r[9]), float(r[10])
+    )

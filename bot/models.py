@@ -6,7 +6,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
-Mode = Literal["llm", "retrieval-only", "abstain"]
+# "error": the apology after a failure (stored so that moderators see failures in the report).
+Mode = Literal["llm", "retrieval-only", "abstain", "error"]
 Role = Literal["user", "assistant"]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,6 +16,11 @@ import numpy as np
 from bot.feedback import FeedbackRow
 
 SAME_QUESTION = 0.8  # cosine above which two questions count as the same question
+# Cosine to a cluster's first question above which a question joins it, for "questions to write": one
+# topic asked in different words (chosen on the project's own questions, see benchmarks/topics.py).
+SAME_TOPIC = 0.7
+OUTCOMES = ("llm", "retrieval-only", "abstain", "error")
+DAY = 86400
 Embed = Callable[[Sequence[str]], list[list[float]]]
 
 
@@ -28,22 +35,28 @@ def embed_questions(questions: Sequence[str], embed: Embed) -> dict[str, np.ndar
 
 
 def group_questions(
-    questions: Sequence[str], vectors: dict[str, np.ndarray], *, threshold: float = SAME_QUESTION
+    questions: Sequence[str],
+    vectors: dict[str, np.ndarray],
+    *,
+    threshold: float = SAME_QUESTION,
+    members: bool = False,
 ) -> list[dict[str, Any]]:
-    """Near-duplicate questions grouped (greedy, by embedding cosine), most asked first."""
+    """Near-duplicate questions grouped (greedy, by embedding cosine), most asked first. With `members`,
+    each group also lists every question in it."""
     groups: list[tuple[np.ndarray, list[str]]] = []
     for text in questions:
         vec = vectors.get(text)
         if vec is None:
             continue  # blank
-        for head, members in groups:
+        for head, group in groups:
             if float(head @ vec) >= threshold:
-                members.append(text)
+                group.append(text)
                 break
         else:
             groups.append((vec, [text]))
     out = [
         {"question": Counter(m).most_common(1)[0][0], "count": len(m), "variants": sorted(set(m))[:5]}
+        | ({"members": m} if members else {})
         for _, m in groups
     ]
     return sorted(out, key=lambda g: (-g["count"], g["question"]))
@@ -56,20 +69,35 @@ def build_report(
     articles: dict[str, tuple[str, str]],
     since_days: float,
     top: int = 20,
+    questions_stored: bool = True,
+    now: float | None = None,
 ) -> dict[str, Any]:
+    """What the community asked in the last `since_days` days. Without stored questions
+    (`STORE_QUESTIONS=false`) only counts and sources: the question sections are empty."""
     cited = Counter(str(s["id"]) for r in rows for s in r.sources if r.mode == "llm")
-    vectors = embed_questions([r.question for r in rows], embed)
+    asked = [r.question for r in rows] if questions_stored else []
+    vectors = embed_questions(asked, embed)
+    abstained = [r.question for r in rows if r.mode == "abstain" and questions_stored]
+    downvoted = [r for r in rows if r.down > 0]
     return {
         "since_days": since_days,
+        "questions_stored": questions_stored,
         "answers": len(rows),
         "by_outcome": dict(Counter(r.mode for r in rows)),
-        "most_asked": group_questions([r.question for r in rows], vectors)[:top],
-        "abstained": group_questions([r.question for r in rows if r.mode == "abstain"], vectors)[:top],
+        "by_day": by_day(rows, since_days, now=now),
+        "most_asked": group_questions(asked, vectors)[:top],
+        "abstained": group_questions(abstained, vectors)[:top],
         "downvoted": [
-            {"question": r.question, "answer": r.answer, "down": r.down, "up": r.up, "sources": r.sources}
-            for r in rows
-            if r.down > 0
+            {
+                "question": r.question if questions_stored else "",
+                "answer": r.answer if questions_stored else "",
+                "down": r.down,
+                "up": r.up,
+                "sources": r.sources,
+            }
+            for r in downvoted
         ][:top],
+        "to_write": topics(abstained, [r.question for r in downvoted if questions_stored], vectors)[:top],
         "most_cited": [
             {
                 "id": aid,
@@ -85,6 +113,43 @@ def build_report(
             if aid not in cited
         ],
     }
+
+
+def by_day(
+    rows: Sequence[FeedbackRow], since_days: float, *, now: float | None = None
+) -> list[dict[str, Any]]:
+    """Answers per UTC day by outcome, every day of the period (at most a year) included."""
+    now = time.time() if now is None else now
+    days = max(1, min(math.ceil(since_days), 366))
+    today = int(now // DAY)
+    counts = {d: Counter[str]() for d in range(today - days + 1, today + 1)}
+    for r in rows:
+        day = int(r.created // DAY)
+        if day in counts:
+            counts[day][r.mode] += 1
+    return [
+        {"day": time.strftime("%Y-%m-%d", time.gmtime(d * DAY)), **{o: c.get(o, 0) for o in OUTCOMES}}
+        for d, c in counts.items()
+    ]
+
+
+def topics(
+    abstained: Sequence[str], downvoted: Sequence[str], vectors: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    """The questions the library did not cover and those whose answers got 👎, clustered by topic: what
+    to write next, with counts and example wordings."""
+    origin = {q: "abstained" for q in abstained} | {q: "downvoted" for q in downvoted}
+    out = []
+    for g in group_questions([*abstained, *downvoted], vectors, threshold=SAME_TOPIC, members=True):
+        members = g.pop("members")
+        out.append(
+            {
+                **g,
+                "abstained": sum(origin.get(m) == "abstained" for m in members),
+                "downvoted": sum(origin.get(m) == "downvoted" for m in members),
+            }
+        )
+    return out
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -105,6 +170,11 @@ def to_markdown(report: dict[str, Any]) -> str:
     for d in report["downvoted"]:
         sources = ", ".join(f"[{s['title']}]({s['url']})" for s in d["sources"]) or "no sources"
         lines.append(f"- 👎 {d['down']} 👍 {d['up']}: {d['question']} (sources: {sources})")
+    lines += ["", "## Questions to write (not covered or 👎, by topic)"]
+    lines += [
+        f"- {g['count']}× {g['question']} ({g['abstained']} not covered, {g['downvoted']} 👎)"
+        for g in report["to_write"]
+    ]
     lines += ["", "## Articles cited most"]
     lines += [f"- {a['count']}× [{a['title']}]({a['url']})" for a in report["most_cited"]]
     lines += ["", f"## Articles never cited ({len(report['never_cited'])})"]
@@ -122,10 +192,67 @@ def to_csv(report: dict[str, Any]) -> str:
         w.writerow(["abstained", g["count"], g["question"], "", ""])
     for d in report["downvoted"]:
         w.writerow(["downvoted", d["down"], d["question"], ";".join(str(s["id"]) for s in d["sources"]), ""])
+    for g in report["to_write"]:
+        w.writerow(["to_write", g["count"], g["question"], "", ""])
     for a in report["most_cited"]:
         w.writerow(["most_cited", a["count"], a["title"], a["id"], a["url"]])
     for a in report["never_cited"]:
         w.writerow(["never_cited", 0, a["title"], a["id"], a["url"]])
+    return out.getvalue()
+
+
+def _sources(sources: Sequence[dict[str, Any]]) -> str:
+    return "; ".join(f"{s.get('title', '')} <{s.get('url', '')}>" for s in sources)
+
+
+# Each table of the report as CSV: its header and its rows.
+TABLES: dict[str, tuple[list[str], Callable[[dict[str, Any]], list[list[Any]]]]] = {
+    "by_day": (["day", *OUTCOMES], lambda r: [[d["day"], *(d[o] for o in OUTCOMES)] for d in r["by_day"]]),
+    "most_asked": (
+        ["count", "question", "variants"],
+        lambda r: [[g["count"], g["question"], " | ".join(g["variants"])] for g in r["most_asked"]],
+    ),
+    "abstained": (
+        ["count", "question", "variants"],
+        lambda r: [[g["count"], g["question"], " | ".join(g["variants"])] for g in r["abstained"]],
+    ),
+    "to_write": (
+        ["count", "not_covered", "downvoted", "question", "examples"],
+        lambda r: [
+            [g["count"], g["abstained"], g["downvoted"], g["question"], " | ".join(g["variants"])]
+            for g in r["to_write"]
+        ],
+    ),
+    "downvoted": (
+        ["down", "up", "question", "sources"],
+        lambda r: [[d["down"], d["up"], d["question"], _sources(d["sources"])] for d in r["downvoted"]],
+    ),
+    "most_cited": (
+        ["count", "id", "title", "url"],
+        lambda r: [[a["count"], a["id"], a["title"], a["url"]] for a in r["most_cited"]],
+    ),
+    "never_cited": (
+        ["id", "title", "url"],
+        lambda r: [[a["id"], a["title"], a["url"]] for a in r["never_cited"]],
+    ),
+}
+
+
+def _cell(value: Any) -> Any:
+    """A cell a spreadsheet will not run: members' questions are text, never formulas."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def table_csv(report: dict[str, Any], table: str) -> str:
+    """One table of the report (`TABLES`) as CSV."""
+    header, rows = TABLES[table]
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(header)
+    for row in rows(report):
+        w.writerow([_cell(v) for v in row])
     return out.getvalue()
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 
 from bot.feedback import FeedbackStore
 from bot.models import Answer, Source
-from bot.report import build_report, render
+from bot.report import TABLES, build_report, render, table_csv
 from retrieval.embeddings import FastEmbedder
 
 ORTHO = Source(
@@ -66,6 +67,98 @@ def test_report_on_a_scripted_history(tmp_path: Path, embedder: FastEmbedder) ->
         "most_asked",
         "abstained",
         "downvoted",
+        "to_write",
         "most_cited",
         "never_cited",
     }
+
+
+DAY = 86400.0
+NOW = time.time() // DAY * DAY + 3600  # 01:00 UTC today
+TODAY, YESTERDAY = (time.strftime("%Y-%m-%d", time.gmtime(NOW - d * DAY)) for d in (0, 1))
+
+
+def _history(tmp_path: Path, *, store_questions: bool = True) -> FeedbackStore:
+    """Answers over three days: two llm today, one abstain and one error yesterday, one older than the
+    period; a 👎 on a mesa-optimizer answer and two questions the library did not cover."""
+    store = FeedbackStore(tmp_path / "f.sqlite3", store_questions=store_questions)
+    script = [
+        (NOW - 60, "what is the orthogonality thesis?", Answer("Indep [1].", (ORTHO,), "llm")),
+        (NOW - 120, "whats a mesa optimizer", Answer("Inner [1].", (MESA,), "llm")),
+        (NOW - DAY, "how do I bake sourdough bread", Answer("no", (), "abstain")),
+        (NOW - DAY - 5, "what is the orthogonality thesis", Answer("", (ORTHO,), "error")),
+        (NOW - 9 * DAY, "what is the orthogonality thesis??", Answer("Indep [1].", (ORTHO,), "llm")),
+    ]
+    ids = []
+    for at, q, a in script:
+        ids.append(store.record_answer(platform="slack", place="c", asker="u", question=q, answer=a))
+        with store._transaction() as db:
+            store._execute(db, "UPDATE answers SET created = ? WHERE id = ?", (at, ids[-1]))
+    store.record_vote(ids[1], voter="u1", vote="down")
+    return store
+
+
+def test_the_report_counts_each_day_by_outcome_and_lists_the_topics_to_write(
+    tmp_path: Path, embedder: FastEmbedder
+) -> None:
+    store = _history(tmp_path)
+    rows = [r for r in store.since(30) if r.created >= NOW - 7 * DAY]
+    store.close()
+    report = build_report(rows, embed=embedder.embed_dense_only, articles=ARTICLES, since_days=7, now=NOW)
+    days = {d["day"]: d for d in report["by_day"]}
+    assert len(days) == 7 and days[TODAY] == {
+        "day": TODAY,
+        "llm": 2,
+        "retrieval-only": 0,
+        "abstain": 0,
+        "error": 0,
+    }
+    assert days[YESTERDAY]["abstain"] == 1 and days[YESTERDAY]["error"] == 1
+    assert sum(d["llm"] for d in report["by_day"]) == 2
+    assert [(g["question"], g["abstained"], g["downvoted"]) for g in report["to_write"]] == [
+        ("how do I bake sourdough bread", 1, 0),
+        ("whats a mesa optimizer", 0, 1),
+    ]
+    table = list(csv.reader(io.StringIO(table_csv(report, "to_write"))))
+    assert table[0] == ["count", "not_covered", "downvoted", "question", "examples"] and len(table) == 3
+    for name in TABLES:  # every table downloads with its header
+        assert table_csv(report, name).splitlines()[0] == ",".join(TABLES[name][0])
+
+
+def test_without_stored_questions_the_report_keeps_counts_and_sources_only(
+    tmp_path: Path, embedder: FastEmbedder
+) -> None:
+    store = _history(tmp_path, store_questions=False)
+    rows = store.since(30)
+    store.close()
+    report = build_report(
+        rows,
+        embed=embedder.embed_dense_only,
+        articles=ARTICLES,
+        since_days=30,
+        questions_stored=False,
+        now=NOW,
+    )
+    assert report["answers"] == 5 and report["by_outcome"] == {"llm": 3, "abstain": 1, "error": 1}
+    assert report["most_asked"] == report["abstained"] == report["to_write"] == []
+    assert report["downvoted"] == [
+        {
+            "question": "",
+            "answer": "",
+            "down": 1,
+            "up": 0,
+            "sources": [dict(n=1, id=MESA.id, title=MESA.title, url=MESA.url)],
+        }
+    ]
+    assert report["most_cited"][0]["id"] == ORTHO.id
+
+
+def test_a_question_that_looks_like_a_formula_stays_text_in_the_csv(embedder: FastEmbedder) -> None:
+    from bot.feedback import FeedbackRow
+
+    row = FeedbackRow(
+        1, "slack", "c", "u", '=HYPERLINK("http://evil.example","click")', "", "abstain", [], 0, 0, NOW
+    )
+    report = build_report([row], embed=embedder.embed_dense_only, articles={}, since_days=1, now=NOW)
+    cells = list(csv.reader(io.StringIO(table_csv(report, "abstained"))))[1]
+    assert cells[1].startswith("'=HYPERLINK")

@@ -1,0 +1,59 @@
+"""What the conversation policy stores: failures count too, so moderators see them in the report."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from bot.conversation import Conversation
+from bot.feedback import FeedbackStore
+from bot.models import Answer, Question, Source
+from bot.observability import Observer
+from bot.platform import PlatformOptions
+
+SOURCE = Source(1, "aisafety.info:6568", "What is the orthogonality thesis?", "https://aisafety.info/q/6568")
+
+
+class BrokenCore:
+    """Finds an article, then fails (a bug, a store outage) before the answer is complete."""
+
+    observer = Observer()
+
+    async def stream(self, question: Question, *, found: list[Answer]) -> AsyncIterator[str | Answer]:
+        found.append(Answer("", (SOURCE,), "retrieval-only"))
+        yield "The orthogonality"
+        raise RuntimeError("boom")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.apologies: list[Answer | None] = []
+
+    async def start(self) -> None: ...
+
+    async def preview(self, text: str) -> None: ...
+
+    async def final(self, answer: Answer, answer_id: int | None) -> None: ...
+
+    async def say(self, text: str) -> None: ...
+
+    async def apologise(self, answer: Answer | None) -> None:
+        self.apologies.append(answer)
+
+
+async def test_a_failed_answer_is_stored_as_an_error_with_the_sources_found() -> None:
+    store = FeedbackStore()
+    conversation = Conversation.in_process(
+        "slack",
+        core=BrokenCore(),
+        store=store,
+        options=PlatformOptions(),
+        usage="ask me",  # type: ignore[arg-type]
+    )
+    reply = Recorder()
+    assert await conversation.answer(Question("what is the orthogonality thesis?", asker="u1"), reply) is None
+    assert reply.apologies and reply.apologies[0] is not None
+    rows = store.since(1)
+    assert [(r.mode, r.question, [s["id"] for s in r.sources]) for r in rows] == [
+        ("error", "what is the orthogonality thesis?", [SOURCE.id])
+    ]
+    store.close()
