@@ -349,6 +349,12 @@ async def _run_platforms(app: App) -> None:
         else:
             notes = {}
         add_health_routes(health, checks={"qdrant": qdrant_ready, **checks}, metrics=app.metrics, notes=notes)
+        if s.admin_token is not None:
+            from bot.admin import add_admin_routes
+
+            add_admin_routes(
+                health, token=s.admin_token.get_secret_value(), report=live_report(app, feedback)
+            )
         from bot.observability import freeze_startup_heap
 
         freeze_startup_heap()
@@ -361,6 +367,8 @@ async def _run_platforms(app: App) -> None:
                 f"cannot listen on {host}:{port} ({exc.strerror or exc}); set {variable} to a free port"
             ) from None
         _log.info("health and metrics on port %d (/healthz, /readyz, /metrics)", port)
+        if s.admin_token is not None:
+            _log.info("report page on port %d: /admin/ (sign in with ADMIN_TOKEN)", port)
         stopped = await _until_stopped(runs)
         if stopped:
             # SIGTERM (Docker, systemd) or SIGINT: take no more questions, let answers in flight finish
@@ -586,11 +594,35 @@ def library_articles(settings: Settings) -> dict[str, tuple[str, str]]:
             return {}
         return catalogue
     try:
-        live = store.live_collection()
-        ids = list(store.article_states(live)) if live else []
-        return {a: (p.title, p.url) for a, p in store.articles(ids).items()}
+        return articles_of(store)
     finally:
         store.close()
+
+
+def articles_of(store: VectorStore) -> dict[str, tuple[str, str]]:
+    """Every article of the store's live collection as {id: (title, url)}."""
+    live = store.live_collection()
+    ids = list(store.article_states(live)) if live else []
+    return {a: (p.title, p.url) for a, p in store.articles(ids).items()}
+
+
+def live_report(app: App, feedback: FeedbackStore) -> Callable[[float], Awaitable[dict[str, Any]]]:
+    """The report page's data source in the running bot: its own history, index and embedding model."""
+    from bot.report import build_report
+
+    def build(days: float) -> dict[str, Any]:
+        return build_report(
+            feedback.since(days),
+            embed=app.embedder.embed_dense_only,
+            articles=articles_of(app.store),
+            since_days=days,
+            questions_stored=app.settings.store_questions,
+        )
+
+    async def report(days: float) -> dict[str, Any]:
+        return await asyncio.to_thread(build, days)
+
+    return report
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:

@@ -119,6 +119,19 @@ class Settings(BaseSettings):
     store_questions: bool = True
     question_retention_days: int = Field(90, ge=1)
 
+    # Moderators
+    admin_token: SecretStr | None = Field(
+        None, description="serves the report page /admin/ to requests that carry it"
+    )
+    admin_url: str | None = Field(
+        None, description="the report page's public address, linked from the digest"
+    )
+    digest_channel: str | None = Field(None, description="a Discord or Slack channel id for the digest")
+    digest_every: str = Field("weekly", pattern="^(daily|weekly|monthly)$")
+    handoff_role: str | None = Field(
+        None, description="a Discord role id or Slack user group id: adds an 'Ask a human' button"
+    )
+
     @field_validator(
         "qdrant_url",
         "anthropic_base_url",
@@ -136,13 +149,17 @@ class Settings(BaseSettings):
         "qdrant_replication",
         "qdrant_write_consistency",
         "discord_shard_count",
+        "admin_token",
+        "admin_url",
+        "digest_channel",
+        "handoff_role",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("qdrant_url", "anthropic_base_url")
+    @field_validator("qdrant_url", "anthropic_base_url", "admin_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -155,6 +172,16 @@ class Settings(BaseSettings):
         schemes, example = _SERVICE_URLS[info.field_name or ""]
         if value is not None and not value.get_secret_value().startswith(schemes):
             raise ValueError(f"must start with {' or '.join(schemes)}, for example {example}")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError(
+                "must be at least 16 characters; make one with: python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(24))'"
+            )
         return value
 
     @field_validator("discord_shard_ids")
@@ -239,6 +266,7 @@ class Settings(BaseSettings):
             self.slack_bot_token,
             self.slack_app_token,
             self.slack_signing_secret,
+            self.admin_token,
         )
         return [s.get_secret_value() for s in secrets if s]
 

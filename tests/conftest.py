@@ -101,6 +101,9 @@ def clean_env(**settings: str) -> dict[str, str]:
         "HEALTH_",
         "SOURCES",
         "LOG_FORMAT",
+        "ADMIN_",
+        "DIGEST_",
+        "HANDOFF_",
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     return {**base, "PYTHONPATH": str(ROOT), **settings}
@@ -215,6 +218,7 @@ SECRETS = (
     "xapp-test",
     "test-signing-secret",
     "test-qdrant-key",
+    "admin-token-for-tests-0123456789",
 )
 
 

@@ -45,7 +45,15 @@ async def replica(
         "RATE_LIMIT_PER_MINUTE": "0",
         **env,
     }
-    for k in ("ANTHROPIC_API_KEY", "QDRANT_URL", "SLACK_APP_TOKEN", "DISCORD_TOKEN"):
+    for k in (
+        "ANTHROPIC_API_KEY",
+        "QDRANT_URL",
+        "SLACK_APP_TOKEN",
+        "DISCORD_TOKEN",
+        "ADMIN_TOKEN",
+        "DIGEST_CHANNEL",
+        "HANDOFF_ROLE",
+    ):
         monkeypatch.delenv(k, raising=False)
     for k, v in settings.items():
         monkeypatch.setenv(k, v)

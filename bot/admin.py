@@ -1,0 +1,311 @@
+"""The moderators' report page: `/admin/` on the running bot's HTTP port, served only when ADMIN_TOKEN is
+set and only to requests that carry it (an `Authorization: Bearer` header, or the cookie the login form
+sets). The same data as `report --format json`, for a chosen period: a chart of answers per day by
+outcome, the tables, and each table as CSV. Server-rendered HTML; the chart is drawn by uPlot, served from
+`bot/static` (no CDN: communities self-host offline too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from bot.report import OUTCOMES, TABLES, table_csv
+
+_log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+COOKIE = "aisafety_admin"
+PERIODS = (1, 7, 30, 90, 365)
+DEFAULT_DAYS = 30
+MAX_DAYS = 3650
+# Only these files are served from bot/static.
+ASSETS = {
+    "uPlot.iife.min.js": "application/javascript",
+    "uPlot.min.css": "text/css",
+    "admin.js": "application/javascript",
+    "admin.css": "text/css",
+}
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+# The outcomes as the page names them (the chart's legend uses the same words).
+LABELS = {
+    "llm": "answered",
+    "retrieval-only": "sources only",
+    "abstain": "not covered",
+    "error": "failed",
+}
+TITLES = {
+    "by_day": "Answers per day",
+    "most_asked": "Most asked",
+    "abstained": "Questions the library did not cover",
+    "to_write": "Questions to write (not covered or voted down, by topic)",
+    "downvoted": "Answers voted down",
+    "most_cited": "Articles cited most",
+    "never_cited": "Articles never cited",
+}
+
+ReportSource = Callable[[float], Awaitable[dict[str, Any]]]
+
+
+def session_value(token: str) -> str:
+    """What the login cookie holds: derived from the token, never the token itself."""
+    return hmac.new(token.encode(), b"aisafety-bot admin session", hashlib.sha256).hexdigest()
+
+
+def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) -> None:
+    """Serve the report page on `app`. `report(days)` builds the report for the last `days` days."""
+    session = session_value(token)
+
+    def authorised(request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+        return hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), session.encode())
+
+    def days_of(request: web.Request) -> float:
+        raw = request.query.get("days", str(DEFAULT_DAYS))
+        try:
+            days = float(raw)
+        except ValueError:
+            days = -1.0
+        if not 0 < days <= MAX_DAYS:
+            raise web.HTTPBadRequest(
+                text=f"days must be a number of days from 1 to {MAX_DAYS}, for example ?days=30",
+                headers=HEADERS,
+            )
+        return days
+
+    async def page(request: web.Request) -> web.Response:
+        if not authorised(request):
+            return _login(status=401)
+        days = days_of(request)
+        data = await report(days)
+        return web.Response(text=render_page(data, days), content_type="text/html", headers=HEADERS)
+
+    async def login(request: web.Request) -> web.Response:
+        form = await request.post()
+        given = str(form.get("token", ""))
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            _log.warning("report page: a login with a wrong token from %s", request.remote)
+            return _login(status=401, wrong=True)
+        response = _see_other()
+        response.set_cookie(
+            COOKIE,
+            session,
+            path="/admin",
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+            max_age=7 * 86400,
+        )
+        return response
+
+    async def logout(request: web.Request) -> web.Response:
+        response = _see_other()
+        response.del_cookie(COOKIE, path="/admin")
+        return response
+
+    async def data(request: web.Request) -> web.Response:
+        if not authorised(request):
+            raise web.HTTPUnauthorized(text="send Authorization: Bearer <ADMIN_TOKEN>", headers=HEADERS)
+        return web.json_response(await report(days_of(request)), headers=HEADERS)
+
+    async def csv_table(request: web.Request) -> web.Response:
+        if not authorised(request):
+            raise web.HTTPUnauthorized(text="send Authorization: Bearer <ADMIN_TOKEN>", headers=HEADERS)
+        table = request.match_info["table"]
+        if table not in TABLES:
+            raise web.HTTPNotFound(text=f"no table {table!r}; tables: {', '.join(TABLES)}", headers=HEADERS)
+        days = days_of(request)
+        body = table_csv(await report(days), table)
+        return web.Response(
+            text=body,
+            content_type="text/csv",
+            charset="utf-8",
+            headers={**HEADERS, "Content-Disposition": f'attachment; filename="{table}-{days:g}d.csv"'},
+        )
+
+    async def asset(request: web.Request) -> web.FileResponse:
+        name = request.match_info["name"]
+        if name not in ASSETS:
+            raise web.HTTPNotFound()
+        return web.FileResponse(
+            STATIC / name, headers={"Content-Type": ASSETS[name], "Cache-Control": "max-age=3600"}
+        )
+
+    async def to_page(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently("/admin/")
+
+    app.router.add_get("/admin", to_page)
+    app.router.add_get("/admin/", page)
+    app.router.add_post("/admin/login", login)
+    app.router.add_post("/admin/logout", logout)
+    app.router.add_get("/admin/report.json", data)
+    app.router.add_get("/admin/csv/{table}.csv", csv_table)
+    app.router.add_get("/admin/static/{name}", asset)
+
+
+def _see_other() -> web.Response:
+    return web.Response(status=303, headers={**HEADERS, "Location": "/admin/"})
+
+
+def _login(*, status: int, wrong: bool = False) -> web.Response:
+    note = '<p class="error">That is not the token.</p>' if wrong else ""
+    body = _frame(
+        "Sign in",
+        f"""<main class="login"><h1>AI-safety bot: report</h1>{note}
+<form method="post" action="/admin/login">
+<label for="token">Admin token (ADMIN_TOKEN)</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Sign in</button></form></main>""",
+    )
+    return web.Response(text=body, status=status, content_type="text/html", headers=HEADERS)
+
+
+def _frame(title: str, body: str, *, chart: bool = False) -> str:
+    scripts = (
+        '<link rel="stylesheet" href="/admin/static/uPlot.min.css">'
+        '<script src="/admin/static/uPlot.iife.min.js" defer></script>'
+        '<script src="/admin/static/admin.js" defer></script>'
+        if chart
+        else ""
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<link rel="stylesheet" href="/admin/static/admin.css">{scripts}</head>
+<body>{body}</body></html>
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _link(title: str, url: str) -> str:
+    """An article link, only to a web address (the stored sources are the library's)."""
+    if urlsplit(url).scheme in ("http", "https"):
+        return f'<a href="{_e(url)}" rel="noopener noreferrer">{_e(title or url)}</a>'
+    return _e(title or url)
+
+
+def _table(name: str, head: list[str], rows: list[list[str]], days: float, empty: str) -> str:
+    csv = f'<a class="csv" href="/admin/csv/{name}.csv?days={days:g}" download>CSV</a>'
+    if not rows:
+        return f'<section id="{name}"><h2>{_e(TITLES[name])} {csv}</h2><p class="empty">{_e(empty)}</p></section>'
+    header = "".join(f"<th>{_e(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        f'<section id="{name}"><h2>{_e(TITLES[name])} {csv}</h2><div class="scroll"><table>'
+        f"<thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div></section>"
+    )
+
+
+def render_page(report: dict[str, Any], days: float) -> str:
+    stored = report.get("questions_stored", True)
+    no_text = "Questions are not stored (STORE_QUESTIONS=false): counts and sources only."
+    counts = report.get("by_outcome", {})
+    summary = "".join(
+        f'<li class="{o}"><span>{_e(counts.get(o, 0))}</span> {_e(LABELS[o])}</li>' for o in OUTCOMES
+    )
+    periods = "".join(
+        f'<option value="{p}"{" selected" if p == days else ""}>last {p} day{"s" if p > 1 else ""}</option>'
+        for p in PERIODS
+    )
+    if days not in PERIODS:
+        periods += f'<option value="{days:g}" selected>last {days:g} days</option>'
+    chart_data = json.dumps(report.get("by_day", [])).replace("</", "<\\/")
+
+    def grouped(name: str) -> str:
+        return _table(
+            name,
+            ["asked", "question", "other wordings"],
+            [
+                [
+                    _e(g["count"]),
+                    _e(g["question"]),
+                    _e(" | ".join(v for v in g["variants"] if v != g["question"])),
+                ]
+                for g in report.get(name, [])
+            ],
+            days,
+            no_text if not stored else "None in this period.",
+        )
+
+    sections = [
+        f"""<section id="by_day"><h2>{_e(TITLES["by_day"])} <a class="csv"
+href="/admin/csv/by_day.csv?days={days:g}" download>CSV</a></h2>
+<ul class="summary">{summary}</ul><div id="chart" role="img" aria-label="answers per day by outcome"></div>
+<script type="application/json" id="by-day-data">{chart_data}</script></section>""",
+        grouped("most_asked"),
+        grouped("abstained"),
+        _table(
+            "to_write",
+            ["questions", "not covered", "voted down", "topic", "examples"],
+            [
+                [
+                    _e(g["count"]),
+                    _e(g["abstained"]),
+                    _e(g["downvoted"]),
+                    _e(g["question"]),
+                    _e(" | ".join(g["variants"])),
+                ]
+                for g in report.get("to_write", [])
+            ],
+            days,
+            no_text if not stored else "None in this period.",
+        ),
+        _table(
+            "downvoted",
+            ["down", "up", "question", "sources"],
+            [
+                [
+                    _e(d["down"]),
+                    _e(d["up"]),
+                    _e(d["question"]) if stored else "<em>not stored</em>",
+                    ", ".join(_link(str(s.get("title", "")), str(s.get("url", ""))) for s in d["sources"])
+                    or "no sources",
+                ]
+                for d in report.get("downvoted", [])
+            ],
+            days,
+            "No answer was voted down in this period.",
+        ),
+        _table(
+            "most_cited",
+            ["cited", "article"],
+            [[_e(a["count"]), _link(a["title"], a["url"])] for a in report.get("most_cited", [])],
+            days,
+            "No answer cited an article in this period.",
+        ),
+        _table(
+            "never_cited",
+            ["article"],
+            [[_link(a["title"], a["url"])] for a in report.get("never_cited", [])],
+            days,
+            "Every article was cited.",
+        ),
+    ]
+    body = f"""<header><h1>What the community asked</h1>
+<form method="get" action="/admin/"><label for="days">Period</label>
+<select id="days" name="days">{periods}</select><button type="submit">Show</button></form>
+<form method="post" action="/admin/logout"><button type="submit" class="quiet">Sign out</button></form></header>
+<main><p class="lead">{_e(report.get("answers", 0))} answers in the last {days:g} days.</p>
+{"" if stored else f'<p class="note">{_e(no_text)}</p>'}{"".join(sections)}</main>"""
+    return _frame("AI-safety bot: report", body, chart=True)

@@ -1,0 +1,212 @@
+"""The moderators' report page (/admin/): served only with ADMIN_TOKEN, only to requests that carry it,
+the report's data as HTML, JSON and CSV, over a real socket. The page in a real browser is in
+tests/test_admin_browser.py."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bot.admin import COOKIE, add_admin_routes
+from bot.feedback import FeedbackStore
+from bot.models import Answer, Source
+from bot.report import build_report
+
+TOKEN = "admin-token-for-tests-0123456789"
+ORTHO = Source(1, "aisafety.info:6568", "What is the orthogonality thesis?", "https://aisafety.info/q/6568")
+MESA = Source(1, "aisafety.info:8160", "What are mesa-optimizers?", "https://aisafety.info/q/8160")
+ARTICLES = {s.id: (s.title, s.url) for s in (ORTHO, MESA)} | {
+    "aisafety.info:1": ("Never used", "https://aisafety.info/q/1")
+}
+
+
+def toy_embed(texts: Sequence[str]) -> list[list[float]]:
+    """Bag-of-words vectors: enough to group reworded questions without the embedding model."""
+    out = []
+    for t in texts:
+        v = [0.0] * 64
+        for word in t.lower().replace("?", " ").split():
+            v[int(hashlib.sha256(word.encode()).hexdigest(), 16) % 64] += 1.0
+        out.append(v)
+    return out
+
+
+def history(path: Path, *, store_questions: bool = True) -> FeedbackStore:
+    store = FeedbackStore(path, store_questions=store_questions)
+    for q in ("what is the orthogonality thesis?", "what is the orthogonality thesis"):
+        store.record_answer(
+            platform="slack", place="c", asker="u", question=q, answer=Answer("x [1]", (ORTHO,), "llm")
+        )
+    bad = store.record_answer(
+        platform="discord",
+        place="c",
+        asker="u",
+        question="whats a mesa optimizer",
+        answer=Answer("y [1]", (MESA,), "llm"),
+    )
+    store.record_vote(bad, voter="u2", vote="down")
+    store.record_answer(
+        platform="slack",
+        place="c",
+        asker="u",
+        question="<b>best pancake</b> recipe",
+        answer=Answer("no", (), "abstain"),
+    )
+    store.record_answer(
+        platform="slack",
+        place="c",
+        asker="u",
+        question="why not unplug it",
+        answer=Answer("", (ORTHO,), "error"),
+    )
+    return store
+
+
+def report_source(store: FeedbackStore, *, questions_stored: bool = True) -> Any:
+    asked: list[float] = []
+
+    async def report(days: float) -> dict[str, Any]:
+        asked.append(days)
+        return build_report(
+            store.since(days),
+            embed=toy_embed,
+            articles=ARTICLES,
+            since_days=days,
+            questions_stored=questions_stored,
+        )
+
+    report.asked = asked  # type: ignore[attr-defined]
+    return report
+
+
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[tuple[str, Any]]:
+    store = history(tmp_path / "f.sqlite3")
+    app = web.Application()
+    source = report_source(store)
+    add_admin_routes(app, token=TOKEN, report=source)
+    async for url in serve(app):
+        yield url, source
+    store.close()
+
+
+async def _get(url: str, **kwargs: Any) -> tuple[int, str, dict[str, str]]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.get(url, allow_redirects=False, **kwargs) as r:
+            return r.status, await r.text(), dict(r.headers)
+
+
+async def test_without_the_token_the_page_asks_for_it_and_shows_nothing(site: tuple[str, Any]) -> None:
+    url, source = site
+    status, body, headers = await _get(f"{url}/admin/")
+    assert status == 401 and 'name="token"' in body and "orthogonality" not in body
+    assert (
+        headers["Cache-Control"] == "no-store"
+        and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    )
+    for wrong in ("Bearer nope", f"Bearer {TOKEN[:-1]}", TOKEN, f"Basic {TOKEN}"):
+        status, body, _ = await _get(f"{url}/admin/", headers={"Authorization": wrong})
+        assert status == 401 and "orthogonality" not in body, wrong
+    for path in ("/admin/report.json", "/admin/csv/most_asked.csv"):
+        status, body, _ = await _get(url + path, headers={"Authorization": "Bearer nope"})
+        assert status == 401 and TOKEN not in body
+    assert source.asked == []  # nothing was read for a request without the token
+
+
+async def test_the_bearer_token_shows_every_table_escaped_and_linked(site: tuple[str, Any]) -> None:
+    url, source = site
+    status, body, _ = await _get(f"{url}/admin/?days=7", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and source.asked == [7.0]
+    assert "5 answers in the last 7 days" in body
+    for table in ("by_day", "most_asked", "abstained", "to_write", "downvoted", "most_cited", "never_cited"):
+        assert f'id="{table}"' in body and f"/admin/csv/{table}.csv?days=7" in body
+    assert "&lt;b&gt;best pancake&lt;/b&gt;" in body and "<b>best" not in body  # a question is text
+    assert (
+        '<a href="https://aisafety.info/q/8160" rel="noopener noreferrer">What are mesa-optimizers?</a>'
+        in body
+    )
+    assert (
+        '<script src="/admin/static/uPlot.iife.min.js" defer></script>' in body and "https://cdn" not in body
+    )
+    assert TOKEN not in body
+    status, js, headers = await _get(f"{url}/admin/static/uPlot.iife.min.js")
+    assert status == 200 and "uPlot" in js and headers["Content-Type"].startswith("application/javascript")
+    assert (await _get(f"{url}/admin/static/..%2Fadmin.py"))[0] == 404
+
+
+async def test_the_login_form_sets_a_cookie_that_is_not_the_token(site: tuple[str, Any]) -> None:
+    url, _ = site
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(f"{url}/admin/login", data={"token": "wrong"}, allow_redirects=False) as r:
+            assert r.status == 401 and "That is not the token" in await r.text()
+        async with http.post(f"{url}/admin/login", data={"token": TOKEN}, allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "/admin/"
+            cookie = r.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
+        assert TOKEN not in cookie
+        async with http.get(f"{url}/admin/") as r:
+            assert r.status == 200 and "What the community asked" in await r.text()
+        async with http.get(f"{url}/admin/csv/to_write.csv?days=30") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
+            assert 'filename="to_write-30d.csv"' in r.headers["Content-Disposition"]
+            rows = list(csv.reader(io.StringIO(await r.text())))
+        assert rows[0] == ["count", "not_covered", "downvoted", "question", "examples"]
+        assert {r[3] for r in rows[1:]} == {"<b>best pancake</b> recipe", "whats a mesa optimizer"}
+        async with http.get(f"{url}/admin/report.json?days=30") as r:
+            data = await r.json()
+        assert data["by_outcome"] == {"llm": 3, "abstain": 1, "error": 1}
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        assert data["by_day"][-1] == {"day": today, "llm": 3, "retrieval-only": 0, "abstain": 1, "error": 1}
+        async with http.post(f"{url}/admin/logout", allow_redirects=False) as r:
+            assert r.status == 303
+        async with http.get(f"{url}/admin/") as r:
+            assert r.status == 401
+        http.cookie_jar.update_cookies({COOKIE: "0" * 64})
+        async with http.get(f"{url}/admin/") as r:
+            assert r.status == 401  # a made-up cookie is no session
+
+
+async def test_a_bad_period_or_table_gets_one_line_that_says_what_to_give(site: tuple[str, Any]) -> None:
+    url, _ = site
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for days in ("abc", "0", "-3", "99999", "nan"):
+        status, body, _ = await _get(f"{url}/admin/?days={days}", headers=auth)
+        assert (
+            status == 400 and body == "days must be a number of days from 1 to 3650, for example ?days=30"
+        ), days
+    status, body, _ = await _get(f"{url}/admin/csv/secrets.csv", headers=auth)
+    assert status == 404 and body.startswith("no table 'secrets'; tables: by_day, most_asked")
+
+
+async def test_without_stored_questions_the_page_shows_counts_and_sources_only(tmp_path: Path) -> None:
+    store = history(tmp_path / "f.sqlite3", store_questions=False)
+    app = web.Application()
+    add_admin_routes(app, token=TOKEN, report=report_source(store, questions_stored=False))
+    async for url in serve(app):
+        status, body, _ = await _get(f"{url}/admin/", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and "STORE_QUESTIONS=false" in body
+        assert (
+            "mesa optimizer" not in body and "pancake" not in body and "orthogonality thesis</td>" not in body
+        )
+        assert "What are mesa-optimizers?</a>" in body  # the 👎 answer's source
+        assert "<em>not stored</em>" in body
+    store.close()
