@@ -53,7 +53,7 @@ from bot.models import Question  # noqa: E402
 from retrieval.documents import Chunk, Document  # noqa: E402
 from retrieval.edge_store import EdgeStore  # noqa: E402
 from retrieval.embeddings import Embedded, FastEmbedder, SparseVec  # noqa: E402
-from retrieval.index import DENSE, SPARSE, TITLE, VectorStore, article_states  # noqa: E402
+from retrieval.index import DENSE, SPARSE, TITLE, SearchPlan, VectorStore, article_states  # noqa: E402
 from retrieval.ingest import ingest  # noqa: E402
 from retrieval.search import CANDIDATES  # noqa: E402
 from retrieval.store import QdrantStore  # noqa: E402
@@ -173,39 +173,51 @@ def wait_green(url: str, collection: str, timeout_s: float = 900.0) -> float:
 
 
 def recall(store: VectorStore, queries: list[Embedded]) -> dict[str, float]:
-    """The share of the exact top-k passages that the approximate search returns, per dense ranking."""
+    """For each dense ranking, with the search breadth the bot asks for: the share of the exact top-k
+    passages that the approximate search returns ("passages"), and the share of the distinct articles
+    among them (a copy counted as its original: "articles"), which is what the answer depends on when 64
+    near-copies of each passage tie within noise."""
     out: dict[str, float] = {}
     for using in (DENSE, TITLE):
-        shares = []
+        points, articles = [], []
         for q in queries:
             approx, exact = (top_ids(store, q.dense, using, exact=e) for e in (False, True))
-            shares.append(len(set(approx) & set(exact)) / max(len(exact), 1))
-        out[using] = round(statistics.mean(shares), 4)
+            points.append(len(set(approx) & set(exact)) / max(len(exact), 1))
+            wanted = {original(a) for _, a in exact}
+            articles.append(len({original(a) for _, a in approx} & wanted) / max(len(wanted), 1))
+        out[f"{using}_passages"] = round(statistics.mean(points), 4)
+        out[f"{using}_articles"] = round(statistics.mean(articles), 4)
     return out
 
 
-def top_ids(store: VectorStore, vector: list[float], using: str, *, exact: bool) -> list[str]:
+def original(article_id: str) -> str:
+    return article_id.split("~")[0]
+
+
+def top_ids(store: VectorStore, vector: list[float], using: str, *, exact: bool) -> list[tuple[str, str]]:
+    """(point id, article id) of the top `RECALL_K`, exact or as the bot searches (`SearchPlan.hnsw_ef`)."""
+    ef = SearchPlan((), RECALL_K).hnsw_ef
     if isinstance(store, EdgeStore):
         with store._lock:
             points = store._live().query(
                 qe.QueryRequest(
                     limit=RECALL_K,
                     query=qe.Query.Nearest(vector, using=using),
-                    params=qe.SearchParams(exact=exact),
-                    with_payload=False,
+                    params=qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=ef),
+                    with_payload=["article_id"],
                 )
             )
-        return [str(p.id) for p in points]
+        return [(str(p.id), str(p.payload["article_id"])) for p in points]
     assert isinstance(store, QdrantStore)
     answer = store._client.query_points(
         collection_name=store.alias,
         query=vector,
         using=using,
         limit=RECALL_K,
-        search_params=models.SearchParams(exact=exact),
-        with_payload=False,
+        search_params=models.SearchParams(exact=True) if exact else models.SearchParams(hnsw_ef=ef),
+        with_payload=["article_id"],
     )
-    return [str(p.id) for p in answer.points]
+    return [(str(p.id), str((p.payload or {})["article_id"])) for p in answer.points]
 
 
 def state_reading(store: VectorStore, collection: str) -> dict[str, float]:

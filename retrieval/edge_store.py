@@ -27,6 +27,8 @@ import qdrant_edge as qe
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
+    ARTICLE_VECTOR_FULL_SCAN_KB,
+    DENSE,
     DENSE_VECTORS,
     HIT_FIELDS,
     INDEXED_FIELDS,
@@ -193,7 +195,18 @@ class EdgeStore:
     def new_collection(self, dim: int) -> str:
         name = f"{self.alias}_{time.time_ns() // 1_000_000}"
         config = qe.EdgeConfig(
-            vectors={n: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine) for n in DENSE_VECTORS},
+            vectors={
+                n: qe.EdgeVectorParams(
+                    size=dim,
+                    distance=qe.Distance.Cosine,
+                    hnsw_config=None
+                    if n == DENSE
+                    else qe.HnswIndexConfig(
+                        m=16, ef_construct=100, full_scan_threshold=ARTICLE_VECTOR_FULL_SCAN_KB
+                    ),
+                )
+                for n in DENSE_VECTORS
+            },
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             # A Qdrant server's defaults, spelt out: the engine's own leave a library in plain segments.
             hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000),
@@ -306,7 +319,12 @@ class EdgeStore:
         if plan is None:
             return {}
         requests = [
-            qe.QueryRequest(limit=plan.limit, query=_nearest(r), with_payload=list(plan.fields))
+            qe.QueryRequest(
+                limit=plan.limit,
+                query=_nearest(r),
+                with_payload=list(plan.fields),
+                params=qe.SearchParams(hnsw_ef=plan.hnsw_ef) if r.dense is not None else None,
+            )
             for r in plan.rankings
         ]
         with self._lock:

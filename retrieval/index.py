@@ -19,6 +19,11 @@ from retrieval.rescoring import DENSE, LEAD, SPARSE, TITLE, Hit, SearchMode
 
 __all__ = ["DENSE", "LEAD", "SPARSE", "TITLE", "Hit", "SearchMode", "StoreError"]
 
+# The article-level vectors sit on one passage of each article: their search index must not fall back
+# to a full scan of every passage, which Qdrant's default threshold does (4.3 ms at 100,000 passages,
+# 0.8 ms with this one; benchmarks/bench_large.py).
+ARTICLE_VECTOR_FULL_SCAN_KB = 100
+
 # The named vectors: DENSE the passage itself (with its title); TITLE the article's title (community
 # questions often read like aisafety.info titles); LEAD the article's opening passage (what the whole
 # article is about); SPARSE BM25 of the passage (with its title).
@@ -190,6 +195,10 @@ class SearchPlan:
     rankings: tuple[Ranking, ...]
     limit: int
     fields: tuple[str, ...] = ("article_id", "chunk")
+    # The approximate (HNSW) search's breadth for the dense rankings: at 100,000 passages the default
+    # (the index's ef_construct, 100) found 80% of the exact top 50; 256 finds 96% of the exact top 50's
+    # articles for about 0.5 ms more (benchmarks/bench_large.py). Small libraries are searched exactly.
+    hnsw_ef: int = 256
 
 
 Payloads = Callable[[Sequence[tuple[str, int]]], dict[tuple[str, int], dict[str, Any]]]

@@ -15,6 +15,8 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
+    ARTICLE_VECTOR_FULL_SCAN_KB,
+    DENSE,
     DENSE_VECTORS,
     HIT_FIELDS,
     INDEXED_FIELDS,
@@ -135,7 +137,14 @@ class QdrantStore:
             self._client.create_collection,
             collection_name=name,
             vectors_config={
-                n: models.VectorParams(size=dim, distance=models.Distance.COSINE) for n in DENSE_VECTORS
+                n: models.VectorParams(
+                    size=dim,
+                    distance=models.Distance.COSINE,
+                    hnsw_config=None
+                    if n == DENSE
+                    else models.HnswConfigDiff(full_scan_threshold=ARTICLE_VECTOR_FULL_SCAN_KB),
+                )
+                for n in DENSE_VECTORS
             },
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             **{k: v for k, v in self.layout.items() if v is not None},
@@ -262,7 +271,11 @@ class QdrantStore:
             return {}
         requests = [
             models.QueryRequest(
-                query=_vector(r), using=r.using, limit=plan.limit, with_payload=list(plan.fields)
+                query=_vector(r),
+                using=r.using,
+                limit=plan.limit,
+                with_payload=list(plan.fields),
+                params=models.SearchParams(hnsw_ef=plan.hnsw_ef) if r.dense is not None else None,
             )
             for r in plan.rankings
         ]
