@@ -17,6 +17,7 @@ from discord import app_commands
 
 from adapters.discord_render import (
     Said,
+    split_message,
     strip_mentions,
     thread_name,
     to_question,
@@ -209,6 +210,13 @@ class AiSafetyDiscord(discord.Client):
             question, asker=f"discord:{interaction.user.id}", place=f"discord:{interaction.channel_id}"
         )
         await self.conversation.answer(q, FollowupReply(interaction, private), started=started)
+
+    async def post(self, channel_id: str, text: str) -> None:
+        """A message of the bot's own (the digest) in a channel, split at Discord's limit; the client
+        allows no mentions, so nothing in it pings anyone."""
+        channel = self.get_channel(int(channel_id)) or await self.fetch_channel(int(channel_id))
+        for piece in split_message(text):
+            await channel.send(piece, allowed_mentions=discord.AllowedMentions.none())  # type: ignore[union-attr]
 
     async def close(self) -> None:
         await self.conversation.drain(0)  # answers still running when the client closes apologise

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.digest import Style
 from bot.models import Answer, Question, Source, Turn
 from bot.textsplit import split_text
 
@@ -64,6 +65,15 @@ def defuse(text: str) -> str:
     """Text from the model or the articles cannot ping anyone, even if allowed_mentions were lost."""
     text = _MASS_MENTION.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)
     return re.sub(r"<@([!&]?)(\d+)>", lambda m: f"<@{ZWSP}{m.group(1)}{m.group(2)}>", text)
+
+
+def plain(text: str) -> str:
+    """Members' text shown as typed: no markdown, so no disguised link, and no ping."""
+    return re.sub(r"([\\*_~`|>\[\]()#])", r"\\\1", defuse(text))
+
+
+# The digest in Discord markdown (the client sends it with no mention allowed).
+DIGEST_STYLE = Style(clean=plain, bold=lambda s: f"**{s}**", link=lambda label, url: f"[{label}](<{url}>)")
 
 
 def _link(s: Source) -> str:

@@ -272,6 +272,10 @@ class SlackBot:
             return bool(self.bot_user_id)
         return bool(await self._socket.client.is_connected())
 
+    async def post(self, channel: str, text: str) -> None:
+        """A message of the bot's own (the digest) in a channel, as mrkdwn without link previews."""
+        await self.client.chat_postMessage(channel=channel, text=text, unfurl_links=False, unfurl_media=False)
+
     async def close(self) -> None:
         await self.conversation.drain(0)  # answers still running when the bot closes apologise
         if self._socket is not None:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bot.digest import Style
 from bot.models import Answer, Question, Source, Turn
 from bot.textsplit import split_text
 
@@ -96,6 +97,12 @@ def _safe_url(url: str) -> str:
 
 def _link(s: Source) -> str:
     return f"<{_safe_url(s.url)}|{escape(s.title).replace('|', '¦')}>"
+
+
+# The digest in Slack mrkdwn: members' text escaped (no link, no mention, no @channel can come out of it).
+DIGEST_STYLE = Style(
+    clean=escape, bold=lambda s: f"*{s}*", link=lambda label, url: f"<{_safe_url(url)}|{escape(label)}>"
+)
 
 
 def sources_mrkdwn(answer: Answer) -> str:

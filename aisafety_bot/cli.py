@@ -30,6 +30,7 @@ from retrieval.errors import LibraryError
 if TYPE_CHECKING:
     from bot.conversation import Conversation
     from bot.core import AnswerCore
+    from bot.digest import Digest
     from bot.feedback import FeedbackStore
     from bot.observability import Metrics
     from bot.platform import PlatformOptions
@@ -309,9 +310,12 @@ async def _run_platforms(app: App) -> None:
     health = web.Application()
     port = s.health_port
     runner: web.AppRunner | None = None
+    posters: dict[str, Callable[[str, str], Awaitable[None]]] = {}  # platform -> post(channel, text)
+    background: list[asyncio.Task[None]] = []
     try:
         if s.discord_token is not None:
             client = _discord_client(app, core, feedback, shared)
+            posters["discord"] = client.post
             closers.append(client.close)
             await client.sign_in(s.discord_token.get_secret_value())
 
@@ -323,6 +327,7 @@ async def _run_platforms(app: App) -> None:
             runs.append(client.run_connected())
         if s.slack_bot_token is not None:
             bot = _slack_bot(app, core, feedback, shared)
+            posters["slack"] = bot.post
             closers.append(bot.close)
             await bot.identify()
             checks["slack"] = bot.connected
@@ -367,6 +372,8 @@ async def _run_platforms(app: App) -> None:
                 f"cannot listen on {host}:{port} ({exc.strerror or exc}); set {variable} to a free port"
             ) from None
         _log.info("health and metrics on port %d (/healthz, /readyz, /metrics)", port)
+        if s.digest_channel is not None:
+            background.append(asyncio.create_task(_digest(app, feedback, posters).run()))
         if s.admin_token is not None:
             _log.info("report page on port %d: /admin/ (sign in with ADMIN_TOKEN)", port)
         stopped = await _until_stopped(runs)
@@ -378,6 +385,9 @@ async def _run_platforms(app: App) -> None:
                 await site.stop()  # Slack's HTTP events go elsewhere, or are re-sent after the restart
             await asyncio.gather(*(c.drain(s.shutdown_grace_s) for c in conversations))
     finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         for close in closers:
             await close()
         if runner is not None:
@@ -597,6 +607,35 @@ def library_articles(settings: Settings) -> dict[str, tuple[str, str]]:
         return articles_of(store)
     finally:
         store.close()
+
+
+def _digest(
+    app: App, feedback: FeedbackStore, posters: dict[str, Callable[[str, str], Awaitable[None]]]
+) -> Digest:
+    """The digest of DIGEST_CHANNEL's platform (a number: Discord; letters: Slack, as the settings check)."""
+    from bot.digest import Digest
+
+    s = app.settings
+    channel = str(s.digest_channel)
+    if channel.isdigit():
+        from adapters.discord_render import DIGEST_STYLE
+    else:
+        from adapters.slack_render import DIGEST_STYLE
+    post = posters["discord" if channel.isdigit() else "slack"]
+
+    async def to_channel(text: str) -> None:
+        await post(channel, text)
+
+    _log.info("digest: %s to channel %s", s.digest_every, channel)
+    return Digest(
+        store=feedback,
+        embed=app.embedder.embed_dense_only,
+        post=to_channel,
+        style=DIGEST_STYLE,
+        every=s.digest_every,
+        admin_url=s.admin_url,
+        questions_stored=s.store_questions,
+    )
 
 
 def articles_of(store: VectorStore) -> dict[str, tuple[str, str]]:

@@ -249,6 +249,29 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _moderator_platforms(self) -> Settings:
+        """DIGEST_CHANNEL and HANDOFF_ROLE name a Discord id (a number) or a Slack one (letters and
+        digits): that platform must be configured."""
+        for name, value, what in (
+            ("DIGEST_CHANNEL", self.digest_channel, "channel"),
+            (
+                "HANDOFF_ROLE",
+                self.handoff_role,
+                "role" if (self.handoff_role or "").isdigit() else "user group",
+            ),
+        ):
+            if value is None:
+                continue
+            if value.isdigit() and self.discord_token is None:
+                raise ValueError(f"{name} is a Discord {what} id (a number) but DISCORD_TOKEN is not set")
+            if not value.isdigit() and self.slack_bot_token is None:
+                raise ValueError(
+                    f"{name} is a Slack {what} id ({value[:1]}...) but SLACK_BOT_TOKEN is not set; for Discord "
+                    f"give the {what}'s number"
+                )
+        return self
+
     @property
     def allowed_channel_ids(self) -> frozenset[str]:
         return frozenset(s.strip() for s in self.allowed_channels.split(",") if s.strip())

@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS votes (
     ),
     # Retention and `report --since` select by age: an index instead of a scan of every answer.
     (2, "CREATE INDEX IF NOT EXISTS answers_created ON answers (created);"),
+    # The digest's periods: a row claims a period, so each digest is posted once, by one replica.
+    (3, "CREATE TABLE IF NOT EXISTS digests (period TEXT PRIMARY KEY, claimed {real} NOT NULL);"),
 ]
 
 
@@ -279,7 +281,7 @@ class FeedbackStore:
         having = "HAVING COUNT(v.vote) > 0 " if only_voted else ""
         return self._select(f"GROUP BY a.id {having}ORDER BY a.id DESC LIMIT ?", limit)
 
-    def _select(self, tail: str, param: object) -> list[FeedbackRow]:
+    def _select(self, tail: str, *params: object) -> list[FeedbackRow]:
         query = (
             "SELECT a.id, a.platform, a.place, a.asker, a.question, a.answer, a.mode, a.sources, "
             "COALESCE(SUM(CASE WHEN v.vote = 'up' THEN 1 ELSE 0 END), 0), "
@@ -287,7 +289,27 @@ class FeedbackStore:
             "FROM answers a LEFT JOIN votes v ON v.answer_id = a.id " + tail
         )
         with self._transaction() as db:
-            return [_row(r) for r in self._execute(db, query, (param,)).fetchall()]
+            return [_row(r) for r in self._execute(db, query, params).fetchall()]
+
+    def between(self, start: float, end: float) -> list[FeedbackRow]:
+        """Every answer from `start` (included) to `end` (excluded), seconds since the epoch, oldest first."""
+        return self._select("WHERE a.created >= ? AND a.created < ? GROUP BY a.id ORDER BY a.id", start, end)
+
+    def claim(self, period: str) -> bool:
+        """Take `period` (a digest's) for this process: True for exactly one caller, whichever replica
+        or restart asks, until `release`."""
+        with self._transaction() as db:
+            cur = self._execute(
+                db,
+                "INSERT INTO digests (period, claimed) VALUES (?, ?) ON CONFLICT (period) DO NOTHING",
+                (period, time.time()),
+            )
+            return bool(cur.rowcount == 1)
+
+    def release(self, period: str) -> None:
+        """Give a claimed period back (its digest could not be posted: the next check tries again)."""
+        with self._transaction() as db:
+            self._execute(db, "DELETE FROM digests WHERE period = ?", (period,))
 
     def copy_from(self, other: FeedbackStore) -> tuple[int, int]:
         """Every answer and vote of `other` (an SQLite history moving to PostgreSQL), added here with

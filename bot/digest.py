@@ -1,0 +1,170 @@
+"""A digest where the moderators are: `DIGEST_CHANNEL` gets a short summary of each period
+(`DIGEST_EVERY`: daily, weekly or monthly, in UTC) once the period is over: answers by outcome, the
+most asked questions, the questions the library did not cover, the number of 👎 and a link to the report
+page (`ADMIN_URL`). A period is claimed in the answers database before its digest is posted, so each is
+posted once: across restarts, and by one replica when several share PostgreSQL. No one is pinged: the
+text is rendered by the platform's own escaping, and the posting adapter allows no mentions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.feedback import FeedbackStore
+from bot.report import Embed, build_report
+
+_log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 600.0  # how often the bot looks for a period whose digest is due
+TOP = 5  # questions listed in each section
+
+
+@dataclass(frozen=True)
+class Period:
+    key: str  # "weekly:2026-W47": the claim's key
+    start: float  # seconds since the epoch, included
+    end: float  # excluded
+    label: str  # "the week of 16 Nov 2026"
+
+
+def last_complete(every: str, now: float) -> Period:
+    """The most recent period of `every` that has ended by `now` (UTC)."""
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date()
+    if every == "daily":
+        start = today - dt.timedelta(days=1)
+        end = today
+        key, label = start.isoformat(), start.strftime("%d %b %Y")
+    elif every == "weekly":
+        end = today - dt.timedelta(days=today.weekday())  # this Monday
+        start = end - dt.timedelta(days=7)
+        year, week, _ = start.isocalendar()
+        key, label = f"{year}-W{week:02d}", f"the week of {start.strftime('%d %b %Y')}"
+    elif every == "monthly":
+        end = today.replace(day=1)
+        start = (end - dt.timedelta(days=1)).replace(day=1)
+        key, label = start.strftime("%Y-%m"), start.strftime("%B %Y")
+    else:
+        raise ValueError(f"DIGEST_EVERY must be daily, weekly or monthly, not {every!r}")
+    return Period(f"{every}:{key}", _epoch(start), _epoch(end), label)
+
+
+def _epoch(day: dt.date) -> float:
+    return float(calendar.timegm(day.timetuple()))
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a platform writes the digest: its escaping of members' text, bold, and a link."""
+
+    clean: Callable[[str], str]
+    bold: Callable[[str], str]
+    link: Callable[[str, str], str]
+
+
+def digest_text(report: dict[str, Any], period: Period, style: Style, *, admin_url: str | None) -> str:
+    counts = report.get("by_outcome", {})
+    down = sum(int(d.get("down", 0)) for d in report.get("downvoted", []))
+    lines = [
+        style.bold(f"AI-safety bot digest: {period.label}"),
+        f"{report.get('answers', 0)} questions: {counts.get('llm', 0)} answered, "
+        f"{counts.get('retrieval-only', 0)} with sources only, {counts.get('abstain', 0)} not covered, "
+        f"{counts.get('error', 0)} failed; {down} 👎.",
+    ]
+    for title, key in (("Most asked", "most_asked"), ("Not covered by the library", "abstained")):
+        groups = report.get(key, [])[:TOP]
+        if groups:
+            lines += ["", style.bold(title)]
+            lines += [f"• {g['count']}× {style.clean(_short(g['question']))}" for g in groups]
+    if not report.get("questions_stored", True):
+        lines += ["", "(Questions are not stored: STORE_QUESTIONS=false.)"]
+    if admin_url:
+        lines += ["", style.link("The full report", admin_url)]
+    return "\n".join(lines)
+
+
+def _short(question: str, limit: int = 160) -> str:
+    question = " ".join(question.split())
+    return question if len(question) <= limit else question[: limit - 1] + "…"
+
+
+Post = Callable[[str], Awaitable[None]]
+
+
+class Digest:
+    """Posts each period's digest once it is over; `run` checks every `check_every_s` seconds."""
+
+    def __init__(
+        self,
+        *,
+        store: FeedbackStore,
+        embed: Embed,
+        post: Post,
+        style: Style,
+        every: str = "weekly",
+        admin_url: str | None = None,
+        questions_stored: bool = True,
+        clock: Callable[[], float] | None = None,
+        check_every_s: float = CHECK_EVERY_S,
+    ):
+        last_complete(every, 0)  # a bad period name fails here, at start-up
+        self.store = store
+        self.embed = embed
+        self.post = post
+        self.style = style
+        self.every = every
+        self.admin_url = admin_url
+        self.questions_stored = questions_stored
+        self.clock = clock or _now
+        self.check_every_s = check_every_s
+
+    async def once(self) -> bool:
+        """Post the last complete period's digest unless it is already claimed; True when posted.
+        A period without a single answer is claimed and skipped (nothing to say)."""
+        period = last_complete(self.every, self.clock())
+        if not await asyncio.to_thread(self.store.claim, period.key):
+            return False
+        try:
+            rows = await asyncio.to_thread(self.store.between, period.start, period.end)
+            if not rows:
+                _log.info("digest for %s: no questions, nothing posted", period.label)
+                return False
+            report = await asyncio.to_thread(
+                build_report,
+                rows,
+                embed=self.embed,
+                articles={},
+                since_days=(period.end - period.start) / 86400,
+                questions_stored=self.questions_stored,
+                now=period.end - 1,
+            )
+            await self.post(digest_text(report, period, self.style, admin_url=self.admin_url))
+        except Exception:
+            await asyncio.to_thread(self.store.release, period.key)  # the next check tries again
+            raise
+        _log.info("digest for %s posted", period.label)
+        return True
+
+    async def run(self) -> None:
+        """Until cancelled: a failed digest is logged and tried again at the next check."""
+        while True:
+            try:
+                await self.once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning(
+                    "the digest could not be posted (%s: %s); trying again later", type(exc).__name__, exc
+                )
+            await asyncio.sleep(self.check_every_s)
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
