@@ -22,7 +22,7 @@ from adapters.discord_render import (
     thread_name,
     to_question,
 )
-from adapters.discord_reply import FeedbackButton, FollowupReply, ThreadReply
+from adapters.discord_reply import FeedbackButton, FollowupReply, HandoffButton, ThreadReply
 from bot.conversation import Conversation
 from bot.core import AnswerCore
 from bot.errors import StartupError
@@ -113,7 +113,7 @@ class AiSafetyDiscord(discord.Client):
             raise StartupError(_unreachable(exc)) from None
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(FeedbackButton)
+        self.add_dynamic_items(FeedbackButton, HandoffButton)
         if self._sync_commands:  # on purpose only: Discord rate-limits command registration
             synced = await self.tree.sync()
             _log.info("synced %d slash commands", len(synced))
@@ -149,12 +149,15 @@ class AiSafetyDiscord(discord.Client):
     async def _answer_message(self, message: discord.Message, why: str) -> None:
         assert self.user is not None
         started = time.monotonic()
-        reply = ThreadReply(message.channel)
+        handoff = self.options.handoff is not None and message.guild is not None  # not in DMs
+        reply = ThreadReply(message.channel, handoff=handoff)
         try:
             if why == "mention" and isinstance(message.channel, discord.TextChannel):
                 # The first visible sign of work: a thread named after the question.
                 text = strip_mentions(message.content, self.user.id)
-                reply = ThreadReply(await message.create_thread(name=thread_name(text or "Question")))
+                reply = ThreadReply(
+                    await message.create_thread(name=thread_name(text or "Question")), handoff=handoff
+                )
             history = await self._history(reply.channel, message)
             question = to_question(
                 message.content,
@@ -209,7 +212,8 @@ class AiSafetyDiscord(discord.Client):
         q = Question(
             question, asker=f"discord:{interaction.user.id}", place=f"discord:{interaction.channel_id}"
         )
-        await self.conversation.answer(q, FollowupReply(interaction, private), started=started)
+        reply = FollowupReply(interaction, private, handoff=self.options.handoff is not None)
+        await self.conversation.answer(q, reply, started=started)
 
     async def post(self, channel_id: str, text: str) -> None:
         """A message of the bot's own (the digest) in a channel, split at Discord's limit; the client

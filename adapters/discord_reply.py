@@ -14,7 +14,7 @@ import discord
 
 from adapters.discord_render import MESSAGE_LIMIT, defuse, render, split_message
 from bot.models import Answer
-from bot.platform import apology, thanks
+from bot.platform import HANDOFF_ASKED, HANDOFF_FAILED, HANDOFF_LABEL, apology, handoff_message, thanks
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +50,44 @@ class FeedbackButton(
         await interaction.response.send_message(thanks(self.vote, recorded), ephemeral=True)
 
 
+class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"aisafety:handoff"):
+    """ "Ask a human" on an answer (with HANDOFF_ROLE): one message in the thread that mentions the
+    moderators' role, and nothing else, at most once per thread (`Conversation.handoff`)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            discord.ui.Button(
+                style=discord.ButtonStyle.secondary, label=HANDOFF_LABEL, custom_id="aisafety:handoff"
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> HandoffButton:
+        return cls()
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        client: Any = interaction.client
+        await interaction.response.defer(ephemeral=True, thinking=True)  # within Discord's 3 s
+        thread = str(interaction.channel_id)
+        said = await client.conversation.handoff(f"discord:{interaction.user.id}", thread)
+        if said == HANDOFF_ASKED:
+            role = int(client.options.handoff)
+            try:
+                await interaction.channel.send(  # type: ignore[union-attr]
+                    handoff_message(f"<@&{role}>"),
+                    allowed_mentions=discord.AllowedMentions(
+                        everyone=False, users=False, replied_user=False, roles=[discord.Object(role)]
+                    ),
+                )
+            except discord.HTTPException as exc:
+                _log.warning("could not ask the moderators (HTTP %s)", exc.status)
+                await client.conversation.handoff_failed(thread)
+                said = HANDOFF_FAILED
+        await interaction.followup.send(said, ephemeral=True)
+
+
 def feedback_view(answer_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(FeedbackButton(answer_id, "up"))
@@ -57,12 +95,22 @@ def feedback_view(answer_id: int) -> discord.ui.View:
     return view
 
 
+def answer_view(answer: Answer, answer_id: int | None, *, handoff: bool) -> discord.ui.View | None:
+    """The buttons under an answer: 👍 / 👎 when there is an answer to rate, "Ask a human" when on."""
+    view = feedback_view(answer_id) if answer_id is not None and answer.mode != "abstain" else None
+    if handoff:
+        view = view or discord.ui.View(timeout=None)
+        view.add_item(HandoffButton())
+    return view
+
+
 class ThreadReply:
     """The Reply for a message: typing, one reply that grows as the answer streams in, the final answer
     split at Discord's limit with the buttons on its last part."""
 
-    def __init__(self, channel: discord.abc.Messageable):
+    def __init__(self, channel: discord.abc.Messageable, *, handoff: bool = False):
         self.channel = channel
+        self.handoff = handoff
         self.message: discord.Message | None = None
 
     async def start(self) -> None:
@@ -78,8 +126,9 @@ class ThreadReply:
             await self.message.edit(content=preview, suppress=True)
 
     async def final(self, answer: Answer, answer_id: int | None) -> None:
-        view = feedback_view(answer_id) if answer_id is not None and answer.mode != "abstain" else None
-        await self._replace(split_message(render(answer)), view)
+        await self._replace(
+            split_message(render(answer)), answer_view(answer, answer_id, handoff=self.handoff)
+        )
 
     async def apologise(self, answer: Answer | None) -> None:
         await self._replace(split_message(apology(answer, render)), None)
@@ -103,9 +152,10 @@ class ThreadReply:
 class FollowupReply:
     """The Reply for `/ask`: the interaction is deferred at once; the answer comes as follow-ups."""
 
-    def __init__(self, interaction: discord.Interaction[Any], private: bool):
+    def __init__(self, interaction: discord.Interaction[Any], private: bool, *, handoff: bool = False):
         self.interaction = interaction
         self.private = private
+        self.handoff = handoff and not private  # a private answer has no thread to call anyone into
 
     async def start(self) -> None:
         pass  # the deferral ("thinking...") is the first sign, sent before the question is read
@@ -117,11 +167,7 @@ class FollowupReply:
         parts = split_message(render(answer))
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            view = (
-                feedback_view(answer_id)
-                if last and answer_id is not None and answer.mode != "abstain"
-                else None
-            )
+            view = answer_view(answer, answer_id, handoff=self.handoff) if last else None
             await self.interaction.followup.send(
                 part, ephemeral=self.private, suppress_embeds=True, view=view or discord.utils.MISSING
             )

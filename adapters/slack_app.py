@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
@@ -24,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_http import refused_while_stopping, signed_requests_only
 from adapters.slack_render import (
+    HANDOFF_ACTION,
     mentions_bot,
     neutralise,
     to_mrkdwn,
@@ -36,7 +38,7 @@ from bot.core import AnswerCore
 from bot.feedback import FeedbackStore
 from bot.health import serve
 from bot.models import Question
-from bot.platform import PlatformOptions, thanks
+from bot.platform import HANDOFF_ASKED, HANDOFF_FAILED, PlatformOptions, handoff_message, thanks
 from bot.ports import Deduplicator, RateLimit, ThreadMemory
 from bot.ratelimit import RecentKeys, RecentThreads
 
@@ -95,6 +97,7 @@ class SlackBot:
         self.app.event("message")(self._on_message)
         self.app.command("/ask")(self._on_ask)
         self.app.action(re.compile(r"^feedback_(up|down)$"))(self._on_feedback)
+        self.app.action(HANDOFF_ACTION)(self._on_handoff)
 
     async def identify(self) -> None:
         """Who the bot is on this workspace (to spot its own mention and its own messages).
@@ -178,7 +181,9 @@ class SlackBot:
         """`follow_up`: a reply in a thread, answered only if the thread is the bot's (`known`, when the
         thread memory already knows, else read from the thread's history)."""
         started = time.monotonic()
-        reply = ThreadReply(self.client, str(event["channel"]), thread_ts)
+        channel = str(event["channel"])
+        handoff = self.options.handoff is not None and not channel.startswith("D")  # not in DMs
+        reply = ThreadReply(self.client, channel, thread_ts, handoff=handoff)
         try:
             history = await self._history(event, thread_ts)
             if follow_up and thread_ts:
@@ -219,7 +224,8 @@ class SlackBot:
             reply = EphemeralReply(self.client, channel, user)
         else:
             header = f"*Question:* {neutralise(to_mrkdwn(text))}\n"
-            reply = ThreadReply(self.client, channel, None, header=header)
+            handoff = self.options.handoff is not None and not channel.startswith("D")
+            reply = ThreadReply(self.client, channel, None, header=header, handoff=handoff)
         await self.conversation.answer(question, reply)
         if isinstance(reply, ThreadReply) and reply.ts is not None:
             await self._threads.remember(channel, reply.ts, True)  # replies under the answer are follow-ups
@@ -243,6 +249,39 @@ class SlackBot:
         )
         if channel:
             await self.client.chat_postEphemeral(channel=channel, user=user, text=thanks(vote, recorded))
+
+    async def _on_handoff(self, ack: Any, body: dict[str, Any]) -> None:
+        """ "Ask a human": one message in the answer's thread mentioning the moderators' user group
+        (the only mention the bot ever makes), at most once per thread (`Conversation.handoff`)."""
+        await ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        channel = str(
+            (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
+        )
+        message, container = body.get("message") or {}, body.get("container") or {}
+        thread_ts = str(
+            message.get("thread_ts")
+            or message.get("ts")
+            or container.get("thread_ts")
+            or container.get("message_ts")
+            or ""
+        )
+        if not (user and channel and thread_ts):
+            _log.info("ignored an 'Ask a human' click without a user, channel or message")
+            return
+        said = await self.conversation.handoff(f"slack:{user}", f"{channel}:{thread_ts}")
+        if said == HANDOFF_ASKED:
+            try:
+                await self.client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    text=handoff_message(f"<!subteam^{self.options.handoff}>"),
+                )
+            except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                _log.warning("could not ask the moderators (%s)", type(exc).__name__)
+                await self.conversation.handoff_failed(f"{channel}:{thread_ts}")
+                said = HANDOFF_FAILED
+        await self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=said)
 
     # -- running ---------------------------------------------------------------------------------
     def web_app(self) -> web.Application:

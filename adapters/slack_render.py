@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.digest import Style
 from bot.models import Answer, Question, Source, Turn
+from bot.platform import HANDOFF_LABEL
 from bot.textsplit import split_text
 
 SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
@@ -150,9 +151,21 @@ def feedback_actions(answer_id: int) -> dict[str, Any]:
     }
 
 
-def render_blocks(answer: Answer, answer_id: int | None) -> list[dict[str, Any]]:
+HANDOFF_ACTION = "handoff"
+
+
+def handoff_button() -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": HANDOFF_ACTION,
+        "value": "handoff",
+        "text": {"type": "plain_text", "text": HANDOFF_LABEL},
+    }
+
+
+def render_blocks(answer: Answer, answer_id: int | None, *, handoff: bool = False) -> list[dict[str, Any]]:
     """Block Kit: the answer in sections of at most 3000 characters, then the sources, then 👍 / 👎
-    (when there is an answer id to rate)."""
+    (when there is an answer id to rate) and "Ask a human" (with HANDOFF_ROLE)."""
     body = _body(answer)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": neutralise(part)}}
@@ -166,4 +179,9 @@ def render_blocks(answer: Answer, answer_id: int | None) -> list[dict[str, Any]]
         ]
     if answer_id is not None and answer.mode != "abstain":  # nothing to rate when the bot abstains
         blocks.append(feedback_actions(answer_id))
+    if handoff:
+        if blocks[-1]["type"] == "actions":
+            blocks[-1]["elements"].append(handoff_button())
+        else:
+            blocks.append({"type": "actions", "block_id": "handoff", "elements": [handoff_button()]})
     return blocks

@@ -25,11 +25,20 @@ class ThreadReply:
     """The Reply in a channel or thread: a placeholder at once, updated as the answer streams in, then
     the final Block Kit answer (a new message if the placeholder cannot be updated)."""
 
-    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str | None, *, header: str = ""):
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        channel: str,
+        thread_ts: str | None,
+        *,
+        header: str = "",
+        handoff: bool = False,
+    ):
         self.client = client
         self.channel = channel
         self.thread_ts = thread_ts
         self.header = header
+        self.handoff = handoff
         self.ts: str | None = None
 
     async def start(self) -> None:
@@ -45,7 +54,7 @@ class ThreadReply:
             )
 
     async def final(self, answer: Answer, answer_id: int | None) -> None:
-        await self._replace(render_text(answer), render_blocks(answer, answer_id))
+        await self._replace(render_text(answer), render_blocks(answer, answer_id, handoff=self.handoff))
 
     async def apologise(self, answer: Answer | None) -> None:
         await self._replace(apology(answer, render_text), [])

@@ -433,13 +433,18 @@ async def _until_stopped(runs: list[Awaitable[None]]) -> str | None:
         await asyncio.gather(platforms, stopping, return_exceptions=True)
 
 
-def _platform_options(s: Settings) -> PlatformOptions:
+def _platform_options(s: Settings, platform: str) -> PlatformOptions:
+    """The options of `platform` ("discord" or "slack"); HANDOFF_ROLE is a Discord role's number or a
+    Slack user group's id, so it applies to one of them."""
     from bot.platform import PlatformOptions
 
+    role = s.handoff_role
+    mine = role is not None and role.isdigit() == (platform == "discord")
     return PlatformOptions(
         allowed_channels=s.allowed_channel_ids,
         rate_limit_per_minute=s.rate_limit_per_minute,
         edit_interval_s=s.stream_edit_interval_s,
+        handoff=role if mine else None,
     )
 
 
@@ -484,7 +489,7 @@ def _discord_client(app: App, core: AnswerCore, feedback: FeedbackStore, shared:
     common: dict[str, Any] = dict(
         core=core,
         feedback=feedback,
-        options=_platform_options(s),
+        options=_platform_options(s, "discord"),
         sync_commands=s.discord_sync_commands,
         limiter=shared.limiter,
     )
@@ -502,7 +507,7 @@ def _slack_bot(app: App, core: AnswerCore, feedback: FeedbackStore, shared: Shar
     return SlackBot(
         core=core,
         feedback=feedback,
-        options=_platform_options(s),
+        options=_platform_options(s, "slack"),
         token=s.slack_bot_token.get_secret_value(),
         signing_secret=s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else "",
         base_url=s.slack_api_url,

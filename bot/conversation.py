@@ -19,7 +19,13 @@ from typing import Any, Protocol
 from bot.core import AnswerCore
 from bot.errors import BotError
 from bot.models import Answer, Question
-from bot.platform import SLOW_DOWN, PlatformOptions
+from bot.platform import (
+    HANDOFF_ALREADY,
+    HANDOFF_ASKED,
+    HANDOFF_OFF,
+    SLOW_DOWN,
+    PlatformOptions,
+)
 from bot.ports import AnswerStore, RateLimit
 from bot.prompts import unmask_links
 from bot.ratelimit import RateLimiter
@@ -117,6 +123,25 @@ class Conversation:
             await asyncio.wait(pending, timeout=APOLOGY_TIMEOUT_S * 2)
             _log.warning("stopping: %d answers were cut short and got the apology", len(pending))
         return len(pending)
+
+    # -- a human instead -------------------------------------------------------------------------------
+    async def handoff(self, asker: str, thread: str) -> str:
+        """A member pressed "Ask a human" in `thread` (the platform's id for it): what to tell them. The
+        moderators are mentioned at most once per thread, and the press counts against the member's
+        rate limit. Returns HANDOFF_ASKED (the caller then posts `handoff_message`), HANDOFF_ALREADY,
+        SLOW_DOWN or HANDOFF_OFF."""
+        if self.options.handoff is None:
+            return HANDOFF_OFF
+        if not await self.limiter.allow(asker):
+            self.core.observer.rate_limited(self.platform)
+            return SLOW_DOWN
+        if not await self.store.claim_once(f"handoff:{self.platform}:{thread}"):
+            return HANDOFF_ALREADY
+        return HANDOFF_ASKED
+
+    async def handoff_failed(self, thread: str) -> None:
+        """The moderators' message could not be posted: a later press may try again."""
+        await self.store.unclaim(f"handoff:{self.platform}:{thread}")
 
     # -- one answer ------------------------------------------------------------------------------------
     async def answer(

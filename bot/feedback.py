@@ -58,8 +58,8 @@ CREATE TABLE IF NOT EXISTS votes (
     ),
     # Retention and `report --since` select by age: an index instead of a scan of every answer.
     (2, "CREATE INDEX IF NOT EXISTS answers_created ON answers (created);"),
-    # The digest's periods: a row claims a period, so each digest is posted once, by one replica.
-    (3, "CREATE TABLE IF NOT EXISTS digests (period TEXT PRIMARY KEY, claimed {real} NOT NULL);"),
+    # Things done once whichever replica or restart asks: a digest's period, a thread's hand-off.
+    (3, "CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, claimed {real} NOT NULL);"),
 ]
 
 
@@ -295,21 +295,29 @@ class FeedbackStore:
         """Every answer from `start` (included) to `end` (excluded), seconds since the epoch, oldest first."""
         return self._select("WHERE a.created >= ? AND a.created < ? GROUP BY a.id ORDER BY a.id", start, end)
 
-    def claim(self, period: str) -> bool:
-        """Take `period` (a digest's) for this process: True for exactly one caller, whichever replica
-        or restart asks, until `release`."""
+    def claim(self, name: str) -> bool:
+        """Take `name` (a digest's period, a thread's hand-off) for this process: True for exactly one
+        caller, whichever replica or restart asks, until `release`."""
         with self._transaction() as db:
             cur = self._execute(
                 db,
-                "INSERT INTO digests (period, claimed) VALUES (?, ?) ON CONFLICT (period) DO NOTHING",
-                (period, time.time()),
+                "INSERT INTO claims (name, claimed) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, time.time()),
             )
             return bool(cur.rowcount == 1)
 
-    def release(self, period: str) -> None:
-        """Give a claimed period back (its digest could not be posted: the next check tries again)."""
+    def release(self, name: str) -> None:
+        """Give a claim back (its digest could not be posted: the next check tries again)."""
         with self._transaction() as db:
-            self._execute(db, "DELETE FROM digests WHERE period = ?", (period,))
+            self._execute(db, "DELETE FROM claims WHERE name = ?", (name,))
+
+    async def claim_once(self, name: str) -> bool:
+        """`claim` from an event loop."""
+        return await asyncio.to_thread(self.claim, name)
+
+    async def unclaim(self, name: str) -> None:
+        """`release` from an event loop."""
+        await asyncio.to_thread(self.release, name)
 
     def copy_from(self, other: FeedbackStore) -> tuple[int, int]:
         """Every answer and vote of `other` (an SQLite history moving to PostgreSQL), added here with

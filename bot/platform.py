@@ -14,6 +14,16 @@ THANKS = {
     "down": "Thanks for the 👎: it tells the article writers what to fix.",
 }
 VOTE_LOST = "I can't find that answer any more, but thanks!"
+HANDOFF_LABEL = "Ask a human"
+HANDOFF_ASKED = "Done: the moderators have been asked to follow up here."
+HANDOFF_ALREADY = "The moderators have already been asked to follow up here."
+HANDOFF_OFF = "Asking a human is not set up on this server."
+HANDOFF_FAILED = "Sorry, I could not reach the moderators just now. Please try again in a minute."
+
+
+def handoff_message(mention: str) -> str:
+    """The one message that mentions anyone: the moderators' role or group, when a member asks."""
+    return f"{mention} a member would like a human to follow up on this question."
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,7 @@ class PlatformOptions:
     allowed_channels: frozenset[str] = frozenset()  # empty: every channel
     rate_limit_per_minute: int = 5  # questions per member; 0: no limit
     edit_interval_s: float = 1.2  # the least time between two edits of a streamed answer
+    handoff: str | None = None  # the role (Discord) or user group (Slack) "Ask a human" mentions; None: off
 
 
 def apology(answer: Answer | None, render: Callable[[Answer], str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from bot.conversation import Conversation
 from bot.feedback import FeedbackStore
@@ -56,4 +57,27 @@ async def test_a_failed_answer_is_stored_as_an_error_with_the_sources_found() ->
     assert [(r.mode, r.question, [s["id"] for s in r.sources]) for r in rows] == [
         ("error", "what is the orthogonality thesis?", [SOURCE.id])
     ]
+    store.close()
+
+
+async def test_ask_a_human_is_once_per_thread_and_counts_against_the_rate_limit(tmp_path: Path) -> None:
+    from bot.platform import HANDOFF_ALREADY, HANDOFF_ASKED, HANDOFF_OFF, SLOW_DOWN
+
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    options = PlatformOptions(rate_limit_per_minute=1, handoff="S0MODS")
+    conversation = Conversation.in_process("slack", core=BrokenCore(), store=store, options=options, usage="")  # type: ignore[arg-type]
+    assert await conversation.handoff("slack:U1", "C1:1.0") == HANDOFF_ASKED
+    assert await conversation.handoff("slack:U1", "C1:2.0") == SLOW_DOWN  # one a minute for U1
+    assert await conversation.handoff("slack:U2", "C1:1.0") == HANDOFF_ALREADY
+    await conversation.handoff_failed("C1:1.0")  # the message could not be posted
+    assert await conversation.handoff("slack:U3", "C1:1.0") == HANDOFF_ASKED
+    # A restart (a new process on the same database) remembers the thread.
+    again = Conversation.in_process(
+        "slack", core=BrokenCore(), store=FeedbackStore(tmp_path / "f.sqlite3"), options=options, usage=""
+    )  # type: ignore[arg-type]
+    assert await again.handoff("slack:U4", "C1:1.0") == HANDOFF_ALREADY
+    off = Conversation.in_process(
+        "slack", core=BrokenCore(), store=store, options=PlatformOptions(), usage=""
+    )  # type: ignore[arg-type]
+    assert await off.handoff("slack:U5", "C9:1.0") == HANDOFF_OFF
     store.close()

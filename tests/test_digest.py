@@ -212,7 +212,7 @@ async def test_a_running_bot_posts_yesterdays_digest_in_the_slack_channel_once(
         await fake.stop()
 
 
-def test_a_digest_channel_needs_its_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_digest_channel_or_handoff_role_needs_its_platform(monkeypatch: pytest.MonkeyPatch) -> None:
     from bot.config import load_settings
     from bot.errors import ConfigError
 
@@ -229,3 +229,11 @@ def test_a_digest_channel_needs_its_platform(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ConfigError, match="DIGEST_EVERY"):
         load_settings(digest_every="hourly")
     assert load_settings(digest_channel="123", discord_token="t").digest_every == "weekly"
+    with pytest.raises(
+        ConfigError, match=re.escape("HANDOFF_ROLE is a Slack user group id (S...) but SLACK_BOT_TOKEN")
+    ):
+        load_settings(handoff_role="S0MODS")
+    with pytest.raises(
+        ConfigError, match=re.escape("HANDOFF_ROLE is a Discord role id (a number) but DISCORD_TOKEN")
+    ):
+        load_settings(handoff_role="777")

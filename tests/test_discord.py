@@ -535,3 +535,56 @@ async def test_an_answer_whose_preview_cannot_be_edited_is_posted_anew(
     texts = await fake.wait_for(lambda: [t for t in final_texts(fake, msg["id"]) if "**Sources**" in t])
     assert "independent of each other [1]" in texts[0]
     assert len(bot_posts(fake, msg["id"])) == 2  # the stuck preview, then the answer as a new message
+
+
+async def test_ask_a_human_mentions_the_role_once_per_thread_and_nothing_else(
+    start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
+) -> None:
+    from bot.platform import HANDOFF_ALREADY, HANDOFF_ASKED, handoff_message
+
+    fake = fake_discord
+    await start_bot(handoff="777000111")
+    llm_server.script.append(Reply(text="Goals and intelligence are independent [1]."))
+    msg = await asked(fake, "what is the orthogonality thesis?")
+    thread = int(msg["id"])
+    answer_msg = next(m for m in fake.messages[thread] if m["components"])
+    buttons = answer_msg["components"][0]["components"]
+    assert [b.get("label") or b["emoji"]["name"] for b in buttons] == ["👍", "👎", "Ask a human"]
+
+    def press(user: int) -> dict[str, Any]:
+        payload = click(fake, "aisafety:handoff", answer_msg)
+        payload["channel_id"] = str(thread)
+        payload["channel"] = dict(payload["channel"], id=str(thread), type=11, parent_id=str(fake.channel_id))
+        payload["member"] = dict(payload["member"], user=dict(payload["member"]["user"], id=str(user)))
+        return payload
+
+    def followups() -> list[str]:
+        return [r.body.get("content", "") for r in fake.calls("POST", "/webhooks/")]
+
+    await fake.dispatch("INTERACTION_CREATE", press(4242))
+    await fake.wait_for(lambda: HANDOFF_ASKED in followups())
+    calls = [
+        r.body
+        for r in fake.calls("POST", f"/channels/{thread}/messages")
+        if "a human" in r.body.get("content", "")
+    ]
+    assert [c["content"] for c in calls] == [handoff_message("<@&777000111>")]
+    assert calls[0]["allowed_mentions"] == {"parse": [], "roles": [777000111]}  # that role, no one else
+
+    await fake.dispatch("INTERACTION_CREATE", press(4343))
+    await fake.wait_for(lambda: HANDOFF_ALREADY in followups())
+    assert (
+        len(
+            [
+                r
+                for r in fake.calls("POST", f"/channels/{thread}/messages")
+                if "a human" in r.body.get("content", "")
+            ]
+        )
+        == 1
+    )
+    # Every other message of the bot allows no mention at all.
+    for r in fake.requests:
+        if r.method in ("POST", "PATCH") and isinstance(r.body, dict) and "content" in r.body:
+            if "a human" not in r.body["content"] and "/webhooks/" not in r.path:
+                assert r.body.get("allowed_mentions") == {"parse": []}, r.path

@@ -108,6 +108,7 @@ class Harness:
             "team": {"id": "T0001"},
             "channel": {"id": message["channel"]},
             "container": {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"]},
+            "message": {k: v for k, v in message.items() if k in ("ts", "thread_ts", "text", "user")},
             "trigger_id": "t",
             "response_url": f"{self.fake.url}/respond",
             "actions": [
@@ -660,3 +661,43 @@ async def test_every_path_records_the_same_stages(start_slack: StartSlack, llm_s
     text = metrics.render().decode()
     for stage in ("first_sign", "first_token", "done"):
         assert f'aisafety_answer_latency_seconds_count{{stage="{stage}"}} 2.0' in text, stage
+
+
+async def test_ask_a_human_mentions_the_user_group_once_per_thread(
+    start_slack: StartSlack, llm_server: FakeAnthropic
+) -> None:
+    from bot.platform import HANDOFF_ALREADY, HANDOFF_ASKED, handoff_message
+
+    h = await start_slack(handoff="S0MODS01")
+    llm_server.script.append(Reply(text="Goals and intelligence are independent [1]."))
+    msg = await h.mention("what is the orthogonality thesis?")
+    final = (await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"])))[0]
+    buttons = final["blocks"][-1]["elements"]
+    assert [b["action_id"] for b in buttons] == ["feedback_up", "feedback_down", "handoff"]
+    assert buttons[2]["text"]["text"] == "Ask a human"
+    before = len(h.fake.messages[CHANNEL])
+    assert (await h.click(final, buttons[2]))[0] == 200
+    said = await h.fake.wait_for(lambda: [c for c in h.fake.named("chat.postEphemeral")])
+    assert said[-1].args["text"] == HANDOFF_ASKED and said[-1].args["user"] == "UBOB0001"
+    posted = h.fake.messages[CHANNEL][before:]
+    assert [(m["text"], m.get("thread_ts")) for m in posted] == [
+        (handoff_message("<!subteam^S0MODS01>"), msg["ts"])
+    ]
+    # Again, by another member: the moderators are not called twice into one thread.
+    assert (await h.click(final, buttons[2], user="UCAROL01"))[0] == 200
+    await h.fake.wait_for(lambda: len(h.fake.named("chat.postEphemeral")) >= 2)
+    assert h.fake.named("chat.postEphemeral")[-1].args["text"] == HANDOFF_ALREADY
+    assert len(h.fake.messages[CHANNEL]) == before + 1
+    # No other message of the bot mentions anyone.
+    others = [m["text"] for m in h.fake.messages[CHANNEL] if m.get("user") == BOT_USER][:-1]
+    assert not any("<!subteam" in t or "<!channel>" in t or "<!here>" in t for t in others)
+
+
+async def test_without_handoff_role_there_is_no_ask_a_human_button(
+    start_slack: StartSlack, llm_server: FakeAnthropic
+) -> None:
+    h = await start_slack()
+    llm_server.script.append(Reply(text="Goals and intelligence are independent [1]."))
+    msg = await h.mention("what is the orthogonality thesis?")
+    final = (await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"])))[0]
+    assert "handoff" not in json.dumps(final["blocks"])
