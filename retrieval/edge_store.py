@@ -31,6 +31,8 @@ from retrieval.index import (
     DENSE,
     DENSE_VECTORS,
     HIT_FIELDS,
+    HNSW_EF_CONSTRUCT,
+    HNSW_M,
     INDEXED_FIELDS,
     NO_INDEX,
     SPARSE,
@@ -202,14 +204,18 @@ class EdgeStore:
                     hnsw_config=None
                     if n == DENSE
                     else qe.HnswIndexConfig(
-                        m=16, ef_construct=100, full_scan_threshold=ARTICLE_VECTOR_FULL_SCAN_KB
+                        m=HNSW_M,
+                        ef_construct=HNSW_EF_CONSTRUCT,
+                        full_scan_threshold=ARTICLE_VECTOR_FULL_SCAN_KB,
                     ),
                 )
                 for n in DENSE_VECTORS
             },
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             # A Qdrant server's defaults, spelt out: the engine's own leave a library in plain segments.
-            hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000),
+            hnsw_config=qe.HnswIndexConfig(
+                m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=10_000
+            ),
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=10_000, default_segment_number=2),
         )
         with self._lock:

@@ -19,6 +19,8 @@ from retrieval.index import (
     DENSE,
     DENSE_VECTORS,
     HIT_FIELDS,
+    HNSW_EF_CONSTRUCT,
+    HNSW_M,
     INDEXED_FIELDS,
     NO_INDEX,
     SPARSE,
@@ -147,6 +149,7 @@ class QdrantStore:
                 for n in DENSE_VECTORS
             },
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
             **{k: v for k, v in self.layout.items() if v is not None},
         )
         for field, kind in INDEXED_FIELDS.items():

@@ -135,3 +135,26 @@ def test_the_embedded_engine_builds_its_search_index_for_a_large_collection(tmp_
         assert (best.article_id, best.payload["chunk"], round(best.score, 4)) == ("synthetic:7", 2, 1.0)
     finally:
         store.close()
+
+
+def test_a_new_server_collection_gets_the_search_index_settings(
+    qdrant_server: QdrantServer, tmp_path: Path
+) -> None:
+    from retrieval.index import ARTICLE_VECTOR_FULL_SCAN_KB, HNSW_EF_CONSTRUCT
+
+    store = QdrantStore(
+        alias=f"settings_{tmp_path.name}", url=qdrant_server.url, api_key=qdrant_server.api_key
+    )
+    try:
+        name = store.new_collection(DIM)
+        config = store._client.get_collection(name).config
+        assert config.hnsw_config.ef_construct == HNSW_EF_CONSTRUCT
+        vectors = config.params.vectors
+        assert isinstance(vectors, dict)
+        assert vectors["title"].hnsw_config.full_scan_threshold == ARTICLE_VECTOR_FULL_SCAN_KB  # type: ignore[union-attr]
+        assert vectors["dense"].hnsw_config is None  # the collection's own
+        assert set(store._client.get_collection(name).payload_schema) == {"article_id", "chunk"}
+    finally:
+        for name in store.build_collections():
+            store.drop_collection(name)
+        store.close()
