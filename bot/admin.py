@@ -90,11 +90,23 @@ def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) 
             )
         return days
 
+    async def built(days: float) -> dict[str, Any]:
+        """The report, or a 503 that says what failed (the answers database, the index) in one line."""
+        try:
+            return await report(days)
+        except Exception as exc:
+            _log.exception("the report page could not build the report")
+            raise web.HTTPServiceUnavailable(
+                text=f"The report could not be built just now ({type(exc).__name__}); the bot's log says more. "
+                "Try again in a minute.",
+                headers=HEADERS,
+            ) from None
+
     async def page(request: web.Request) -> web.Response:
         if not authorised(request):
             return _login(status=401)
         days = days_of(request)
-        data = await report(days)
+        data = await built(days)
         return web.Response(text=render_page(data, days), content_type="text/html", headers=HEADERS)
 
     async def login(request: web.Request) -> web.Response:
@@ -123,7 +135,7 @@ def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) 
     async def data(request: web.Request) -> web.Response:
         if not authorised(request):
             raise web.HTTPUnauthorized(text="send Authorization: Bearer <ADMIN_TOKEN>", headers=HEADERS)
-        return web.json_response(await report(days_of(request)), headers=HEADERS)
+        return web.json_response(await built(days_of(request)), headers=HEADERS)
 
     async def csv_table(request: web.Request) -> web.Response:
         if not authorised(request):
@@ -132,7 +144,7 @@ def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) 
         if table not in TABLES:
             raise web.HTTPNotFound(text=f"no table {table!r}; tables: {', '.join(TABLES)}", headers=HEADERS)
         days = days_of(request)
-        body = table_csv(await report(days), table)
+        body = table_csv(await built(days), table)
         return web.Response(
             text=body,
             content_type="text/csv",

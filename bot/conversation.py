@@ -22,6 +22,7 @@ from bot.models import Answer, Question
 from bot.platform import (
     HANDOFF_ALREADY,
     HANDOFF_ASKED,
+    HANDOFF_FAILED,
     HANDOFF_OFF,
     SLOW_DOWN,
     PlatformOptions,
@@ -135,13 +136,19 @@ class Conversation:
         if not await self.limiter.allow(asker):
             self.core.observer.rate_limited(self.platform)
             return SLOW_DOWN
-        if not await self.store.claim_once(f"handoff:{self.platform}:{thread}"):
-            return HANDOFF_ALREADY
-        return HANDOFF_ASKED
+        try:
+            first = await self.store.claim_once(f"handoff:{self.platform}:{thread}")
+        except Exception:
+            _log.exception("could not record a hand-off; the moderators were not asked")
+            return HANDOFF_FAILED
+        return HANDOFF_ASKED if first else HANDOFF_ALREADY
 
     async def handoff_failed(self, thread: str) -> None:
         """The moderators' message could not be posted: a later press may try again."""
-        await self.store.unclaim(f"handoff:{self.platform}:{thread}")
+        try:
+            await self.store.unclaim(f"handoff:{self.platform}:{thread}")
+        except Exception:
+            _log.exception("could not undo a hand-off's record")
 
     # -- one answer ------------------------------------------------------------------------------------
     async def answer(

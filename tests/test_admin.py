@@ -210,3 +210,21 @@ async def test_without_stored_questions_the_page_shows_counts_and_sources_only(t
         assert "What are mesa-optimizers?</a>" in body  # the 👎 answer's source
         assert "<em>not stored</em>" in body
     store.close()
+
+
+async def test_when_the_report_cannot_be_built_the_page_says_so_in_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(days: float) -> dict[str, Any]:
+        raise ConnectionError("PostgreSQL at db:5432 is unreachable")
+
+    app = web.Application()
+    add_admin_routes(app, token=TOKEN, report=broken)
+    async for url in serve(app):
+        for path in ("/admin/", "/admin/report.json", "/admin/csv/by_day.csv"):
+            status, body, _ = await _get(url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert status == 503 and body.startswith(
+                "The report could not be built just now (ConnectionError)"
+            )
+            assert "Traceback" not in body and "db:5432" not in body
+    assert "could not build the report" in caplog.text

@@ -81,3 +81,14 @@ async def test_ask_a_human_is_once_per_thread_and_counts_against_the_rate_limit(
     )  # type: ignore[arg-type]
     assert await off.handoff("slack:U5", "C9:1.0") == HANDOFF_OFF
     store.close()
+
+
+async def test_ask_a_human_with_the_answers_database_down_says_so(tmp_path: Path) -> None:
+    from bot.platform import HANDOFF_FAILED
+
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    options = PlatformOptions(rate_limit_per_minute=0, handoff="S0MODS")
+    conversation = Conversation.in_process("slack", core=BrokenCore(), store=store, options=options, usage="")  # type: ignore[arg-type]
+    store.close()  # the database is gone
+    assert await conversation.handoff("slack:U1", "C1:1.0") == HANDOFF_FAILED
+    await conversation.handoff_failed("C1:1.0")  # logged, never raised
