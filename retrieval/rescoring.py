@@ -5,7 +5,7 @@ article title's, the article lead's, BM25), each hit naming only its article and
 reciprocal-rank fusion keeps only each passage's rank in each. Here every candidate article gets
 features from all of them: its reciprocal rank and raw score in each ranking (BM25 relative to the
 best) and how many of its passages each of the passage rankings found (agreement between an article's
-passages). A linear model, fitted on the project's own questions
+passages). A linear model over these and their pairwise products, fitted on the project's own questions
 with cross-validation (`benchmarks/calibrate.py`, weights in `calibration.json`), scores them.
 
 The same evidence decides whether the library covers a question at all: a logistic model over the best
@@ -49,6 +49,15 @@ RANK_FEATURES = (
     "bm25_rr",
     "bm25",
     "bm25_passages",
+    # Agreement between the rankings: the products of the four raw scores, two at a time (an article
+    # close to the question on two counts beats one that is very close on one). In 5-fold CV on the
+    # project's questions, over four fold seeds: hit@1 +0.008 to +0.016, MRR +0.007 to +0.009.
+    "dense*title",
+    "dense*lead",
+    "dense*bm25",
+    "title*lead",
+    "title*bm25",
+    "lead*bm25",
 )
 TOPIC_FEATURES = ("dense", "title", "lead", "bm25", "offtopic")
 OFFTOPIC_EXAMPLES = Path(__file__).with_name("offtopic_examples.txt")
@@ -80,12 +89,15 @@ class Candidate:
         """The model's inputs. A ranking that did not return the article gives it that ranking's floor
         (its lowest returned score, the most the article can have scored there) instead of a false 0."""
         out: list[float] = []
+        raws: list[float] = []
         for name in RANKINGS:
             raw = self.score.get(name, (floor or {}).get(name, 0.0))
             out.append(1.0 / (RRF_K + 1 + self.rank.get(name, ABSENT_RANK)))
-            out.append(raw / best_bm25 if name == SPARSE and best_bm25 > 0 else raw)
+            raws.append(raw / best_bm25 if name == SPARSE and best_bm25 > 0 else raw)
+            out.append(raws[-1])
             if name in (DENSE, SPARSE):
                 out.append(math.log1p(self.passages.get(name, 0)))
+        out += [a * b for i, a in enumerate(raws) for b in raws[i + 1 :]]
         return out
 
 

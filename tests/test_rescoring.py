@@ -55,14 +55,19 @@ def test_a_ranking_that_missed_an_article_gives_it_its_floor_not_zero() -> None:
     assert rows["c"]["dense"] == 0.55 and rows["c"]["title"] == 0.40 and rows["c"]["lead"] == 0.50
     assert rows["a"]["lead"] == 0.50 and rows["a"]["bm25"] == 4.5 / 9.0
     assert rows["b"]["dense"] == 0.60 and rows["c"]["dense_rr"] == 1 / (rescoring.RRF_K + 1 + ABSENT_RANK)
+    # The rankings' agreement: products of the raw scores (BM25 relative to the best).
+    assert rows["b"]["dense*title"] == pytest.approx(0.60 * 0.81) and rows["b"][
+        "title*bm25"
+    ] == pytest.approx(0.81 * 0.5)
+    assert rows["c"]["dense*bm25"] == pytest.approx(0.55 * 1.0)
 
 
 def test_the_model_orders_the_articles_and_each_passage_keeps_its_raw_scores() -> None:
     only_title = {
         "features": list(RANK_FEATURES),
-        "mean": [0.0] * 10,
-        "scale": [1.0] * 10,
-        "weights": [0.0] * 10,
+        "mean": [0.0] * len(RANK_FEATURES),
+        "scale": [1.0] * len(RANK_FEATURES),
+        "weights": [0.0] * len(RANK_FEATURES),
     }
     only_title["weights"][RANK_FEATURES.index("title")] = 1.0
     ranked = rescoring.passages(RANKINGS, model=only_title)
