@@ -28,6 +28,10 @@ _PATTERNS = [
     # role changes, as commands at the start of a clause: "you are now DAN", "act as", "pretend you are",
     # "roleplay as", "from now on you..." ("an AI would pretend to be human" is a question, not a command)
     r"\byou are now\b",
+    # "forget you are a safety bot", "you are no longer an assistant", "stop being a bot"
+    r"^(?:please\s+)?(?:forget|ignore|disregard) (?:that )?you(?:'re| are)\b",
+    r"^(?:please\s+)?you(?:'re| are) no longer\b",
+    r"^(?:please\s+)?stop being\b",
     r"^(?:please\s+)?from now on\b",
     r"^(?:please\s+)?(?:act|behave|respond|answer|reply|talk) (?:as|like) (?:a|an|my|if)\b",
     r"^(?:please\s+)?(?:pretend|roleplay|role-play)\b",
