@@ -645,19 +645,31 @@ def _digest(
 
 def articles_of(store: VectorStore) -> dict[str, tuple[str, str]]:
     """Every article of the store's live collection as {id: (title, url)}."""
-    live = store.live_collection()
-    ids = list(store.article_states(live)) if live else []
-    return {a: (p.title, p.url) for a, p in store.articles(ids).items()}
+    return store.catalogue()
 
 
 def live_report(app: App, feedback: FeedbackStore) -> Callable[[float], Awaitable[dict[str, Any]]]:
     """The report page's data source in the running bot: its own history, index and embedding model."""
+    import threading
+
     from bot.report import build_report
+
+    seen: dict[str, list[float]] = {}  # each question is embedded once while the bot runs
+    lock = threading.Lock()  # page loads build reports in worker threads
+
+    def embed(texts: Sequence[str]) -> list[list[float]]:
+        with lock:
+            new = [t for t in dict.fromkeys(texts) if t not in seen]
+            if new:
+                if len(seen) + len(new) > 50_000:
+                    seen.clear()
+                seen.update(zip(new, app.embedder.embed_dense_only(new), strict=True))
+            return [seen[t] for t in texts]
 
     def build(days: float) -> dict[str, Any]:
         return build_report(
             feedback.since(days),
-            embed=app.embedder.embed_dense_only,
+            embed=embed,
             articles=articles_of(app.store),
             since_days=days,
             questions_stored=app.settings.store_questions,

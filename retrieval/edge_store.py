@@ -28,6 +28,7 @@ from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
     ARTICLE_VECTOR_FULL_SCAN_KB,
+    CATALOGUE_FIELDS,
     DENSE,
     DENSE_VECTORS,
     HIT_FIELDS,
@@ -145,10 +146,7 @@ class EdgeStore:
         name = self._live_name
         if name is None:
             return
-        articles = {
-            str(pl.get("article_id")): [str(pl.get("title", "")), str(pl.get("url", ""))]
-            for pl in self._scroll(name, ["article_id", "title", "url"], first_only=True)
-        }
+        articles = {aid: list(entry) for aid, entry in self._catalogue(name).items()}
         try:
             target = _catalogue_path(self.root, name)
             target.parent.mkdir(exist_ok=True)
@@ -359,3 +357,13 @@ class EdgeStore:
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         return first_passages(self.payloads, article_ids)
+
+    def catalogue(self) -> dict[str, tuple[str, str]]:
+        live = self.live_collection()
+        return self._catalogue(live) if live else {}
+
+    def _catalogue(self, collection: str) -> dict[str, tuple[str, str]]:
+        return {
+            str(pl.get("article_id")): (str(pl.get("title", "")), str(pl.get("url", "")))
+            for pl in self._scroll(collection, CATALOGUE_FIELDS, first_only=True)
+        }

@@ -94,6 +94,10 @@ class VectorStore(Protocol):
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]: ...
 
+    def catalogue(self) -> dict[str, tuple[str, str]]:
+        """Every article of the live collection as {id: (title, url)}, from first passages only."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -152,6 +156,9 @@ def article_states(scroll: Scroll) -> dict[str, ArticleState]:
         states[aid] = ArticleState(str(pl.get("hash")), n)
     return states
 
+
+# The payload fields of the list of articles (`catalogue`): the report's "never cited".
+CATALOGUE_FIELDS = ["article_id", "title", "url"]
 
 # The payload fields a search hit needs (not the hash or chunk bookkeeping): less to send back.
 HIT_FIELDS = ["article_id", "chunk", "title", "url", "text", "source", "related"]

@@ -16,6 +16,7 @@ from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
     ARTICLE_VECTOR_FULL_SCAN_KB,
+    CATALOGUE_FIELDS,
     DENSE,
     DENSE_VECTORS,
     HIT_FIELDS,
@@ -200,7 +201,9 @@ class QdrantStore:
     def article_states(self, collection: str) -> dict[str, ArticleState]:
         return article_states(lambda first_only: self._scroll(collection, first_only=first_only))
 
-    def _scroll(self, collection: str, *, first_only: bool) -> Iterator[dict[str, Any]]:
+    def _scroll(
+        self, collection: str, *, first_only: bool, fields: Sequence[str] = tuple(STATE_FIELDS)
+    ) -> Iterator[dict[str, Any]]:
         first = (
             models.Filter(must=[models.FieldCondition(key="chunk", match=models.MatchValue(value=0))])
             if first_only
@@ -214,7 +217,7 @@ class QdrantStore:
                 scroll_filter=first,
                 limit=1024,
                 offset=offset,
-                with_payload=STATE_FIELDS,
+                with_payload=list(fields),
                 with_vectors=False,
             )
             for p in points:
@@ -306,3 +309,12 @@ class QdrantStore:
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:
         return first_passages(self.payloads, article_ids)
+
+    def catalogue(self) -> dict[str, tuple[str, str]]:
+        live = self.live_collection()
+        if live is None:
+            return {}
+        return {
+            str(pl.get("article_id")): (str(pl.get("title", "")), str(pl.get("url", "")))
+            for pl in self._scroll(live, first_only=True, fields=CATALOGUE_FIELDS)
+        }

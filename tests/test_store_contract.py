@@ -67,6 +67,13 @@ def test_both_stores_give_the_same_articles(stores: dict[str, VectorStore]) -> N
     assert embedded["fixture:takeoff"].related == ("fixture:fast-takeoff", "fixture:slow-takeoff")
 
 
+def test_both_stores_list_the_same_articles(stores: dict[str, VectorStore]) -> None:
+    embedded, server = (stores[name].catalogue() for name in ("embedded", "server"))
+    assert embedded == server and len(embedded) >= 5
+    assert embedded["fixture:takeoff"][1].startswith("https://")
+    assert set(embedded) == set(stores["server"].article_states(stores["server"].live_collection() or ""))
+
+
 def test_a_sparse_search_without_terms_finds_nothing_on_both(stores: dict[str, VectorStore]) -> None:
     no_terms = Embedded([0.01] * 384, SparseVec([], []))
     assert stores["embedded"].search(no_terms, limit=5, mode="sparse") == []
