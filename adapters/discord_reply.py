@@ -14,7 +14,7 @@ import discord
 
 from adapters.discord_render import MESSAGE_LIMIT, defuse, render, split_message
 from bot.models import Answer
-from bot.platform import HANDOFF_ASKED, HANDOFF_FAILED, HANDOFF_LABEL, apology, handoff_message, thanks
+from bot.platform import HANDOFF_LABEL, apology, handoff_message, thanks
 
 _log = logging.getLogger(__name__)
 
@@ -70,21 +70,19 @@ class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"a
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         client: Any = interaction.client
         await interaction.response.defer(ephemeral=True, thinking=True)  # within Discord's 3 s
-        thread = str(interaction.channel_id)
-        said = await client.conversation.handoff(f"discord:{interaction.user.id}", thread)
-        if said == HANDOFF_ASKED:
-            role = int(client.options.handoff)
-            try:
-                await interaction.channel.send(  # type: ignore[union-attr]
-                    handoff_message(f"<@&{role}>"),
-                    allowed_mentions=discord.AllowedMentions(
-                        everyone=False, users=False, replied_user=False, roles=[discord.Object(role)]
-                    ),
-                )
-            except discord.HTTPException as exc:
-                _log.warning("could not ask the moderators (HTTP %s)", exc.status)
-                await client.conversation.handoff_failed(thread)
-                said = HANDOFF_FAILED
+        role = int(client.options.handoff or 0)
+
+        async def call() -> None:
+            await interaction.channel.send(  # type: ignore[union-attr]
+                handoff_message(f"<@&{role}>"),
+                allowed_mentions=discord.AllowedMentions(
+                    everyone=False, users=False, replied_user=False, roles=[discord.Object(role)]
+                ),
+            )
+
+        said = await client.conversation.handoff(
+            f"discord:{interaction.user.id}", str(interaction.channel_id), call
+        )
         await interaction.followup.send(said, ephemeral=True)
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
@@ -38,7 +37,7 @@ from bot.core import AnswerCore
 from bot.feedback import FeedbackStore
 from bot.health import serve
 from bot.models import Question
-from bot.platform import HANDOFF_ASKED, HANDOFF_FAILED, PlatformOptions, handoff_message, thanks
+from bot.platform import PlatformOptions, handoff_message, thanks
 from bot.ports import Deduplicator, RateLimit, ThreadMemory
 from bot.ratelimit import RecentKeys, RecentThreads
 
@@ -182,8 +181,7 @@ class SlackBot:
         thread memory already knows, else read from the thread's history)."""
         started = time.monotonic()
         channel = str(event["channel"])
-        handoff = self.options.handoff is not None and not channel.startswith("D")  # not in DMs
-        reply = ThreadReply(self.client, channel, thread_ts, handoff=handoff)
+        reply = ThreadReply(self.client, channel, thread_ts, handoff=self._handoff_in(channel))
         try:
             history = await self._history(event, thread_ts)
             if follow_up and thread_ts:
@@ -224,8 +222,7 @@ class SlackBot:
             reply = EphemeralReply(self.client, channel, user)
         else:
             header = f"*Question:* {neutralise(to_mrkdwn(text))}\n"
-            handoff = self.options.handoff is not None and not channel.startswith("D")
-            reply = ThreadReply(self.client, channel, None, header=header, handoff=handoff)
+            reply = ThreadReply(self.client, channel, None, header=header, handoff=self._handoff_in(channel))
         await self.conversation.answer(question, reply)
         if isinstance(reply, ThreadReply) and reply.ts is not None:
             await self._threads.remember(channel, reply.ts, True)  # replies under the answer are follow-ups
@@ -244,9 +241,7 @@ class SlackBot:
             return
         recorded = await self.feedback.vote(answer_id, voter=f"slack:{user}", vote=vote)
         self.core.observer.feedback("slack", vote)
-        channel = str(
-            (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
-        )
+        channel = _action_channel(body)
         if channel:
             await self.client.chat_postEphemeral(channel=channel, user=user, text=thanks(vote, recorded))
 
@@ -255,9 +250,7 @@ class SlackBot:
         (the only mention the bot ever makes), at most once per thread (`Conversation.handoff`)."""
         await ack()
         user = str((body.get("user") or {}).get("id") or "")
-        channel = str(
-            (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
-        )
+        channel = _action_channel(body)
         message, container = body.get("message") or {}, body.get("container") or {}
         thread_ts = str(
             message.get("thread_ts")
@@ -269,19 +262,20 @@ class SlackBot:
         if not (user and channel and thread_ts):
             _log.info("ignored an 'Ask a human' click without a user, channel or message")
             return
-        said = await self.conversation.handoff(f"slack:{user}", f"{channel}:{thread_ts}")
-        if said == HANDOFF_ASKED:
-            try:
-                await self.client.chat_postMessage(
-                    channel=channel,
-                    thread_ts=thread_ts,
-                    text=handoff_message(f"<!subteam^{self.options.handoff}>"),
-                )
-            except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                _log.warning("could not ask the moderators (%s)", type(exc).__name__)
-                await self.conversation.handoff_failed(f"{channel}:{thread_ts}")
-                said = HANDOFF_FAILED
+
+        async def call() -> None:
+            await self.client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                text=handoff_message(f"<!subteam^{self.options.handoff}>"),
+            )
+
+        said = await self.conversation.handoff(f"slack:{user}", f"{channel}:{thread_ts}", call)
         await self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=said)
+
+    def _handoff_in(self, channel: str) -> bool:
+        """Answers in this channel carry "Ask a human": with HANDOFF_ROLE, and not in direct messages."""
+        return self.options.handoff is not None and not channel.startswith("D")
 
     # -- running ---------------------------------------------------------------------------------
     def web_app(self) -> web.Application:
@@ -322,3 +316,8 @@ class SlackBot:
             self._socket = None
         if self.client.session is not None and not self.client.session.closed:
             await self.client.session.close()
+
+
+def _action_channel(body: Mapping[str, Any]) -> str:
+    """The channel a button was clicked in (interactivity payloads name it in one of two places)."""
+    return str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.config import Settings, load_settings
+from bot.config import Settings, load_settings, platform_of
 from bot.errors import BotError, ConfigError
 from bot.logs import configure as configure_logging
 from retrieval.errors import LibraryError
@@ -439,7 +439,7 @@ def _platform_options(s: Settings, platform: str) -> PlatformOptions:
     from bot.platform import PlatformOptions
 
     role = s.handoff_role
-    mine = role is not None and role.isdigit() == (platform == "discord")
+    mine = role is not None and platform_of(role) == platform
     return PlatformOptions(
         allowed_channels=s.allowed_channel_ids,
         rate_limit_per_minute=s.rate_limit_per_minute,
@@ -609,7 +609,7 @@ def library_articles(settings: Settings) -> dict[str, tuple[str, str]]:
             return {}
         return catalogue
     try:
-        return articles_of(store)
+        return store.catalogue()
     finally:
         store.close()
 
@@ -622,11 +622,12 @@ def _digest(
 
     s = app.settings
     channel = str(s.digest_channel)
-    if channel.isdigit():
+    platform = platform_of(channel)
+    if platform == "discord":
         from adapters.discord_render import DIGEST_STYLE
     else:
         from adapters.slack_render import DIGEST_STYLE
-    post = posters["discord" if channel.isdigit() else "slack"]
+    post = posters[platform]
 
     async def to_channel(text: str) -> None:
         await post(channel, text)
@@ -641,11 +642,6 @@ def _digest(
         admin_url=s.admin_url,
         questions_stored=s.store_questions,
     )
-
-
-def articles_of(store: VectorStore) -> dict[str, tuple[str, str]]:
-    """Every article of the store's live collection as {id: (title, url)}."""
-    return store.catalogue()
 
 
 def live_report(app: App, feedback: FeedbackStore) -> Callable[[float], Awaitable[dict[str, Any]]]:
@@ -670,7 +666,7 @@ def live_report(app: App, feedback: FeedbackStore) -> Callable[[float], Awaitabl
         return build_report(
             feedback.since(days),
             embed=embed,
-            articles=articles_of(app.store),
+            articles=app.store.catalogue(),
             since_days=days,
             questions_stored=app.settings.store_questions,
         )
@@ -685,7 +681,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     from bot.report import TABLES, build_report, render, table_csv
 
     if args.table and args.table not in TABLES:
-        raise ConfigError(f"there is no report table {args.table!r}: use one of {', '.join(TABLES)}")
+        raise UsageError(f"there is no report table {args.table!r}: use one of {', '.join(TABLES)}")
     store = open_feedback(settings)
     try:
         store.purge(settings.question_retention_days)

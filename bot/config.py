@@ -263,9 +263,9 @@ class Settings(BaseSettings):
         ):
             if value is None:
                 continue
-            if value.isdigit() and self.discord_token is None:
+            if platform_of(value) == "discord" and self.discord_token is None:
                 raise ValueError(f"{name} is a Discord {what} id (a number) but DISCORD_TOKEN is not set")
-            if not value.isdigit() and self.slack_bot_token is None:
+            if platform_of(value) == "slack" and self.slack_bot_token is None:
                 raise ValueError(
                     f"{name} is a Slack {what} id ({value[:1]}...) but SLACK_BOT_TOKEN is not set; for Discord "
                     f"give the {what}'s number"
@@ -292,6 +292,12 @@ class Settings(BaseSettings):
             self.admin_token,
         )
         return [s.get_secret_value() for s in secrets if s]
+
+
+def platform_of(channel_or_role: str) -> str:
+    """Which platform an id of DIGEST_CHANNEL or HANDOFF_ROLE belongs to: Discord's are numbers, Slack's
+    start with a letter (C..., S...)."""
+    return "discord" if channel_or_role.isdigit() else "slack"
 
 
 def load_settings(**overrides: object) -> Settings:

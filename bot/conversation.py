@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -126,29 +126,33 @@ class Conversation:
         return len(pending)
 
     # -- a human instead -------------------------------------------------------------------------------
-    async def handoff(self, asker: str, thread: str) -> str:
-        """A member pressed "Ask a human" in `thread` (the platform's id for it): what to tell them. The
-        moderators are mentioned at most once per thread, and the press counts against the member's
-        rate limit. Returns HANDOFF_ASKED (the caller then posts `handoff_message`), HANDOFF_ALREADY,
-        SLOW_DOWN or HANDOFF_OFF."""
+    async def handoff(self, asker: str, thread: str, call: Callable[[], Awaitable[None]]) -> str:
+        """A member pressed "Ask a human" in `thread` (the platform's id for it); `call` posts the one
+        message that mentions the moderators. Returns what to tell the member. The moderators are called
+        at most once per thread (a claim in the answers database, given back if `call` fails), and the
+        press counts against the member's rate limit."""
         if self.options.handoff is None:
             return HANDOFF_OFF
         if not await self.limiter.allow(asker):
             self.core.observer.rate_limited(self.platform)
             return SLOW_DOWN
+        claim = f"handoff:{self.platform}:{thread}"
         try:
-            first = await self.store.claim_once(f"handoff:{self.platform}:{thread}")
+            if not await self.store.claim_once(claim):
+                return HANDOFF_ALREADY
         except Exception:
             _log.exception("could not record a hand-off; the moderators were not asked")
             return HANDOFF_FAILED
-        return HANDOFF_ASKED if first else HANDOFF_ALREADY
-
-    async def handoff_failed(self, thread: str) -> None:
-        """The moderators' message could not be posted: a later press may try again."""
         try:
-            await self.store.unclaim(f"handoff:{self.platform}:{thread}")
-        except Exception:
-            _log.exception("could not undo a hand-off's record")
+            await call()
+        except Exception as exc:
+            _log.warning("could not ask the moderators (%s)", type(exc).__name__)
+            try:
+                await self.store.unclaim(claim)  # a later press may try again
+            except Exception:
+                _log.exception("could not undo a hand-off's record")
+            return HANDOFF_FAILED
+        return HANDOFF_ASKED
 
     # -- one answer ------------------------------------------------------------------------------------
     async def answer(

@@ -12,6 +12,7 @@ import asyncio
 import calendar
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -120,14 +121,14 @@ class Digest:
         self.every = every
         self.admin_url = admin_url
         self.questions_stored = questions_stored
-        self.clock = clock or _now
+        self.clock = clock or time.time
         self.check_every_s = check_every_s
 
     async def once(self) -> bool:
         """Post the last complete period's digest unless it is already claimed; True when posted.
         A period without a single answer is claimed and skipped (nothing to say)."""
         period = last_complete(self.every, self.clock())
-        if not await asyncio.to_thread(self.store.claim, period.key):
+        if not await self.store.claim_once(period.key):
             return False
         try:
             rows = await asyncio.to_thread(self.store.between, period.start, period.end)
@@ -145,7 +146,7 @@ class Digest:
             )
             await self.post(digest_text(report, period, self.style, admin_url=self.admin_url))
         except Exception:
-            await asyncio.to_thread(self.store.release, period.key)  # the next check tries again
+            await self.store.unclaim(period.key)  # the next check tries again
             raise
         _log.info("digest for %s posted", period.label)
         return True
@@ -162,9 +163,3 @@ class Digest:
                     "the digest could not be posted (%s: %s); trying again later", type(exc).__name__, exc
                 )
             await asyncio.sleep(self.check_every_s)
-
-
-def _now() -> float:
-    import time
-
-    return time.time()

@@ -205,17 +205,15 @@ def _sources(sources: Sequence[dict[str, Any]]) -> str:
     return "; ".join(f"{s.get('title', '')} <{s.get('url', '')}>" for s in sources)
 
 
+def _grouped(groups: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    return [[g["count"], g["question"], " | ".join(g["variants"])] for g in groups]
+
+
 # Each table of the report as CSV: its header and its rows.
 TABLES: dict[str, tuple[list[str], Callable[[dict[str, Any]], list[list[Any]]]]] = {
     "by_day": (["day", *OUTCOMES], lambda r: [[d["day"], *(d[o] for o in OUTCOMES)] for d in r["by_day"]]),
-    "most_asked": (
-        ["count", "question", "variants"],
-        lambda r: [[g["count"], g["question"], " | ".join(g["variants"])] for g in r["most_asked"]],
-    ),
-    "abstained": (
-        ["count", "question", "variants"],
-        lambda r: [[g["count"], g["question"], " | ".join(g["variants"])] for g in r["abstained"]],
-    ),
+    "most_asked": (["count", "question", "variants"], lambda r: _grouped(r["most_asked"])),
+    "abstained": (["count", "question", "variants"], lambda r: _grouped(r["abstained"])),
     "to_write": (
         ["count", "not_covered", "downvoted", "question", "examples"],
         lambda r: [

@@ -47,6 +47,7 @@ from retrieval.index import (
     article_states,
     best_articles,
     by_passage,
+    catalogue_of,
     dense_vectors,
     first_passages,
     passage_points,
@@ -363,7 +364,4 @@ class EdgeStore:
         return self._catalogue(live) if live else {}
 
     def _catalogue(self, collection: str) -> dict[str, tuple[str, str]]:
-        return {
-            str(pl.get("article_id")): (str(pl.get("title", "")), str(pl.get("url", "")))
-            for pl in self._scroll(collection, CATALOGUE_FIELDS, first_only=True)
-        }
+        return catalogue_of(self._scroll(collection, CATALOGUE_FIELDS, first_only=True))

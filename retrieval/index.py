@@ -160,6 +160,14 @@ def article_states(scroll: Scroll) -> dict[str, ArticleState]:
 # The payload fields of the list of articles (`catalogue`): the report's "never cited".
 CATALOGUE_FIELDS = ["article_id", "title", "url"]
 
+
+def catalogue_of(first_passages: Iterable[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """{article id: (title, url)} from the articles' first passages' payloads (`CATALOGUE_FIELDS`)."""
+    return {
+        str(pl.get("article_id")): (str(pl.get("title", "")), str(pl.get("url", ""))) for pl in first_passages
+    }
+
+
 # The payload fields a search hit needs (not the hash or chunk bookkeeping): less to send back.
 HIT_FIELDS = ["article_id", "chunk", "title", "url", "text", "source", "related"]
 

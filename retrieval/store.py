@@ -35,6 +35,7 @@ from retrieval.index import (
     article_states,
     best_articles,
     by_passage,
+    catalogue_of,
     dense_vectors,
     first_passages,
     passage_points,
@@ -314,7 +315,4 @@ class QdrantStore:
         live = self.live_collection()
         if live is None:
             return {}
-        return {
-            str(pl.get("article_id")): (str(pl.get("title", "")), str(pl.get("url", "")))
-            for pl in self._scroll(live, first_only=True, fields=CATALOGUE_FIELDS)
-        }
+        return catalogue_of(self._scroll(live, first_only=True, fields=CATALOGUE_FIELDS))

@@ -60,26 +60,42 @@ async def test_a_failed_answer_is_stored_as_an_error_with_the_sources_found() ->
     store.close()
 
 
+class Calls:
+    """The adapter's side of a hand-off: posting the message that mentions the moderators."""
+
+    def __init__(self, *, fail: int = 0) -> None:
+        self.made = 0
+        self.fail = fail
+
+    async def __call__(self) -> None:
+        self.made += 1
+        if self.made <= self.fail:
+            raise ConnectionError("the platform is down")
+
+
 async def test_ask_a_human_is_once_per_thread_and_counts_against_the_rate_limit(tmp_path: Path) -> None:
-    from bot.platform import HANDOFF_ALREADY, HANDOFF_ASKED, HANDOFF_OFF, SLOW_DOWN
+    from bot.platform import HANDOFF_ALREADY, HANDOFF_ASKED, HANDOFF_FAILED, HANDOFF_OFF, SLOW_DOWN
 
     store = FeedbackStore(tmp_path / "f.sqlite3")
     options = PlatformOptions(rate_limit_per_minute=1, handoff="S0MODS")
     conversation = Conversation.in_process("slack", core=BrokenCore(), store=store, options=options, usage="")  # type: ignore[arg-type]
-    assert await conversation.handoff("slack:U1", "C1:1.0") == HANDOFF_ASKED
-    assert await conversation.handoff("slack:U1", "C1:2.0") == SLOW_DOWN  # one a minute for U1
-    assert await conversation.handoff("slack:U2", "C1:1.0") == HANDOFF_ALREADY
-    await conversation.handoff_failed("C1:1.0")  # the message could not be posted
-    assert await conversation.handoff("slack:U3", "C1:1.0") == HANDOFF_ASKED
+    call = Calls()
+    assert await conversation.handoff("slack:U1", "C1:1.0", call) == HANDOFF_ASKED and call.made == 1
+    assert await conversation.handoff("slack:U1", "C1:2.0", call) == SLOW_DOWN  # one a minute for U1
+    assert await conversation.handoff("slack:U2", "C1:1.0", call) == HANDOFF_ALREADY and call.made == 1
+    # The message could not be posted: the member is told, and a later press may try again.
+    failing = Calls(fail=1)
+    assert await conversation.handoff("slack:U3", "C2:1.0", failing) == HANDOFF_FAILED
+    assert await conversation.handoff("slack:U4", "C2:1.0", failing) == HANDOFF_ASKED and failing.made == 2
     # A restart (a new process on the same database) remembers the thread.
     again = Conversation.in_process(
         "slack", core=BrokenCore(), store=FeedbackStore(tmp_path / "f.sqlite3"), options=options, usage=""
     )  # type: ignore[arg-type]
-    assert await again.handoff("slack:U4", "C1:1.0") == HANDOFF_ALREADY
+    assert await again.handoff("slack:U5", "C1:1.0", call) == HANDOFF_ALREADY
     off = Conversation.in_process(
         "slack", core=BrokenCore(), store=store, options=PlatformOptions(), usage=""
     )  # type: ignore[arg-type]
-    assert await off.handoff("slack:U5", "C9:1.0") == HANDOFF_OFF
+    assert await off.handoff("slack:U6", "C9:1.0", call) == HANDOFF_OFF and call.made == 1
     store.close()
 
 
@@ -90,5 +106,6 @@ async def test_ask_a_human_with_the_answers_database_down_says_so(tmp_path: Path
     options = PlatformOptions(rate_limit_per_minute=0, handoff="S0MODS")
     conversation = Conversation.in_process("slack", core=BrokenCore(), store=store, options=options, usage="")  # type: ignore[arg-type]
     store.close()  # the database is gone
-    assert await conversation.handoff("slack:U1", "C1:1.0") == HANDOFF_FAILED
-    await conversation.handoff_failed("C1:1.0")  # logged, never raised
+    call = Calls()
+    assert await conversation.handoff("slack:U1", "C1:1.0", call) == HANDOFF_FAILED
+    assert call.made == 0  # the moderators are not called without the record that keeps it to once

@@ -162,3 +162,11 @@ def test_a_question_that_looks_like_a_formula_stays_text_in_the_csv(embedder: Fa
     report = build_report([row], embed=embedder.embed_dense_only, articles={}, since_days=1, now=NOW)
     cells = list(csv.reader(io.StringIO(table_csv(report, "abstained"))))[1]
     assert cells[1].startswith("'=HYPERLINK")
+
+
+def test_an_unknown_report_table_gets_one_line_that_names_the_tables(tmp_path: Path) -> None:
+    from tests.conftest import cli, home_env
+
+    done = cli(home_env(tmp_path), "report", "--table", "nope")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "there is no report table 'nope': use one of by_day, most_asked" in done.stderr
