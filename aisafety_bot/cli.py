@@ -644,35 +644,36 @@ def _digest(
     )
 
 
+# The report page's tables and their CSV downloads share one build of the report for this long.
+REPORT_FRESH_S = 60.0
+
+
 def live_report(app: App, feedback: FeedbackStore) -> Callable[[float], Awaitable[dict[str, Any]]]:
-    """The report page's data source in the running bot: its own history, index and embedding model."""
-    import threading
+    """The report page's data source in the running bot: its own history, index and embedding model. A
+    report is built (answers read, questions embedded, articles listed) once per period a minute, not
+    again for each table downloaded from the page."""
+    import time
 
     from bot.report import build_report
 
-    seen: dict[str, list[float]] = {}  # each question is embedded once while the bot runs
-    lock = threading.Lock()  # page loads build reports in worker threads
-
-    def embed(texts: Sequence[str]) -> list[list[float]]:
-        with lock:
-            new = [t for t in dict.fromkeys(texts) if t not in seen]
-            if new:
-                if len(seen) + len(new) > 50_000:
-                    seen.clear()
-                seen.update(zip(new, app.embedder.embed_dense_only(new), strict=True))
-            return [seen[t] for t in texts]
+    built: dict[float, tuple[float, dict[str, Any]]] = {}  # days -> (when, report)
 
     def build(days: float) -> dict[str, Any]:
         return build_report(
             feedback.since(days),
-            embed=embed,
+            embed=app.embedder.embed_dense_only,
             articles=app.store.catalogue(),
             since_days=days,
             questions_stored=app.settings.store_questions,
         )
 
     async def report(days: float) -> dict[str, Any]:
-        return await asyncio.to_thread(build, days)
+        when, data = built.get(days, (0.0, {}))
+        if time.monotonic() - when > REPORT_FRESH_S:
+            data = await asyncio.to_thread(build, days)
+            built.clear()  # one period kept: the one the page shows now
+            built[days] = (time.monotonic(), data)
+        return data
 
     return report
 

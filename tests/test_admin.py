@@ -228,3 +228,34 @@ async def test_when_the_report_cannot_be_built_the_page_says_so_in_one_line(
             )
             assert "Traceback" not in body and "db:5432" not in body
     assert "could not build the report" in caplog.text
+
+
+async def test_the_running_bot_builds_a_report_once_for_the_page_and_its_downloads(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from aisafety_bot.cli import live_report
+
+    store = history(tmp_path / "f.sqlite3")
+    embedded: list[int] = []
+    listed: list[int] = []
+
+    def embed(texts: Sequence[str]) -> list[list[float]]:
+        embedded.append(len(texts))
+        return toy_embed(texts)
+
+    def catalogue() -> dict[str, tuple[str, str]]:
+        listed.append(1)
+        return ARTICLES
+
+    app = SimpleNamespace(
+        embedder=SimpleNamespace(embed_dense_only=embed),
+        store=SimpleNamespace(catalogue=catalogue),
+        settings=SimpleNamespace(store_questions=True),
+    )
+    report = live_report(app, store)  # type: ignore[arg-type]
+    first = await report(30)
+    assert first["answers"] == 5 and len(embedded) == 1 and len(listed) == 1
+    assert await report(30) is first and len(embedded) == 1  # a table downloaded right after: no rebuild
+    week = await report(7)
+    assert week["since_days"] == 7 and len(embedded) == 2 and len(listed) == 2
+    store.close()
