@@ -212,7 +212,11 @@ class AiSafetyDiscord(discord.Client):
         q = Question(
             question, asker=f"discord:{interaction.user.id}", place=f"discord:{interaction.channel_id}"
         )
-        reply = FollowupReply(interaction, private, handoff=self.options.handoff is not None)
+        reply = FollowupReply(
+            interaction,
+            private,
+            handoff=self.options.handoff is not None and interaction.guild_id is not None,
+        )
         await self.conversation.answer(q, reply, started=started)
 
     async def post(self, channel_id: str, text: str) -> None:

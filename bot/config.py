@@ -258,7 +258,7 @@ class Settings(BaseSettings):
             (
                 "HANDOFF_ROLE",
                 self.handoff_role,
-                "role" if (self.handoff_role or "").isdigit() else "user group",
+                "role" if platform_of(self.handoff_role or "") == "discord" else "user group",
             ),
         ):
             if value is None:
