@@ -295,29 +295,29 @@ class FeedbackStore:
         """Every answer from `start` (included) to `end` (excluded), seconds since the epoch, oldest first."""
         return self._select("WHERE a.created >= ? AND a.created < ? GROUP BY a.id ORDER BY a.id", start, end)
 
-    def claim(self, name: str) -> bool:
-        """Take `name` (a digest's period, a thread's hand-off) for this process: True for exactly one
-        caller, whichever replica or restart asks, until `release`."""
-        with self._transaction() as db:
-            cur = self._execute(
-                db,
-                "INSERT INTO claims (name, claimed) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-                (name, time.time()),
-            )
-            return bool(cur.rowcount == 1)
-
-    def release(self, name: str) -> None:
-        """Give a claim back (its digest could not be posted: the next check tries again)."""
-        with self._transaction() as db:
-            self._execute(db, "DELETE FROM claims WHERE name = ?", (name,))
-
     async def claim_once(self, name: str) -> bool:
-        """`claim` from an event loop."""
-        return await asyncio.to_thread(self.claim, name)
+        """Take `name` (a digest's period, a thread's hand-off): True for exactly one caller, whichever
+        replica or restart asks, until `unclaim`. The write runs in a worker thread."""
+
+        def claim() -> bool:
+            with self._transaction() as db:
+                cur = self._execute(
+                    db,
+                    "INSERT INTO claims (name, claimed) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                    (name, time.time()),
+                )
+                return bool(cur.rowcount == 1)
+
+        return await asyncio.to_thread(claim)
 
     async def unclaim(self, name: str) -> None:
-        """`release` from an event loop."""
-        await asyncio.to_thread(self.release, name)
+        """Give a claim back (what it was for could not be done: a later try may do it)."""
+
+        def release() -> None:
+            with self._transaction() as db:
+                self._execute(db, "DELETE FROM claims WHERE name = ?", (name,))
+
+        await asyncio.to_thread(release)
 
     def copy_from(self, other: FeedbackStore) -> tuple[int, int]:
         """Every answer and vote of `other` (an SQLite history moving to PostgreSQL), added here with
