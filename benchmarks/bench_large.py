@@ -8,7 +8,8 @@ The shared corpus is embedded once; copy 0 is the real library, copies 1..N-1 ar
 (a cosine of about 0.8 to the original: distinct articles, not duplicates) and whose BM25 terms are the
 real ones with a fifth dropped. Every copy goes through the stores' own `upsert`, as an ingest writes.
 
-For the embedded store, a Qdrant server and a three-node cluster (3 shards, 2 copies each), at the shared
+For the embedded store, a Qdrant server and a three-node cluster (3 shards with 2 copies each, and 1 shard
+with a copy on every node), at the shared
 corpus's size and at the full size, in this run:
 - the core without the LLM (`AnswerCore.prepare`: query embedding, the four rankings, rescoring,
   abstention, payload lookup) against the query embedding alone: medians over the dev questions, as a
@@ -172,6 +173,32 @@ def wait_green(url: str, collection: str, timeout_s: float = 900.0) -> float:
     raise RuntimeError(f"{collection} at {url} was not indexed after {timeout_s} s")
 
 
+def wait_idle(servers: list[Any], timeout_s: float = 900.0) -> float:
+    """Until the Qdrant processes have finished their background work (optimising, copying shards to
+    other nodes: a node reports green for its own shards while the others still work): two seconds in
+    which they used less than a tenth of a core together. The seconds it took (0 without /proc)."""
+    started = time.monotonic()
+
+    def cpu_s() -> float:
+        total = 0.0
+        for server in servers:
+            proc = server._proc
+            stat = Path(f"/proc/{proc.pid}/stat") if proc is not None else None
+            if stat is not None and stat.exists():
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    if not Path("/proc/self/stat").exists():
+        return 0.0
+    while time.monotonic() - started < timeout_s:
+        before = cpu_s()
+        time.sleep(2)
+        if cpu_s() - before < 0.2:
+            return time.monotonic() - started
+    raise RuntimeError(f"the Qdrant processes were still busy after {timeout_s} s")
+
+
 def recall(store: VectorStore, queries: list[Embedded]) -> dict[str, float]:
     """For each dense ranking, with the search breadth the bot asks for: the share of the exact top-k
     passages that the approximate search returns ("passages"), and the share of the distinct articles
@@ -304,10 +331,19 @@ async def main() -> dict[str, Any]:
         if not args.no_cluster:
             cluster = start_cluster(str(Path(binary).resolve()))
             servers += cluster
-            stores["cluster"] = QdrantStore(
-                alias="large", url=cluster[0].url, timeout_s=120, shards=3, replication=2, write_consistency=1
-            )
-            urls["cluster"] = cluster[0].url
+            # Two layouts on the same three nodes: the library split in three shards with two copies
+            # each (every search asks all three nodes), and one shard copied to every node (every
+            # search is answered by the node asked).
+            for name, shards, copies_ in (("cluster", 3, 2), ("cluster_1_shard", 1, 3)):
+                stores[name] = QdrantStore(
+                    alias=f"large_{name}",
+                    url=cluster[0].url,
+                    timeout_s=120,
+                    shards=shards,
+                    replication=copies_,
+                    write_consistency=1,
+                )
+                urls[name] = cluster[0].url
     results: dict[str, Any] = {"copies": args.copies, "noise_per_dimension": NOISE}
     try:
         collections = {name: s.new_collection(embedder.dim) for name, s in stores.items()}
@@ -322,9 +358,10 @@ async def main() -> dict[str, Any]:
                 write_s[name] += time.perf_counter() - t
             points += n
             if j == 0:
+                for name in urls:
+                    wait_green(urls[name], collections[name])
+                wait_idle(servers)
                 for name, store in stores.items():
-                    if name in urls:
-                        wait_green(urls[name], collections[name])
                     results[f"{name}_corpus"] = await measure(store, embedder, questions, args.rounds)
                     print(f"{name} at {points} passages: {results[f'{name}_corpus']}", file=sys.stderr)
         # Every store indexed before any is measured: a server still optimising would slow the others.
@@ -335,10 +372,12 @@ async def main() -> dict[str, Any]:
             index_s[name] = time.perf_counter() - t
             if name in urls:
                 index_s[name] += wait_green(urls[name], collections[name])
+        index_s["all_servers_idle"] = wait_idle(servers)
         for name, store in stores.items():
             results[f"{name}_large"] = await measure(store, embedder, questions, args.rounds)
             results[f"{name}_large"]["upsert_points_per_s"] = round(points / write_s[name], 1)
             results[f"{name}_large"]["index_build_s"] = round(index_s[name], 1)
+            results[f"{name}_large"]["then_idle_s"] = round(index_s["all_servers_idle"], 1)
             print(f"{name} at {points} passages: {results[f'{name}_large']}", file=sys.stderr)
     finally:
         for store in stores.values():

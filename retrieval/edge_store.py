@@ -46,8 +46,10 @@ from retrieval.index import (
     StoreError,
     article_states,
     best_articles,
+    builds_of,
     by_passage,
     catalogue_of,
+    collection_name,
     dense_vectors,
     first_passages,
     passage_points,
@@ -194,7 +196,7 @@ class EdgeStore:
         return self._shard(name)
 
     def new_collection(self, dim: int) -> str:
-        name = f"{self.alias}_{time.time_ns() // 1_000_000}"
+        name = collection_name(self.alias)
         config = qe.EdgeConfig(
             vectors={
                 n: qe.EdgeVectorParams(
@@ -249,7 +251,7 @@ class EdgeStore:
                     self.drop_collection(name)
 
     def build_collections(self) -> list[str]:
-        return sorted(p.name for p in self._collections.iterdir() if p.name.startswith(f"{self.alias}_"))
+        return builds_of(self.alias, (p.name for p in self._collections.iterdir()))
 
     def drop_collection(self, name: str) -> None:
         with self._lock:

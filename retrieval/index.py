@@ -6,6 +6,8 @@ qdrant-client) and `retrieval.edge_store.EdgeStore` (Qdrant's in-process engine,
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +42,18 @@ _ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b8d-4f3a-9c7e-2d1b0a9f8e7d")
 class ArticleState:
     content_hash: str
     chunks: int
+
+
+def collection_name(alias: str) -> str:
+    """A new build's collection: the alias and the time in milliseconds."""
+    return f"{alias}_{time.time_ns() // 1_000_000}"
+
+
+def builds_of(alias: str, names: Iterable[str]) -> list[str]:
+    """The collections built for `alias` (`collection_name`), oldest first; another alias's builds are not
+    among them, even when that alias begins with this one and an underscore ("lib" and "lib_v2")."""
+    built = re.compile(rf"{re.escape(alias)}_\d+")
+    return sorted(n for n in names if built.fullmatch(n))
 
 
 def point_id(article_id: str, index: int) -> str:

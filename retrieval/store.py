@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -34,8 +34,10 @@ from retrieval.index import (
     StoreError,
     article_states,
     best_articles,
+    builds_of,
     by_passage,
     catalogue_of,
+    collection_name,
     dense_vectors,
     first_passages,
     passage_points,
@@ -49,6 +51,18 @@ _log = logging.getLogger(__name__)
 
 # Passages per upsert request during an ingest.
 UPSERT_BATCH = 256
+
+# Qdrant compresses a large response on the fly and sends it in chunks; on a kept-alive connection the
+# last chunk then waits for the client's delayed acknowledgement: 40 ms added to every search whose
+# answer is over about 1.5 KB (every search the bot makes). qdrant-client avoids it for "localhost" and
+# "127.0.0.1" only, by opening a new connection per request; any other host (`http://qdrant:6333` in
+# the compose file, a cluster node by name) paid it twice a question. Uncompressed answers never wait,
+# are cheaper for the server to write, and let every host keep its connections open
+# (benchmarks/bench_large.py; tests/test_large_library.py).
+_HTTP_OPTIONS: dict[str, Any] = {
+    "headers": {"Accept-Encoding": "identity"},
+    "limits": httpx.Limits(max_connections=None, max_keepalive_connections=32),
+}
 
 
 def _vector(r: Ranking) -> Any:
@@ -106,7 +120,12 @@ class QdrantStore:
                 timeout=int(timeout_s),
                 check_compatibility=False,
                 cloud_inference=True,
+                **_HTTP_OPTIONS,
             )
+        # The two requests of every question go through the generated REST API directly: the client's
+        # `query_batch_points` deep-copies each request (four 384-float vectors) to look for documents
+        # to embed, which cost more than the search itself at the shared corpus's size.
+        self._rest = self._client.http
         host = urlsplit(url).hostname or ""
         if api_key and url.startswith("http://") and "." in host and host not in ("127.0.0.1", "localhost"):
             _log.warning(
@@ -136,7 +155,7 @@ class QdrantStore:
         return None
 
     def new_collection(self, dim: int) -> str:
-        name = f"{self.alias}_{time.time_ns() // 1_000_000}"
+        name = collection_name(self.alias)
         self._call(
             self._client.create_collection,
             collection_name=name,
@@ -182,7 +201,7 @@ class QdrantStore:
 
     def build_collections(self) -> list[str]:
         names = [c.name for c in self._call(self._client.get_collections).collections]
-        return sorted(n for n in names if n.startswith(f"{self.alias}_"))
+        return builds_of(self.alias, names)
 
     def drop_collection(self, name: str) -> None:
         if self._pending_in == name:  # an interrupted ingest's last passages go with their collection
@@ -287,8 +306,11 @@ class QdrantStore:
             for r in plan.rankings
         ]
         answers = self._call(
-            self._client.query_batch_points, collection_name=self.alias, requests=requests, missing=NO_INDEX
-        )
+            self._rest.search_api.query_batch_points,
+            collection_name=self.alias,
+            query_request_batch=models.QueryRequestBatch(searches=requests),
+            missing=NO_INDEX,
+        ).result
         return ranked(plan, (((p.score, p.payload) for p in answer.points) for answer in answers))
 
     def search(
@@ -300,12 +322,12 @@ class QdrantStore:
         if not keys:
             return {}
         points = self._call(
-            self._client.retrieve,
+            self._rest.points_api.get_points,
             collection_name=self.alias,
-            ids=passage_points(keys),
-            with_payload=HIT_FIELDS,
-            with_vectors=False,
-        )
+            point_request=models.PointRequest(
+                ids=list(passage_points(keys)), with_payload=HIT_FIELDS, with_vector=False
+            ),
+        ).result
         return by_passage(p.payload for p in points)
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, Passage]:

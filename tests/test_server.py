@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from retrieval.embeddings import FastEmbedder
@@ -79,3 +80,34 @@ def test_unreachable_server_is_a_clear_error() -> None:
     message = str(caught.value)
     assert message.startswith(f"Qdrant at http://127.0.0.1:{port} (QDRANT_URL): ")
     assert "hunter2" not in message and "key-not-shown" not in message
+
+
+def test_a_server_reached_by_name_keeps_its_connection_and_answers_uncompressed(
+    qdrant_server: QdrantServer, embedder: FastEmbedder, slice_file: Path
+) -> None:
+    """qdrant-client keeps connections open to any host but "localhost" and "127.0.0.1" (the compose
+    file's `http://qdrant:6333`); Qdrant then sent each search's answer gzip-compressed in chunks, and
+    the last chunk waited for the client's delayed acknowledgement: 88 ms a search instead of 5
+    (BENCHMARKS.md). `127.1` is 127.0.0.1 under another name. Every answer must come uncompressed, over
+    one kept connection."""
+    port = qdrant_server.url.rsplit(":", 1)[1]
+    store = QdrantStore(alias="by_name", url=f"http://127.1:{port}", api_key=qdrant_server.api_key)
+    seen: list[tuple[str | None, object]] = []
+
+    def record(response: httpx.Response) -> None:
+        stream = response.extensions["network_stream"]
+        seen.append((response.headers.get("content-encoding"), stream.get_extra_info("client_addr")))
+
+    store._rest.client._client.event_hooks["response"].append(record)
+    try:
+        ingest(store=store, embedder=embedder, sources=[str(slice_file)])
+        retriever = HybridRetriever(store=store, embedder=embedder)
+        seen.clear()
+        for question in ("what is a mesa optimizer?", "why not just turn it off?", "what is orthogonality?"):
+            assert len(retriever.search_sync(question, k=5)) == 5
+        assert len(seen) == 6  # a search and a payload lookup per question
+        assert {encoding for encoding, _ in seen} == {None}
+        assert len({address for _, address in seen}) == 1
+    finally:
+        store.drop_collection(store.live_collection() or "")
+        store.close()

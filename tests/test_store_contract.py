@@ -3,7 +3,8 @@ the same results and `articles()`, and fail with the same messages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,29 @@ def test_both_stores_say_there_is_no_index_yet(
     finally:
         for store in empty:
             store.close()
+
+
+def test_an_alias_beginning_with_another_keeps_its_collections(
+    tmp_path: Path, embedder: FastEmbedder, slice_file: Path, qdrant_server: QdrantServer
+) -> None:
+    """A build of "lib" drops the collections it replaces, never those of "lib_v2" (whose names also
+    begin with "lib_"). One embedded store is open at a time in a folder: each is closed after use."""
+    opened: dict[str, Callable[[str], VectorStore]] = {
+        "embedded": lambda alias: EdgeStore(alias=alias, path=str(tmp_path)),
+        "server": lambda alias: QdrantStore(
+            alias=alias, url=qdrant_server.url, api_key=qdrant_server.api_key
+        ),
+    }
+    for kind, store_for in opened.items():
+        with closing(store_for("lib_v2")) as lib_v2:
+            ingest(store=lib_v2, embedder=embedder, sources=[str(slice_file)])
+            kept = lib_v2.live_collection()
+        with closing(store_for("lib")) as lib:
+            for _ in range(2):
+                ingest(store=lib, embedder=embedder, sources=[str(slice_file)], rebuild=True)
+            assert lib.build_collections() == [lib.live_collection()], kind
+        with closing(store_for("lib_v2")) as lib_v2:
+            assert lib_v2.build_collections() == [kept] and lib_v2.count() > 0, kind
+    with closing(opened["server"]("lib")) as lib, closing(opened["server"]("lib_v2")) as lib_v2:
+        for name in lib.build_collections() + lib_v2.build_collections():
+            lib.drop_collection(name)
