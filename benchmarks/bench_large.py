@@ -54,7 +54,7 @@ from bot.models import Question  # noqa: E402
 from retrieval.documents import Chunk, Document  # noqa: E402
 from retrieval.edge_store import EdgeStore  # noqa: E402
 from retrieval.embeddings import Embedded, FastEmbedder, SparseVec  # noqa: E402
-from retrieval.index import DENSE, SPARSE, TITLE, SearchPlan, VectorStore, article_states  # noqa: E402
+from retrieval.index import DENSE, SPARSE, TITLE, Ranking, SearchPlan, VectorStore, article_states  # noqa: E402
 from retrieval.ingest import ingest  # noqa: E402
 from retrieval.search import CANDIDATES  # noqa: E402
 from retrieval.store import QdrantStore  # noqa: E402
@@ -222,8 +222,8 @@ def original(article_id: str) -> str:
 
 
 def top_ids(store: VectorStore, vector: list[float], using: str, *, exact: bool) -> list[tuple[str, str]]:
-    """(point id, article id) of the top `RECALL_K`, exact or as the bot searches (`SearchPlan.hnsw_ef`)."""
-    ef = SearchPlan((), RECALL_K).hnsw_ef
+    """(point id, article id) of the top `RECALL_K`, exact or as the bot searches (`SearchPlan.breadth`)."""
+    ef = SearchPlan((), RECALL_K).breadth(Ranking(using, dense=vector))
     if isinstance(store, EdgeStore):
         with store._lock:
             points = store._live().query(

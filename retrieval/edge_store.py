@@ -330,7 +330,7 @@ class EdgeStore:
                 limit=plan.limit,
                 query=_nearest(r),
                 with_payload=list(plan.fields),
-                params=qe.SearchParams(hnsw_ef=plan.hnsw_ef) if r.dense is not None else None,
+                params=None if plan.breadth(r) is None else qe.SearchParams(hnsw_ef=plan.breadth(r)),
             )
             for r in plan.rankings
         ]

@@ -229,10 +229,19 @@ class SearchPlan:
     rankings: tuple[Ranking, ...]
     limit: int
     fields: tuple[str, ...] = ("article_id", "chunk")
-    # The approximate (HNSW) search's breadth for the dense rankings: at 100,000 passages the default
-    # (the index's ef_construct, 100) found 80% of the exact top 50; 256 finds 96% of the exact top 50's
-    # articles for about 0.5 ms more (benchmarks/bench_large.py). Small libraries are searched exactly.
-    hnsw_ef: int = 256
+    # The approximate (HNSW) search's breadth. The passage ranking: at 100,000 passages (64 near-copies
+    # of each) the default (the index's ef_construct) found 80% of the exact top 50; 256 found 93-96% of
+    # the exact top 50's articles depending on the build, 512 found 99% for about 0.6 ms more on a server
+    # (benchmarks/bench_large.py). The title and lead rankings search one point per article (18,000
+    # at that size): 256 finds all. Small libraries are searched exactly.
+    hnsw_ef: int = 512
+    article_hnsw_ef: int = 256
+
+    def breadth(self, r: Ranking) -> int | None:
+        """The HNSW breadth for ranking `r` (None for BM25, which has no graph)."""
+        if r.dense is None:
+            return None
+        return self.hnsw_ef if r.using == DENSE else self.article_hnsw_ef
 
 
 Payloads = Callable[[Sequence[tuple[str, int]]], dict[tuple[str, int], dict[str, Any]]]

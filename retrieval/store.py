@@ -301,7 +301,7 @@ class QdrantStore:
                 using=r.using,
                 limit=plan.limit,
                 with_payload=list(plan.fields),
-                params=models.SearchParams(hnsw_ef=plan.hnsw_ef) if r.dense is not None else None,
+                params=None if plan.breadth(r) is None else models.SearchParams(hnsw_ef=plan.breadth(r)),
             )
             for r in plan.rankings
         ]

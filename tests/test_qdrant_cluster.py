@@ -1,5 +1,5 @@
 """A Qdrant cluster of three nodes of the pinned binary in distributed mode on 127.0.0.1: ingest, search
-and the alias swap work; with one node killed searches keep answering (replication 2) and an ingest
+and the alias swap work; with one node killed searches keep answering (two or three copies of each shard) and an ingest
 completes or fails with a clear message; the node rejoins after a restart."""
 
 from __future__ import annotations
@@ -46,29 +46,33 @@ def _shard_states(url: str, collection: str) -> list[str]:
     return local + remote
 
 
+@pytest.mark.parametrize(("shards", "copies"), [(3, 2), (1, 3)])
 def test_ingest_search_and_swap_survive_a_node_down_and_the_node_rejoins(
-    cluster: list[QdrantServer], embedder: FastEmbedder, tmp_path: Path
+    cluster: list[QdrantServer], embedder: FastEmbedder, tmp_path: Path, shards: int, copies: int
 ) -> None:
+    """Both layouts the README describes: three shards with two copies each, and one shard with a copy
+    on every node."""
     first, _, third = cluster
+    alias = f"clustered_{shards}x{copies}"
     source = write_jsonl(tmp_path / "a.jsonl", fixture_rows())
-    store = QdrantStore(alias="clustered", url=first.url, shards=3, replication=2, write_consistency=1)
+    store = QdrantStore(alias=alias, url=first.url, shards=shards, replication=copies, write_consistency=1)
     report = ingest(store=store, embedder=embedder, sources=[str(source)])
     assert report.added == len(fixture_rows())
     collection = store.live_collection()
     assert collection is not None
     config = _get(f"{first.url}/collections/{collection}")["config"]["params"]  # type: ignore[index]
     assert (config["shard_number"], config["replication_factor"], config["write_consistency_factor"]) == (
-        3,
-        2,
+        shards,
+        copies,
         1,
     )
-    assert len(_shard_states(first.url, collection)) == 6  # 3 shards x 2 copies over the 3 nodes
+    assert len(_shard_states(first.url, collection)) == shards * copies  # every copy, over the 3 nodes
 
     retriever = HybridRetriever(store=store, embedder=embedder)
     expected = [p.article_id for p in retriever.search_sync("what is a mesa-optimizer?", k=3)]
     assert expected[0] == "fixture:mesa-optimizers"
     # Another node answers the same through the alias.
-    other = HybridRetriever(store=QdrantStore(alias="clustered", url=cluster[1].url), embedder=embedder)
+    other = HybridRetriever(store=QdrantStore(alias=alias, url=cluster[1].url), embedder=embedder)
     assert [p.article_id for p in other.search_sync("what is a mesa-optimizer?", k=3)] == expected
 
     # A rebuild swaps the alias to a new collection across the cluster.
@@ -104,7 +108,7 @@ def test_ingest_search_and_swap_survive_a_node_down_and_the_node_rejoins(
         time.sleep(0.5)
         states = _shard_states(first.url, collection)
     assert set(states) == {"Active"}, states  # the node's copies caught up
-    third_store = QdrantStore(alias="clustered", url=third.url)
+    third_store = QdrantStore(alias=alias, url=third.url)
     assert HybridRetriever(store=third_store, embedder=embedder).search_sync("what is a mesa-optimizer?", k=1)
     store.close()
     third_store.close()
