@@ -1,7 +1,7 @@
 """A large library: the shared corpus's passages copied to about 100,000, on every kind of store.
 
     python benchmarks/bench_large.py [--shared ../shared] [--copies 64] [--rounds 3] [--json]
-    (QDRANT_BIN: the Qdrant binary, for the server and the three-node cluster; make bench-large sets it)
+    (QDRANT_BIN: the Qdrant binary, `$(scripts/fetch-qdrant.sh)`, for the server and the three-node cluster)
 
 The shared corpus is embedded once; copy 0 is the real library, copies 1..N-1 are new articles
 ("<id>~<copy>") written with the project's own payloads whose dense vectors are the real ones plus noise

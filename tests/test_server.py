@@ -87,7 +87,7 @@ def test_a_server_reached_by_name_keeps_its_connection_and_answers_uncompressed(
 ) -> None:
     """qdrant-client keeps connections open to any host but "localhost" and "127.0.0.1" (the compose
     file's `http://qdrant:6333`); Qdrant then sent each search's answer gzip-compressed in chunks, and
-    the last chunk waited for the client's delayed acknowledgement: 88 ms a search instead of 5
+    the last chunk waited for the client's delayed acknowledgement: 90 ms a question instead of 5
     (BENCHMARKS.md). `127.1` is 127.0.0.1 under another name. Every answer must come uncompressed, over
     one kept connection."""
     port = qdrant_server.url.rsplit(":", 1)[1]
