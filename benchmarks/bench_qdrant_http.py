@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from qdrant_client import QdrantClient, models  # noqa: E402
+from qdrant_client import QdrantClient  # noqa: E402
 
 from benchmarks.bench import MODEL  # noqa: E402
 from bot.evaluate import load_eval  # noqa: E402
@@ -38,26 +38,14 @@ from retrieval.embeddings import Embedded, FastEmbedder  # noqa: E402
 from retrieval.index import HIT_FIELDS, passage_points, ranked, search_plan  # noqa: E402
 from retrieval.ingest import ingest  # noqa: E402
 from retrieval.search import CANDIDATES  # noqa: E402
-from retrieval.store import QdrantStore, _vector  # noqa: E402
+from retrieval.store import QdrantStore, query_requests  # noqa: E402
 
 
 def with_defaults(client: QdrantClient, alias: str, query: Embedded) -> int:
     """The same two requests as the store's, through qdrant-client's defaults."""
     plan = search_plan(query, limit=CANDIDATES)
     assert plan is not None
-    answers = client.query_batch_points(
-        collection_name=alias,
-        requests=[
-            models.QueryRequest(
-                query=_vector(r),
-                using=r.using,
-                limit=plan.limit,
-                with_payload=list(plan.fields),
-                params=None if plan.breadth(r) is None else models.SearchParams(hnsw_ef=plan.breadth(r)),
-            )
-            for r in plan.rankings
-        ],
-    )
+    answers = client.query_batch_points(collection_name=alias, requests=query_requests(plan))
     rankings = ranked(plan, (((p.score, p.payload) for p in a.points) for a in answers))
     best = rescoring.passages(rankings)[:5]
     points = client.retrieve(

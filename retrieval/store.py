@@ -31,6 +31,7 @@ from retrieval.index import (
     Hit,
     Ranking,
     SearchMode,
+    SearchPlan,
     StoreError,
     article_states,
     best_articles,
@@ -70,6 +71,20 @@ def _vector(r: Ranking) -> Any:
         return r.dense
     assert r.sparse is not None
     return models.SparseVector(indices=r.sparse.indices, values=r.sparse.values)
+
+
+def query_requests(plan: SearchPlan) -> list[models.QueryRequest]:
+    """The plan's rankings as qdrant-client's batched query requests."""
+    return [
+        models.QueryRequest(
+            query=_vector(r),
+            using=r.using,
+            limit=plan.limit,
+            with_payload=list(plan.fields),
+            params=None if plan.breadth(r) is None else models.SearchParams(hnsw_ef=plan.breadth(r)),
+        )
+        for r in plan.rankings
+    ]
 
 
 def _shown_url(url: str) -> str:
@@ -295,20 +310,10 @@ class QdrantStore:
         plan = search_plan(query, limit=limit, mode=mode)
         if plan is None:
             return {}
-        requests = [
-            models.QueryRequest(
-                query=_vector(r),
-                using=r.using,
-                limit=plan.limit,
-                with_payload=list(plan.fields),
-                params=None if plan.breadth(r) is None else models.SearchParams(hnsw_ef=plan.breadth(r)),
-            )
-            for r in plan.rankings
-        ]
         answers = self._call(
             self._rest.search_api.query_batch_points,
             collection_name=self.alias,
-            query_request_batch=models.QueryRequestBatch(searches=requests),
+            query_request_batch=models.QueryRequestBatch(searches=query_requests(plan)),
             missing=NO_INDEX,
         ).result
         return ranked(plan, (((p.score, p.payload) for p in answer.points) for answer in answers))
