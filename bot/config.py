@@ -30,7 +30,11 @@ _SERVICE_URLS = {
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    qdrant_url: str | None = Field(None, description="URL of a Qdrant server; unset for the embedded store")
+    qdrant_url: str | None = Field(
+        None,
+        description="URL of a Qdrant server, or of several nodes of a cluster, comma-separated; unset for the "
+        "embedded store",
+    )
     qdrant_api_key: SecretStr | None = None
     qdrant_path: Path = Field(default_factory=lambda: default_data_dir() / "qdrant")
     qdrant_collection: str = "aisafety_articles"
@@ -161,10 +165,24 @@ class Settings(BaseSettings):
 
     @field_validator("qdrant_url", "anthropic_base_url", "admin_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://, for example http://localhost:6333")
-        return value.rstrip("/") if value else value
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        # QDRANT_URL may name several nodes of one cluster, comma-separated.
+        urls = (
+            [u.strip().rstrip("/") for u in value.split(",")] if info.field_name == "qdrant_url" else [value]
+        )
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    "must start with http:// or https://, for example http://localhost:6333"
+                    + (
+                        " (several cluster nodes: separated by commas)"
+                        if info.field_name == "qdrant_url"
+                        else ""
+                    )
+                )
+        return ",".join(u.rstrip("/") for u in urls)
 
     @field_validator("redis_url", "database_url")
     @classmethod

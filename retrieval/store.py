@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,6 +74,16 @@ def _vector(r: Ranking) -> Any:
     return models.SparseVector(indices=r.sparse.indices, values=r.sparse.values)
 
 
+def _detail(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _unreachable(exc: Exception) -> bool:
+    """The node did not answer at all (refused, reset, timed out), as opposed to answering an error."""
+    source = exc.source if isinstance(exc, ResponseHandlingException) else exc
+    return isinstance(source, (httpx.TransportError, ConnectionError, TimeoutError))
+
+
 def query_requests(plan: SearchPlan) -> list[models.QueryRequest]:
     """The plan's rankings as qdrant-client's batched query requests."""
     return [
@@ -121,7 +132,11 @@ class QdrantStore:
             "replication_factor": replication,
             "write_consistency_factor": write_consistency,
         }
-        self.url = _shown_url(url)
+        # Several nodes of one cluster, comma-separated: each request goes to the node last answering
+        # and moves on to the next when that one cannot be reached.
+        urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        self._shown = [_shown_url(u) for u in urls]
+        self._active = 0
         # We always send vectors, never documents to embed: `cloud_inference=True` skips the client's
         # search of every request for documents to embed locally, which walks each float of our
         # vectors and cost more than the query itself.
@@ -129,42 +144,68 @@ class QdrantStore:
             # qdrant-client warns on every start when a key goes over http; said once, in the log, and
             # not for this machine or a container network (a host name without dots, such as `qdrant`).
             warnings.simplefilter("ignore", UserWarning)
-            self._client = QdrantClient(
-                url=url,
-                api_key=api_key,
-                timeout=int(timeout_s),
-                check_compatibility=False,
-                cloud_inference=True,
-                **_HTTP_OPTIONS,
-            )
-        # The two requests of every question go through the generated REST API directly: the client's
-        # `query_batch_points` deep-copies each request (four 384-float vectors) to look for documents
-        # to embed, which cost more than the search itself at the shared corpus's size.
-        self._rest = self._client.http
-        host = urlsplit(url).hostname or ""
-        if api_key and url.startswith("http://") and "." in host and host not in ("127.0.0.1", "localhost"):
-            _log.warning(
-                "QDRANT_API_KEY is sent over plain http to %s: use https outside a private network", self.url
-            )
+            self._clients = [
+                QdrantClient(
+                    url=u,
+                    api_key=api_key,
+                    timeout=int(timeout_s),
+                    check_compatibility=False,
+                    cloud_inference=True,
+                    **_HTTP_OPTIONS,
+                )
+                for u in urls
+            ]
+        for u, shown in zip(urls, self._shown, strict=True):
+            host = urlsplit(u).hostname or ""
+            if api_key and u.startswith("http://") and "." in host and host not in ("127.0.0.1", "localhost"):
+                _log.warning(
+                    "QDRANT_API_KEY is sent over plain http to %s: use https outside a private network", shown
+                )
 
-    def _call(self, fn: Any, *args: Any, missing: str | None = None, **kwargs: Any) -> Any:
-        """One client call; its failure becomes a `StoreError` naming the URL (`missing`: the message
-        when the collection or alias does not exist)."""
-        try:
-            return fn(*args, **kwargs)
-        except (ResponseHandlingException, UnexpectedResponse, ConnectionError, TimeoutError) as exc:
-            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            if isinstance(exc, UnexpectedResponse) and b"dimension error" in (exc.content or b"").lower():
-                raise StoreError(WRONG_MODEL) from None
-            if isinstance(exc, UnexpectedResponse) and exc.status_code == 404 and missing is not None:
-                raise StoreError(missing) from None
-            if isinstance(exc, UnexpectedResponse) and exc.status_code in (401, 403):
-                detail = f"HTTP {exc.status_code}: the server refused the API key; check QDRANT_API_KEY"
-            raise StoreError(f"Qdrant at {self.url} (QDRANT_URL): {detail}") from None
+    @property
+    def url(self) -> str:
+        """The node requests go to (without any user or password), for messages."""
+        return self._shown[self._active]
+
+    @property
+    def _client(self) -> QdrantClient:
+        return self._clients[self._active]
+
+    def _call(self, op: str, *args: Any, missing: str | None = None, **kwargs: Any) -> Any:
+        """One client call, `op` naming the client's method ("count"; "http.search_api.query_batch_points":
+        the two requests of every question go through the generated REST API directly, since the
+        client's `query_batch_points` deep-copies each request, four 384-float vectors, looking for
+        documents to embed). A node that cannot be reached hands the call to the next one given; a
+        failure becomes a `StoreError` naming the URL (`missing`: the message when the collection or
+        alias does not exist)."""
+        for attempt in range(len(self._clients)):
+            try:
+                return attrgetter(op)(self._client)(*args, **kwargs)
+            except (ResponseHandlingException, UnexpectedResponse, ConnectionError, TimeoutError) as exc:
+                if attempt + 1 < len(self._clients) and _unreachable(exc):
+                    failed = self.url
+                    self._active = (self._active + 1) % len(self._clients)
+                    _log.warning(
+                        "Qdrant at %s cannot be reached (%s): using %s", failed, _detail(exc), self.url
+                    )
+                    continue
+                raise self._error(exc, missing, everyone=attempt > 0) from None
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _error(self, exc: Exception, missing: str | None, *, everyone: bool) -> StoreError:
+        detail = _detail(exc)
+        if isinstance(exc, UnexpectedResponse) and b"dimension error" in (exc.content or b"").lower():
+            return StoreError(WRONG_MODEL)
+        if isinstance(exc, UnexpectedResponse) and exc.status_code == 404 and missing is not None:
+            return StoreError(missing)
+        if isinstance(exc, UnexpectedResponse) and exc.status_code in (401, 403):
+            detail = f"HTTP {exc.status_code}: the server refused the API key; check QDRANT_API_KEY"
+        where = ", ".join(self._shown) if everyone else self.url
+        return StoreError(f"Qdrant at {where} (QDRANT_URL): {detail}")
 
     # -- collections and the alias -------------------------------------------------------------
     def live_collection(self) -> str | None:
-        for a in self._call(self._client.get_aliases).aliases:
+        for a in self._call("get_aliases").aliases:
             if a.alias_name == self.alias:
                 return str(a.collection_name)
         return None
@@ -172,7 +213,7 @@ class QdrantStore:
     def new_collection(self, dim: int) -> str:
         name = collection_name(self.alias)
         self._call(
-            self._client.create_collection,
+            "create_collection",
             collection_name=name,
             vectors_config={
                 n: models.VectorParams(
@@ -190,7 +231,7 @@ class QdrantStore:
         )
         for field, kind in INDEXED_FIELDS.items():
             self._call(
-                self._client.create_payload_index,
+                "create_payload_index",
                 collection_name=name,
                 field_name=field,
                 field_schema=models.PayloadSchemaType(kind),
@@ -209,28 +250,29 @@ class QdrantStore:
                 create_alias=models.CreateAlias(collection_name=collection, alias_name=self.alias)
             )
         )
-        self._call(self._client.update_collection_aliases, change_aliases_operations=ops)
+        self._call("update_collection_aliases", change_aliases_operations=ops)
         for name in self.build_collections():
             if name != collection:
                 self.drop_collection(name)
 
     def build_collections(self) -> list[str]:
-        names = [c.name for c in self._call(self._client.get_collections).collections]
+        names = [c.name for c in self._call("get_collections").collections]
         return builds_of(self.alias, names)
 
     def drop_collection(self, name: str) -> None:
         if self._pending_in == name:  # an interrupted ingest's last passages go with their collection
             self._pending = []
-        self._call(self._client.delete_collection, collection_name=name)
+        self._call("delete_collection", collection_name=name)
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients:
+            client.close()
 
     def flush(self) -> None:
         """Send the passages `upsert` has gathered, and wait until the server has applied them."""
         points, self._pending = self._pending, []
         if points:
-            self._call(self._client.upsert, collection_name=self._pending_in, points=points, wait=True)
+            self._call("upsert", collection_name=self._pending_in, points=points, wait=True)
 
     # -- writing -------------------------------------------------------------------------------
     def article_states(self, collection: str) -> dict[str, ArticleState]:
@@ -247,7 +289,7 @@ class QdrantStore:
         offset = None
         while True:
             points, offset = self._call(
-                self._client.scroll,
+                "scroll",
                 collection_name=collection,
                 scroll_filter=first,
                 limit=1024,
@@ -293,7 +335,7 @@ class QdrantStore:
         if ids:
             self.flush()  # in the order the ingest asked for them
             self._call(
-                self._client.delete,
+                "delete",
                 collection_name=collection,
                 points_selector=models.PointIdsList(points=ids),
                 wait=True,
@@ -303,7 +345,7 @@ class QdrantStore:
     def count(self) -> int:
         if self.live_collection() is None:
             return 0
-        return int(self._call(self._client.count, collection_name=self.alias, exact=True).count)
+        return int(self._call("count", collection_name=self.alias, exact=True).count)
 
     def rankings(self, query: Embedded, *, limit: int, mode: SearchMode = "hybrid") -> dict[str, list[Hit]]:
         """The shared search plan, as one batched request to the server."""
@@ -311,7 +353,7 @@ class QdrantStore:
         if plan is None:
             return {}
         answers = self._call(
-            self._rest.search_api.query_batch_points,
+            "http.search_api.query_batch_points",
             collection_name=self.alias,
             query_request_batch=models.QueryRequestBatch(searches=query_requests(plan)),
             missing=NO_INDEX,
@@ -327,7 +369,7 @@ class QdrantStore:
         if not keys:
             return {}
         points = self._call(
-            self._rest.points_api.get_points,
+            "http.points_api.get_points",
             collection_name=self.alias,
             point_request=models.PointRequest(
                 ids=list(passage_points(keys)), with_payload=HIT_FIELDS, with_vector=False

@@ -140,6 +140,8 @@ async def test_run_without_tokens_opens_the_chat(env: dict[str, str]) -> None:
 async def test_bad_settings_say_how_to_fix_them(env: dict[str, str]) -> None:
     code, _, err = await run(dict(env, QDRANT_URL="localhost:6333"), "search", "x")
     assert code == 2 and "QDRANT_URL" in err and "http://" in err
+    code, _, err = await run(dict(env, QDRANT_URL="http://qdrant-1:6333,qdrant-2:6333"), "search", "x")
+    assert code == 2 and "QDRANT_URL" in err and "separated by commas" in err and "Traceback" not in err
     code, _, err = await run(dict(env, EMBEDDING_MODEL_PATH="/nonexistent"), "search", "x")
     assert code == 2 and "EMBEDDING_MODEL_PATH" in err and "model.onnx" in err
     code, _, err = await run(dict(env, SOURCES="/nonexistent.jsonl"), "search", "x")

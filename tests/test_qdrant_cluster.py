@@ -5,6 +5,7 @@ completes or fails with a clear message; the node rejoins after a restart."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import urllib.request
@@ -20,7 +21,7 @@ from retrieval.search import HybridRetriever
 from retrieval.store import QdrantStore
 from tests.conftest import ROOT, need, write_jsonl
 from tests.fixture_articles import rows as fixture_rows
-from tests.qdrant_server import QdrantServer, start_cluster, wait_for_peers
+from tests.qdrant_server import QdrantServer, free_port, start_cluster, wait_for_peers
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,55 @@ def test_ingest_search_and_swap_survive_a_node_down_and_the_node_rejoins(
     assert HybridRetriever(store=third_store, embedder=embedder).search_sync("what is a mesa-optimizer?", k=1)
     store.close()
     third_store.close()
+
+
+def test_a_store_given_every_node_moves_on_when_the_one_it_uses_is_down(
+    cluster: list[QdrantServer], embedder: FastEmbedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`QDRANT_URL` naming every node: with the node in use killed (here the first, which the others
+    joined), searches go on through the next, said once in the log; an ingest completes or fails saying
+    why; the node rejoins."""
+    first, second, _ = cluster
+    source = write_jsonl(tmp_path / "a.jsonl", fixture_rows())
+    store = QdrantStore(
+        alias="every_node", url=",".join(n.url for n in cluster), shards=1, replication=3, write_consistency=1
+    )
+    ingest(store=store, embedder=embedder, sources=[str(source)])
+    retriever = HybridRetriever(store=store, embedder=embedder)
+    expected = [p.article_id for p in retriever.search_sync("what is a mesa-optimizer?", k=3)]
+    assert store.url == first.url and expected[0] == "fixture:mesa-optimizers"
+    first.kill_hard()
+    try:
+        with caplog.at_level(logging.WARNING, logger="retrieval.store"):
+            assert [p.article_id for p in retriever.search_sync("what is a mesa-optimizer?", k=3)] == expected
+            for question in ("why can't we just turn it off?", "what is corrigibility?"):
+                found = retriever.search_sync(question, k=3)
+                assert found and all(p.text for p in found), question
+        moved = [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
+        assert len(moved) == 1 and first.url in moved[0] and second.url in moved[0]
+        assert store.url == second.url
+        more = write_jsonl(tmp_path / "b.jsonl", fixture_rows("orthogonality", "quantilizers"))
+        try:
+            ingest(store=store, embedder=embedder, sources=[str(more)], rebuild=True)
+        except StoreError as exc:
+            assert "QDRANT_URL" in str(exc) and "Traceback" not in str(exc)
+        else:
+            assert "fixture:quantilizers" in {
+                p.article_id for p in retriever.search_sync("quantilizers", k=2)
+            }
+    finally:
+        first.revive()
+        wait_for_peers(second.url, 3)
+        for name in store.build_collections():
+            store.drop_collection(name)
+        store.close()
+
+
+def test_when_no_node_answers_the_error_names_every_one() -> None:
+    ports = [free_port(), free_port()]
+    store = QdrantStore(alias="nowhere", url=",".join(f"http://127.0.0.1:{p}" for p in ports), timeout_s=2)
+    with pytest.raises(StoreError) as raised:
+        store.count()
+    message = str(raised.value)
+    assert all(f"127.0.0.1:{p}" in message for p in ports) and "QDRANT_URL" in message
+    store.close()

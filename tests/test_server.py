@@ -98,7 +98,7 @@ def test_a_server_reached_by_name_keeps_its_connection_and_answers_uncompressed(
         stream = response.extensions["network_stream"]
         seen.append((response.headers.get("content-encoding"), stream.get_extra_info("client_addr")))
 
-    store._rest.client._client.event_hooks["response"].append(record)
+    store._client.http.client._client.event_hooks["response"].append(record)
     try:
         ingest(store=store, embedder=embedder, sources=[str(slice_file)])
         retriever = HybridRetriever(store=store, embedder=embedder)
