@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from operator import attrgetter
@@ -137,6 +138,7 @@ class QdrantStore:
         urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
         self._shown = [_shown_url(u) for u in urls]
         self._active = 0
+        self._switching = threading.Lock()
         # We always send vectors, never documents to embed: `cloud_inference=True` skips the client's
         # search of every request for documents to embed locally, which walks each float of our
         # vectors and cost more than the query itself.
@@ -178,21 +180,30 @@ class QdrantStore:
         documents to embed). A node that cannot be reached hands the call to the next one given; a
         failure becomes a `StoreError` naming the URL (`missing`: the message when the collection or
         alias does not exist)."""
+        first = self._active
         for attempt in range(len(self._clients)):
+            index = (first + attempt) % len(self._clients)
             try:
-                return attrgetter(op)(self._client)(*args, **kwargs)
+                result = attrgetter(op)(self._clients[index])(*args, **kwargs)
             except (ResponseHandlingException, UnexpectedResponse, ConnectionError, TimeoutError) as exc:
                 if attempt + 1 < len(self._clients) and _unreachable(exc):
-                    failed = self.url
-                    self._active = (self._active + 1) % len(self._clients)
-                    _log.warning(
-                        "Qdrant at %s cannot be reached (%s): using %s", failed, _detail(exc), self.url
-                    )
                     continue
-                raise self._error(exc, missing, everyone=attempt > 0) from None
+                everyone = attempt > 0 and _unreachable(exc)
+                where = ", ".join(self._shown) if everyone else self._shown[index]
+                raise self._error(exc, missing, where=where) from None
+            if index != first:
+                with self._switching:  # concurrent calls moving on together say it once
+                    if self._active != index:
+                        _log.warning(
+                            "Qdrant at %s cannot be reached: using %s",
+                            self._shown[self._active],
+                            self._shown[index],
+                        )
+                        self._active = index
+            return result
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _error(self, exc: Exception, missing: str | None, *, everyone: bool) -> StoreError:
+    def _error(self, exc: Exception, missing: str | None, *, where: str) -> StoreError:
         detail = _detail(exc)
         if isinstance(exc, UnexpectedResponse) and b"dimension error" in (exc.content or b"").lower():
             return StoreError(WRONG_MODEL)
@@ -200,7 +211,6 @@ class QdrantStore:
             return StoreError(missing)
         if isinstance(exc, UnexpectedResponse) and exc.status_code in (401, 403):
             detail = f"HTTP {exc.status_code}: the server refused the API key; check QDRANT_API_KEY"
-        where = ", ".join(self._shown) if everyone else self.url
         return StoreError(f"Qdrant at {where} (QDRANT_URL): {detail}")
 
     # -- collections and the alias -------------------------------------------------------------
