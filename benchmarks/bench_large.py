@@ -37,7 +37,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +58,9 @@ from retrieval.index import DENSE, SPARSE, TITLE, Ranking, SearchPlan, VectorSto
 from retrieval.ingest import ingest  # noqa: E402
 from retrieval.search import CANDIDATES  # noqa: E402
 from retrieval.store import QdrantStore  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.qdrant_server import QdrantServer
 
 NOISE = 0.035  # per dimension, on 384-dimensional unit vectors: a cosine of about 0.8 to the original
 RECALL_K = CANDIDATES
@@ -173,21 +176,14 @@ def wait_green(url: str, collection: str, timeout_s: float = 900.0) -> float:
     raise RuntimeError(f"{collection} at {url} was not indexed after {timeout_s} s")
 
 
-def wait_idle(servers: list[Any], timeout_s: float = 900.0) -> float:
+def wait_idle(servers: list[QdrantServer], timeout_s: float = 900.0) -> float:
     """Until the Qdrant processes have finished their background work (optimising, copying shards to
     other nodes: a node reports green for its own shards while the others still work): two seconds in
     which they used less than a tenth of a core together. The seconds it took (0 without /proc)."""
     started = time.monotonic()
 
     def cpu_s() -> float:
-        total = 0.0
-        for server in servers:
-            proc = server._proc
-            stat = Path(f"/proc/{proc.pid}/stat") if proc is not None else None
-            if stat is not None and stat.exists():
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+        return sum(server.cpu_s for server in servers)
 
     if not Path("/proc/self/stat").exists():
         return 0.0

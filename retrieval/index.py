@@ -25,9 +25,9 @@ __all__ = ["DENSE", "LEAD", "SPARSE", "TITLE", "Hit", "SearchMode", "StoreError"
 # to a full scan of every passage, which Qdrant's default threshold does (4.3 ms at 100,000 passages,
 # 0.8 ms with this one; benchmarks/bench_large.py).
 ARTICLE_VECTOR_FULL_SCAN_KB = 100
-# HNSW graphs built with twice Qdrant's default breadth (100): at 100,000 passages a search of breadth
-# 256 then finds 98% of the exact top 50's articles instead of 93%, at the same speed; an index takes
-# longer to build (benchmarks/bench_large.py).
+# HNSW graphs built with twice Qdrant's default breadth (100): at 100,000 passages a search of the same
+# breadth then finds more of the exact top 50's articles (0.926 -> 0.981 on a server at breadth 256), at
+# the same speed; an index takes longer to build (benchmarks/bench_large.py; `SearchPlan.hnsw_ef`).
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 200
 

@@ -36,6 +36,15 @@ class QdrantServer:
         self._http, self.grpc_port = free_port(), free_port()
         return self._launch(timeout_s)
 
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds the running server process has used so far (0 when not running or without /proc)."""
+        stat = Path(f"/proc/{self._proc.pid}/stat") if self._proc is not None else None
+        if stat is None or not stat.exists():
+            return 0.0
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         """Stop the server but keep its data and ports, to `revive` it later."""
         if self._proc is not None:

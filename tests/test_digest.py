@@ -218,22 +218,17 @@ def test_a_digest_channel_or_handoff_role_needs_its_platform(monkeypatch: pytest
 
     for k in ("DISCORD_TOKEN", "SLACK_BOT_TOKEN", "DIGEST_CHANNEL", "HANDOFF_ROLE"):
         monkeypatch.delenv(k, raising=False)
-    with pytest.raises(
-        ConfigError, match=re.escape("DIGEST_CHANNEL is a Discord channel id (a number) but DISCORD_TOKEN")
-    ):
-        load_settings(digest_channel="123456789")
-    with pytest.raises(
-        ConfigError, match=re.escape("DIGEST_CHANNEL is a Slack channel id (C...) but SLACK_BOT_TOKEN")
-    ):
-        load_settings(digest_channel="C0123")
+    wrong_platform = {
+        "DIGEST_CHANNEL is a Discord channel id (a number) but DISCORD_TOKEN": {
+            "digest_channel": "123456789"
+        },
+        "DIGEST_CHANNEL is a Slack channel id (C...) but SLACK_BOT_TOKEN": {"digest_channel": "C0123"},
+        "HANDOFF_ROLE is a Slack user group id (S...) but SLACK_BOT_TOKEN": {"handoff_role": "S0MODS"},
+        "HANDOFF_ROLE is a Discord role id (a number) but DISCORD_TOKEN": {"handoff_role": "777"},
+    }
+    for message, settings in wrong_platform.items():
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_settings(**settings)
     with pytest.raises(ConfigError, match="DIGEST_EVERY"):
         load_settings(digest_every="hourly")
     assert load_settings(digest_channel="123", discord_token="t").digest_every == "weekly"
-    with pytest.raises(
-        ConfigError, match=re.escape("HANDOFF_ROLE is a Slack user group id (S...) but SLACK_BOT_TOKEN")
-    ):
-        load_settings(handoff_role="S0MODS")
-    with pytest.raises(
-        ConfigError, match=re.escape("HANDOFF_ROLE is a Discord role id (a number) but DISCORD_TOKEN")
-    ):
-        load_settings(handoff_role="777")

@@ -47,6 +47,22 @@ def _shard_states(url: str, collection: str) -> list[str]:
     return local + remote
 
 
+def _ingest_with_a_node_down(
+    store: QdrantStore, retriever: HybridRetriever, tmp_path: Path, *, error_names: str
+) -> None:
+    """A rebuild with a node down completes (each shard keeps a live copy) and its new article is found,
+    or it fails with one line naming `error_names`."""
+    more = write_jsonl(tmp_path / "b.jsonl", fixture_rows("orthogonality", "quantilizers"))
+    try:
+        ingest(store=store, embedder=retriever.embedder, sources=[str(more)], rebuild=True)
+    except StoreError as exc:
+        assert error_names in str(exc) and "Traceback" not in str(exc)
+    else:
+        assert "fixture:quantilizers" in {
+            p.article_id for p in retriever.search_sync("what are quantilizers?", k=2)
+        }
+
+
 @pytest.mark.parametrize(("shards", "copies"), [(3, 2), (1, 3)])
 def test_ingest_search_and_swap_survive_a_node_down_and_the_node_rejoins(
     cluster: list[QdrantServer], embedder: FastEmbedder, tmp_path: Path, shards: int, copies: int
@@ -88,16 +104,7 @@ def test_ingest_search_and_swap_survive_a_node_down_and_the_node_rejoins(
         assert found and all(p.text for p in found), question
     assert [p.article_id for p in retriever.search_sync("what is a mesa-optimizer?", k=3)] == expected
 
-    # An ingest with a node down completes (each shard keeps a live copy) or fails saying why.
-    more = write_jsonl(tmp_path / "b.jsonl", fixture_rows("orthogonality", "quantilizers"))
-    try:
-        ingest(store=store, embedder=embedder, sources=[str(more)], rebuild=True)
-    except StoreError as exc:
-        assert first.url in str(exc) and "Traceback" not in str(exc)
-    else:
-        assert {p.article_id for p in retriever.search_sync("what are quantilizers?", k=2)} & {
-            "fixture:quantilizers"
-        }
+    _ingest_with_a_node_down(store, retriever, tmp_path, error_names=first.url)
 
     third.revive()
     wait_for_peers(first.url, 3)
@@ -140,15 +147,7 @@ def test_a_store_given_every_node_moves_on_when_the_one_it_uses_is_down(
         moved = [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
         assert len(moved) == 1 and first.url in moved[0] and second.url in moved[0]
         assert store.url == second.url
-        more = write_jsonl(tmp_path / "b.jsonl", fixture_rows("orthogonality", "quantilizers"))
-        try:
-            ingest(store=store, embedder=embedder, sources=[str(more)], rebuild=True)
-        except StoreError as exc:
-            assert "QDRANT_URL" in str(exc) and "Traceback" not in str(exc)
-        else:
-            assert "fixture:quantilizers" in {
-                p.article_id for p in retriever.search_sync("quantilizers", k=2)
-            }
+        _ingest_with_a_node_down(store, retriever, tmp_path, error_names="QDRANT_URL")
     finally:
         first.revive()
         wait_for_peers(second.url, 3)
