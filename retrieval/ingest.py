@@ -14,7 +14,7 @@ from retrieval.documents import Chunk, Document, SkippedRecord
 from retrieval.embeddings import Embedder
 from retrieval.errors import IngestError
 from retrieval.index import VectorStore
-from retrieval.sources import SourceError, read_source
+from retrieval.sources import STUB_WORDS, SourceError, is_stub, read_source
 
 _log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ class IngestReport:
 
 
 def load_documents(sources: Sequence[str], report: IngestReport) -> list[Document]:
-    """Every usable article of every source; bad records and duplicate ids are skipped and counted."""
+    """Every usable article of every source; bad records, stubs (`is_stub`) and duplicate ids are
+    skipped and counted."""
     docs: dict[str, Document] = {}
     first_seen: dict[str, str] = {}
     for spec in sources:
@@ -103,6 +104,13 @@ def load_documents(sources: Sequence[str], report: IngestReport) -> list[Documen
                 continue
             line, doc = item
             where = f"{spec}:{line}"
+            if is_stub(doc.text):
+                report.skipped_records.append(
+                    SkippedRecord(
+                        spec, line, f"a stub: under {STUB_WORDS} words besides links ({doc.title[:60]!r})"
+                    )
+                )
+                continue
             if doc.id in docs:
                 report.skipped_records.append(
                     SkippedRecord(spec, line, f"duplicate id {doc.id!r} (first at {first_seen[doc.id]})")

@@ -44,6 +44,18 @@ def clean_text(text: str) -> str:
     return _BLANKS.sub("\n\n", text).strip()
 
 
+# An article with less than a sentence of its own once bare links are taken out ("See the Credits page.",
+# a lone link to a wiki tag) has nothing to ground an answer on: citing it sends the reader to a page that
+# only points elsewhere, and its title alone would outrank the articles that explain its subject.
+STUB_WORDS = 8
+_BARE_URL = re.compile(r"https?://\S+")
+
+
+def is_stub(text: str) -> bool:
+    """Fewer than STUB_WORDS words once bare links are taken out (`text` as `clean_text` leaves it)."""
+    return len(_BARE_URL.sub(" ", text).split()) < STUB_WORDS
+
+
 def read_source(spec: str) -> Iterator[Item]:
     """Read one source given as a path (file, .gz, folder of .md) or an http(s) URL."""
     if spec.startswith(("http://", "https://")):

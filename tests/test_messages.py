@@ -246,7 +246,7 @@ def test_discord_invite_calls_a_malformed_token_malformed(env: dict[str, str]) -
 def test_no_model_offline_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
     page = tmp_path / "reading-group.md"
     page.write_text(
-        "---\ntitle: Our reading group\nurl: https://example.org/rg\n---\nWe read alignment papers.\n"
+        "---\ntitle: Our reading group\nurl: https://example.org/rg\n---\nWe meet every week to read and discuss one alignment paper together.\n"
     )
     empty_cache = tmp_path / "models"
     empty_cache.mkdir()

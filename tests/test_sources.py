@@ -54,6 +54,36 @@ def test_bad_records_are_skipped_and_counted_with_line_numbers(tmp_path: Path) -
     assert reasons[8] == "not a JSON object"
 
 
+def test_stubs_holding_only_a_link_are_skipped_and_counted(tmp_path: Path) -> None:
+    """An article with less than a sentence besides links cannot ground an answer; a short real one can."""
+    link = "[https://www.lesswrong.com/tag/goodhart-s-law](https://www.lesswrong.com/tag/goodhart-s-law)"
+    rows = [
+        {"id": "s:1", "title": "What is Goodhart's law?", "url": "https://e.org/1", "text": link},
+        {
+            "id": "s:2",
+            "title": "Who made this?",
+            "url": "https://e.org/2",
+            "text": "See the [Credits page](https://e.org/c).",
+        },
+        {
+            "id": "s:3",
+            "title": "Where is the map?",
+            "url": "https://e.org/3",
+            "text": "This map shows most major landmarks of the field: https://e.org/map",
+        },
+    ]
+    path = tmp_path / "stubs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    report = IngestReport()
+    docs = load_documents([str(path)], report)
+    assert [d.id for d in docs] == ["s:3"]
+    assert report.skipped == 2
+    assert [(r.line, r.reason) for r in report.skipped_records] == [
+        (1, 'a stub: under 8 words besides links ("What is Goodhart\'s law?")'),
+        (2, "a stub: under 8 words besides links ('Who made this?')"),
+    ]
+
+
 def test_gzip_file(tmp_path: Path) -> None:
     rows = fixture_rows("orthogonality")
     path = tmp_path / "a.jsonl.gz"
