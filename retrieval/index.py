@@ -278,8 +278,8 @@ def best_articles(
 ) -> list[Passage]:
     """Every backend's search: its rankings, rescored (`retrieval.rescoring`); the best `top` articles
     (all found when None), each as its best passage, with its payload."""
-    found = rescoring.passages(store.rankings(query, limit=limit, mode=mode), mode)
-    return complete(found[:top], store.payloads)
+    found = rescoring.passages(store.rankings(query, limit=limit, mode=mode), mode, top=top)
+    return complete(found, store.payloads)
 
 
 def passage_points(keys: Sequence[tuple[str, int]]) -> list[str]:

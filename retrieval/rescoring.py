@@ -86,19 +86,39 @@ class Candidate:
     passages: dict[str, int]
 
     def features(self, best_bm25: float, floor: Mapping[str, float] | None = None) -> list[float]:
-        """The model's inputs. A ranking that did not return the article gives it that ranking's floor
-        (its lowest returned score, the most the article can have scored there) instead of a false 0."""
-        out: list[float] = []
-        raws: list[float] = []
-        for name in RANKINGS:
-            raw = self.score.get(name, (floor or {}).get(name, 0.0))
-            out.append(1.0 / (RRF_K + 1 + self.rank.get(name, ABSENT_RANK)))
-            raws.append(raw / best_bm25 if name == SPARSE and best_bm25 > 0 else raw)
-            out.append(raws[-1])
-            if name in (DENSE, SPARSE):
-                out.append(math.log1p(self.passages.get(name, 0)))
-        out += [a * b for i, a in enumerate(raws) for b in raws[i + 1 :]]
-        return out
+        """This article's row of `feature_matrix`."""
+        row: list[float] = feature_matrix([self], best_bm25, floor)[0].tolist()
+        return row
+
+
+def feature_matrix(
+    found: Sequence[Candidate], best_bm25: float, floor: Mapping[str, float] | None = None
+) -> Any:
+    """The model's inputs, a row per candidate in RANK_FEATURES' order (a numpy array). A ranking that did
+    not return an article gives it that ranking's floor (its lowest returned score, the most the article
+    can have scored there) instead of a false 0; BM25 scores are relative to the best."""
+    import numpy as np  # loaded with the embedding model anyway; not at import time
+
+    floor = floor or {}
+    n = len(found)
+    ranks = np.array([[c.rank.get(r, ABSENT_RANK) for r in RANKINGS] for c in found], dtype=float).reshape(
+        n, 4
+    )
+    raws = np.array(
+        [[c.score.get(r, floor.get(r, 0.0)) for r in RANKINGS] for c in found], dtype=float
+    ).reshape(n, 4)
+    if best_bm25 > 0:
+        raws[:, 3] /= best_bm25
+    counts = np.log1p(
+        np.array([[c.passages.get(DENSE, 0), c.passages.get(SPARSE, 0)] for c in found], dtype=float).reshape(
+            n, 2
+        )
+    )
+    rr = 1.0 / (RRF_K + 1 + ranks)
+    first, second = np.triu_indices(4, k=1)  # dense*title, dense*lead, dense*bm25, title*lead, ...
+    columns = [rr[:, 0], raws[:, 0], counts[:, 0], rr[:, 1], raws[:, 1], rr[:, 2], raws[:, 2], rr[:, 3]]
+    columns += [raws[:, 3], counts[:, 1]]
+    return np.column_stack([*columns, raws[:, first] * raws[:, second]]).reshape(n, len(RANK_FEATURES))
 
 
 def candidates(rankings: Mapping[str, Sequence[Hit]]) -> list[Candidate]:
@@ -120,12 +140,19 @@ def candidates(rankings: Mapping[str, Sequence[Hit]]) -> list[Candidate]:
     return list(found.values())
 
 
-def evidence(rankings: Mapping[str, Sequence[Hit]]) -> list[tuple[Candidate, list[float]]]:
-    """Every candidate article with its feature vector (`Candidate.features`)."""
-    found = candidates(rankings)
+def _scale(
+    rankings: Mapping[str, Sequence[Hit]], found: Sequence[Candidate]
+) -> tuple[float, dict[str, float]]:
+    """The best BM25 score among the candidates and each ranking's floor (its lowest returned score)."""
     best_bm25 = max((c.score.get(SPARSE, 0.0) for c in found), default=0.0)
-    floor = {name: min(h.score for h in hits) for name, hits in rankings.items() if hits}
-    return [(c, c.features(best_bm25, floor)) for c in found]
+    return best_bm25, {name: min(h.score for h in hits) for name, hits in rankings.items() if hits}
+
+
+def evidence(rankings: Mapping[str, Sequence[Hit]]) -> list[tuple[Candidate, list[float]]]:
+    """Every candidate article with its feature vector (`feature_matrix`)."""
+    found = candidates(rankings)
+    rows: list[list[float]] = feature_matrix(found, *_scale(rankings, found)).tolist()
+    return list(zip(found, rows, strict=True))
 
 
 @lru_cache(maxsize=1)
@@ -143,9 +170,17 @@ def _linear(model: Mapping[str, Any], x: Sequence[float]) -> float:
 def rescore(
     rankings: Mapping[str, Sequence[Hit]], model: Mapping[str, Any] | None = None
 ) -> list[tuple[float, Candidate]]:
-    """The candidate articles with their scores, best first."""
+    """The candidate articles with their scores, best first (ties in the order first seen)."""
+    import numpy as np
+
     model = model or calibration()["ranking"]
-    scored = [(_linear(model, x), c) for c, x in evidence(rankings)]
+    found = candidates(rankings)
+    if not found:
+        return []
+    x = feature_matrix(found, *_scale(rankings, found))
+    z = (x - np.asarray(model["mean"])) / np.asarray(model["scale"])
+    scores = (z @ np.asarray(model["weights"]) + float(model.get("bias", 0.0))).tolist()
+    scored = list(zip(scores, found, strict=True))
     scored.sort(key=lambda sc: -sc[0])
     return scored
 
@@ -166,9 +201,10 @@ def passages(
     mode: SearchMode = "hybrid",
     *,
     model: Mapping[str, Any] | None = None,
+    top: int | None = None,
 ) -> list[Passage]:
-    """Distinct articles, best first, each as its best passage (article and number) with its raw score in
-    every ranking."""
+    """Distinct articles, best first (the first `top` of them; all when None), each as its best passage
+    (article and number) with its raw score in every ranking."""
     order: list[tuple[float, str]]
     if mode == "hybrid":
         scored = rescore(rankings, model)
@@ -184,6 +220,8 @@ def passages(
     out: list[Passage] = []
     taken: set[str] = set()
     for score, aid in order:
+        if top is not None and len(out) >= top:
+            break
         if aid in taken:
             continue
         taken.add(aid)

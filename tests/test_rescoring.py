@@ -77,6 +77,28 @@ def test_the_model_orders_the_articles_and_each_passage_keeps_its_raw_scores() -
     assert [p.article_id for p in rescoring.passages(RANKINGS, "dense")] == ["a", "b"]
     assert [p.article_id for p in rescoring.passages(RANKINGS, "sparse")] == ["c", "b"]
     assert rescoring.passages(RANKINGS, "rrf")[0].article_id == "b"  # first in two rankings
+    # Only the articles asked for are built, the same as the head of the whole list.
+    assert [p.article_id for p in rescoring.passages(RANKINGS, model=only_title, top=2)] == ["b", "a"]
+    assert rescoring.passages(RANKINGS, "dense", top=0) == []
+    assert rescoring.passages({}, top=5) == [] and rescoring.rescore({}) == []
+
+
+def test_the_feature_matrix_is_every_candidate_s_features() -> None:
+    found = rescoring.candidates(RANKINGS)
+    floor = {"dense": 0.55, "title": 0.40, "lead": 0.50, "bm25": 4.5}
+    matrix = rescoring.feature_matrix(found, 9.0, floor)
+    assert matrix.shape == (3, len(RANK_FEATURES))
+    for row, c in zip(matrix.tolist(), found, strict=True):
+        by_name = dict(zip(RANK_FEATURES, row, strict=True))
+        raw = {r: c.score.get(r, floor[r]) for r in ("dense", "title", "lead", "bm25")}
+        raw["bm25"] /= 9.0
+        assert by_name["dense*bm25"] == pytest.approx(raw["dense"] * raw["bm25"])
+        assert by_name["title*lead"] == pytest.approx(raw["title"] * raw["lead"])
+        assert by_name["lead_rr"] == pytest.approx(
+            1 / (rescoring.RRF_K + 1 + c.rank.get("lead", ABSENT_RANK))
+        )
+        assert by_name["bm25_passages"] == pytest.approx(math.log1p(c.passages.get("bm25", 0)))
+    assert rescoring.feature_matrix([], 0.0).shape == (0, len(RANK_FEATURES))
 
 
 def _passage(dense: float, title: float, lead: float, bm25: float, source: str = "aisafety.info") -> Passage:
