@@ -168,21 +168,12 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
-        # QDRANT_URL may name several nodes of one cluster, comma-separated.
-        urls = (
-            [u.strip().rstrip("/") for u in value.split(",")] if info.field_name == "qdrant_url" else [value]
-        )
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(
-                    "must start with http:// or https://, for example http://localhost:6333"
-                    + (
-                        " (several cluster nodes: separated by commas)"
-                        if info.field_name == "qdrant_url"
-                        else ""
-                    )
-                )
-        return ",".join(u.rstrip("/") for u in urls)
+        several = info.field_name == "qdrant_url"  # QDRANT_URL may name several nodes of one cluster
+        urls = [u.strip().rstrip("/") for u in value.split(",")] if several else [value.rstrip("/")]
+        if not all(u.startswith(("http://", "https://")) for u in urls):
+            hint = " (several cluster nodes: separated by commas)" if several else ""
+            raise ValueError(f"must start with http:// or https://, for example http://localhost:6333{hint}")
+        return ",".join(urls)
 
     @field_validator("redis_url", "database_url")
     @classmethod

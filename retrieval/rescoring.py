@@ -85,11 +85,6 @@ class Candidate:
     score: dict[str, float]
     passages: dict[str, int]
 
-    def features(self, best_bm25: float, floor: Mapping[str, float] | None = None) -> list[float]:
-        """This article's row of `feature_matrix`."""
-        row: list[float] = feature_matrix([self], best_bm25, floor)[0].tolist()
-        return row
-
 
 def feature_matrix(
     found: Sequence[Candidate], best_bm25: float, floor: Mapping[str, float] | None = None
@@ -99,26 +94,21 @@ def feature_matrix(
     can have scored there) instead of a false 0; BM25 scores are relative to the best."""
     import numpy as np  # loaded with the embedding model anyway; not at import time
 
+    if not found:
+        return np.zeros((0, len(RANK_FEATURES)))
     floor = floor or {}
-    n = len(found)
-    ranks = np.array([[c.rank.get(r, ABSENT_RANK) for r in RANKINGS] for c in found], dtype=float).reshape(
-        n, 4
-    )
-    raws = np.array(
-        [[c.score.get(r, floor.get(r, 0.0)) for r in RANKINGS] for c in found], dtype=float
-    ).reshape(n, 4)
+    ranks = np.array([[c.rank.get(r, ABSENT_RANK) for r in RANKINGS] for c in found], dtype=float)
+    raws = np.array([[c.score.get(r, floor.get(r, 0.0)) for r in RANKINGS] for c in found], dtype=float)
     if best_bm25 > 0:
         raws[:, 3] /= best_bm25
     counts = np.log1p(
-        np.array([[c.passages.get(DENSE, 0), c.passages.get(SPARSE, 0)] for c in found], dtype=float).reshape(
-            n, 2
-        )
+        np.array([[c.passages.get(DENSE, 0), c.passages.get(SPARSE, 0)] for c in found], dtype=float)
     )
     rr = 1.0 / (RRF_K + 1 + ranks)
     first, second = np.triu_indices(4, k=1)  # dense*title, dense*lead, dense*bm25, title*lead, ...
     columns = [rr[:, 0], raws[:, 0], counts[:, 0], rr[:, 1], raws[:, 1], rr[:, 2], raws[:, 2], rr[:, 3]]
     columns += [raws[:, 3], counts[:, 1]]
-    return np.column_stack([*columns, raws[:, first] * raws[:, second]]).reshape(n, len(RANK_FEATURES))
+    return np.column_stack([*columns, raws[:, first] * raws[:, second]])
 
 
 def candidates(rankings: Mapping[str, Sequence[Hit]]) -> list[Candidate]:
@@ -161,25 +151,23 @@ def calibration() -> dict[str, Any]:
     return data
 
 
-def _linear(model: Mapping[str, Any], x: Sequence[float]) -> float:
-    return float(model.get("bias", 0.0)) + sum(
-        w * (v - m) / s for v, m, s, w in zip(x, model["mean"], model["scale"], model["weights"], strict=True)
-    )
+def _linear(model: Mapping[str, Any], rows: Any) -> list[float]:
+    """The model's score of each row of inputs."""
+    import numpy as np
+
+    z = (np.asarray(rows, dtype=float) - np.asarray(model["mean"])) / np.asarray(model["scale"])
+    scores: list[float] = (z @ np.asarray(model["weights"]) + float(model.get("bias", 0.0))).tolist()
+    return scores
 
 
 def rescore(
     rankings: Mapping[str, Sequence[Hit]], model: Mapping[str, Any] | None = None
 ) -> list[tuple[float, Candidate]]:
     """The candidate articles with their scores, best first (ties in the order first seen)."""
-    import numpy as np
-
-    model = model or calibration()["ranking"]
     found = candidates(rankings)
     if not found:
         return []
-    x = feature_matrix(found, *_scale(rankings, found))
-    z = (x - np.asarray(model["mean"])) / np.asarray(model["scale"])
-    scores = (z @ np.asarray(model["weights"]) + float(model.get("bias", 0.0))).tolist()
+    scores = _linear(model or calibration()["ranking"], feature_matrix(found, *_scale(rankings, found)))
     scored = list(zip(scores, found, strict=True))
     scored.sort(key=lambda sc: -sc[0])
     return scored
@@ -286,7 +274,7 @@ class OfftopicExamples:
 def on_topic(found: Sequence[Passage], model: Mapping[str, Any] | None = None) -> float:
     """How likely the library covers the question these articles were found for (0-1, calibrated)."""
     model = model or calibration()["abstention"]
-    z = _linear(model, topic_features(found))
+    z = _linear(model, [topic_features(found)])[0]
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 

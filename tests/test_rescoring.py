@@ -42,7 +42,7 @@ def test_every_candidate_carries_its_evidence_from_every_ranking() -> None:
     assert c.chunk == 2  # only BM25 found it
     assert a.passages == {"dense": 2, "title": 1} and b.passages["bm25"] == 1
     assert b.rank == {"dense": 1, "title": 0, "lead": 0, "bm25": 1}
-    features = dict(zip(RANK_FEATURES, c.features(best_bm25=9.0), strict=True))
+    features = dict(zip(RANK_FEATURES, rescoring.feature_matrix([c], best_bm25=9.0)[0], strict=True))
     assert features["dense_rr"] == 1 / (rescoring.RRF_K + 1 + ABSENT_RANK) and features["dense"] == 0.0
     assert features["bm25"] == 1.0 and features["bm25_rr"] == 1 / (rescoring.RRF_K + 1)
     assert features["bm25_passages"] == math.log1p(1)
