@@ -33,9 +33,9 @@ from bot.gate import searchable  # noqa: E402
 from retrieval import rescoring  # noqa: E402
 from retrieval.edge_store import EdgeStore  # noqa: E402
 from retrieval.embeddings import FastEmbedder  # noqa: E402
-from retrieval.glossary import expand  # noqa: E402
 from retrieval.index import complete  # noqa: E402
 from retrieval.ingest import ingest  # noqa: E402
+from retrieval.query import embed_questions  # noqa: E402
 from retrieval.rescoring import RANK_FEATURES, TOPIC_FEATURES, Candidate, Hit  # noqa: E402
 from retrieval.search import CANDIDATES  # noqa: E402
 
@@ -240,7 +240,7 @@ def main() -> int:
     answerable = load_eval(DATA / "ontopic.jsonl") + load_eval(DATA / "jargon.jsonl")
     offtopic = load_eval(DATA / "offtopic.jsonl")
     items = answerable + offtopic
-    vectors = embedder.embed_queries([expand(searchable(i.question) or i.question) for i in items])
+    vectors = embed_questions(embedder, [searchable(i.question) or i.question for i in items])
     rankings = [store.rankings(v, limit=CANDIDATES) for v in vectors]
     out: dict[str, Any] = {"model": MODEL}
 

@@ -12,8 +12,8 @@ from typing import Protocol
 from retrieval import rescoring
 from retrieval.documents import Passage
 from retrieval.embeddings import Embedded, Embedder
-from retrieval.glossary import expand
 from retrieval.index import SearchMode, VectorStore
+from retrieval.query import embed_questions
 from retrieval.rescoring import OfftopicExamples
 
 # Passages fetched per query: several passages of one long article often rank together, so we fetch
@@ -86,11 +86,11 @@ class HybridRetriever:
         return self.offtopic().mark(passages, query.dense)
 
     def search_sync(self, query: str, *, k: int = 5) -> list[Passage]:
-        return self.search_embedded(self.embedder.embed_queries([expand(query)])[0], k=k)
+        return self.search_embedded(embed_questions(self.embedder, [query])[0], k=k)
 
     async def search(self, query: str, *, k: int = 5) -> list[Passage]:
         loop = asyncio.get_running_loop()
-        job = _Job(expand(query), k, loop, loop.create_future())
+        job = _Job(query, k, loop, loop.create_future())
         with self._lock:
             self._waiting.append(job)
         self._thread.submit(self._take_batch)
@@ -108,7 +108,7 @@ class HybridRetriever:
 
     def _serve(self, jobs: list[_Job]) -> None:
         try:
-            vectors = self.embedder.embed_queries([job.query for job in jobs])
+            vectors = embed_questions(self.embedder, [job.query for job in jobs])
         except Exception as exc:
             if len(jobs) == 1:
                 jobs[0].settle(error=exc)
