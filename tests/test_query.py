@@ -34,6 +34,10 @@ def test_a_message_that_is_all_question_or_no_question_has_no_focus() -> None:
     assert focus("What is ELK? How does it relate to interpretability?") is None
     assert focus("tell me about mesa-optimizers. I keep hearing the word.") is None
     assert focus("") is None
+    # The question is most of the message: searched as it is, without a second embedding.
+    assert (
+        focus("Quick question. What is the difference between inner and outer alignment in practice?") is None
+    )
 
 
 class Recording:
