@@ -34,9 +34,20 @@ _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.S)
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 
 
+def _link_words(m: re.Match[str]) -> str:
+    """A Markdown link's words, set apart from a word it was glued to: exports drop the space around
+    links ("unless it was[corrigible](...)"), which made one word of two, lost to search and reader."""
+    before = m.string[m.start() - 1 : m.start()]
+    after = m.string[m.end() : m.end() + 1]
+    words = m.group(1)
+    lead = " " if before.isalnum() and not words[:1].isspace() else ""
+    tail = " " if after.isalnum() and not words[-1:].isspace() else ""
+    return f"{lead}{words}{tail}"
+
+
 def clean_text(text: str) -> str:
     """Plain reading text: Markdown links become their words, tags go, whitespace is tidied."""
-    text = _LINK.sub(lambda m: m.group(1), text)
+    text = _LINK.sub(_link_words, text)
     text = _HTML_TAG.sub(" ", text)
     text = text.replace("\r\n", "\n").replace("\u00a0", " ")
     text = _SPACES.sub(" ", text)

@@ -152,6 +152,16 @@ def test_clean_text() -> None:
     )
 
 
+def test_a_link_glued_to_a_word_becomes_a_word_of_its_own() -> None:
+    # As some exports write them: the space before or after the link dropped.
+    assert clean_text("unless it was[corrigible](https://a.org/c) and willing") == (
+        "unless it was corrigible and willing"
+    )
+    assert clean_text("[Refine](https://a.org/r)was an incubator") == "Refine was an incubator"
+    # Punctuation and spaces around a link, and a link text that brings its own space, are left alone.
+    assert clean_text("see ([this](https://a.org/t)), or[ here](https://a.org/h).") == "see (this), or here."
+
+
 def test_a_single_markdown_file_is_read_as_markdown(tmp_path: Path) -> None:
     page = tmp_path / "corrigibility.md"
     page.write_text(
