@@ -72,11 +72,7 @@ def standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def rank_data(
     rows: Sequence[tuple[EvalItem, dict[str, list[Hit]]]],
 ) -> list[tuple[EvalItem, list[Candidate], np.ndarray]]:
-    out = []
-    for item, rankings in rows:
-        found = rescoring.evidence(rankings)
-        out.append((item, [c for c, _ in found], np.array([x for _, x in found], dtype=float)))
-    return out
+    return [(item, *rescoring.evidence(rankings)) for item, rankings in rows]
 
 
 def fit_ranking(
@@ -247,15 +243,14 @@ def main() -> int:
     # Ranking: 5-fold cross-validation on the answerable questions, then one fit on all of them.
     data = rank_data(list(zip(answerable, rankings[: len(answerable)], strict=True)))
     # The weights' penalty: the one with the best cross-validated MRR (over two fold seeds).
+    orders = {(l2, s): cv_ranking(data, rankings, l2, s) for l2 in L2_CHOICES for s in (0, 1)}
     by_l2 = {
-        l2: float(
-            np.mean([ranking_metrics(cv_ranking(data, rankings, l2, s), answerable)["mrr"] for s in (0, 1)])
-        )
+        l2: float(np.mean([ranking_metrics(orders[l2, s], answerable)["mrr"] for s in (0, 1)]))
         for l2 in L2_CHOICES
     }
     l2 = max(L2_CHOICES, key=lambda c: (by_l2[c], c))
     print(f"ranking: cross-validated MRR by penalty {by_l2}; chose {l2}")
-    cv_order = cv_ranking(data, rankings, l2)
+    cv_order = orders[l2, 0]
     rrf_order = [[p.article_id for p in rescoring.passages(r, "rrf")] for r in rankings[: len(answerable)]]
     out["ranking"] = fit_ranking(data, l2)
     cv = {"rescored": ranking_metrics(cv_order, answerable), "rrf": ranking_metrics(rrf_order, answerable)}

@@ -138,11 +138,10 @@ def _scale(
     return best_bm25, {name: min(h.score for h in hits) for name, hits in rankings.items() if hits}
 
 
-def evidence(rankings: Mapping[str, Sequence[Hit]]) -> list[tuple[Candidate, list[float]]]:
-    """Every candidate article with its feature vector (`feature_matrix`)."""
+def evidence(rankings: Mapping[str, Sequence[Hit]]) -> tuple[list[Candidate], Any]:
+    """Every candidate article and the feature matrix of them all (`feature_matrix`, a row each)."""
     found = candidates(rankings)
-    rows: list[list[float]] = feature_matrix(found, *_scale(rankings, found)).tolist()
-    return list(zip(found, rows, strict=True))
+    return found, feature_matrix(found, *_scale(rankings, found))
 
 
 @lru_cache(maxsize=1)
@@ -164,10 +163,10 @@ def rescore(
     rankings: Mapping[str, Sequence[Hit]], model: Mapping[str, Any] | None = None
 ) -> list[tuple[float, Candidate]]:
     """The candidate articles with their scores, best first (ties in the order first seen)."""
-    found = candidates(rankings)
+    found, matrix = evidence(rankings)
     if not found:
         return []
-    scores = _linear(model or calibration()["ranking"], feature_matrix(found, *_scale(rankings, found)))
+    scores = _linear(model or calibration()["ranking"], matrix)
     scored = list(zip(scores, found, strict=True))
     scored.sort(key=lambda sc: -sc[0])
     return scored

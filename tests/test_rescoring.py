@@ -51,7 +51,11 @@ def test_every_candidate_carries_its_evidence_from_every_ranking() -> None:
 def test_a_ranking_that_missed_an_article_gives_it_its_floor_not_zero() -> None:
     # c was not among the dense or title hits: it scored at most their lowest, not 0 (a 0 would rank a
     # near miss below articles that a ranking never considered).
-    rows = {c.article_id: dict(zip(RANK_FEATURES, x, strict=True)) for c, x in rescoring.evidence(RANKINGS)}
+    found, matrix = rescoring.evidence(RANKINGS)
+    rows = {
+        c.article_id: dict(zip(RANK_FEATURES, x, strict=True))
+        for c, x in zip(found, matrix.tolist(), strict=True)
+    }
     assert rows["c"]["dense"] == 0.55 and rows["c"]["title"] == 0.40 and rows["c"]["lead"] == 0.50
     assert rows["a"]["lead"] == 0.50 and rows["a"]["bm25"] == 4.5 / 9.0
     assert rows["b"]["dense"] == 0.60 and rows["c"]["dense_rr"] == 1 / (rescoring.RRF_K + 1 + ABSENT_RANK)
