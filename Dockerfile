@@ -11,13 +11,14 @@ WORKDIR /app
 
 # Dependencies first: this layer is rebuilt only when pyproject.toml changes, not on every code change.
 COPY pyproject.toml README.md ./
-RUN mkdir -p aisafety_bot bot retrieval adapters \
-    && touch aisafety_bot/__init__.py bot/__init__.py retrieval/__init__.py adapters/__init__.py \
+RUN mkdir -p aisafety_bot bot service retrieval adapters \
+    && touch aisafety_bot/__init__.py bot/__init__.py service/__init__.py retrieval/__init__.py adapters/__init__.py \
     && pip install . \
     && pip uninstall -y aisafety-bot
 
 COPY aisafety_bot ./aisafety_bot
 COPY bot ./bot
+COPY service ./service
 COPY retrieval ./retrieval
 COPY adapters ./adapters
 RUN pip install --no-deps .

@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import discord  # noqa: E402
 
-from adapters.discord_bot import AiSafetyDiscord  # noqa: E402
+from adapters.discord.client import AiSafetyDiscord  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     LLM_FIRST_TOKEN_S,
     QUESTIONS,
@@ -31,9 +31,9 @@ from benchmarks.common import (  # noqa: E402
     real_core,
     summary_ms,
 )
-from bot.feedback import FeedbackStore  # noqa: E402
-from bot.observability import freeze_startup_heap  # noqa: E402
 from bot.platform import PlatformOptions  # noqa: E402
+from service.feedback import FeedbackStore  # noqa: E402
+from service.metrics import freeze_startup_heap  # noqa: E402
 from tests.fake_discord import FakeDiscord  # noqa: E402
 
 

@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import aiohttp  # noqa: E402
 
-from adapters.slack_app import SlackBot  # noqa: E402
+from adapters.slack.app import SlackBot  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     LLM_FIRST_TOKEN_S,
     QUESTIONS,
@@ -30,9 +30,9 @@ from benchmarks.common import (  # noqa: E402
     real_core,
     summary_ms,
 )
-from bot.feedback import FeedbackStore  # noqa: E402
-from bot.observability import freeze_startup_heap  # noqa: E402
 from bot.platform import PlatformOptions  # noqa: E402
+from service.feedback import FeedbackStore  # noqa: E402
+from service.metrics import freeze_startup_heap  # noqa: E402
 from tests.fake_slack import BOT_USER, FakeSlack, signed_headers  # noqa: E402
 from tests.qdrant_server import free_port  # noqa: E402
 

@@ -45,7 +45,9 @@ def first_question(env: dict[str, str], *, warm: bool) -> list[float]:
     retrieval (query embedding + search)."""
     code = f"""
 import asyncio, json, time
-from aisafety_bot.cli import load_settings, open_app, warm_up
+from aisafety_bot.runner import warm_up
+from aisafety_bot.wiring import open_app
+from bot.config import load_settings
 async def main():
     with open_app(load_settings()) as app:
         core = app.core(use_llm=False)

@@ -9,11 +9,11 @@ import tempfile
 from pathlib import Path
 
 from bot.core import AnswerCore
-from bot.llm import AnthropicLLM
 from retrieval.edge_store import EdgeStore
 from retrieval.embeddings import FastEmbedder
 from retrieval.ingest import ingest
 from retrieval.search import HybridRetriever
+from service.anthropic_llm import AnthropicLLM
 from tests.fake_anthropic import FakeAnthropic, Reply
 
 LLM_FIRST_TOKEN_S = 0.3

@@ -5,7 +5,7 @@ they share an article that answers them.
     python benchmarks/topics.py [--shared ../shared]
 
 Prints, for each threshold, the pairwise precision, recall and F1 of the report's greedy clustering
-(`bot.report.group_questions`) against those topics, and the F1 of each threshold in 5 folds (chosen on
+(`service.report.group_questions`) against those topics, and the F1 of each threshold in 5 folds (chosen on
 four fifths, scored on the rest).
 """
 
@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bot.evaluate import EvalItem, load_eval  # noqa: E402
-from bot.report import SAME_TOPIC, embed_questions, group_questions  # noqa: E402
 from retrieval.embeddings import FastEmbedder  # noqa: E402
+from service.report import SAME_TOPIC, embed_questions, group_questions  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
 THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(10)]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.platform import PlatformOptions
 
 DEFAULT_SOURCE = (
     "https://huggingface.co/datasets/StampyAI/alignment-research-dataset/resolve/main/aisafety.info.jsonl"
@@ -19,6 +21,29 @@ def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "aisafety-bot"
 
+
+@dataclass(frozen=True)
+class PlatformIds:
+    """What the settings know of a chat platform: the setting that switches it on, and what its ids look
+    like (DIGEST_CHANNEL and HANDOFF_ROLE name the platform in front: `discord:123...`, `slack:C0...`)."""
+
+    token: str  # the variable that switches it on
+    channel: str  # an example channel id
+    group: str  # what HANDOFF_ROLE names there
+    numeric: bool = False  # ids are numbers
+
+
+PLATFORM_IDS = {
+    "discord": PlatformIds("DISCORD_TOKEN", "123456789012345678", "role", numeric=True),
+    "slack": PlatformIds("SLACK_BOT_TOKEN", "C0123456789", "user group"),
+}
+
+# An example for the message when an http URL setting is wrong (the others: a Qdrant server's).
+_URL_EXAMPLES = {
+    "public_url": "https://bot.example.org",
+    "admin_url": "https://bot.example.org/admin/",
+    "anthropic_base_url": "https://api.anthropic.com",
+}
 
 # The URL schemes the shared-state settings take, and an example for the message when one is wrong.
 _SERVICE_URLS = {
@@ -127,13 +152,20 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="serves the report page /admin/ to requests that carry it"
     )
-    admin_url: str | None = Field(
-        None, description="the report page's public address, linked from the digest"
+    public_url: str | None = Field(
+        None,
+        description="the address members' browsers and Slack reach the bot at, e.g. https://bot.example.org",
     )
-    digest_channel: str | None = Field(None, description="a Discord or Slack channel id for the digest")
+    admin_url: str | None = Field(
+        None, description="the old name of PUBLIC_URL: the report page's address (https://.../admin/)"
+    )
+    digest_channel: str | None = Field(
+        None, description="discord:<channel id> or slack:<channel id>: the digest is posted there"
+    )
     digest_every: str = Field("weekly", pattern="^(daily|weekly|monthly)$")
     handoff_role: str | None = Field(
-        None, description="a Discord role id or Slack user group id: adds an 'Ask a human' button"
+        None,
+        description="discord:<role id> or slack:<user group id>: adds an 'Ask a human' button on that platform",
     )
 
     @field_validator(
@@ -154,6 +186,7 @@ class Settings(BaseSettings):
         "qdrant_write_consistency",
         "discord_shard_count",
         "admin_token",
+        "public_url",
         "admin_url",
         "digest_channel",
         "handoff_role",
@@ -163,16 +196,19 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("qdrant_url", "anthropic_base_url", "admin_url")
+    @field_validator("qdrant_url", "anthropic_base_url", "public_url", "admin_url")
     @classmethod
     def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
         several = info.field_name == "qdrant_url"  # QDRANT_URL may name several nodes of one cluster
-        urls = [u.strip().rstrip("/") for u in value.split(",")] if several else [value.rstrip("/")]
-        if not all(u.startswith(("http://", "https://")) for u in urls):
+        urls = [u.strip().rstrip("/") for u in value.split(",")] if several else [value.strip().rstrip("/")]
+        if not all(u.startswith(("http://", "https://")) and _host(u) for u in urls):
             hint = " (several cluster nodes: separated by commas)" if several else ""
-            raise ValueError(f"must start with http:// or https://, for example http://localhost:6333{hint}")
+            example = _URL_EXAMPLES.get(info.field_name or "", "http://localhost:6333")
+            raise ValueError(
+                f"must start with http:// or https:// and name a host, for example {example}{hint}"
+            )
         return ",".join(urls)
 
     @field_validator("redis_url", "database_url")
@@ -258,28 +294,85 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _moderator_platforms(self) -> Settings:
-        """DIGEST_CHANNEL and HANDOFF_ROLE name a Discord id (a number) or a Slack one (letters and
-        digits): that platform must be configured."""
-        for name, value, what in (
-            ("DIGEST_CHANNEL", self.digest_channel, "channel"),
-            (
-                "HANDOFF_ROLE",
-                self.handoff_role,
-                "role" if platform_of(self.handoff_role or "") == "discord" else "user group",
-            ),
-        ):
-            if value is None:
-                continue
-            if platform_of(value) == "discord" and self.discord_token is None:
-                raise ValueError(f"{name} is a Discord {what} id (a number) but DISCORD_TOKEN is not set")
-            if platform_of(value) == "slack" and self.slack_bot_token is None:
+    @field_validator("digest_channel", "handoff_role")
+    @classmethod
+    def _platform_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """`discord:<id>` or `slack:<id>`, and that platform configured; a bare id only when one platform
+        is. Kept as `platform:id`."""
+        if value is None:
+            return None
+        configured = [p for p, ids in PLATFORM_IDS.items() if info.data.get(ids.token.lower()) is not None]
+        prefixes = " or ".join(f"{p}:" for p in PLATFORM_IDS)
+        examples = " or ".join(f"{p}:{ids.channel}" for p, ids in PLATFORM_IDS.items())
+        platform, colon, ident = value.strip().partition(":")
+        if not colon:
+            if not configured:
+                tokens = " or ".join(ids.token for ids in PLATFORM_IDS.values())
                 raise ValueError(
-                    f"{name} is a Slack {what} id ({value[:1]}...) but SLACK_BOT_TOKEN is not set; for Discord "
-                    f"give the {what}'s number"
+                    f"write {prefixes} in front of the id, for example {examples}, and set that "
+                    f"platform's token ({tokens})"
                 )
+            if len(configured) > 1:
+                names = " and ".join(p.title() for p in configured)
+                every = "both" if len(configured) == 2 else "all"
+                raise ValueError(
+                    f"{names} are {every} set up: write {prefixes} in front of the id, for example {examples}"
+                )
+            platform, ident = configured[0], value.strip()
+        platform, ident = platform.strip().lower(), ident.strip()
+        ids = PLATFORM_IDS.get(platform)
+        if ids is None:
+            raise ValueError(f"{platform!r} is not a platform: write {prefixes} in front of the id")
+        what = ids.group if info.field_name == "handoff_role" else "channel"
+        if platform not in configured:
+            raise ValueError(f"names a {platform.title()} {what}, but {ids.token} is not set")
+        if not ident.isalnum() or (ids.numeric and not ident.isdigit()):
+            example = f"{platform}:{ids.channel}" if what == "channel" else f"{platform}:<{what} id>"
+            raise ValueError(f"{ident!r} is not a {platform.title()} {what} id; for example {example}")
+        return f"{platform}:{ident}"
+
+    @model_validator(mode="after")
+    def _public_url(self) -> Settings:
+        """ADMIN_URL is the old name: an address of the report page (https://bot.example.org/admin/)
+        gives PUBLIC_URL https://bot.example.org."""
+        if self.public_url is None and self.admin_url is not None:
+            url = self.admin_url
+            self.public_url = url.removesuffix("/admin") if url.endswith("/admin") else url
         return self
+
+    def public_link(self, path: str) -> str | None:
+        """The public address of `path` ("/admin/") on the bot's HTTP server; None without PUBLIC_URL."""
+        if self.public_url is None:
+            return None
+        return f"{self.public_url}/{path.lstrip('/')}"
+
+    @property
+    def platforms(self) -> list[str]:
+        """The chat platforms whose token is set, in registration order."""
+        return [p for p, ids in PLATFORM_IDS.items() if getattr(self, ids.token.lower()) is not None]
+
+    @property
+    def digest_target(self) -> tuple[str, str] | None:
+        """(platform, channel id) of DIGEST_CHANNEL."""
+        return _split(self.digest_channel)
+
+    def platform_options(self, platform: str) -> PlatformOptions:
+        """The options of one platform; HANDOFF_ROLE applies only to the platform it names."""
+        role = _split(self.handoff_role)
+        return PlatformOptions(
+            allowed_channels=self.allowed_channel_ids,
+            rate_limit_per_minute=self.rate_limit_per_minute,
+            edit_interval_s=self.stream_edit_interval_s,
+            handoff=role[1] if role is not None and role[0] == platform else None,
+        )
+
+    @property
+    def listen(self) -> tuple[str, int, str]:
+        """Where the bot's HTTP server listens (host, port, and the variable that sets the port): Slack's
+        port in HTTP mode, where Slack's events and the health routes share one server; else HEALTH_PORT."""
+        if self.slack_bot_token is not None and self.slack_app_token is None:
+            return self.slack_http_host, self.slack_http_port, "SLACK_HTTP_PORT"
+        return self.health_host, self.health_port, "HEALTH_PORT"
 
     @property
     def allowed_channel_ids(self) -> frozenset[str]:
@@ -303,10 +396,18 @@ class Settings(BaseSettings):
         return [s.get_secret_value() for s in secrets if s]
 
 
-def platform_of(channel_or_role: str) -> str:
-    """Which platform an id of DIGEST_CHANNEL or HANDOFF_ROLE belongs to: Discord's are numbers, Slack's
-    start with a letter (C..., S...)."""
-    return "discord" if channel_or_role.isdigit() else "slack"
+def _host(url: str) -> str:
+    """The host (and port) part of an http URL; empty when there is none, or when it holds a space."""
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    return "" if any(c.isspace() for c in url) else host
+
+
+def _split(value: str | None) -> tuple[str, str] | None:
+    """`platform:id` (as the settings keep DIGEST_CHANNEL and HANDOFF_ROLE) as a pair."""
+    if value is None:
+        return None
+    platform, _, ident = value.partition(":")
+    return platform, ident
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -317,5 +418,5 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
-            lines.append(f"  {name}: {err['msg']}")
+            lines.append(f"  {name}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid settings (environment variables or .env):\n" + "\n".join(lines)) from None

@@ -26,15 +26,18 @@ from bot.platform import (
     HANDOFF_OFF,
     SLOW_DOWN,
     PlatformOptions,
+    thanks,
 )
-from bot.ports import AnswerStore, RateLimit
+from bot.ports import AnswerStore, Deduplicator, Leases, RateLimit, ThreadMemory
 from bot.prompts import unmask_links
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import MemoryLeases, RateLimiter, RecentKeys, RecentThreads
 
 _log = logging.getLogger(__name__)
 
 # How long an apology may take when an answer is cut short by a shutdown.
 APOLOGY_TIMEOUT_S = 5.0
+# How long a hand-off's lease is held while the moderators' message is being posted.
+HANDOFF_LEASE_S = 60.0
 
 
 class Reply(Protocol):
@@ -57,9 +60,24 @@ class Reply(Protocol):
         """A short notice instead of an answer (usage, slow down)."""
 
 
+@dataclass(frozen=True)
+class Services:
+    """The core and the shared-state ports every platform's conversation uses, chosen once by the
+    composition root (in-process, or Redis and PostgreSQL for several replicas)."""
+
+    core: AnswerCore
+    store: AnswerStore
+    limiter: RateLimit
+    dedupe: Deduplicator
+    threads: ThreadMemory
+    leases: Leases
+
+
 @dataclass
 class Conversation:
-    """The policy for one platform's answers. `core.observer` is read at each use (tests swap it)."""
+    """The policy for one platform's answers, and the adapters' only way to stored state: answers, votes,
+    the rate limit, event de-duplication, thread memory and hand-off leases, each keyed by the question's
+    community. `core.observer` is read at each use (tests swap it)."""
 
     core: AnswerCore
     store: AnswerStore
@@ -67,9 +85,28 @@ class Conversation:
     options: PlatformOptions
     platform: str
     usage: str
+    dedupe: Deduplicator = field(default_factory=RecentKeys)
+    threads: ThreadMemory = field(default_factory=RecentThreads)
+    leases: Leases = field(default_factory=MemoryLeases)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     closing: bool = False  # stopping: Slack's HTTP events are refused (503), answers in flight finish
     _cut: bool = False  # the grace period is over: nothing more runs
+
+    @classmethod
+    def for_platform(
+        cls, platform: str, services: Services, *, options: PlatformOptions, usage: str
+    ) -> Conversation:
+        return cls(
+            core=services.core,
+            store=services.store,
+            limiter=services.limiter,
+            options=options,
+            platform=platform,
+            usage=usage,
+            dedupe=services.dedupe,
+            threads=services.threads,
+            leases=services.leases,
+        )
 
     @classmethod
     def in_process(
@@ -81,10 +118,40 @@ class Conversation:
         options: PlatformOptions,
         usage: str,
         limiter: RateLimit | None = None,
+        leases: Leases | None = None,
     ) -> Conversation:
-        """The one-process default: the rate limit kept in memory unless a shared one is given."""
+        """The one-process default: every port kept in memory unless a shared one is given."""
         limiter = limiter or RateLimiter(options.rate_limit_per_minute)
-        return cls(core=core, store=store, limiter=limiter, options=options, platform=platform, usage=usage)
+        return cls(
+            core=core,
+            store=store,
+            limiter=limiter,
+            options=options,
+            platform=platform,
+            usage=usage,
+            leases=leases or MemoryLeases(),
+        )
+
+    # -- state the adapters reach through the conversation -------------------------------------------
+    async def first_delivery(self, community: str, *keys: str) -> bool:
+        """True the first time any of these event keys is seen in `community` (platforms redeliver)."""
+        return await self.dedupe.first(*(f"{community}:{k}" for k in keys if k))
+
+    async def thread_is_ours(self, community: str, channel: str, thread: str) -> bool | None:
+        """Whether the bot answers in `thread` (None: not known yet)."""
+        return await self.threads.get(f"{community}:{channel}", thread)
+
+    async def remember_thread(self, community: str, channel: str, thread: str, ours: bool) -> None:
+        await self.threads.remember(f"{community}:{channel}", thread, ours)
+
+    async def vote(self, community: str, answer_id: int, *, voter: str, vote: str) -> str:
+        """A member's 👍 / 👎 on an answer of their community; returns what to tell them."""
+        recorded = await self.store.vote(answer_id, voter=voter, vote=vote, community=community)
+        self.core.observer.feedback(self.platform, vote)
+        return thanks(vote, recorded)
+
+    def _member(self, community: str, asker: str) -> str:
+        return f"{community}:{asker}"
 
     # -- where the bot answers ---------------------------------------------------------------------
     def allowed_in(self, channel_ids: Collection[str], *, direct: bool = False) -> bool:
@@ -126,32 +193,39 @@ class Conversation:
         return len(pending)
 
     # -- a human instead -------------------------------------------------------------------------------
-    async def handoff(self, asker: str, thread: str, call: Callable[[], Awaitable[None]]) -> str:
+    async def handoff(
+        self, community: str, asker: str, thread: str, call: Callable[[], Awaitable[None]]
+    ) -> str:
         """A member pressed "Ask a human" in `thread` (the platform's id for it); `call` posts the one
         message that mentions the moderators. Returns what to tell the member. The moderators are called
-        at most once per thread (a claim in the answers database, given back if `call` fails), and the
-        press counts against the member's rate limit."""
+        at most once per thread (a lease marked done, given back if `call` fails), and the press counts
+        against the member's rate limit."""
         if self.options.handoff is None:
             return HANDOFF_OFF
-        if not await self.limiter.allow(asker):
+        if not await self.limiter.allow(self._member(community, asker)):
             self.core.observer.rate_limited(self.platform)
             return SLOW_DOWN
-        claim = f"handoff:{self.platform}:{thread}"
+        name = f"handoff:{community}:{self.platform}:{thread}"
         try:
-            if not await self.store.claim_once(claim):
-                return HANDOFF_ALREADY
+            lease = await self.leases.acquire(name, HANDOFF_LEASE_S)
         except Exception:
             _log.exception("could not record a hand-off; the moderators were not asked")
             return HANDOFF_FAILED
+        if lease is None:
+            return HANDOFF_ALREADY
         try:
             await call()
         except Exception as exc:
             _log.warning("could not ask the moderators (%s)", type(exc).__name__)
             try:
-                await self.store.unclaim(claim)  # a later press may try again
+                await self.leases.release(lease)  # a later press may try again
             except Exception:
                 _log.exception("could not undo a hand-off's record")
             return HANDOFF_FAILED
+        try:
+            await self.leases.done(lease)
+        except Exception:
+            _log.exception("could not record a hand-off as done")
         return HANDOFF_ASKED
 
     # -- one answer ------------------------------------------------------------------------------------
@@ -165,7 +239,7 @@ class Conversation:
         if not question.text.strip():
             await _quietly(reply.say(self.usage), "the usage hint")
             return None
-        if not await self.limiter.allow(question.asker):
+        if not await self.limiter.allow(self._member(question.community, question.asker)):
             observer.rate_limited(self.platform)
             await _quietly(reply.say(SLOW_DOWN), "the slow-down notice")
             return None

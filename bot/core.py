@@ -1,6 +1,17 @@
-"""AnswerCore: condense a follow-up, retrieve, prompt, stream the LLM, keep the cited sources.
+"""AnswerCore: understand the question, retrieve, decide, compose the answer.
 
-Platform-agnostic: adapters hand it a `Question` and render the `Answer` it gives back.
+Platform-agnostic: adapters hand it a `Question` and render the `Answer` it gives back. An answer goes
+through four stages, each a method with a small frozen result:
+
+- understand: an empty, too long or instructions-only message is replied to at once; otherwise the
+  history is trimmed and the search query written (a follow-up condensed, another language
+  translated). -> `Understood`
+- retrieve: the search within the deadline, the passages for the prompt and the spare ones, and the
+  answer aisafety.info's editors wrote, if one fits. -> `Prepared`
+- decide: abstain, English only, retrieval-only (no model, or its budget used up), or the model.
+  -> `Decision`
+- compose: the reply for that decision. The model's is streamed, its links and citations checked,
+  and it falls back to the articles if the model fails.
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from bot import prompts
 from bot.errors import LLMError, RetrievalError
@@ -36,6 +48,10 @@ USAGE_HINT = (
     "Ask me a question about AI safety or alignment, for example: *What is the orthogonality thesis?*"
 )
 
+# abstain: the library does not cover the question. english-only: it could not be searched at all.
+# retrieval-only: the articles without the model's words. llm: the model answers from the articles.
+Outcome = Literal["abstain", "english-only", "retrieval-only", "llm"]
+
 
 def heuristic_query(question: str, history: Sequence[Turn]) -> str:
     """Without an LLM, a follow-up is searched together with the previous question of the conversation."""
@@ -46,7 +62,19 @@ def heuristic_query(question: str, history: Sequence[Turn]) -> str:
 
 
 @dataclass(frozen=True)
+class Understood:
+    """The question as the core reads it: a reply at once, or what to search for."""
+
+    text: str  # the question, stripped
+    history: tuple[Turn, ...] = ()  # the recent turns that fit the token budget
+    query: str = ""  # a self-contained English search query
+    reply: Answer | None = None  # nothing to search: empty, too long, or only instructions to the bot
+
+
+@dataclass(frozen=True)
 class Prepared:
+    """Everything before the LLM: the search query, the passages found and the prompt."""
+
     query: str
     passages: list[Passage]
     spare: list[Passage]
@@ -62,6 +90,16 @@ class Prepared:
     @property
     def written_id(self) -> str:
         return self.written.article_id if self.written is not None else ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the reply to a searched question will be, with what compose needs for it."""
+
+    outcome: Outcome
+    prepared: Prepared
+    reason: str = ""  # retrieval-only: why the model's words are missing
+    nearest: tuple[Source, ...] = ()  # abstain, english-only: the closest articles, to read next
 
 
 class AnswerCore:
@@ -110,6 +148,54 @@ class AnswerCore:
         assert final is not None
         return final
 
+    async def stream(
+        self, question: Question, *, found: list[Answer] | None = None
+    ) -> AsyncIterator[str | Answer]:
+        """Yield the answer text as it arrives, then the final `Answer` (always last, always present),
+        which carries its timings: retrieval, first token and done, in seconds from the question.
+        `found`, if given, receives the articles found as soon as the search is done (a retrieval-only
+        answer), so that an answer cut short still has something to offer."""
+        started = time.monotonic()
+        timings: dict[str, float] = {}
+        understood = await self.understand(question)
+        if understood.reply is not None:
+            yield _timed(understood.reply, started, timings)
+            return
+        prepared = await self.retrieve_for(understood)
+        timings["retrieval"] = time.monotonic() - started
+        self.observer.retrieved(timings["retrieval"])
+        decision = await self.decide(understood, prepared, found=found)
+        async for item in self.compose(decision, started):
+            yield _timed(item, started, timings)
+
+    # Understand
+
+    async def understand(self, question: Question) -> Understood:
+        """Read the question. An empty, too long or instructions-only message gets its reply here and is
+        never searched; any other gets its trimmed history and its search query."""
+        text = question.text.strip()
+        if not text:
+            return Understood(text, reply=Answer(USAGE_HINT, (), "abstain"))
+        if len(text) > self.max_question_chars:
+            # Nothing this long is searched or sent to the model: a pasted document, a log, or an attempt
+            # to crowd the instructions out of the prompt. The member is told how to ask instead.
+            reply = Answer(TOO_LONG.format(length=len(text), limit=self.max_question_chars), (), "abstain")
+            return Understood(text, reply=reply)
+        if self.declines(question):
+            _log.info("declined a message of instructions to the bot, with no question in it")
+            return Understood(text, reply=Answer(prompts.abstain_text(()), (), "abstain"))
+        return await self._to_search(question)
+
+    async def _to_search(self, question: Question) -> Understood:
+        """The trimmed history and the search query, with no check of the question first."""
+        history = prompts.trim_history(question.history, self.history_token_budget)
+        query = await self.search_query(question, history)
+        return Understood(question.text.strip(), history, query)
+
+    def declines(self, question: Question) -> bool:
+        """Nothing but instructions aimed at the bot: no question to search, nothing for the model."""
+        return searchable(question.text) is None
+
     async def search_query(self, question: Question, history: Sequence[Turn]) -> str:
         """A self-contained English search query for the question, using the conversation when there is
         one; a question in another language is translated by the language model. Instructions aimed at
@@ -132,26 +218,22 @@ class AnswerCore:
                 _log.info("could not condense the follow-up (%s); using the recent turns", exc)
         return heuristic_query(question.text, history)
 
+    # Retrieve
+
     async def prepare(self, question: Question) -> Prepared:
         """Everything before the LLM: the search query, the passages and the prompt."""
-        history = prompts.trim_history(question.history, self.history_token_budget)
-        query = await self.search_query(question, history)
-        found = await self.retrieve(query)
+        return await self.retrieve_for(await self._to_search(question))
+
+    async def retrieve_for(self, understood: Understood) -> Prepared:
+        """Search for the question: the best passages for the prompt, the rest spare for reading next,
+        and the written answer among them, if there is one."""
+        found = await self.retrieve(understood.query)
         passages, spare = found[: self.top_k], found[self.top_k :]
         written = rescoring.written_answer(passages)
-        prompt = prompts.user_message(question.text.strip(), passages, history, written=written is not None)
-        return Prepared(query, passages, spare, prompt, written)
-
-    def declines(self, question: Question) -> bool:
-        """Nothing but instructions aimed at the bot: no question to search, nothing for the model."""
-        return searchable(question.text) is None
-
-    def should_abstain(self, passages: Sequence[Passage]) -> bool:
-        """The library does not cover the question: the calibrated decision over the articles' dense,
-        title, lead and BM25 evidence, or, with ABSTAIN_BELOW set, the best dense cosine below it."""
-        if self.abstain_below is not None:
-            return not passages or max(p.dense_score for p in passages) < self.abstain_below
-        return not rescoring.covered(passages)
+        prompt = prompts.user_message(
+            understood.text, passages, understood.history, written=written is not None
+        )
+        return Prepared(understood.query, passages, spare, prompt, written)
 
     async def retrieve(self, query: str) -> list[Passage]:
         try:
@@ -162,64 +244,58 @@ class AnswerCore:
         except TimeoutError as exc:
             raise RetrievalError(f"the search took over {self.deadline_s:g} s") from exc
 
-    async def stream(
-        self, question: Question, *, found: list[Answer] | None = None
-    ) -> AsyncIterator[str | Answer]:
-        """Yield the answer text as it arrives, then the final `Answer` (always last, always present),
-        which carries its timings: retrieval, first token and done, in seconds from the question.
-        `found`, if given, receives the articles found as soon as the search is done (a retrieval-only
-        answer), so that an answer cut short still has something to offer."""
-        started = time.monotonic()
-        timings: dict[str, float] = {}
-        async for item in self._stream(question, started, timings, found):
-            if isinstance(item, Answer):
-                timings["done"] = time.monotonic() - started
-                item = replace(item, timings=dict(timings))
-            elif "first_token" not in timings:
-                timings["first_token"] = time.monotonic() - started
-            yield item
+    # Decide
 
-    async def _stream(
-        self, question: Question, started: float, timings: dict[str, float], found: list[Answer] | None = None
-    ) -> AsyncIterator[str | Answer]:
-        text = question.text.strip()
-        if not text:
-            yield Answer(USAGE_HINT, (), "abstain")
-            return
-        if len(text) > self.max_question_chars:
-            # Nothing this long is searched or sent to the model: a pasted document, a log, or an attempt
-            # to crowd the instructions out of the prompt. The member is told how to ask instead.
-            yield Answer(TOO_LONG.format(length=len(text), limit=self.max_question_chars), (), "abstain")
-            return
-        if self.declines(question):
-            _log.info("declined a message of instructions to the bot, with no question in it")
-            yield Answer(prompts.abstain_text(()), (), "abstain")
-            return
-        prepared = await self.prepare(question)
-        timings["retrieval"] = time.monotonic() - started
-        self.observer.retrieved(timings["retrieval"])
-        query, passages, spare = prepared.query, prepared.passages, prepared.spare
-        abstain = self.should_abstain(passages)
-        if found is not None and not abstain:
-            found.append(_offer(prepared, "the answer was cut short."))
-
-        if abstain:
-            nearest = tuple(_as_source(i, p) for i, p in enumerate(passages[:READ_NEXT], start=1))
-            if self.llm is None and not looks_english(text):
+    async def decide(
+        self, understood: Understood, prepared: Prepared, *, found: list[Answer] | None = None
+    ) -> Decision:
+        """What to reply with. A covered question's articles go into `found` at once, before the budget
+        is asked, so that an answer cut short from here on still has them."""
+        if self.should_abstain(prepared.passages):
+            nearest = tuple(_as_source(i, p) for i, p in enumerate(prepared.passages[:READ_NEXT], start=1))
+            if self.llm is None and not looks_english(understood.text):
                 # Not "the articles don't cover that": the question could not be searched at all.
-                yield Answer(prompts.ENGLISH_ONLY_TEXT, (), "abstain", read_next=nearest, search_query=query)
-                return
-            yield Answer(prompts.abstain_text(nearest), (), "abstain", read_next=nearest, search_query=query)
-            return
-
+                return Decision("english-only", prepared, nearest=nearest)
+            return Decision("abstain", prepared, nearest=nearest)
+        if found is not None:
+            found.append(_offer(prepared, "the answer was cut short."))
         if self.llm is None:
-            yield await self._retrieval_only(prepared, self.llm_unavailable_reason)
-            return
+            return Decision("retrieval-only", prepared, reason=self.llm_unavailable_reason)
         if self.budget is not None and await self.budget.exhausted():
             reason = "today's language-model budget is used up, so I'm answering from the articles only."
-            yield await self._retrieval_only(prepared, reason)
+            return Decision("retrieval-only", prepared, reason=reason)
+        return Decision("llm", prepared)
+
+    def should_abstain(self, passages: Sequence[Passage]) -> bool:
+        """The library does not cover the question: the calibrated decision over the articles' dense,
+        title, lead and BM25 evidence, or, with ABSTAIN_BELOW set, the best dense cosine below it."""
+        if self.abstain_below is not None:
+            return not passages or max(p.dense_score for p in passages) < self.abstain_below
+        return not rescoring.covered(passages)
+
+    # Compose
+
+    async def compose(self, decision: Decision, started: float) -> AsyncIterator[str | Answer]:
+        """Yield the reply the decision calls for: the model's text as it arrives, then the `Answer`.
+        The model has what is left of the deadline counted from `started`."""
+        prepared = decision.prepared
+        query = prepared.query
+        if decision.outcome == "english-only":
+            yield Answer(
+                prompts.ENGLISH_ONLY_TEXT, (), "abstain", read_next=decision.nearest, search_query=query
+            )
+            return
+        if decision.outcome == "abstain":
+            text = prompts.abstain_text(decision.nearest)
+            yield Answer(text, (), "abstain", read_next=decision.nearest, search_query=query)
+            return
+        if decision.outcome == "retrieval-only":
+            yield await self._retrieval_only(prepared, decision.reason)
             return
 
+        llm = self.llm
+        assert llm is not None  # decide answers with the model only when there is one
+        passages, spare = prepared.passages, prepared.spare
         usage = Usage()
         parts: list[str] = []
         lead = prepared.lead
@@ -228,7 +304,7 @@ class AnswerCore:
         try:
             remaining = max(1.0, self.deadline_s - (time.monotonic() - started))
             async with asyncio.timeout(remaining):
-                async for delta in self.llm.stream(
+                async for delta in llm.stream(
                     system=prompts.SYSTEM_PROMPT,
                     messages=[Message("user", prepared.prompt)],
                     max_tokens=self.max_tokens,
@@ -304,6 +380,16 @@ class AnswerCore:
             if len(out) == READ_NEXT:
                 break
         return tuple(out)
+
+
+def _timed(item: str | Answer, started: float, timings: dict[str, float]) -> str | Answer:
+    """Note the first token's time; the final `Answer` gets the done time and carries them all."""
+    if isinstance(item, Answer):
+        timings["done"] = time.monotonic() - started
+        return replace(item, timings=dict(timings))
+    if "first_token" not in timings:
+        timings["first_token"] = time.monotonic() - started
+    return item
 
 
 def _offer(prepared: Prepared, reason: str) -> Answer:

@@ -10,6 +10,9 @@ from typing import Literal
 Mode = Literal["llm", "retrieval-only", "abstain", "error"]
 Role = Literal["user", "assistant"]
 
+DM = "dm"  # the community of direct messages: no community's moderators see them
+UNASSIGNED = "unassigned"  # stored before communities were recorded, and not resolvable: the operator's only
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -23,6 +26,9 @@ class Question:
     history: tuple[Turn, ...] = ()
     asker: str = ""
     place: str = ""
+    # Whose question it is: `discord:<guild id>`, `slack:<team id>`, or `dm` (direct messages, the terminal:
+    # never shown to any community's moderators). Every stored row and shared key carries it.
+    community: str = "dm"
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # a correlation id for logs
 
 

@@ -1,60 +1,29 @@
-"""Metrics (Prometheus) and the one log line per answered question, shared by every platform."""
+"""What the answer path reports (metrics through a `Meters` port, and one log line per answered question),
+shared by every platform; the in-process token budget."""
 
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import logging
 import threading
 from dataclasses import dataclass, field
-
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from typing import Any, Protocol
 
 from bot.models import Answer, Question
 
 _log = logging.getLogger("bot.answers")
 
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 
+class Meters(Protocol):
+    """The counters and histograms the answer path feeds (Prometheus's, in `service/metrics.py`)."""
 
-class Metrics:
-    """The bot's Prometheus metrics, in a registry of their own (no process-wide state)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.questions = Counter(
-            "aisafety_questions",
-            "Questions answered, by platform and outcome",
-            ["platform", "outcome"],
-            registry=r,
-        )
-        self.answer_latency = Histogram(
-            "aisafety_answer_latency_seconds",
-            "Time from the question to the first visible sign of work, the first token, and the whole answer",
-            ["stage"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.retrieval_latency = Histogram(
-            "aisafety_retrieval_latency_seconds",
-            "Query embedding plus search",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.llm_tokens = Counter(
-            "aisafety_llm_tokens", "LLM tokens, by direction", ["direction"], registry=r
-        )
-        self.llm_errors = Counter("aisafety_llm_errors", "LLM failures, by kind", ["kind"], registry=r)
-        self.feedback = Counter(
-            "aisafety_feedback", "Feedback clicks, by vote", ["platform", "vote"], registry=r
-        )
-        self.rate_limited = Counter(
-            "aisafety_rate_limited", "Questions refused by the rate limit", ["platform"], registry=r
-        )
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    questions: Any
+    answer_latency: Any
+    retrieval_latency: Any
+    llm_tokens: Any
+    llm_errors: Any
+    feedback: Any
+    rate_limited: Any
 
 
 @dataclass
@@ -91,7 +60,7 @@ class Observer:
     """What adapters report after each question: metrics, and one log line with a correlation id.
     Message text is logged only at debug level."""
 
-    def __init__(self, metrics: Metrics | None = None):
+    def __init__(self, metrics: Meters | None = None):
         self.metrics = metrics
 
     def answered(
@@ -151,14 +120,6 @@ class Observer:
     def rate_limited(self, platform: str) -> None:
         if self.metrics is not None:
             self.metrics.rate_limited.labels(platform).inc()
-
-
-def freeze_startup_heap() -> None:
-    """Move everything built at start-up (models, libraries, the index) out of the garbage collector's
-    view: full collections then scan only what answering creates, instead of pausing the event loop
-    for 100 ms and more (measured in benchmarks/bench_slack.py)."""
-    gc.collect()
-    gc.freeze()
 
 
 def _ms(seconds: float | None) -> int | None:

@@ -1,11 +1,16 @@
-"""What every chat platform adapter shares: its options and the replies that are the same everywhere."""
+"""What every chat platform adapter shares: its options, the replies that are the same everywhere, and
+the one interface the runner starts, checks and stops each platform through (`Platform`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.models import Answer
+
+if TYPE_CHECKING:
+    from bot.conversation import Conversation
 
 SLOW_DOWN = "You're asking faster than I can keep up. Please wait a minute and try again."
 APOLOGY = "Sorry, something went wrong while I was answering."
@@ -45,3 +50,56 @@ def apology(answer: Answer | None, render: Callable[[Answer], str]) -> str:
 
 def thanks(vote: str, recorded: bool) -> str:
     return THANKS[vote] if recorded else VOTE_LOST
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a platform writes the digest: its escaping of members' text, bold, and a link."""
+
+    clean: Callable[[str], str]
+    bold: Callable[[str], str]
+    link: Callable[[str, str], str]
+
+
+class Platform(Protocol):
+    """One chat platform as the runner sees it. Each adapter package implements it (`platform.py`) and
+    makes it with `make_platform(settings, services)`; the runner names none of them."""
+
+    name: str  # "discord", "slack": the prefix of its places, communities and settings ids
+    digest_style: Style  # how the digest is written there
+
+    @property
+    def conversation(self) -> Conversation:
+        """This platform's answers; drained when the bot stops."""
+        ...
+
+    async def start(self) -> None:
+        """Sign in and say who the bot is. A refused token is a StartupError at once, before anything
+        slow (the index, the model) is loaded."""
+        ...
+
+    async def run(self) -> None:
+        """Receive events until closed. A platform whose events arrive through `http_app` just waits."""
+        ...
+
+    async def ready(self) -> bool:
+        """Connected and able to answer (for /readyz)."""
+        ...
+
+    async def post(self, channel: str, text: str) -> None:
+        """A message of the bot's own in `channel` (the digest), mentioning no one."""
+        ...
+
+    async def communities_of(self, places: Sequence[str]) -> dict[str, str]:
+        """The community of each place (`<platform>:<channel id>`) it can find: for the digest's channel,
+        and for answers stored before communities were recorded. Places not found are left out."""
+        ...
+
+    def http_app(self) -> Any | None:
+        """The aiohttp app that receives this platform's events over HTTP, served with the health routes;
+        None when events arrive another way."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect; answers still running apologise."""
+        ...

@@ -1,11 +1,14 @@
 """The shared state an answer touches, as small async ports.
 
 Each has an in-process implementation (the one-process default); a deployment with several replicas
-swaps in a shared one (Redis, PostgreSQL) with one line of wiring in the composition root.
+swaps in a shared one (Redis, PostgreSQL) with one line of wiring in the composition root. Every key
+starts with the community the question came from (`Question.community`), so that no community's
+members, threads or events can be confused with another's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from bot.models import Answer, Question
@@ -38,14 +41,40 @@ class Budget(Protocol):
 
 
 class AnswerStore(Protocol):
-    async def save(self, platform: str, question: Question, answer: Answer) -> int: ...
-
-    async def vote(self, answer_id: int, *, voter: str, vote: str) -> bool: ...
-
-    async def claim_once(self, name: str) -> bool:
-        """True for the first caller with `name` only, across replicas and restarts."""
+    async def save(self, platform: str, question: Question, answer: Answer) -> int:
+        """Store the answer under `question.community`; returns its id."""
         ...
 
-    async def unclaim(self, name: str) -> None:
-        """Undo `claim_once` (what it claimed could not be done)."""
+    async def vote(self, answer_id: int, *, voter: str, vote: str, community: str) -> bool:
+        """A member's vote, counted only on an answer of the same community. False if there is none."""
+        ...
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A named lease held until `expires` (seconds since the epoch) unless renewed."""
+
+    name: str
+    holder: str  # a random token: only the holder can renew, finish or release it
+    expires: float
+
+
+class Leases(Protocol):
+    """Work that one replica does at a time, or once ever: a digest's period, a thread's hand-off, a
+    library sync. Implemented on SQL (`service/lease.py`: SQLite or PostgreSQL) and on Redis."""
+
+    async def acquire(self, name: str, ttl_s: float) -> Lease | None:
+        """The lease if `name` is free (never taken, released, or expired without being done); else None."""
+        ...
+
+    async def renew(self, lease: Lease, ttl_s: float) -> Lease | None:
+        """The lease for `ttl_s` more seconds; None if it was lost (expired and taken by another)."""
+        ...
+
+    async def done(self, lease: Lease) -> bool:
+        """The work is done: `name` can never be acquired again. False if the lease was lost."""
+        ...
+
+    async def release(self, lease: Lease) -> None:
+        """Give the lease back (the work could not be done: a later try may do it)."""
         ...

@@ -1,9 +1,14 @@
-"""In-process versions of the rate-limit, de-duplication and thread-memory ports (`bot/ports.py`)."""
+"""In-process versions of the rate-limit, de-duplication, thread-memory and lease ports (`bot/ports.py`)."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections import OrderedDict, defaultdict, deque
+
+from bot.ports import Lease
+
+DONE = "done"  # the holder of a lease whose work is done (and the value of such a Redis key)
 
 
 class RateLimiter:
@@ -66,3 +71,43 @@ class RecentThreads:
         self._ours.move_to_end(key)
         while len(self._ours) > self.size:
             self._ours.popitem(last=False)
+
+
+class MemoryLeases:
+    """Leases in this process alone: for tests, one process without a database, and Redis outages."""
+
+    def __init__(self) -> None:
+        self._leases: dict[str, tuple[str, float | None]] = {}  # name -> (holder, expires; None: done)
+
+    async def acquire(self, name: str, ttl_s: float) -> Lease | None:
+        now = time.time()
+        current = self._leases.get(name)
+        if current is not None and (current[1] is None or current[1] >= now):
+            return None
+        lease = Lease(name, uuid.uuid4().hex, now + ttl_s)
+        self._leases[name] = (lease.holder, lease.expires)
+        return lease
+
+    async def renew(self, lease: Lease, ttl_s: float) -> Lease | None:
+        current = self._leases.get(lease.name)
+        if current is None or current[0] != lease.holder or current[1] is None:
+            return None
+        renewed = Lease(lease.name, lease.holder, time.time() + ttl_s)
+        self._leases[lease.name] = (lease.holder, renewed.expires)
+        return renewed
+
+    async def done(self, lease: Lease) -> bool:
+        current = self._leases.get(lease.name)
+        if current is not None and current[0] != lease.holder:
+            return False
+        self.mark_done(lease.name, lease.holder)
+        return True
+
+    async def release(self, lease: Lease) -> None:
+        current = self._leases.get(lease.name)
+        if current is not None and current[0] == lease.holder and current[1] is not None:
+            del self._leases[lease.name]
+
+    def mark_done(self, name: str, holder: str = DONE) -> None:
+        """Remember that `name` is done (for Redis: what it said before an outage)."""
+        self._leases[name] = (holder, None)

@@ -17,10 +17,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.admin import COOKIE, add_admin_routes
-from bot.feedback import FeedbackStore
 from bot.models import Answer, Source
-from bot.report import build_report
+from service.admin import COOKIE, add_admin_routes
+from service.feedback import FeedbackStore
+from service.report import build_report
 
 TOKEN = "admin-token-for-tests-0123456789"
 ORTHO = Source(1, "aisafety.info:6568", "What is the orthogonality thesis?", "https://aisafety.info/q/6568")
@@ -45,10 +45,16 @@ def history(path: Path, *, store_questions: bool = True) -> FeedbackStore:
     store = FeedbackStore(path, store_questions=store_questions)
     for q in ("what is the orthogonality thesis?", "what is the orthogonality thesis"):
         store.record_answer(
-            platform="slack", place="c", asker="u", question=q, answer=Answer("x [1]", (ORTHO,), "llm")
+            platform="slack",
+            community="slack:1",
+            place="c",
+            asker="u",
+            question=q,
+            answer=Answer("x [1]", (ORTHO,), "llm"),
         )
     bad = store.record_answer(
         platform="discord",
+        community="discord:1",
         place="c",
         asker="u",
         question="whats a mesa optimizer",
@@ -57,6 +63,7 @@ def history(path: Path, *, store_questions: bool = True) -> FeedbackStore:
     store.record_vote(bad, voter="u2", vote="down")
     store.record_answer(
         platform="slack",
+        community="slack:1",
         place="c",
         asker="u",
         question="<b>best pancake</b> recipe",
@@ -64,6 +71,7 @@ def history(path: Path, *, store_questions: bool = True) -> FeedbackStore:
     )
     store.record_answer(
         platform="slack",
+        community="slack:1",
         place="c",
         asker="u",
         question="why not unplug it",
@@ -75,14 +83,15 @@ def history(path: Path, *, store_questions: bool = True) -> FeedbackStore:
 def report_source(store: FeedbackStore, *, questions_stored: bool = True) -> Any:
     asked: list[float] = []
 
-    async def report(days: float) -> dict[str, Any]:
+    async def report(days: float, community: str | None = None) -> dict[str, Any]:
         asked.append(days)
         return build_report(
-            store.since(days),
+            store.since(days, community=community),
             embed=toy_embed,
             articles=ARTICLES,
             since_days=days,
             questions_stored=questions_stored,
+            community=community,
         )
 
     report.asked = asked  # type: ignore[attr-defined]
@@ -164,13 +173,17 @@ async def test_the_login_form_sets_a_cookie_that_is_not_the_token(site: tuple[st
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
         assert TOKEN not in cookie
         async with http.get(f"{url}/admin/") as r:
-            assert r.status == 200 and "What the community asked" in await r.text()
+            assert r.status == 200 and "What every community asked" in await r.text()
         async with http.get(f"{url}/admin/csv/to_write.csv?days=30") as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
             assert 'filename="to_write-30d.csv"' in r.headers["Content-Disposition"]
             rows = list(csv.reader(io.StringIO(await r.text())))
-        assert rows[0] == ["count", "not_covered", "downvoted", "question", "examples"]
-        assert {r[3] for r in rows[1:]} == {"<b>best pancake</b> recipe", "whats a mesa optimizer"}
+        # The operator's view of every community: each row says where it was asked.
+        assert rows[0] == ["community", "count", "not_covered", "downvoted", "question", "examples"]
+        assert {(r[0], r[4]) for r in rows[1:]} == {
+            ("slack:1", "<b>best pancake</b> recipe"),
+            ("discord:1", "whats a mesa optimizer"),
+        }
         async with http.get(f"{url}/admin/report.json?days=30") as r:
             data = await r.json()
         assert data["by_outcome"] == {"llm": 3, "abstain": 1, "error": 1}
@@ -215,7 +228,7 @@ async def test_without_stored_questions_the_page_shows_counts_and_sources_only(t
 async def test_when_the_report_cannot_be_built_the_page_says_so_in_one_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def broken(days: float) -> dict[str, Any]:
+    async def broken(days: float, community: str | None) -> dict[str, Any]:
         raise ConnectionError("PostgreSQL at db:5432 is unreachable")
 
     app = web.Application()
@@ -233,7 +246,7 @@ async def test_when_the_report_cannot_be_built_the_page_says_so_in_one_line(
 async def test_the_running_bot_builds_a_report_once_for_the_page_and_its_downloads(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from aisafety_bot.cli import live_report
+    from aisafety_bot.runner import live_report
 
     store = history(tmp_path / "f.sqlite3")
     embedded: list[int] = []

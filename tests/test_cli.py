@@ -163,8 +163,8 @@ async def test_secrets_never_reach_output(env: dict[str, str], llm_server: FakeA
 async def test_discord_invite_and_feedback_commands(env: dict[str, str], tmp_path: Path) -> None:
     import base64
 
-    from bot.feedback import FeedbackStore
     from bot.models import Answer, Source
+    from service.feedback import FeedbackStore
 
     token = base64.b64encode(b"123456789012345678").decode().rstrip("=") + ".Gx.secret-part"
     code, out, err = await run(dict(env, DISCORD_TOKEN=token), "discord-invite")
@@ -183,13 +183,19 @@ async def test_discord_invite_and_feedback_commands(env: dict[str, str], tmp_pat
     )
     aid = store.record_answer(
         platform="discord",
+        community="discord:1",
         place="discord:1",
         asker="discord:2",
         question="what are quantilizers?",
         answer=answer,
     )
     store.record_answer(
-        platform="discord", place="discord:1", asker="discord:2", question="unvoted", answer=answer
+        platform="discord",
+        community="discord:1",
+        place="discord:1",
+        asker="discord:2",
+        question="unvoted",
+        answer=answer,
     )
     store.record_vote(aid, voter="discord:3", vote="down")
     store.close()
@@ -211,3 +217,48 @@ async def test_json_logs_from_dotenv(env: dict[str, str], tmp_path: Path) -> Non
     assert code == 0
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+
+
+async def test_report_and_feedback_of_one_community(env: dict[str, str], tmp_path: Path) -> None:
+    from bot.models import Answer, Source
+    from service.feedback import FeedbackStore
+
+    db = tmp_path / "feedback.sqlite3"
+    store = FeedbackStore(db)
+    answer = Answer("Quantilizers [1].", (Source(1, "fixture:quantilizers", "Q", "https://e.org/q"),), "llm")
+    for community, question in (
+        ("discord:1", "what are quantilizers?"),
+        ("slack:T9", "are quantilizers safe?"),
+        ("slack:T9", "who made quantilizers?"),
+    ):
+        aid = store.record_answer(
+            platform=community.split(":")[0],
+            community=community,
+            place="p",
+            asker="a",
+            question=question,
+            answer=answer,
+        )
+        store.record_vote(aid, voter="v", vote="down")
+    store.close()
+    env = dict(env, FEEDBACK_DB=str(db))
+
+    code, out, err = await run(env, "feedback", "--json", "--community", "slack:T9")
+    assert code == 0, err
+    assert sorted(r["question"] for r in json.loads(out)) == [
+        "are quantilizers safe?",
+        "who made quantilizers?",
+    ]
+    code, out, _ = await run(env, "feedback", "--json")
+    assert len(json.loads(out)) == 3  # the operator's view: every community
+
+    code, out, err = await run(env, "report", "--format", "json", "--community", "discord:1")
+    assert code == 0, err
+    mine = json.loads(out)
+    assert mine["answers"] == 1 and [d["question"] for d in mine["downvoted"]] == ["what are quantilizers?"]
+    code, out, _ = await run(env, "report", "--format", "json")
+    assert json.loads(out)["answers"] == 3
+
+    code, _, err = await run(env, "report", "--community", "my server")
+    assert code == 2 and "argument --community: 'my server' is not a community" in err
+    assert len(err.splitlines()) == 1

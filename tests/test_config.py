@@ -21,6 +21,15 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "EMBEDDING_MODEL_PATH",
         "XDG_DATA_HOME",
         "TOP_K",
+        "DISCORD_TOKEN",
+        "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "DIGEST_CHANNEL",
+        "HANDOFF_ROLE",
+        "PUBLIC_URL",
+        "ADMIN_URL",
+        "ALLOWED_CHANNELS",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
@@ -64,3 +73,106 @@ def test_bad_values_name_the_variable_and_the_fix(
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert name in str(err.value) and hint in str(err.value)
+
+
+DISCORD = {"discord_token": "t"}
+SLACK = {"slack_bot_token": "xoxb-1", "slack_app_token": "xapp-1"}
+
+
+def one_setting_error(**settings: object) -> str:
+    """The line of the ConfigError that names the setting (the message has a heading line above it)."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(**settings)
+    lines = str(err.value).splitlines()[1:]
+    assert len(lines) == 1, err.value
+    return lines[0].strip()
+
+
+def test_public_url_and_its_old_name() -> None:
+    s = load_settings(public_url="https://bot.example.org/")
+    assert s.public_url == "https://bot.example.org"
+    assert s.public_link("/admin/") == "https://bot.example.org/admin/" == s.public_link("admin/")
+    # ADMIN_URL, the old name, held the report page's address: the bot's address is what is before it.
+    for old in ("https://bot.example.org/admin/", "https://bot.example.org/admin", "https://bot.example.org"):
+        s = load_settings(admin_url=old)
+        assert s.public_url == "https://bot.example.org"
+        assert s.public_link("/admin/") == "https://bot.example.org/admin/"
+    assert load_settings(
+        admin_url="https://old.example.org/admin/", public_url="https://new.example.org"
+    ).public_url == ("https://new.example.org")
+    assert load_settings().public_link("/admin/") is None
+
+
+@pytest.mark.parametrize("name", ["PUBLIC_URL", "ADMIN_URL"])
+@pytest.mark.parametrize(
+    "value", ["bot.example.org", "https://", "https:// bot.example.org", "ftp://bot.example.org"]
+)
+def test_a_bad_public_url_is_one_line(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    line = one_setting_error()
+    assert (
+        line.startswith(f"{name}: must start with http:// or https://") and "https://bot.example.org" in line
+    )
+
+
+def test_a_moderators_id_names_its_platform() -> None:
+    both = {**DISCORD, **SLACK}
+    s = load_settings(**both, digest_channel="slack:C0MODS", handoff_role="discord:777")
+    assert s.digest_channel == "slack:C0MODS" and s.digest_target == ("slack", "C0MODS")
+    assert s.handoff_role == "discord:777"
+    # With one platform, a bare id is that platform's, whatever it looks like.
+    assert load_settings(**DISCORD, digest_channel="123").digest_target == ("discord", "123")
+    assert load_settings(**SLACK, digest_channel=" C0MODS ").digest_target == ("slack", "C0MODS")
+    assert load_settings(**SLACK, handoff_role="12345").handoff_role == "slack:12345"
+    assert load_settings().digest_target is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        # Nothing guesses a platform from the look of an id.
+        (
+            {**DISCORD, **SLACK, "digest_channel": "123"},
+            "DIGEST_CHANNEL: Discord and Slack are both set up: write discord: or slack: in front of the id",
+        ),
+        (
+            {**DISCORD, **SLACK, "handoff_role": "S0MODS"},
+            "HANDOFF_ROLE: Discord and Slack are both set up: write discord: or slack: in front of the id",
+        ),
+        ({"digest_channel": "123"}, "DIGEST_CHANNEL: write discord: or slack: in front of the id"),
+        (
+            {**SLACK, "digest_channel": "discord:123"},
+            "DIGEST_CHANNEL: names a Discord channel, but DISCORD_TOKEN is not set",
+        ),
+        (
+            {**DISCORD, "handoff_role": "slack:S0MODS"},
+            "HANDOFF_ROLE: names a Slack user group, but SLACK_BOT_TOKEN is not set",
+        ),
+        (
+            {**DISCORD, "digest_channel": "teams:19abc"},
+            "DIGEST_CHANNEL: 'teams' is not a platform: write discord: or slack:",
+        ),
+        ({**DISCORD, "digest_channel": "C0MODS"}, "DIGEST_CHANNEL: 'C0MODS' is not a Discord channel id"),
+        ({**SLACK, "handoff_role": "slack:#mods"}, "HANDOFF_ROLE: '#mods' is not a Slack user group id"),
+    ],
+)
+def test_a_moderators_id_without_its_platform_says_what_to_write(
+    settings: dict[str, str], expected: str
+) -> None:
+    assert one_setting_error(**settings).startswith(expected)
+
+
+def test_the_handoff_role_applies_to_its_platform_only() -> None:
+    s = load_settings(**DISCORD, **SLACK, handoff_role="slack:S0MODS", allowed_channels="C1,123")
+    assert s.platform_options("slack").handoff == "S0MODS"
+    assert s.platform_options("discord").handoff is None
+    assert s.platform_options("discord").allowed_channels == frozenset({"C1", "123"})
+    assert load_settings(**DISCORD).platform_options("discord").handoff is None
+
+
+def test_the_platforms_and_where_the_bot_listens() -> None:
+    assert load_settings().platforms == [] and load_settings().listen == ("0.0.0.0", 8080, "HEALTH_PORT")
+    assert load_settings(**DISCORD, **SLACK).platforms == ["discord", "slack"]
+    http = load_settings(slack_bot_token="xoxb-1", slack_signing_secret="s", slack_http_port=3100)
+    assert http.platforms == ["slack"] and http.listen == ("0.0.0.0", 3100, "SLACK_HTTP_PORT")
+    assert load_settings(**SLACK, health_port=9100).listen[1:] == (9100, "HEALTH_PORT")  # Socket Mode

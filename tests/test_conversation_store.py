@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bot.conversation import Conversation
-from bot.feedback import FeedbackStore
 from bot.models import Answer, Question, Source
 from bot.observability import Observer
 from bot.platform import PlatformOptions
+from service.feedback import FeedbackStore
+from service.lease import SqlLeases
 
 SOURCE = Source(1, "aisafety.info:6568", "What is the orthogonality thesis?", "https://aisafety.info/q/6568")
 
@@ -78,24 +79,37 @@ async def test_ask_a_human_is_once_per_thread_and_counts_against_the_rate_limit(
 
     store = FeedbackStore(tmp_path / "f.sqlite3")
     options = PlatformOptions(rate_limit_per_minute=1, handoff="S0MODS")
-    conversation = Conversation.in_process("slack", core=BrokenCore(), store=store, options=options, usage="")  # type: ignore[arg-type]
+    conversation = Conversation.in_process(
+        "slack", core=BrokenCore(), store=store, options=options, usage="", leases=SqlLeases(store)
+    )  # type: ignore[arg-type]
     call = Calls()
-    assert await conversation.handoff("slack:U1", "C1:1.0", call) == HANDOFF_ASKED and call.made == 1
-    assert await conversation.handoff("slack:U1", "C1:2.0", call) == SLOW_DOWN  # one a minute for U1
-    assert await conversation.handoff("slack:U2", "C1:1.0", call) == HANDOFF_ALREADY and call.made == 1
+    assert (
+        await conversation.handoff("slack:T1", "slack:U1", "C1:1.0", call) == HANDOFF_ASKED and call.made == 1
+    )
+    assert (
+        await conversation.handoff("slack:T1", "slack:U1", "C1:2.0", call) == SLOW_DOWN
+    )  # one a minute for U1
+    assert (
+        await conversation.handoff("slack:T1", "slack:U2", "C1:1.0", call) == HANDOFF_ALREADY
+        and call.made == 1
+    )
     # The message could not be posted: the member is told, and a later press may try again.
     failing = Calls(fail=1)
-    assert await conversation.handoff("slack:U3", "C2:1.0", failing) == HANDOFF_FAILED
-    assert await conversation.handoff("slack:U4", "C2:1.0", failing) == HANDOFF_ASKED and failing.made == 2
+    assert await conversation.handoff("slack:T1", "slack:U3", "C2:1.0", failing) == HANDOFF_FAILED
+    assert (
+        await conversation.handoff("slack:T1", "slack:U4", "C2:1.0", failing) == HANDOFF_ASKED
+        and failing.made == 2
+    )
     # A restart (a new process on the same database) remembers the thread.
+    reopened = FeedbackStore(tmp_path / "f.sqlite3")
     again = Conversation.in_process(
-        "slack", core=BrokenCore(), store=FeedbackStore(tmp_path / "f.sqlite3"), options=options, usage=""
+        "slack", core=BrokenCore(), store=reopened, options=options, usage="", leases=SqlLeases(reopened)
     )  # type: ignore[arg-type]
-    assert await again.handoff("slack:U5", "C1:1.0", call) == HANDOFF_ALREADY
+    assert await again.handoff("slack:T1", "slack:U5", "C1:1.0", call) == HANDOFF_ALREADY
     off = Conversation.in_process(
         "slack", core=BrokenCore(), store=store, options=PlatformOptions(), usage=""
     )  # type: ignore[arg-type]
-    assert await off.handoff("slack:U6", "C9:1.0", call) == HANDOFF_OFF and call.made == 1
+    assert await off.handoff("slack:T1", "slack:U6", "C9:1.0", call) == HANDOFF_OFF and call.made == 1
     store.close()
 
 
@@ -104,8 +118,10 @@ async def test_ask_a_human_with_the_answers_database_down_says_so(tmp_path: Path
 
     store = FeedbackStore(tmp_path / "f.sqlite3")
     options = PlatformOptions(rate_limit_per_minute=0, handoff="S0MODS")
-    conversation = Conversation.in_process("slack", core=BrokenCore(), store=store, options=options, usage="")  # type: ignore[arg-type]
+    conversation = Conversation.in_process(
+        "slack", core=BrokenCore(), store=store, options=options, usage="", leases=SqlLeases(store)
+    )  # type: ignore[arg-type]
     store.close()  # the database is gone
     call = Calls()
-    assert await conversation.handoff("slack:U1", "C1:1.0", call) == HANDOFF_FAILED
+    assert await conversation.handoff("slack:T1", "slack:U1", "C1:1.0", call) == HANDOFF_FAILED
     assert call.made == 0  # the moderators are not called without the record that keeps it to once

@@ -9,11 +9,11 @@ import time
 import pytest
 
 from bot.core import AnswerCore
-from bot.llm import AnthropicLLM
 from bot.models import Answer, Question, Turn
 from retrieval.embeddings import FastEmbedder
 from retrieval.index import VectorStore
 from retrieval.search import HybridRetriever
+from service.anthropic_llm import AnthropicLLM
 from tests.fake_anthropic import FakeAnthropic, Reply
 
 KEY = "sk-ant-test-secret-123"

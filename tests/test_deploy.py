@@ -11,8 +11,8 @@ import yaml
 from aiohttp import web
 
 from bot.config import Settings
-from bot.health import add_health_routes, serve
-from bot.observability import Metrics
+from service.health import add_health_routes, serve
+from service.metrics import Metrics
 from tests.conftest import ROOT
 from tests.qdrant_server import free_port
 

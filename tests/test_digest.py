@@ -13,16 +13,21 @@ from typing import Any
 
 import pytest
 
-from adapters.discord_render import DIGEST_STYLE as DISCORD
-from adapters.slack_render import DIGEST_STYLE as SLACK
-from bot.digest import Digest, Style, digest_text, last_complete
-from bot.feedback import FeedbackStore
+from adapters.discord.render import DIGEST_STYLE as DISCORD
+from adapters.slack.render import DIGEST_STYLE as SLACK
 from bot.models import Answer, Source
-from bot.report import build_report
+from bot.platform import Style
+from bot.ports import Leases
+from service.digest import Digest, digest_text, last_complete
+from service.feedback import FeedbackStore
+from service.lease import MemoryLeases, RedisLeases, SqlLeases, choose_leases
+from service.redis_state import RedisLink
+from service.report import build_report
 from tests.fake_discord import FakeDiscord
 from tests.test_admin import toy_embed
 from tests.test_discord import StartBot, bot_posts, fake_discord, start_bot  # noqa: F401 (fixtures)
 from tests.test_feedback_backends import open_store, pg_schema  # noqa: F401 (fixtures)
+from tests.test_redis_state import REDIS_URL, prefix  # noqa: F401 (fixture)
 
 ORTHO = Source(1, "aisafety.info:6568", "What is the orthogonality thesis?", "https://aisafety.info/q/6568")
 # Wednesday 18 November 2026, 09:00 UTC: the last complete week is 9-15 November.
@@ -30,8 +35,8 @@ NOW = dt.datetime(2026, 11, 18, 9, 0, tzinfo=dt.UTC).timestamp()
 PINGS = "@everyone @here <@123> <@&456> <!channel> <!here> <@U0123> [free money](https://evil.example)"
 
 
-def _utc(*args: int) -> float:
-    return dt.datetime(*args, tzinfo=dt.UTC).timestamp()
+def _utc(year: int, month: int, day: int, hour: int = 0) -> float:
+    return dt.datetime(year, month, day, hour, tzinfo=dt.UTC).timestamp()
 
 
 def test_each_period_is_the_last_complete_one() -> None:
@@ -65,6 +70,7 @@ def _seed(store: FeedbackStore) -> None:
     for at, q, mode in script:
         answer_id = store.record_answer(
             platform="slack",
+            community="slack:1",
             place="c",
             asker="u",
             question=q,
@@ -73,14 +79,24 @@ def _seed(store: FeedbackStore) -> None:
         with store._transaction() as db:
             store._execute(db, "UPDATE answers SET created = ? WHERE id = ?", (at, answer_id))
         if q.startswith("whats"):
-            store.record_vote(answer_id, voter="u2", vote="down")
+            store.record_vote(answer_id, voter="u2", vote="down", community="slack:1")
 
 
-def _digest(store: FeedbackStore, posted: list[str], **kw: Any) -> Digest:
+def _digest(store: FeedbackStore, posted: list[str], *, leases: Leases | None = None, **kw: Any) -> Digest:
+    """A replica's digest: by default on the leases the bot would choose without Redis."""
+
     async def post(text: str) -> None:
         posted.append(text)
 
-    return Digest(store=store, embed=toy_embed, post=post, style=SLACK, clock=lambda: NOW, **kw)
+    return Digest(
+        store=store,
+        leases=leases or choose_leases(store, None),
+        embed=toy_embed,
+        post=post,
+        style=SLACK,
+        clock=lambda: NOW,
+        **kw,
+    )
 
 
 async def test_the_digest_is_posted_once_per_period_across_restarts_and_replicas(
@@ -101,6 +117,42 @@ async def test_the_digest_is_posted_once_per_period_across_restarts_and_replicas
     assert await restarted.once() is False and len(posted) == 1
 
 
+async def test_replicas_sharing_redis_post_the_digest_once(tmp_path: Path, prefix: str) -> None:  # noqa: F811
+    """Replicas with answers of their own (SQLite) but one Redis: Redis's leases decide who posts."""
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    _seed(store)
+    links = [RedisLink(REDIS_URL, prefix=prefix) for _ in range(3)]
+    posted: list[str] = []
+    replicas = [_digest(store, posted, leases=choose_leases(store, link)) for link in links]
+    assert all(isinstance(d.leases, RedisLeases) for d in replicas)
+    results = await asyncio.gather(*(d.once() for d in replicas))
+    assert sorted(results) == [False, False, True] and len(posted) == 1
+    assert await _digest(store, posted, leases=RedisLeases(links[0])).once() is False and len(posted) == 1
+    for link in links:
+        assert link.degraded() is None
+        await link.aclose()
+    store.close()
+
+
+async def test_a_failed_digest_gives_its_period_back_at_once(tmp_path: Path) -> None:
+    """Another replica need not wait for the lease to expire: the failed one releases it."""
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    _seed(store)
+    leases = SqlLeases(store)
+
+    async def down(text: str) -> None:
+        raise ConnectionError("Slack is down")
+
+    failing = Digest(store=store, leases=leases, embed=toy_embed, post=down, style=SLACK, clock=lambda: NOW)
+    with pytest.raises(ConnectionError):
+        await failing.once()
+    other = FeedbackStore(tmp_path / "f.sqlite3")  # another replica on the same database
+    posted: list[str] = []
+    assert await _digest(other, posted, leases=SqlLeases(other)).once() is True and len(posted) == 1
+    other.close()
+    store.close()
+
+
 async def test_a_digest_that_could_not_be_posted_is_tried_again(tmp_path: Path) -> None:
     store = FeedbackStore(tmp_path / "f.sqlite3")
     _seed(store)
@@ -111,8 +163,15 @@ async def test_a_digest_that_could_not_be_posted_is_tried_again(tmp_path: Path) 
         if len(attempts) == 1:
             raise ConnectionError("Slack is down")
 
+    leases = SqlLeases(store)
     digest = Digest(
-        store=store, embed=toy_embed, post=flaky, style=SLACK, clock=lambda: NOW, check_every_s=0.01
+        store=store,
+        leases=leases,
+        embed=toy_embed,
+        post=flaky,
+        style=SLACK,
+        clock=lambda: NOW,
+        check_every_s=0.01,
     )
     task = asyncio.create_task(digest.run())
     for _ in range(200):
@@ -122,13 +181,16 @@ async def test_a_digest_that_could_not_be_posted_is_tried_again(tmp_path: Path) 
     await asyncio.sleep(0.1)
     task.cancel()
     assert len(attempts) == 2 and attempts[0] == attempts[1]  # failed once, posted on the next check, once
+    assert await leases.acquire(last_complete("weekly", NOW).key, 60) is None  # and marked done
     store.close()
 
 
 async def test_an_empty_period_posts_nothing(tmp_path: Path) -> None:
     store = FeedbackStore(tmp_path / "f.sqlite3")
     posted: list[str] = []
-    assert await _digest(store, posted).once() is False and posted == []
+    leases = SqlLeases(store)
+    assert await _digest(store, posted, leases=leases).once() is False and posted == []
+    assert await leases.acquire(last_complete("weekly", NOW).key, 60) is None  # done: not looked at again
     store.close()
 
 
@@ -164,7 +226,9 @@ async def test_the_discord_digest_reaches_the_channel_without_mentions(
         posted.append(text)
         await client.post(str(fake_discord.channel_id), text)
 
-    digest = Digest(store=store, embed=toy_embed, post=post, style=DISCORD, clock=lambda: NOW)
+    digest = Digest(
+        store=store, leases=MemoryLeases(), embed=toy_embed, post=post, style=DISCORD, clock=lambda: NOW
+    )
     assert await digest.once() is True
     sent = bot_posts(fake_discord, fake_discord.channel_id)
     assert [b["content"] for b in sent] == posted and sent[0]["allowed_mentions"] == {"parse": []}
@@ -185,13 +249,21 @@ async def test_a_running_bot_posts_yesterdays_digest_in_the_slack_channel_once(
     yesterday = time.time() // 86400 * 86400 - 43200
     db = tmp_path / "answers.sqlite3"
     store = FeedbackStore(db)
-    for q, mode in (
-        ("what is the orthogonality thesis?", "llm"),
-        ("<!channel> best pancake recipe", "abstain"),
+    for q, mode, community in (
+        ("what is the orthogonality thesis?", "llm", "slack:T0001"),
+        ("<!channel> best pancake recipe", "abstain", "slack:T0001"),
+        # Another workspace's question and a direct message: never in this workspace's channel.
+        ("another workspace asks about corrigibility", "abstain", "slack:T0999"),
+        ("a direct message about mesa-optimizers", "abstain", "dm"),
     ):
         answer_id = store.record_answer(
-            platform="slack", place="c", asker="u", question=q, answer=Answer("x", (), mode)
-        )  # type: ignore[arg-type]
+            platform="slack",
+            community=community,
+            place="c",
+            asker="u",
+            question=q,
+            answer=Answer("x", (), mode),  # type: ignore[arg-type]
+        )
         with store._transaction() as tx:
             store._execute(tx, "UPDATE answers SET created = ? WHERE id = ?", (yesterday, answer_id))
     store.close()
@@ -208,6 +280,7 @@ async def test_a_running_bot_posts_yesterdays_digest_in_the_slack_channel_once(
         text = digests[0]["text"]
         assert text.startswith("*AI-safety bot digest: ") and "2 questions: 1 answered" in text
         assert "<!channel>" not in text and "&lt;!channel&gt; best pancake recipe" in text
+        assert "corrigibility" not in text and "direct message" not in text
     finally:
         await fake.stop()
 
@@ -219,12 +292,24 @@ def test_a_digest_channel_or_handoff_role_needs_its_platform(monkeypatch: pytest
     for k in ("DISCORD_TOKEN", "SLACK_BOT_TOKEN", "DIGEST_CHANNEL", "HANDOFF_ROLE"):
         monkeypatch.delenv(k, raising=False)
     wrong_platform = {
-        "DIGEST_CHANNEL is a Discord channel id (a number) but DISCORD_TOKEN": {
-            "digest_channel": "123456789"
+        "DIGEST_CHANNEL: names a Discord channel, but DISCORD_TOKEN is not set": {
+            "digest_channel": "discord:123"
         },
-        "DIGEST_CHANNEL is a Slack channel id (C...) but SLACK_BOT_TOKEN": {"digest_channel": "C0123"},
-        "HANDOFF_ROLE is a Slack user group id (S...) but SLACK_BOT_TOKEN": {"handoff_role": "S0MODS"},
-        "HANDOFF_ROLE is a Discord role id (a number) but DISCORD_TOKEN": {"handoff_role": "777"},
+        "DIGEST_CHANNEL: names a Slack channel, but SLACK_BOT_TOKEN is not set": {
+            "digest_channel": "slack:C0123"
+        },
+        "HANDOFF_ROLE: names a Slack user group, but SLACK_BOT_TOKEN is not set": {
+            "handoff_role": "slack:S0MODS"
+        },
+        "HANDOFF_ROLE: names a Discord role, but DISCORD_TOKEN is not set": {"handoff_role": "discord:777"},
+        # Nothing guesses a platform from the shape of an id.
+        "DIGEST_CHANNEL: write discord: or slack: in front of the id": {"digest_channel": "123456789"},
+        "DIGEST_CHANNEL: Discord and Slack are both set up: write discord: or slack:": {
+            "digest_channel": "C0123",
+            "discord_token": "t",
+            "slack_bot_token": "xoxb-t",
+            "slack_app_token": "xapp-t",
+        },
     }
     for message, settings in wrong_platform.items():
         with pytest.raises(ConfigError, match=re.escape(message)):

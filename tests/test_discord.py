@@ -13,15 +13,16 @@ import pytest
 import pytest_asyncio
 import yarl
 
-from adapters.discord_bot import AiSafetyDiscord
-from adapters.discord_invite import invite_url
+from adapters.discord.client import USAGE, AiSafetyDiscord
+from adapters.discord.invite import invite_url
+from bot.conversation import Conversation
 from bot.core import AnswerCore
-from bot.feedback import FeedbackStore
-from bot.llm import AnthropicLLM
 from bot.platform import PlatformOptions
 from retrieval.embeddings import FastEmbedder
 from retrieval.index import StoreError, VectorStore
 from retrieval.search import HybridRetriever
+from service.anthropic_llm import AnthropicLLM
+from service.feedback import FeedbackStore
 from tests.fake_anthropic import FakeAnthropic, Reply
 from tests.fake_discord import FakeDiscord
 
@@ -31,6 +32,13 @@ StartBot = Callable[..., Awaitable[AiSafetyDiscord]]
 # Questions longer than this get a reply asking for a shorter one (MAX_QUESTION_CHARS, lowered for tests).
 MAX_CHARS = 400
 LONG_QUESTION = "Please read this carefully and then explain corrigibility. " * 12
+
+
+def feedback_of(platform_bot: Any) -> FeedbackStore:
+    """The answers store behind a platform's conversation (the adapters reach it only through that)."""
+    store = platform_bot.conversation.store
+    assert isinstance(store, FeedbackStore)
+    return store
 
 
 @pytest_asyncio.fixture
@@ -64,7 +72,10 @@ async def start_bot(
             max_question_chars=MAX_CHARS,
         )
         opts = PlatformOptions(**{"edit_interval_s": 0.2, "rate_limit_per_minute": 0, **options})
-        client = AiSafetyDiscord(core=core, feedback=feedback, options=opts, guild_ready_timeout=0.2)
+        conversation = Conversation.in_process(
+            "discord", core=core, store=feedback, options=opts, usage=USAGE
+        )
+        client = AiSafetyDiscord(conversation=conversation, guild_ready_timeout=0.2)
         task = asyncio.create_task(client.start("fake-token"))
         clients.append((client, task))
         async with asyncio.timeout(20):
@@ -263,7 +274,7 @@ async def test_feedback_click_is_recorded_and_survives_a_restart(
     )
     ack = [r.body for r in fake.calls("POST", "/interactions/") if r.body["type"] == 4][-1]
     assert "Thanks" in ack["data"]["content"] and ack["data"]["flags"] & 64
-    rows = client.feedback.rows()
+    rows = feedback_of(client).rows()
     assert rows[0].answer_id == answer_id and rows[0].up == 1
     assert rows[0].question == "what is the orthogonality thesis?" and rows[0].sources
 
@@ -272,7 +283,8 @@ async def test_feedback_click_is_recorded_and_survives_a_restart(
     before = len(fake.calls("POST", "/interactions/"))
     await fake.dispatch("INTERACTION_CREATE", click(fake, custom_up.replace(":up", ":down"), answer_msg))
     await fake.wait_for(lambda: len(fake.calls("POST", "/interactions/")) > before)
-    row = restarted.feedback.rows()[0]
+    row = feedback_of(restarted).rows()[0]
+    assert row.community == f"discord:{fake_discord.guild_id}"  # the server it was asked in
     assert (row.up, row.down) == (0, 1)  # the same member changed their vote
 
 
@@ -321,7 +333,7 @@ async def test_failures_still_get_a_reply(
     async def broken(query: str, *, k: int = 5) -> Any:
         raise StoreError("Qdrant request failed: ConnectError")
 
-    monkeypatch.setattr(client.core.retriever, "search", broken)
+    monkeypatch.setattr(client.conversation.core.retriever, "search", broken)
     msg = await fake.user_says(fake.channel_id, mention(fake, "what is a mesa-optimizer?"))
     await fake.wait_for(
         lambda: any(t.startswith("Sorry, something went wrong") for t in final_texts(fake, msg["id"]))
@@ -348,12 +360,13 @@ async def test_rest_429_is_retried(
 async def test_metrics_after_a_mention(
     start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
 ) -> None:
-    from bot.observability import Metrics, Observer
+    from bot.observability import Observer
+    from service.metrics import Metrics
 
     fake = fake_discord
     client = await start_bot()
     metrics = Metrics()
-    client.core.observer = Observer(metrics)
+    client.conversation.core.observer = Observer(metrics)
     llm_server.script.append(Reply(text="Mesa-optimizers are learned optimizers [1]."))
     await asked(fake, "what is a mesa-optimizer?")
     await fake.wait_for(lambda: b'outcome="llm",platform="discord"' in metrics.render())
@@ -456,7 +469,7 @@ def click(fake: FakeDiscord, custom_id: str, message: dict[str, Any]) -> dict[st
 
 
 async def test_slash_commands_are_synced_on_purpose(fake_discord: FakeDiscord) -> None:
-    from adapters.discord_bot import sync_commands
+    from adapters.discord.client import sync_commands
 
     names = await sync_commands("fake-token")
     assert sorted(names) == ["ask", "help"]

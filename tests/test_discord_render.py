@@ -5,7 +5,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.discord_render import (
+from adapters.discord.render import (
     MESSAGE_LIMIT,
     Said,
     build_history,
@@ -42,8 +42,10 @@ def test_history_roles_and_bound() -> None:
     ]
     many = [Said(1, f"m{i}") for i in range(50)]
     assert [t.text for t in build_history(many, BOT, limit=5)] == ["m45", "m46", "m47", "m48", "m49"]
-    q = to_question(f"<@{BOT}> why would it do that?", bot_id=BOT, history=said, asker="1", place="c")
-    assert q.text == "why would it do that?" and len(q.history) == 2
+    q = to_question(
+        f"<@{BOT}> why would it do that?", bot_id=BOT, history=said, asker="1", place="c", community="dm"
+    )
+    assert q.text == "why would it do that?" and len(q.history) == 2 and q.community == "dm"
 
 
 def test_thread_name_is_bounded() -> None:

@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
-from adapters.discord_bot import ShardedAiSafetyDiscord
+from adapters.discord.client import USAGE, ShardedAiSafetyDiscord
 from bot.config import Settings
+from bot.conversation import Conversation
 from bot.core import AnswerCore
 from bot.errors import ConfigError
-from bot.feedback import FeedbackStore
 from bot.platform import PlatformOptions
 from retrieval.embeddings import FastEmbedder
 from retrieval.index import VectorStore
 from retrieval.search import HybridRetriever
+from service.feedback import FeedbackStore
 from tests.fake_discord import FakeDiscord
 from tests.test_discord import fake_discord, final_texts, mention  # noqa: F401  (a fixture)
 
@@ -41,10 +42,15 @@ async def test_two_processes_with_one_shard_each_share_the_servers(
     tasks: list[asyncio.Task[Any]] = []
     for shard in (0, 1):
         core = AnswerCore(retriever=HybridRetriever(store=slice_store, embedder=embedder), llm=None)
-        bot = ShardedAiSafetyDiscord(
+        conversation = Conversation.in_process(
+            "discord",
             core=core,
-            feedback=feedback,
+            store=feedback,
             options=PlatformOptions(edit_interval_s=0.2, rate_limit_per_minute=0),
+            usage=USAGE,
+        )
+        bot = ShardedAiSafetyDiscord(
+            conversation=conversation,
             shard_count=2,
             shard_ids=[shard],
             guild_ready_timeout=0.2,

@@ -16,8 +16,8 @@ from urllib.parse import quote
 import pytest
 
 from bot.errors import ConfigError
-from bot.feedback import MIGRATIONS, FeedbackStore
 from bot.models import Answer, Source
+from service.feedback import MIGRATIONS, FeedbackStore
 from tests.conftest import cli, home_env, need
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -87,8 +87,12 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[objec
 def test_answers_votes_retention_and_privacy_on_both(open_store) -> None:  # type: ignore[no-untyped-def]
     store: FeedbackStore = open_store()
     assert store.schema_version() == LATEST
-    first = store.record_answer(platform="slack", place="C1", asker="U1", question="q1?", answer=ANSWER)
-    second = store.record_answer(platform="discord", place="9", asker="7", question="q2?", answer=ANSWER)
+    first = store.record_answer(
+        platform="slack", community="slack:1", place="C1", asker="U1", question="q1?", answer=ANSWER
+    )
+    second = store.record_answer(
+        platform="discord", community="discord:1", place="9", asker="7", question="q2?", answer=ANSWER
+    )
     assert second > first
     assert store.record_vote(first, voter="U2", vote="up")
     assert store.record_vote(first, voter="U2", vote="down")  # voting again replaces the vote
@@ -102,7 +106,7 @@ def test_answers_votes_retention_and_privacy_on_both(open_store) -> None:  # typ
 
     private: FeedbackStore = open_store(store_questions=False)
     answer_id = private.record_answer(
-        platform="slack", place="C1", asker="U1", question="secret?", answer=ANSWER
+        platform="slack", community="slack:1", place="C1", asker="U1", question="secret?", answer=ANSWER
     )
     row = next(r for r in private.since(1) if r.answer_id == answer_id)
     assert (row.question, row.answer, row.asker, row.mode) == ("", "", "", "llm")
@@ -111,7 +115,9 @@ def test_answers_votes_retention_and_privacy_on_both(open_store) -> None:  # typ
 def test_a_vote_clicked_on_any_replica_counts_once(open_store) -> None:  # type: ignore[no-untyped-def]
     a: FeedbackStore = open_store()
     b: FeedbackStore = open_store()
-    answer_id = a.record_answer(platform="slack", place="C1", asker="U1", question="q?", answer=ANSWER)
+    answer_id = a.record_answer(
+        platform="slack", community="slack:1", place="C1", asker="U1", question="q?", answer=ANSWER
+    )
     assert b.record_vote(answer_id, voter="U9", vote="up")
     assert a.record_vote(answer_id, voter="U9", vote="up")
     assert [(r.up, r.down) for r in b.rows()] == [(1, 0)]
@@ -169,7 +175,12 @@ def test_report_feedback_and_moving_an_sqlite_history_into_postgresql(
     old = FeedbackStore(tmp_path / "history.sqlite3")
     for i in range(3):
         answer_id = old.record_answer(
-            platform="slack", place="C1", asker="U1", question=f"question {i}?", answer=ANSWER
+            platform="slack",
+            community="slack:1",
+            place="C1",
+            asker="U1",
+            question=f"question {i}?",
+            answer=ANSWER,
         )
         old.record_vote(answer_id, voter="U2", vote="down" if i == 1 else "up")
     old.close()

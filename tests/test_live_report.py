@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from bot.feedback import FeedbackStore
 from bot.models import Answer, Source
+from service.feedback import FeedbackStore
 from tests.conftest import clean_env, cli, write_jsonl
 from tests.fixture_articles import BASE
 from tests.fixture_articles import rows as fixture_rows
@@ -32,6 +32,7 @@ def test_report_and_feedback_while_the_bot_runs(tmp_path: Path, model_env: dict[
     store = FeedbackStore(db)
     answer_id = store.record_answer(
         platform="slack",
+        community="slack:1",
         place="slack:C1",
         asker="slack:U1",
         question="what is the orthogonality thesis?",

@@ -13,17 +13,18 @@ import pytest
 from aiohttp import web
 
 from bot.core import AnswerCore
-from bot.feedback import FeedbackStore
-from bot.health import add_health_routes, serve
-from bot.llm import AnthropicLLM
 from bot.logs import JsonFormatter
 from bot.models import Answer, Question, Source
-from bot.observability import Metrics, Observer, TokenBudget
+from bot.observability import Observer, TokenBudget
 from retrieval.embeddings import FastEmbedder
 from retrieval.index import VectorStore
 from retrieval.ingest import ingest
 from retrieval.search import HybridRetriever
 from retrieval.store import QdrantStore
+from service.anthropic_llm import AnthropicLLM
+from service.feedback import FeedbackStore
+from service.health import add_health_routes, serve
+from service.metrics import Metrics
 from tests.conftest import write_jsonl
 from tests.fake_anthropic import FakeAnthropic, Reply
 from tests.fixture_articles import rows as fixture_rows
@@ -125,8 +126,12 @@ def test_retention_and_question_storage(tmp_path: Path) -> None:
     db = tmp_path / "f.sqlite3"
     answer = Answer("A [1].", (Source(1, "a:1", "T", "https://e.org"),), "llm")
     store = FeedbackStore(db)
-    old = store.record_answer(platform="slack", place="p", asker="u", question="old question", answer=answer)
-    new = store.record_answer(platform="slack", place="p", asker="u", question="new question", answer=answer)
+    old = store.record_answer(
+        platform="slack", community="slack:1", place="p", asker="u", question="old question", answer=answer
+    )
+    new = store.record_answer(
+        platform="slack", community="slack:1", place="p", asker="u", question="new question", answer=answer
+    )
     store.record_vote(old, voter="u", vote="down")
     with sqlite3.connect(db) as raw:
         raw.execute("UPDATE answers SET created = ? WHERE id = ?", (time.time() - 100 * 86400, old))
@@ -136,7 +141,12 @@ def test_retention_and_question_storage(tmp_path: Path) -> None:
 
     private = FeedbackStore(tmp_path / "p.sqlite3", store_questions=False)
     aid = private.record_answer(
-        platform="discord", place="c", asker="u", question="do not keep me", answer=answer
+        platform="discord",
+        community="discord:1",
+        place="c",
+        asker="u",
+        question="do not keep me",
+        answer=answer,
     )
     private.record_vote(aid, voter="u", vote="up")
     row = private.rows()[0]

@@ -1,4 +1,4 @@
-"""The shared-state ports on a real Redis (bot/redis_state.py): shared by replicas, atomic, and falling
+"""The shared-state ports on a real Redis (service/redis_state.py): shared by replicas, atomic, and falling
 back to the in-process versions while Redis is out of reach."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from bot import redis_state
-from bot.redis_state import RedisBudget, RedisDedupe, RedisLink, RedisRateLimit, RedisThreads
+from service import redis_state
+from service.redis_state import RedisBudget, RedisDedupe, RedisLink, RedisRateLimit, RedisThreads
 from tests.conftest import need
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -178,7 +178,7 @@ async def test_an_outage_falls_back_to_in_process_state_logs_once_and_recovers(
     assert link.degraded() is None and await link.ping()
 
     await asyncio.to_thread(private_redis.stop)
-    caplog.set_level(logging.WARNING, logger="bot.redis_state")
+    caplog.set_level(logging.WARNING, logger="service.redis_state")
     started = time.monotonic()
     answers = [await limit.allow("m") for _ in range(4)]
     assert time.monotonic() - started < 3  # a down Redis costs one short timeout, not one per question

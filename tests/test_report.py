@@ -6,10 +6,10 @@ import json
 import time
 from pathlib import Path
 
-from bot.feedback import FeedbackStore
 from bot.models import Answer, Source
-from bot.report import TABLES, build_report, render, table_csv
 from retrieval.embeddings import FastEmbedder
+from service.feedback import FeedbackStore
+from service.report import TABLES, build_report, render, table_csv
 
 ORTHO = Source(
     1, "aisafety.info:6568", "What is the orthogonality thesis?", "https://aisafety.info/questions/6568/x"
@@ -28,10 +28,16 @@ def test_report_on_a_scripted_history(tmp_path: Path, embedder: FastEmbedder) ->
         "what is the orthogonality thesis",
     ):
         store.record_answer(
-            platform="discord", place="c", asker="u", question=q, answer=Answer("Indep [1].", (ORTHO,), "llm")
+            platform="discord",
+            community="discord:1",
+            place="c",
+            asker="u",
+            question=q,
+            answer=Answer("Indep [1].", (ORTHO,), "llm"),
         )
     bad = store.record_answer(
         platform="slack",
+        community="slack:1",
         place="c",
         asker="u",
         question="what is a mesa optimizer",
@@ -40,7 +46,12 @@ def test_report_on_a_scripted_history(tmp_path: Path, embedder: FastEmbedder) ->
     store.record_vote(bad, voter="u1", vote="down")
     for q in ("best pancake recipe?", "how do I make pancakes"):
         store.record_answer(
-            platform="slack", place="c", asker="u", question=q, answer=Answer("no", (), "abstain")
+            platform="slack",
+            community="slack:1",
+            place="c",
+            asker="u",
+            question=q,
+            answer=Answer("no", (), "abstain"),
         )
     rows = store.since(30)
     store.close()
@@ -91,7 +102,11 @@ def _history(tmp_path: Path, *, store_questions: bool = True) -> FeedbackStore:
     ]
     ids = []
     for at, q, a in script:
-        ids.append(store.record_answer(platform="slack", place="c", asker="u", question=q, answer=a))
+        ids.append(
+            store.record_answer(
+                platform="slack", community="slack:1", place="c", asker="u", question=q, answer=a
+            )
+        )
         with store._transaction() as db:
             store._execute(db, "UPDATE answers SET created = ? WHERE id = ?", (at, ids[-1]))
     store.record_vote(ids[1], voter="u1", vote="down")
@@ -104,7 +119,9 @@ def test_the_report_counts_each_day_by_outcome_and_lists_the_topics_to_write(
     store = _history(tmp_path)
     rows = [r for r in store.since(30) if r.created >= NOW - 7 * DAY]
     store.close()
-    report = build_report(rows, embed=embedder.embed_dense_only, articles=ARTICLES, since_days=7, now=NOW)
+    report = build_report(
+        rows, embed=embedder.embed_dense_only, articles=ARTICLES, since_days=7, now=NOW, community="slack:1"
+    )
     days = {d["day"]: d for d in report["by_day"]}
     assert len(days) == 7 and days[TODAY] == {
         "day": TODAY,
@@ -138,6 +155,7 @@ def test_without_stored_questions_the_report_keeps_counts_and_sources_only(
         since_days=30,
         questions_stored=False,
         now=NOW,
+        community="slack:1",
     )
     assert report["answers"] == 5 and report["by_outcome"] == {"llm": 3, "abstain": 1, "error": 1}
     assert report["most_asked"] == report["abstained"] == report["to_write"] == []
@@ -154,12 +172,25 @@ def test_without_stored_questions_the_report_keeps_counts_and_sources_only(
 
 
 def test_a_question_that_looks_like_a_formula_stays_text_in_the_csv(embedder: FastEmbedder) -> None:
-    from bot.feedback import FeedbackRow
+    from service.feedback import FeedbackRow
 
     row = FeedbackRow(
-        1, "slack", "c", "u", '=HYPERLINK("http://evil.example","click")', "", "abstain", [], 0, 0, NOW
+        1,
+        "slack",
+        "c",
+        "u",
+        '=HYPERLINK("http://evil.example","click")',
+        "",
+        "abstain",
+        [],
+        0,
+        0,
+        NOW,
+        "slack:1",
     )
-    report = build_report([row], embed=embedder.embed_dense_only, articles={}, since_days=1, now=NOW)
+    report = build_report(
+        [row], embed=embedder.embed_dense_only, articles={}, since_days=1, now=NOW, community="slack:1"
+    )
     cells = list(csv.reader(io.StringIO(table_csv(report, "abstained"))))[1]
     assert cells[1].startswith("'=HYPERLINK")
 

@@ -11,7 +11,8 @@ import aiohttp
 import discord
 import pytest
 
-from aisafety_bot.cli import _run_platforms, open_app
+from aisafety_bot.runner import run_platforms
+from aisafety_bot.wiring import open_app
 from bot.config import load_settings
 from tests.conftest import write_jsonl
 from tests.fake_discord import FakeDiscord
@@ -54,7 +55,7 @@ async def test_run_serves_both_platforms_and_readiness(
         app.ensure_ingested()
     with open_app(load_settings()) as app:
         assert app.embedder._dense is None  # nothing has loaded the model in this app yet
-        task = asyncio.create_task(_run_platforms(app))
+        task = asyncio.create_task(run_platforms(app))
         try:
             async with aiohttp.ClientSession() as http:
 
@@ -101,7 +102,7 @@ async def test_run_serves_both_platforms_and_readiness(
                 async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
                     metrics = await r.text()
                 assert 'platform="slack"' in metrics and 'platform="discord"' in metrics
-            from bot.feedback import FeedbackStore
+            from service.feedback import FeedbackStore
 
             stored = FeedbackStore(tmp_path / "f.sqlite3")
             rows = stored.rows(only_voted=False)
@@ -115,3 +116,80 @@ async def test_run_serves_both_platforms_and_readiness(
             await asyncio.gather(task, return_exceptions=True)
             await fake_d.stop()
             await fake_s.stop()
+
+
+async def test_run_on_discord_posts_the_digest_and_finds_the_communities_of_older_answers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_env: dict[str, str]
+) -> None:
+    """DIGEST_CHANNEL's platform posts the digest, with PUBLIC_URL's report link, once it is connected;
+    answers stored before communities were recorded get their server's."""
+    import time
+
+    from bot.models import UNASSIGNED, Answer
+    from service.feedback import FeedbackStore
+
+    fake = FakeDiscord()
+    await fake.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", fake.gateway_url)
+    db = tmp_path / "f.sqlite3"
+    store = FeedbackStore(db)
+    older = store.record_answer(
+        platform="discord",
+        community=UNASSIGNED,
+        place=f"discord:{fake.other_channel_id}",
+        asker="discord:5",
+        question="what is a mesa-optimizer?",
+        answer=Answer("x", (), "abstain"),
+    )
+    with store._transaction() as tx:  # yesterday's: the daily digest's period
+        store._execute(tx, "UPDATE answers SET created = ? WHERE id = ?", (time.time() - 86400, older))
+    store.close()
+    port = free_port()
+    source = write_jsonl(tmp_path / "s.jsonl", fixture_rows("orthogonality", "mesa-optimizers"))
+    for k in (
+        "ANTHROPIC_API_KEY",
+        "QDRANT_URL",
+        "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
+        "REDIS_URL",
+        "ADMIN_URL",
+    ):
+        monkeypatch.delenv(k, raising=False)
+    env = {
+        "QDRANT_PATH": str(tmp_path / "store"),
+        "SOURCES": str(source),
+        "DISCORD_TOKEN": "fake-token",
+        "HEALTH_PORT": str(port),
+        "HEALTH_HOST": "127.0.0.1",
+        "FEEDBACK_DB": str(db),
+        "DIGEST_CHANNEL": f"discord:{fake.channel_id}",
+        "DIGEST_EVERY": "daily",
+        "PUBLIC_URL": "https://bot.example.org",
+        **model_env,
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)
+    with open_app(load_settings()) as app:
+        task = asyncio.create_task(run_platforms(app))
+        try:
+            digests = await fake.wait_for(lambda: fake.messages.get(fake.channel_id), within=60)
+            await fake.wait_for(lambda: communities(db) == [f"discord:{fake.guild_id}"])
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await fake.stop()
+    text = digests[0]["content"]
+    assert text.startswith("**AI-safety bot digest: ") and "1 questions" in text
+    assert "[The full report](<https://bot.example.org/admin/>)" in text
+
+
+def communities(db: Path) -> list[str]:
+    from service.feedback import FeedbackStore
+
+    store = FeedbackStore(db)
+    try:
+        return [r.community for r in store.rows(only_voted=False)]
+    finally:
+        store.close()

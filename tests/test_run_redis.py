@@ -13,7 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from aisafety_bot.cli import _run_platforms, open_app
+from aisafety_bot.runner import run_platforms
+from aisafety_bot.wiring import open_app
 from bot.config import load_settings
 from tests.conftest import write_jsonl
 from tests.fake_slack import BOT_USER, FakeSlack, event_callback, signed_headers
@@ -58,7 +59,7 @@ async def replica(
     for k, v in settings.items():
         monkeypatch.setenv(k, v)
     with open_app(load_settings()) as app:
-        task = asyncio.create_task(_run_platforms(app))
+        task = asyncio.create_task(run_platforms(app))
         try:
             await until_ready(port, within=60)
             yield port

@@ -17,14 +17,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from adapters.slack_app import SlackBot
+from adapters.slack.app import USAGE, SlackBot
+from bot.conversation import Conversation
 from bot.core import AnswerCore
-from bot.feedback import FeedbackStore
-from bot.llm import AnthropicLLM
 from bot.platform import PlatformOptions
 from retrieval.embeddings import FastEmbedder
 from retrieval.index import VectorStore
 from retrieval.search import HybridRetriever
+from service.anthropic_llm import AnthropicLLM
+from service.feedback import FeedbackStore
 from tests.fake_anthropic import FakeAnthropic, Reply
 from tests.fake_slack import BOT_USER, FakeSlack, signed_headers
 from tests.qdrant_server import free_port
@@ -142,6 +143,13 @@ MAX_CHARS = 400
 LONG_QUESTION = "Please read this carefully and then explain corrigibility. " * 12
 
 
+def feedback_of(platform_bot: Any) -> FeedbackStore:
+    """The answers store behind a platform's conversation (the adapters reach it only through that)."""
+    store = platform_bot.conversation.store
+    assert isinstance(store, FeedbackStore)
+    return store
+
+
 @pytest_asyncio.fixture
 async def fake_slack() -> AsyncIterator[FakeSlack]:
     fake = FakeSlack()
@@ -174,9 +182,9 @@ async def start_slack(
         )
         opts = PlatformOptions(**{"edit_interval_s": 0.2, "rate_limit_per_minute": 0, **options})
         bot = SlackBot(
-            core=core,
-            feedback=feedback,
-            options=opts,
+            conversation=Conversation.in_process(
+                "slack", core=core, store=feedback, options=opts, usage=USAGE
+            ),
             token="xoxb-test",
             signing_secret=SECRET,
             base_url=f"{fake_slack.url}/api/",
@@ -300,7 +308,8 @@ async def test_feedback_click_is_recorded(start_slack: StartSlack, llm_server: F
     await h.fake.wait_for(
         lambda: [c for c in h.fake.named("chat.postEphemeral") if "Thanks" in c.args.get("text", "")]
     )
-    row = h.bot.feedback.rows()[0]
+    row = feedback_of(h.bot).rows()[0]
+    assert row.community == "slack:T0001"  # the workspace it was asked in
     assert (row.up, row.down, row.platform) == (
         0,
         1,
@@ -329,11 +338,12 @@ async def test_double_delivery_and_retries_give_one_answer(
 
 
 async def test_metrics_after_real_traffic(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
-    from bot.observability import Metrics, Observer
+    from bot.observability import Observer
+    from service.metrics import Metrics
 
     h = await start_slack(rate_limit_per_minute=1)
     metrics = Metrics()
-    h.bot.core.observer = Observer(metrics)
+    h.bot.conversation.core.observer = Observer(metrics)
     llm_server.script.append(Reply(text="Goals and intelligence are independent [1]."))
     msg = await h.mention("what is the orthogonality thesis?")
     final = (await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"])))[0]
@@ -434,7 +444,7 @@ async def test_llm_failure_and_retrieval_failure_still_reply(
     async def broken(query: str, *, k: int = 5) -> Any:
         raise StoreError("Qdrant request failed")
 
-    monkeypatch.setattr(h.bot.core.retriever, "search", broken)
+    monkeypatch.setattr(h.bot.conversation.core.retriever, "search", broken)
     msg = await h.mention("what is a mesa-optimizer?")
     await h.fake.wait_for(
         lambda: any(t.startswith("Sorry, something went wrong") for t in h.fake.bot_texts(CHANNEL))
@@ -471,9 +481,13 @@ async def test_socket_mode(
     llm = AnthropicLLM(api_key="k", model="claude-test", base_url=llm_server.url, timeout_s=5, max_retries=1)
     core = AnswerCore(retriever=HybridRetriever(store=slice_store, embedder=embedder), llm=llm)
     bot = SlackBot(
-        core=core,
-        feedback=FeedbackStore(tmp_path / "f.sqlite3"),
-        options=PlatformOptions(edit_interval_s=0.2),
+        conversation=Conversation.in_process(
+            "slack",
+            core=core,
+            store=FeedbackStore(tmp_path / "f.sqlite3"),
+            options=PlatformOptions(edit_interval_s=0.2),
+            usage=USAGE,
+        ),
         token="xoxb-test",
         base_url=f"{fake_slack.url}/api/",
     )
@@ -572,9 +586,7 @@ async def test_no_library_logger_writes_user_text_at_info(start_slack: StartSlac
 
         quiet_libraries(logging.INFO)
         SlackBot(
-            core=h.bot.core,
-            feedback=h.bot.feedback,
-            options=h.bot.options,
+            conversation=h.bot.conversation,
             token="xoxb-test",
             signing_secret=SECRET,
         )  # a bot built while the root logger is at INFO: bolt copies that level into its loggers
@@ -640,11 +652,12 @@ async def test_replies_in_other_threads_cost_no_web_api_call(start_slack: StartS
 
 
 async def test_every_path_records_the_same_stages(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
-    from bot.observability import Metrics, Observer
+    from bot.observability import Observer
+    from service.metrics import Metrics
 
     h = await start_slack()
     metrics = Metrics()
-    h.bot.core.observer = Observer(metrics)
+    h.bot.conversation.core.observer = Observer(metrics)
     llm_server.script += [
         Reply(text="Takeoff is the move to superintelligence [1]."),
         Reply(text="Quantilizers [1]."),

@@ -7,7 +7,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.slack_render import (
+from adapters.slack.render import (
     SECTION_LIMIT,
     build_history,
     escape,
@@ -35,6 +35,7 @@ def test_event_to_question_and_history() -> None:
         {"text": f"<@{BOT}|bot> why would it do that?", "user": "U1", "channel": "C1"},
         bot_user_id=BOT,
         history=history,
+        community="slack:T1",
     )
     assert q.text == "why would it do that?" and q.asker == "slack:U1" and q.place == "slack:C1"
     assert [(t.role, t.text) for t in q.history] == [
@@ -102,7 +103,7 @@ def test_manifest_has_exactly_what_the_bot_uses() -> None:
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
     commands = {c["command"] for c in manifest["features"]["slash_commands"]}
-    source = "".join(p.read_text() for p in sorted((ROOT / "adapters").glob("slack_*.py")))
+    source = "".join(p.read_text() for p in sorted((ROOT / "adapters" / "slack").glob("*.py")))
     # Web API calls: self.client.X(...) in the bot, client.X(...) in the start-up checks.
     methods = set(re.findall(r"(?:\bself\.client|(?<![.\w])client)\.(\w+)\(", source))
     needs = {

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from bot.core import AnswerCore
-from bot.llm import AnthropicLLM
 from bot.models import Answer, Question
 from bot.prompts import WRITTEN_NOTE
 from retrieval.edge_store import EdgeStore
 from retrieval.embeddings import FastEmbedder
 from retrieval.ingest import ingest
 from retrieval.search import HybridRetriever
+from service.anthropic_llm import AnthropicLLM
 from tests.conftest import corpus_rows, write_jsonl
 from tests.fake_anthropic import FakeAnthropic, Reply
 

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import ConfigError
-from bot.models import Answer, Question
+from bot.models import UNASSIGNED, Answer, Question
 
 # Stored question text is capped: the core refuses longer questions anyway, and the database should not
 # grow by whatever a member pastes.
@@ -60,6 +60,29 @@ CREATE TABLE IF NOT EXISTS votes (
     (2, "CREATE INDEX IF NOT EXISTS answers_created ON answers (created);"),
     # Things done once whichever replica or restart asks: a digest's period, a thread's hand-off.
     (3, "CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, claimed {real} NOT NULL);"),
+    # The community each answer and vote belongs to (`discord:<guild>`, `slack:<team>`, `dm`). Rows from
+    # before it are `unassigned` (visible to the operator only) until the running bot resolves them;
+    # a Slack direct message's channel id starts with D, so those are known at once.
+    (
+        4,
+        """
+ALTER TABLE answers ADD COLUMN community TEXT NOT NULL DEFAULT 'unassigned';
+ALTER TABLE votes ADD COLUMN community TEXT NOT NULL DEFAULT 'unassigned';
+UPDATE answers SET community = 'dm' WHERE platform = 'slack' AND substr(place, 1, 7) = 'slack:D';
+UPDATE votes SET community = 'dm' WHERE answer_id IN (SELECT id FROM answers WHERE community = 'dm');
+CREATE INDEX IF NOT EXISTS answers_community ON answers (community, created);
+""",
+    ),
+    # One lease table for work done by one replica at a time or once ever (`service/lease.py`): a lease
+    # with no expiry is done. The claims (digest periods, hand-offs) move into it as done.
+    (
+        5,
+        """
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires {real});
+INSERT INTO leases (name, holder, expires) SELECT name, 'claimed', NULL FROM claims;
+DROP TABLE claims;
+""",
+    ),
 ]
 
 
@@ -76,6 +99,7 @@ class FeedbackRow:
     up: int
     down: int
     created: float = 0.0  # seconds since the epoch
+    community: str = UNASSIGNED
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -206,12 +230,18 @@ class FeedbackStore:
                 self._execute(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
             )
 
-    def record_answer(self, *, platform: str, place: str, asker: str, question: str, answer: Answer) -> int:
-        """Store an answer (its question and text only when questions may be stored); returns its id."""
+    def record_answer(
+        self, *, platform: str, place: str, asker: str, question: str, answer: Answer, community: str
+    ) -> int:
+        """Store an answer under its community (its question and text only when questions may be stored);
+        returns its id."""
+        if not community:
+            raise ValueError("an answer is stored under its community (discord:<guild>, slack:<team> or dm)")
         sources = [{"n": s.n, "id": s.id, "title": s.title, "url": s.url} for s in answer.sources]
         keep = self.store_questions
         return self._insert_answer(
             time.time(),
+            community,
             platform,
             place if keep else "",
             asker if keep else "",
@@ -225,8 +255,8 @@ class FeedbackStore:
         with self._transaction() as db:
             cur = self._execute(
                 db,
-                "INSERT INTO answers (created, platform, place, asker, question, answer, mode, sources) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO answers (created, community, platform, place, asker, question, answer, mode, "
+                "sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 values,
             )
             return int(cur.fetchone()[0])
@@ -240,26 +270,33 @@ class FeedbackStore:
             asker=question.asker,
             question=question.text,
             answer=answer,
+            community=question.community,
         )
 
-    def record_vote(self, answer_id: int, *, voter: str, vote: str, at: float | None = None) -> bool:
-        """A member's vote on an answer; voting again replaces their vote. False if no such answer."""
+    def record_vote(
+        self, answer_id: int, *, voter: str, vote: str, community: str | None = None, at: float | None = None
+    ) -> bool:
+        """A member's vote on an answer of their community (None: any, for copying a history); voting
+        again replaces their vote. False if there is no such answer in that community."""
         if vote not in ("up", "down"):
             raise ValueError(f"unknown vote {vote!r}")
         with self._transaction() as db:
-            if self._execute(db, "SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is None:
+            row = self._execute(db, "SELECT community FROM answers WHERE id = ?", (answer_id,)).fetchone()
+            if row is None or (community is not None and row[0] != community):
                 return False
             self._execute(
                 db,
-                "INSERT INTO votes (answer_id, voter, vote, created) VALUES (?, ?, ?, ?) "
+                "INSERT INTO votes (answer_id, voter, vote, created, community) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (answer_id, voter) DO UPDATE SET vote = excluded.vote, created = excluded.created",
-                (answer_id, voter, vote, time.time() if at is None else at),
+                (answer_id, voter, vote, time.time() if at is None else at, row[0]),
             )
             return True
 
-    async def vote(self, answer_id: int, *, voter: str, vote: str) -> bool:
+    async def vote(self, answer_id: int, *, voter: str, vote: str, community: str) -> bool:
         """`record_vote` from an event loop: the write runs in a worker thread."""
-        return await asyncio.to_thread(self.record_vote, answer_id, voter=voter, vote=vote)
+        return await asyncio.to_thread(
+            self.record_vote, answer_id, voter=voter, vote=vote, community=community
+        )
 
     def purge(self, retention_days: float) -> int:
         """Delete answers (with their question text) and votes older than the retention period."""
@@ -272,66 +309,94 @@ class FeedbackStore:
             )
             return int(self._execute(db, "DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount)
 
-    def since(self, days: float) -> list[FeedbackRow]:
-        """Every answer of the last `days` days, oldest first, with its votes."""
-        return self._select("WHERE a.created >= ? GROUP BY a.id ORDER BY a.id", time.time() - days * 86400)
+    def since(self, days: float, *, community: str | None = None) -> list[FeedbackRow]:
+        """Every answer of the last `days` days, oldest first, with its votes: of one community, or
+        (None, the operator's view) of all of them."""
+        where, params = _of(community)
+        return self._select(
+            f"WHERE a.created >= ?{where} GROUP BY a.id ORDER BY a.id", time.time() - days * 86400, *params
+        )
 
-    def rows(self, *, limit: int = 50, only_voted: bool = True) -> list[FeedbackRow]:
+    def rows(
+        self, *, limit: int = 50, only_voted: bool = True, community: str | None = None
+    ) -> list[FeedbackRow]:
         """The newest answers (by default only those that got a vote), with their votes."""
+        where, params = _of(community)
         having = "HAVING COUNT(v.vote) > 0 " if only_voted else ""
-        return self._select(f"GROUP BY a.id {having}ORDER BY a.id DESC LIMIT ?", limit)
+        return self._select(
+            f"WHERE 1 = 1{where} GROUP BY a.id {having}ORDER BY a.id DESC LIMIT ?", *params, limit
+        )
 
     def _select(self, tail: str, *params: object) -> list[FeedbackRow]:
         query = (
             "SELECT a.id, a.platform, a.place, a.asker, a.question, a.answer, a.mode, a.sources, "
             "COALESCE(SUM(CASE WHEN v.vote = 'up' THEN 1 ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN v.vote = 'down' THEN 1 ELSE 0 END), 0), a.created "
+            "COALESCE(SUM(CASE WHEN v.vote = 'down' THEN 1 ELSE 0 END), 0), a.created, a.community "
             "FROM answers a LEFT JOIN votes v ON v.answer_id = a.id " + tail
         )
         with self._transaction() as db:
             return [_row(r) for r in self._execute(db, query, params).fetchall()]
 
-    def between(self, start: float, end: float) -> list[FeedbackRow]:
+    def between(self, start: float, end: float, *, community: str | None = None) -> list[FeedbackRow]:
         """Every answer from `start` (included) to `end` (excluded), seconds since the epoch, oldest first."""
-        return self._select("WHERE a.created >= ? AND a.created < ? GROUP BY a.id ORDER BY a.id", start, end)
+        where, params = _of(community)
+        return self._select(
+            f"WHERE a.created >= ? AND a.created < ?{where} GROUP BY a.id ORDER BY a.id", start, end, *params
+        )
 
-    async def claim_once(self, name: str) -> bool:
-        """Take `name` (a digest's period, a thread's hand-off): True for exactly one caller, whichever
-        replica or restart asks, until `unclaim`. The write runs in a worker thread."""
+    def communities(self) -> list[str]:
+        """Every community with stored answers (the operator's list)."""
+        with self._transaction() as db:
+            rows = self._execute(db, "SELECT DISTINCT community FROM answers ORDER BY community").fetchall()
+        return [str(r[0]) for r in rows]
 
-        def claim() -> bool:
-            with self._transaction() as db:
+    def unassigned_places(self, platform: str) -> list[str]:
+        """The places (`discord:<channel>`, `slack:<channel>`) of answers stored before communities were
+        recorded and not resolved yet."""
+        with self._transaction() as db:
+            rows = self._execute(
+                db,
+                "SELECT DISTINCT place FROM answers WHERE community = ? AND platform = ? ORDER BY place",
+                (UNASSIGNED, platform),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def assign(self, platform: str, communities: dict[str, str]) -> int:
+        """Give unassigned answers (and their votes) of `platform` the community found for their place.
+        Returns how many answers were assigned."""
+        assigned = 0
+        with self._transaction() as db:
+            for place, community in communities.items():
+                if not community or community == UNASSIGNED:
+                    continue
                 cur = self._execute(
                     db,
-                    "INSERT INTO claims (name, claimed) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-                    (name, time.time()),
+                    "UPDATE answers SET community = ? WHERE community = ? AND platform = ? AND place = ?",
+                    (community, UNASSIGNED, platform, place),
                 )
-                return bool(cur.rowcount == 1)
-
-        return await asyncio.to_thread(claim)
-
-    async def unclaim(self, name: str) -> None:
-        """Give a claim back (what it was for could not be done: a later try may do it)."""
-
-        def release() -> None:
-            with self._transaction() as db:
-                self._execute(db, "DELETE FROM claims WHERE name = ?", (name,))
-
-        await asyncio.to_thread(release)
+                assigned += int(cur.rowcount)
+            self._execute(
+                db,
+                "UPDATE votes SET community = (SELECT a.community FROM answers a WHERE a.id = votes.answer_id) "
+                "WHERE community = ?",
+                (UNASSIGNED,),
+            )
+        return assigned
 
     def copy_from(self, other: FeedbackStore) -> tuple[int, int]:
         """Every answer and vote of `other` (an SQLite history moving to PostgreSQL), added here with
         new ids; their times are kept. Returns (answers, votes) copied."""
         with other._transaction() as db:
             answers = db.execute(
-                "SELECT id, created, platform, place, asker, question, answer, mode, sources FROM answers ORDER BY id"
+                "SELECT id, created, community, platform, place, asker, question, answer, mode, sources "
+                "FROM answers ORDER BY id"
             ).fetchall()
             votes = db.execute("SELECT answer_id, voter, vote, created FROM votes").fetchall()
         ids = {old: self._insert_answer(*rest) for old, *rest in answers}
         copied = 0
         for answer_id, voter, vote, created in votes:
             if answer_id in ids:
-                copied += self.record_vote(ids[answer_id], voter=voter, vote=vote, at=created)
+                copied += self.record_vote(ids[answer_id], voter=voter, vote=vote, community=None, at=created)
         return len(ids), copied
 
     def close(self) -> None:
@@ -350,7 +415,23 @@ def redact(text: str, url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
+def _of(community: str | None) -> tuple[str, tuple[str, ...]]:
+    """The condition that keeps one community's rows (none: the operator's view of every community)."""
+    return ("", ()) if community is None else (" AND a.community = ?", (community,))
+
+
 def _row(r: tuple[Any, ...]) -> FeedbackRow:
     return FeedbackRow(
-        r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), int(r[8]), int(r[9]), float(r[10])
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        json.loads(r[7]),
+        int(r[8]),
+        int(r[9]),
+        float(r[10]),
+        str(r[11]),
     )

@@ -15,21 +15,18 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from adapters.discord_render import (
+from adapters.discord.render import (
     Said,
+    community_of,
     split_message,
     strip_mentions,
     thread_name,
     to_question,
 )
-from adapters.discord_reply import FeedbackButton, FollowupReply, HandoffButton, ThreadReply
+from adapters.discord.reply import FeedbackButton, FollowupReply, HandoffButton, ThreadReply
 from bot.conversation import Conversation
-from bot.core import AnswerCore
 from bot.errors import StartupError
-from bot.feedback import FeedbackStore
 from bot.models import Question
-from bot.platform import PlatformOptions
-from bot.ports import RateLimit
 
 _log = logging.getLogger(__name__)
 
@@ -59,28 +56,16 @@ def _command_definitions() -> list[app_commands.Command[Any, ..., None]]:
 
 
 class AiSafetyDiscord(discord.Client):
-    def __init__(
-        self,
-        *,
-        core: AnswerCore,
-        feedback: FeedbackStore,
-        options: PlatformOptions,
-        sync_commands: bool = False,
-        conversation: Conversation | None = None,
-        limiter: RateLimit | None = None,
-        **kwargs: Any,
-    ):
+    def __init__(self, *, conversation: Conversation, sync_commands: bool = False, **kwargs: Any):
+        """`conversation`: this platform's answers and its only way to stored state (votes, the rate
+        limit, hand-offs), made by `Conversation.for_platform("discord", ..., usage=USAGE)`."""
         # The bot never joins voice channels: discord.py's "voice will NOT be supported" notes are noise.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **kwargs)
-        self.core = core
-        self.feedback = feedback
-        self.options = options
-        self.conversation = conversation or Conversation.in_process(
-            "discord", core=core, store=feedback, options=options, usage=USAGE, limiter=limiter
-        )
+        self.conversation = conversation
+        self.options = conversation.options
         self.tree = app_commands.CommandTree(self)
         self._starters: OrderedDict[int, Said] = OrderedDict()  # thread id -> its opening message
         self._sync_commands = sync_commands
@@ -165,6 +150,7 @@ class AiSafetyDiscord(discord.Client):
                 history=history,
                 asker=f"discord:{message.author.id}",
                 place=f"discord:{getattr(reply.channel, 'id', '')}",
+                community=community_of(message.guild.id if message.guild is not None else None),
             )
         except Exception:
             _log.exception("could not read a Discord message (%s)", why)
@@ -210,7 +196,10 @@ class AiSafetyDiscord(discord.Client):
         started = time.monotonic()
         await interaction.response.defer(ephemeral=private, thinking=True)  # within Discord's 3 s
         q = Question(
-            question, asker=f"discord:{interaction.user.id}", place=f"discord:{interaction.channel_id}"
+            question,
+            asker=f"discord:{interaction.user.id}",
+            place=f"discord:{interaction.channel_id}",
+            community=community_of(interaction.guild_id),
         )
         reply = FollowupReply(
             interaction,

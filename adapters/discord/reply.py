@@ -12,9 +12,9 @@ from typing import Any
 
 import discord
 
-from adapters.discord_render import MESSAGE_LIMIT, defuse, render, split_message
+from adapters.discord.render import MESSAGE_LIMIT, community_of, defuse, render, split_message
 from bot.models import Answer
-from bot.platform import HANDOFF_LABEL, apology, handoff_message, thanks
+from bot.platform import HANDOFF_LABEL, apology, handoff_message
 
 _log = logging.getLogger(__name__)
 
@@ -42,12 +42,14 @@ class FeedbackButton(
         return cls(int(match["answer"]), match["vote"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        client: Any = interaction.client  # the bot's client: it has the feedback store and the core
-        recorded = await client.feedback.vote(
-            self.answer_id, voter=f"discord:{interaction.user.id}", vote=self.vote
+        client: Any = interaction.client  # the bot's client: its conversation records the vote
+        said = await client.conversation.vote(
+            community_of(interaction.guild_id),
+            self.answer_id,
+            voter=f"discord:{interaction.user.id}",
+            vote=self.vote,
         )
-        client.core.observer.feedback("discord", self.vote)
-        await interaction.response.send_message(thanks(self.vote, recorded), ephemeral=True)
+        await interaction.response.send_message(said, ephemeral=True)
 
 
 class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"aisafety:handoff"):
@@ -70,7 +72,7 @@ class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"a
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         client: Any = interaction.client
         await interaction.response.defer(ephemeral=True, thinking=True)  # within Discord's 3 s
-        role = int(client.options.handoff or 0)
+        role = int(client.conversation.options.handoff or 0)
 
         async def call() -> None:
             await interaction.channel.send(  # type: ignore[union-attr]
@@ -81,7 +83,10 @@ class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"a
             )
 
         said = await client.conversation.handoff(
-            f"discord:{interaction.user.id}", str(interaction.channel_id), call
+            community_of(interaction.guild_id),
+            f"discord:{interaction.user.id}",
+            str(interaction.channel_id),
+            call,
         )
         await interaction.followup.send(said, ephemeral=True)
 

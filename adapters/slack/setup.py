@@ -41,8 +41,9 @@ def bolt_logger() -> logging.Logger:
     return logger
 
 
-async def check_bot_token(client: AsyncWebClient) -> str:
-    """The bot's user id on this workspace (auth.test), or a StartupError naming SLACK_BOT_TOKEN."""
+async def check_bot_token(client: AsyncWebClient) -> tuple[str, str]:
+    """The bot's user id and its workspace's team id (auth.test), or a StartupError naming
+    SLACK_BOT_TOKEN."""
     try:
         auth = await client.auth_test()
     except SlackApiError as exc:
@@ -55,7 +56,7 @@ async def check_bot_token(client: AsyncWebClient) -> str:
         raise StartupError(f"Slack's auth.test failed ({error}); check SLACK_BOT_TOKEN") from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise StartupError(_unreachable(client, exc) + "; SLACK_BOT_TOKEN could not be checked") from None
-    return str(auth["user_id"])
+    return str(auth["user_id"]), str(auth.get("team_id") or "")
 
 
 async def check_app_token(client: AsyncWebClient, app_token: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.feedback import FeedbackRow
+from service.feedback import FeedbackRow
 
 SAME_QUESTION = 0.8  # cosine above which two questions count as the same question
 # Cosine to a cluster's first question above which a question joins it, for "questions to write": one
@@ -71,22 +71,40 @@ def build_report(
     top: int = 20,
     questions_stored: bool = True,
     now: float | None = None,
+    community: str | None = None,
 ) -> dict[str, Any]:
     """What the community asked in the last `since_days` days. Without stored questions
-    (`STORE_QUESTIONS=false`) only counts and sources: the question sections are empty."""
+    (`STORE_QUESTIONS=false`) only counts and sources: the question sections are empty.
+
+    `community`: the one community `rows` were read for (its moderators' view); None for the operator's
+    view of every community, where questions are grouped within their own community and each group,
+    answer and topic names it."""
+    if community is not None and any(r.community != community for r in rows):
+        raise ValueError(f"a report of {community} was given another community's answers")
     cited = Counter(str(s["id"]) for r in rows for s in r.sources if r.mode == "llm")
-    asked = [r.question for r in rows] if questions_stored else []
-    vectors = embed_questions(asked, embed)
-    abstained = [r.question for r in rows if r.mode == "abstain" and questions_stored]
+    vectors = embed_questions([r.question for r in rows] if questions_stored else [], embed)
     downvoted = [r for r in rows if r.down > 0]
+    most_asked: list[dict[str, Any]] = []
+    abstained: list[dict[str, Any]] = []
+    to_write: list[dict[str, Any]] = []
+    for name in sorted({r.community for r in rows}):
+        mine = [r for r in rows if r.community == name] if questions_stored else []
+        asked = [r.question for r in mine]
+        not_covered = [r.question for r in mine if r.mode == "abstain"]
+        voted_down = [r.question for r in mine if r.down > 0]
+        tag = {} if community is not None else {"community": name}
+        most_asked += [g | tag for g in group_questions(asked, vectors)]
+        abstained += [g | tag for g in group_questions(not_covered, vectors)]
+        to_write += [g | tag for g in topics(not_covered, voted_down, vectors)]
     return {
+        "community": community,
         "since_days": since_days,
         "questions_stored": questions_stored,
         "answers": len(rows),
         "by_outcome": dict(Counter(r.mode for r in rows)),
         "by_day": by_day(rows, since_days, now=now),
-        "most_asked": group_questions(asked, vectors)[:top],
-        "abstained": group_questions(abstained, vectors)[:top],
+        "most_asked": _most(most_asked)[:top],
+        "abstained": _most(abstained)[:top],
         "downvoted": [
             {
                 "question": r.question if questions_stored else "",
@@ -95,9 +113,10 @@ def build_report(
                 "up": r.up,
                 "sources": r.sources,
             }
+            | ({} if community is not None else {"community": r.community})
             for r in downvoted
         ][:top],
-        "to_write": topics(abstained, [r.question for r in downvoted if questions_stored], vectors)[:top],
+        "to_write": _most(to_write)[:top],
         "most_cited": [
             {
                 "id": aid,
@@ -113,6 +132,11 @@ def build_report(
             if aid not in cited
         ],
     }
+
+
+def _most(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups of every community together, most asked first (as `group_questions` orders one community's)."""
+    return sorted(groups, key=lambda g: (-g["count"], g["question"], g.get("community", "")))
 
 
 def by_day(
@@ -152,27 +176,33 @@ def topics(
     return out
 
 
+def _in(item: dict[str, Any]) -> str:
+    """Where a question was asked, in the operator's view of every community."""
+    return f" [{item['community']}]" if "community" in item else ""
+
+
 def to_markdown(report: dict[str, Any]) -> str:
+    community = report.get("community")
     lines = [
-        f"# What the community asked (last {report['since_days']:g} days)",
+        f"# What {community or 'every community'} asked (last {report['since_days']:g} days)",
         "",
         f"{report['answers']} answers: "
         + ", ".join(f"{n} {mode}" for mode, n in sorted(report["by_outcome"].items())),
         "",
         "## Most asked",
-        *[f"- {g['count']}× {g['question']}" for g in report["most_asked"]],
+        *[f"- {g['count']}× {g['question']}{_in(g)}" for g in report["most_asked"]],
         "",
         "## Questions the articles did not cover (the bot abstained)",
-        *[f"- {g['count']}× {g['question']}" for g in report["abstained"]],
+        *[f"- {g['count']}× {g['question']}{_in(g)}" for g in report["abstained"]],
         "",
         "## Answers that got 👎",
     ]
     for d in report["downvoted"]:
         sources = ", ".join(f"[{s['title']}]({s['url']})" for s in d["sources"]) or "no sources"
-        lines.append(f"- 👎 {d['down']} 👍 {d['up']}: {d['question']} (sources: {sources})")
+        lines.append(f"- 👎 {d['down']} 👍 {d['up']}: {d['question']}{_in(d)} (sources: {sources})")
     lines += ["", "## Questions to write (not covered or 👎, by topic)"]
     lines += [
-        f"- {g['count']}× {g['question']} ({g['abstained']} not covered, {g['downvoted']} 👎)"
+        f"- {g['count']}× {g['question']}{_in(g)} ({g['abstained']} not covered, {g['downvoted']} 👎)"
         for g in report["to_write"]
     ]
     lines += ["", "## Articles cited most"]
@@ -185,19 +215,28 @@ def to_markdown(report: dict[str, Any]) -> str:
 def to_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(["section", "count", "question_or_title", "id", "url"])
+    w.writerow(["section", "count", "question_or_title", "id", "url", "community"])
     for g in report["most_asked"]:
-        w.writerow(["most_asked", g["count"], g["question"], "", ""])
+        w.writerow(
+            [_cell(v) for v in ["most_asked", g["count"], g["question"], "", "", g.get("community", "")]]
+        )
     for g in report["abstained"]:
-        w.writerow(["abstained", g["count"], g["question"], "", ""])
+        w.writerow(
+            [_cell(v) for v in ["abstained", g["count"], g["question"], "", "", g.get("community", "")]]
+        )
     for d in report["downvoted"]:
-        w.writerow(["downvoted", d["down"], d["question"], ";".join(str(s["id"]) for s in d["sources"]), ""])
+        ids = ";".join(str(s["id"]) for s in d["sources"])
+        w.writerow(
+            [_cell(v) for v in ["downvoted", d["down"], d["question"], ids, "", d.get("community", "")]]
+        )
     for g in report["to_write"]:
-        w.writerow(["to_write", g["count"], g["question"], "", ""])
+        w.writerow(
+            [_cell(v) for v in ["to_write", g["count"], g["question"], "", "", g.get("community", "")]]
+        )
     for a in report["most_cited"]:
-        w.writerow(["most_cited", a["count"], a["title"], a["id"], a["url"]])
+        w.writerow(["most_cited", a["count"], a["title"], a["id"], a["url"], ""])
     for a in report["never_cited"]:
-        w.writerow(["never_cited", 0, a["title"], a["id"], a["url"]])
+        w.writerow(["never_cited", 0, a["title"], a["id"], a["url"], ""])
     return out.getvalue()
 
 
@@ -243,13 +282,27 @@ def _cell(value: Any) -> Any:
     return value
 
 
+# The tables of members' questions: in the operator's view each row names its community.
+BY_COMMUNITY = ("most_asked", "abstained", "to_write", "downvoted")
+
+
+def table_rows(report: dict[str, Any], table: str) -> tuple[list[str], list[list[Any]]]:
+    """One table's header and rows; the operator's view (no `community` chosen) adds a community column."""
+    header, rows = TABLES[table]
+    body = rows(report)
+    if table in BY_COMMUNITY and report.get("community") is None:
+        header = ["community", *header]
+        body = [[item.get("community", ""), *row] for item, row in zip(report[table], body, strict=True)]
+    return header, body
+
+
 def table_csv(report: dict[str, Any], table: str) -> str:
     """One table of the report (`TABLES`) as CSV."""
-    header, rows = TABLES[table]
+    header, rows = table_rows(report, table)
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(header)
-    for row in rows(report):
+    for row in rows:
         w.writerow([_cell(v) for v in row])
     return out.getvalue()
 

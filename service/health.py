@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from bot.observability import Metrics
+from service.metrics import Metrics
 
 _log = logging.getLogger(__name__)
 

@@ -22,24 +22,20 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_http import refused_while_stopping, signed_requests_only
-from adapters.slack_render import (
+from adapters.slack.http import refused_while_stopping, signed_requests_only
+from adapters.slack.render import (
     HANDOFF_ACTION,
+    community_of,
     mentions_bot,
     neutralise,
     to_mrkdwn,
     to_question,
 )
-from adapters.slack_reply import WORKING, EphemeralReply, ThreadReply
-from adapters.slack_setup import bolt_logger, check_app_token, check_bot_token
+from adapters.slack.reply import WORKING, EphemeralReply, ThreadReply
+from adapters.slack.setup import bolt_logger, check_app_token, check_bot_token
 from bot.conversation import Conversation
-from bot.core import AnswerCore
-from bot.feedback import FeedbackStore
-from bot.health import serve
 from bot.models import Question
-from bot.platform import PlatformOptions, handoff_message, thanks
-from bot.ports import Deduplicator, RateLimit, ThreadMemory
-from bot.ratelimit import RecentKeys, RecentThreads
+from bot.platform import handoff_message
 
 _log = logging.getLogger(__name__)
 
@@ -56,23 +52,16 @@ class SlackBot:
     def __init__(
         self,
         *,
-        core: AnswerCore,
-        feedback: FeedbackStore,
-        options: PlatformOptions,
+        conversation: Conversation,
         token: str,
         signing_secret: str = "",
         base_url: str | None = None,
-        conversation: Conversation | None = None,
-        limiter: RateLimit | None = None,
-        dedupe: Deduplicator | None = None,
-        threads: ThreadMemory | None = None,
     ):
-        self.core = core
-        self.feedback = feedback
-        self.options = options
-        self.conversation = conversation or Conversation.in_process(
-            "slack", core=core, store=feedback, options=options, usage=USAGE, limiter=limiter
-        )
+        """`conversation`: this platform's answers and its only way to stored state (votes, the rate
+        limit, event de-duplication, thread memory, hand-offs), made by
+        `Conversation.for_platform("slack", ..., usage=USAGE)`."""
+        self.conversation = conversation
+        self.options = conversation.options
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
         self.client = AsyncWebClient(token=token, timeout=15, **kwargs)
         # slack_sdk retries connection errors by default; Slack's 429s and 5xx are retried too.
@@ -82,15 +71,14 @@ class SlackBot:
             client=self.client,
             signing_secret=signing_secret,
             process_before_response=False,
-            # HTTP mode checks every signature before a body is parsed (adapters/slack_http.py), so bolt
+            # HTTP mode checks every signature before a body is parsed (adapters/slack/http.py), so bolt
             # need not check it again; Socket Mode has no signatures.
             request_verification_enabled=False,
             logger=bolt_logger(),
         )
         self.bot_user_id = ""
+        self.team_id = ""  # the workspace of SLACK_BOT_TOKEN: events name their own, this is the fallback
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
-        self._seen: Deduplicator = dedupe or RecentKeys()
-        self._threads: ThreadMemory = threads or RecentThreads()
         self._socket: Any = None
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
@@ -103,7 +91,7 @@ class SlackBot:
         Also gives the Web API client one HTTP session for the process instead of one per call."""
         if self.client.session is None:
             self.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-        self.bot_user_id = await check_bot_token(self.client)
+        self.bot_user_id, self.team_id = await check_bot_token(self.client)
 
     # -- events ----------------------------------------------------------------------------------
     def _ignored(self, event: Mapping[str, Any]) -> bool:
@@ -115,17 +103,24 @@ class SlackBot:
             {str(event.get("channel"))}, direct=event.get("channel_type") == "im"
         )
 
-    async def _first_delivery(self, body: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
-        return await self._seen.first(
-            str(body.get("event_id") or ""), f"{event.get('channel')}:{event.get('ts')}"
+    def _community(self, body: Mapping[str, Any], event: Mapping[str, Any]) -> str:
+        team = str(body.get("team_id") or event.get("team") or self.team_id)
+        return community_of(team, str(event.get("channel") or ""), direct=event.get("channel_type") == "im")
+
+    async def _first_delivery(
+        self, community: str, body: Mapping[str, Any], event: Mapping[str, Any]
+    ) -> bool:
+        return await self.conversation.first_delivery(
+            community, str(body.get("event_id") or ""), f"{event.get('channel')}:{event.get('ts')}"
         )
 
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        if self._ignored(event) or not await self._first_delivery(body, event):
+        community = self._community(body, event)
+        if self._ignored(event) or not await self._first_delivery(community, body, event):
             return
         thread_ts = str(event.get("thread_ts") or event["ts"])
-        await self._threads.remember(str(event.get("channel")), thread_ts, True)
-        self.conversation.spawn(self._answer_event(event, thread_ts))
+        await self.conversation.remember_thread(community, str(event.get("channel")), thread_ts, True)
+        self.conversation.spawn(self._answer_event(event, thread_ts, community))
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if self._ignored(event):
@@ -136,13 +131,17 @@ class SlackBot:
         thread_ts = event.get("thread_ts")
         if not is_dm and (not thread_ts or thread_ts == event.get("ts")):
             return  # a channel message not addressed to the bot
-        known = None if is_dm else await self._threads.get(str(event.get("channel")), str(thread_ts))
+        community = self._community(body, event)
+        channel = str(event.get("channel"))
+        known = None if is_dm else await self.conversation.thread_is_ours(community, channel, str(thread_ts))
         if known is False:
             return  # a thread known not to be the bot's: no Web API call
-        if not await self._first_delivery(body, event):
+        if not await self._first_delivery(community, body, event):
             return
         thread = str(thread_ts) if thread_ts else None
-        self.conversation.spawn(self._answer_event(event, thread, follow_up=not is_dm, known=known))
+        self.conversation.spawn(
+            self._answer_event(event, thread, community, follow_up=not is_dm, known=known)
+        )
 
     async def _history(self, event: Mapping[str, Any], thread_ts: str | None) -> list[dict[str, Any]]:
         channel = str(event["channel"])
@@ -173,6 +172,7 @@ class SlackBot:
         self,
         event: Mapping[str, Any],
         thread_ts: str | None,
+        community: str,
         *,
         follow_up: bool = False,
         known: bool | None = None,
@@ -187,10 +187,10 @@ class SlackBot:
             if follow_up and thread_ts:
                 ours = known or self._thread_is_ours(history)
                 if known is None:
-                    await self._threads.remember(reply.channel, thread_ts, ours)
+                    await self.conversation.remember_thread(community, reply.channel, thread_ts, ours)
                 if not ours:
                     return
-            question = to_question(event, bot_user_id=self.bot_user_id, history=history)
+            question = to_question(event, bot_user_id=self.bot_user_id, history=history, community=community)
         except Exception:
             _log.exception("could not read a Slack message")
             await self.conversation.apologise(reply)
@@ -213,10 +213,13 @@ class SlackBot:
             )
             return
         await ack()
-        self.conversation.spawn(self._answer_command(channel, user, text, private))
+        community = community_of(str(command.get("team_id") or self.team_id), channel)
+        self.conversation.spawn(self._answer_command(community, channel, user, text, private))
 
-    async def _answer_command(self, channel: str, user: str, text: str, private: bool) -> None:
-        question = Question(text, asker=f"slack:{user}", place=f"slack:{channel}")
+    async def _answer_command(
+        self, community: str, channel: str, user: str, text: str, private: bool
+    ) -> None:
+        question = Question(text, asker=f"slack:{user}", place=f"slack:{channel}", community=community)
         reply: ThreadReply | EphemeralReply
         if private:
             reply = EphemeralReply(self.client, channel, user)
@@ -225,7 +228,8 @@ class SlackBot:
             reply = ThreadReply(self.client, channel, None, header=header, handoff=self._handoff_in(channel))
         await self.conversation.answer(question, reply)
         if isinstance(reply, ThreadReply) and reply.ts is not None:
-            await self._threads.remember(channel, reply.ts, True)  # replies under the answer are follow-ups
+            # Replies under the answer are follow-ups.
+            await self.conversation.remember_thread(community, channel, reply.ts, True)
 
     async def _on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()  # acknowledged at once, whatever the payload holds
@@ -239,11 +243,12 @@ class SlackBot:
         if not user:
             _log.info("ignored a feedback click without a user")
             return
-        recorded = await self.feedback.vote(answer_id, voter=f"slack:{user}", vote=vote)
-        self.core.observer.feedback("slack", vote)
         channel = _action_channel(body)
+        said = await self.conversation.vote(
+            self._action_community(body, channel), answer_id, voter=f"slack:{user}", vote=vote
+        )
         if channel:
-            await self.client.chat_postEphemeral(channel=channel, user=user, text=thanks(vote, recorded))
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=said)
 
     async def _on_handoff(self, ack: Any, body: dict[str, Any]) -> None:
         """ "Ask a human": one message in the answer's thread mentioning the moderators' user group
@@ -270,8 +275,15 @@ class SlackBot:
                 text=handoff_message(f"<!subteam^{self.options.handoff}>"),
             )
 
-        said = await self.conversation.handoff(f"slack:{user}", f"{channel}:{thread_ts}", call)
+        said = await self.conversation.handoff(
+            self._action_community(body, channel), f"slack:{user}", f"{channel}:{thread_ts}", call
+        )
         await self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=said)
+
+    def _action_community(self, body: Mapping[str, Any], channel: str) -> str:
+        """The community of a button click: its workspace (`team`), or `dm` in a direct message."""
+        team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or self.team_id
+        return community_of(str(team), channel)
 
     def _handoff_in(self, channel: str) -> bool:
         """Answers in this channel carry "Ask a human": with HANDOFF_ROLE, and not in direct messages."""
@@ -287,7 +299,10 @@ class SlackBot:
         return app
 
     async def serve_http(self, host: str, port: int) -> web.AppRunner:
-        return await serve(self.web_app(), host, port)
+        runner = web.AppRunner(self.web_app())
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        return runner
 
     async def run_socket_mode(self, app_token: str) -> None:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler

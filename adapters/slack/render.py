@@ -9,9 +9,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.digest import Style
-from bot.models import Answer, Question, Source, Turn
-from bot.platform import HANDOFF_LABEL
+from bot.models import DM, Answer, Question, Source, Turn
+from bot.platform import HANDOFF_LABEL, Style
 from bot.textsplit import split_text
 
 SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
@@ -54,14 +53,20 @@ def build_history(
     return tuple(turns)
 
 
+def community_of(team_id: str, channel: str, *, direct: bool = False) -> str:
+    """The community of an event: its workspace, or `dm` for a direct message (a D... channel)."""
+    return DM if direct or channel.startswith("D") else f"slack:{team_id}"
+
+
 def to_question(
-    event: Mapping[str, Any], *, bot_user_id: str, history: Sequence[Mapping[str, Any]]
+    event: Mapping[str, Any], *, bot_user_id: str, history: Sequence[Mapping[str, Any]], community: str
 ) -> Question:
     return Question(
         strip_mention(str(event.get("text") or ""), bot_user_id),
         build_history(history, bot_user_id),
         asker=f"slack:{event.get('user', '')}",
         place=f"slack:{event.get('channel', '')}",
+        community=community,
     )
 
 

@@ -10,8 +10,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.digest import Style
-from bot.models import Answer, Question, Source, Turn
+from bot.models import DM, Answer, Question, Source, Turn
+from bot.platform import Style
 from bot.textsplit import split_text
 
 MESSAGE_LIMIT = 2000
@@ -57,8 +57,21 @@ def build_history(messages: Sequence[Said], bot_id: int, *, limit: int = HISTORY
     return tuple(turns)
 
 
-def to_question(content: str, *, bot_id: int, history: Sequence[Said], asker: str, place: str) -> Question:
-    return Question(strip_mentions(content, bot_id), build_history(history, bot_id), asker=asker, place=place)
+def community_of(guild_id: int | None) -> str:
+    """The community of a message or interaction: its server, or `dm` outside any server."""
+    return f"discord:{guild_id}" if guild_id else DM
+
+
+def to_question(
+    content: str, *, bot_id: int, history: Sequence[Said], asker: str, place: str, community: str
+) -> Question:
+    return Question(
+        strip_mentions(content, bot_id),
+        build_history(history, bot_id),
+        asker=asker,
+        place=place,
+        community=community,
+    )
 
 
 def defuse(text: str) -> str:

@@ -2,7 +2,7 @@
 set and only to requests that carry it (an `Authorization: Bearer` header, or the cookie the login form
 sets). The same data as `report --format json`, for a chosen period: a chart of answers per day by
 outcome, the tables, and each table as CSV. Server-rendered HTML; the chart is drawn by uPlot, served from
-`bot/static` (no CDN: communities self-host offline too).
+`service/static` (no CDN: communities self-host offline too).
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import hmac
 import html
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from bot.report import OUTCOMES, TABLES, table_csv
+from service.report import BY_COMMUNITY, OUTCOMES, TABLES, table_csv
 
 _log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ COOKIE = "aisafety_admin"
 PERIODS = (1, 7, 30, 90, 365)
 DEFAULT_DAYS = 30
 MAX_DAYS = 3650
-# Only these files are served from bot/static.
+# Only these files are served from service/static.
 ASSETS = {
     "uPlot.iife.min.js": "application/javascript",
     "uPlot.min.css": "text/css",
@@ -59,7 +60,10 @@ TITLES = {
     "never_cited": "Articles never cited",
 }
 
-ReportSource = Callable[[float], Awaitable[dict[str, Any]]]
+# The report of the last `days` days: of one community, or (None) the operator's view of all of them.
+ReportSource = Callable[[float, str | None], Awaitable[dict[str, Any]]]
+# `discord:<guild id>`, `slack:<team id>`, `dm`, `unassigned`
+_COMMUNITY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 def session_value(token: str) -> str:
@@ -68,7 +72,8 @@ def session_value(token: str) -> str:
 
 
 def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) -> None:
-    """Serve the report page on `app`. `report(days)` builds the report for the last `days` days."""
+    """Serve the report page on `app`. `report(days, community)` builds the report for the last `days`
+    days. The ADMIN_TOKEN holder is the operator: every community, or one with `?community=ID`."""
     session = session_value(token)
 
     def authorised(request: web.Request) -> bool:
@@ -90,10 +95,21 @@ def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) 
             )
         return days
 
-    async def built(days: float) -> dict[str, Any]:
+    def community_of(request: web.Request) -> str | None:
+        raw = request.query.get("community")
+        if raw is None or raw == "":
+            return None
+        if not _COMMUNITY.match(raw):
+            raise web.HTTPBadRequest(
+                text="community must be a community id such as discord:123456789 or slack:T0123, or dm",
+                headers=HEADERS,
+            )
+        return raw
+
+    async def built(days: float, community: str | None) -> dict[str, Any]:
         """The report, or a 503 that says what failed (the answers database, the index) in one line."""
         try:
-            return await report(days)
+            return await report(days, community)
         except Exception as exc:
             _log.exception("the report page could not build the report")
             raise web.HTTPServiceUnavailable(
@@ -105,8 +121,8 @@ def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) 
     async def page(request: web.Request) -> web.Response:
         if not authorised(request):
             return _login(status=401)
-        days = days_of(request)
-        data = await built(days)
+        days, community = days_of(request), community_of(request)
+        data = await built(days, community)
         return web.Response(text=render_page(data, days), content_type="text/html", headers=HEADERS)
 
     async def login(request: web.Request) -> web.Response:
@@ -135,7 +151,7 @@ def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) 
     async def data(request: web.Request) -> web.Response:
         if not authorised(request):
             raise web.HTTPUnauthorized(text="send Authorization: Bearer <ADMIN_TOKEN>", headers=HEADERS)
-        return web.json_response(await built(days_of(request)), headers=HEADERS)
+        return web.json_response(await built(days_of(request), community_of(request)), headers=HEADERS)
 
     async def csv_table(request: web.Request) -> web.Response:
         if not authorised(request):
@@ -143,8 +159,8 @@ def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) 
         table = request.match_info["table"]
         if table not in TABLES:
             raise web.HTTPNotFound(text=f"no table {table!r}; tables: {', '.join(TABLES)}", headers=HEADERS)
-        days = days_of(request)
-        body = table_csv(await built(days), table)
+        days, community = days_of(request), community_of(request)
+        body = table_csv(await built(days, community), table)
         return web.Response(
             text=body,
             content_type="text/csv",
@@ -217,8 +233,13 @@ def _link(title: str, url: str) -> str:
     return _e(title or url)
 
 
-def _table(name: str, head: list[str], rows: list[list[str]], days: float, empty: str) -> str:
-    csv = f'<a class="csv" href="/admin/csv/{name}.csv?days={days:g}" download>CSV</a>'
+def _query(days: float, community: str | None) -> str:
+    """The page's own query string: the period, and the community when one is chosen."""
+    return f"days={days:g}" + (f"&amp;community={_e(quote(community, safe=':'))}" if community else "")
+
+
+def _table(name: str, head: list[str], rows: list[list[str]], query: str, empty: str) -> str:
+    csv = f'<a class="csv" href="/admin/csv/{name}.csv?{query}" download>CSV</a>'
     if not rows:
         return f'<section id="{name}"><h2>{_e(TITLES[name])} {csv}</h2><p class="empty">{_e(empty)}</p></section>'
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
@@ -231,6 +252,20 @@ def _table(name: str, head: list[str], rows: list[list[str]], days: float, empty
 
 def render_page(report: dict[str, Any], days: float) -> str:
     stored = report.get("questions_stored", True)
+    community = report.get("community")
+    query = _query(days, community)
+
+    def table(name: str, head: list[str], rows: list[list[str]], empty: str) -> str:
+        """A table; in the operator's view of every community, the tables of members' questions say
+        where each was asked."""
+        if name in BY_COMMUNITY and community is None:
+            head = ["community", *head]
+            rows = [
+                [_e(item.get("community", "")), *row]
+                for item, row in zip(report.get(name, []), rows, strict=True)
+            ]
+        return _table(name, head, rows, query, empty)
+
     no_text = "Questions are not stored (STORE_QUESTIONS=false): counts and sources only."
     counts = report.get("by_outcome", {})
     summary = "".join(
@@ -245,7 +280,7 @@ def render_page(report: dict[str, Any], days: float) -> str:
     chart_data = json.dumps(report.get("by_day", [])).replace("</", "<\\/")
 
     def grouped(name: str) -> str:
-        return _table(
+        return table(
             name,
             ["asked", "question", "other wordings"],
             [
@@ -256,18 +291,17 @@ def render_page(report: dict[str, Any], days: float) -> str:
                 ]
                 for g in report.get(name, [])
             ],
-            days,
             no_text if not stored else "None in this period.",
         )
 
     sections = [
         f"""<section id="by_day"><h2>{_e(TITLES["by_day"])} <a class="csv"
-href="/admin/csv/by_day.csv?days={days:g}" download>CSV</a></h2>
+href="/admin/csv/by_day.csv?{query}" download>CSV</a></h2>
 <ul class="summary">{summary}</ul><div id="chart" role="img" aria-label="answers per day by outcome"></div>
 <script type="application/json" id="by-day-data">{chart_data}</script></section>""",
         grouped("most_asked"),
         grouped("abstained"),
-        _table(
+        table(
             "to_write",
             ["questions", "not covered", "voted down", "topic", "examples"],
             [
@@ -280,10 +314,9 @@ href="/admin/csv/by_day.csv?days={days:g}" download>CSV</a></h2>
                 ]
                 for g in report.get("to_write", [])
             ],
-            days,
             no_text if not stored else "None in this period.",
         ),
-        _table(
+        table(
             "downvoted",
             ["down", "up", "question", "sources"],
             [
@@ -296,27 +329,26 @@ href="/admin/csv/by_day.csv?days={days:g}" download>CSV</a></h2>
                 ]
                 for d in report.get("downvoted", [])
             ],
-            days,
             "No answer was voted down in this period.",
         ),
-        _table(
+        table(
             "most_cited",
             ["cited", "article"],
             [[_e(a["count"]), _link(a["title"], a["url"])] for a in report.get("most_cited", [])],
-            days,
             "No answer cited an article in this period.",
         ),
-        _table(
+        table(
             "never_cited",
             ["article"],
             [[_link(a["title"], a["url"])] for a in report.get("never_cited", [])],
-            days,
             "Every article was cited.",
         ),
     ]
-    body = f"""<header><h1>What the community asked</h1>
+    who = _e(community) if community else "every community"
+    keep = f'<input type="hidden" name="community" value="{_e(community)}">' if community else ""
+    body = f"""<header><h1>What {who} asked</h1>
 <form method="get" action="/admin/"><label for="days">Period</label>
-<select id="days" name="days">{periods}</select><button type="submit">Show</button></form>
+<select id="days" name="days">{periods}</select>{keep}<button type="submit">Show</button></form>
 <form method="post" action="/admin/logout"><button type="submit" class="quiet">Sign out</button></form></header>
 <main><p class="lead">{_e(report.get("answers", 0))} answers in the last {days:g} days.</p>
 {"" if stored else f'<p class="note">{_e(no_text)}</p>'}{"".join(sections)}</main>"""

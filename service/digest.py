@@ -1,9 +1,10 @@
 """A digest where the moderators are: `DIGEST_CHANNEL` gets a short summary of each period
 (`DIGEST_EVERY`: daily, weekly or monthly, in UTC) once the period is over: answers by outcome, the
 most asked questions, the questions the library did not cover, the number of 👎 and a link to the report
-page (`ADMIN_URL`). A period is claimed in the answers database (`claims`) before its digest is posted, so each is
-posted once: across restarts, and by one replica when several share PostgreSQL. No one is pinged: the
-text is rendered by the platform's own escaping, and the posting adapter allows no mentions.
+page (`ADMIN_URL`). A replica takes the period's lease (`bot.ports.Leases`, chosen by
+`service.lease.choose_leases`) before it posts the digest and marks it done afterwards, so each period is
+posted once: across restarts, and by one replica when several share PostgreSQL or Redis. No one is
+pinged: the text is rendered by the platform's own escaping, and the posting adapter allows no mentions.
 """
 
 from __future__ import annotations
@@ -17,18 +18,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.feedback import FeedbackStore
-from bot.report import Embed, build_report
+from bot.platform import Style
+from bot.ports import Lease, Leases
+from service.feedback import FeedbackStore
+from service.report import Embed, build_report
 
 _log = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 600.0  # how often the bot looks for a period whose digest is due
+LEASE_TTL_S = 600.0  # how long a replica may take to post a digest before another may try
 TOP = 5  # questions listed in each section
 
 
 @dataclass(frozen=True)
 class Period:
-    key: str  # "weekly:2026-W47": the claim's key
+    key: str  # "weekly:2026-W47": the lease's name
     start: float  # seconds since the epoch, included
     end: float  # excluded
     label: str  # "the week of 16 Nov 2026"
@@ -57,15 +61,6 @@ def last_complete(every: str, now: float) -> Period:
 
 def _epoch(day: dt.date) -> float:
     return float(calendar.timegm(day.timetuple()))
-
-
-@dataclass(frozen=True)
-class Style:
-    """How a platform writes the digest: its escaping of members' text, bold, and a link."""
-
-    clean: Callable[[str], str]
-    bold: Callable[[str], str]
-    link: Callable[[str, str], str]
 
 
 def digest_text(report: dict[str, Any], period: Period, style: Style, *, admin_url: str | None) -> str:
@@ -98,12 +93,14 @@ Post = Callable[[str], Awaitable[None]]
 
 
 class Digest:
-    """Posts each period's digest once it is over; `run` checks every `check_every_s` seconds."""
+    """Posts each period's digest once it is over; `run` checks every `check_every_s` seconds. `store`
+    gives the period's answers; `leases` makes sure one replica posts it, once."""
 
     def __init__(
         self,
         *,
         store: FeedbackStore,
+        leases: Leases,
         embed: Embed,
         post: Post,
         style: Style,
@@ -112,9 +109,14 @@ class Digest:
         questions_stored: bool = True,
         clock: Callable[[], float] | None = None,
         check_every_s: float = CHECK_EVERY_S,
+        lease_ttl_s: float = LEASE_TTL_S,
+        community: str | None = None,
     ):
+        """`community`: the community of the channel the digest is posted in; only its answers are
+        summed up (another community's members' questions never reach its channel)."""
         last_complete(every, 0)  # a bad period name fails here, at start-up
         self.store = store
+        self.leases = leases
         self.embed = embed
         self.post = post
         self.style = style
@@ -123,33 +125,69 @@ class Digest:
         self.questions_stored = questions_stored
         self.clock = clock or time.time
         self.check_every_s = check_every_s
+        self.lease_ttl_s = lease_ttl_s
+        self.community = community
 
     async def once(self) -> bool:
-        """Post the last complete period's digest unless it is already claimed; True when posted.
-        A period without a single answer is claimed and skipped (nothing to say)."""
+        """Post the last complete period's digest unless another replica has it or it is done; True when
+        posted. A period without a single answer is marked done and skipped (nothing to say)."""
         period = last_complete(self.every, self.clock())
-        if not await self.store.claim_once(period.key):
+        lease = await self.leases.acquire(period.key, self.lease_ttl_s)
+        if lease is None:
             return False
         try:
-            rows = await asyncio.to_thread(self.store.between, period.start, period.end)
-            if not rows:
-                _log.info("digest for %s: no questions, nothing posted", period.label)
-                return False
-            report = await asyncio.to_thread(
-                build_report,
-                rows,
-                embed=self.embed,
-                articles={},
-                since_days=(period.end - period.start) / 86400,
-                questions_stored=self.questions_stored,
-                now=period.end - 1,
+            rows = await asyncio.to_thread(
+                self.store.between, period.start, period.end, community=self.community
             )
-            await self.post(digest_text(report, period, self.style, admin_url=self.admin_url))
+            if rows:
+                report = await asyncio.to_thread(
+                    build_report,
+                    rows,
+                    embed=self.embed,
+                    articles={},
+                    since_days=(period.end - period.start) / 86400,
+                    questions_stored=self.questions_stored,
+                    now=period.end - 1,
+                    community=self.community,
+                )
+                await self.post(digest_text(report, period, self.style, admin_url=self.admin_url))
         except Exception:
-            await self.store.unclaim(period.key)  # the next check tries again
+            await self._release(lease)  # the next check tries again
             raise
+        await self._finish(lease, period)
+        if not rows:
+            _log.info("digest for %s: no questions, nothing posted", period.label)
+            return False
         _log.info("digest for %s posted", period.label)
         return True
+
+    async def _finish(self, lease: Lease, period: Period) -> None:
+        """Mark the period done; if that fails, the lease expires and the period may be posted again."""
+        try:
+            finished = await self.leases.done(lease)
+        except Exception as exc:
+            _log.warning(
+                "digest for %s: could not be marked done (%s: %s); it may be posted again",
+                period.label,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        if not finished:
+            _log.warning(
+                "digest for %s: its lease expired and another replica took it; it may be posted twice",
+                period.label,
+            )
+
+    async def _release(self, lease: Lease) -> None:
+        try:
+            await self.leases.release(lease)
+        except Exception as exc:
+            _log.warning(
+                "the digest's lease could not be given back (%s: %s); another try waits until it expires",
+                type(exc).__name__,
+                exc,
+            )
 
     async def run(self) -> None:
         """Until cancelled: a failed digest is logged and tried again at the next check."""

@@ -12,7 +12,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_render import neutralise, render_blocks, render_text, to_mrkdwn
+from adapters.slack.render import neutralise, render_blocks, render_text, to_mrkdwn
 from bot.models import Answer
 from bot.platform import apology
 

@@ -1,0 +1,90 @@
+"""Slack as the runner sees it (`bot.platform.Platform`): Socket Mode, or HTTP mode where Slack's events
+arrive on the aiohttp app the runner serves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from adapters.slack.app import USAGE, SlackBot
+from adapters.slack.render import DIGEST_STYLE, community_of
+from bot.conversation import Conversation, Services
+from bot.platform import Style
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+_log = logging.getLogger(__name__)
+
+NAME = "slack"
+
+
+class SlackPlatform:
+    name = NAME
+    digest_style: Style = DIGEST_STYLE
+
+    def __init__(self, *, bot: SlackBot, app_token: str | None = None):
+        """`app_token`: Socket Mode's (SLACK_APP_TOKEN); None for HTTP mode."""
+        self.bot = bot
+        self._app_token = app_token
+        self._closed = asyncio.Event()
+
+    @property
+    def conversation(self) -> Conversation:
+        return self.bot.conversation
+
+    async def start(self) -> None:
+        await self.bot.identify()
+        if self._app_token is not None:
+            await self.bot.check_app_token(self._app_token)
+
+    async def run(self) -> None:
+        if self._app_token is not None:
+            await self.bot.run_socket_mode(self._app_token)
+        await self._closed.wait()  # HTTP mode: the events come through `http_app`
+
+    async def ready(self) -> bool:
+        return await self.bot.connected()
+
+    async def post(self, channel: str, text: str) -> None:
+        await self.bot.post(channel, text)
+
+    async def communities_of(self, places: Sequence[str]) -> dict[str, str]:
+        """`slack:D...` is a direct message (`dm`); any other channel is of the bot token's workspace."""
+        found: dict[str, str] = {}
+        for place in places:
+            platform, _, channel = place.partition(":")
+            if platform != NAME or not channel:
+                continue
+            if channel.startswith("D") or self.bot.team_id:
+                found[place] = community_of(self.bot.team_id, channel)
+        return found
+
+    def http_app(self) -> Any | None:
+        return self.bot.web_app() if self._app_token is None else None
+
+    async def close(self) -> None:
+        self._closed.set()
+        await self.bot.close()
+
+
+def make_platform(settings: Settings, services: Services) -> SlackPlatform:
+    """The Slack app for SLACK_BOT_TOKEN: Socket Mode with SLACK_APP_TOKEN, else HTTP mode."""
+    assert settings.slack_bot_token is not None
+    conversation = Conversation.for_platform(
+        NAME, services, options=settings.platform_options(NAME), usage=USAGE
+    )
+    bot = SlackBot(
+        conversation=conversation,
+        token=settings.slack_bot_token.get_secret_value(),
+        signing_secret=settings.slack_signing_secret.get_secret_value()
+        if settings.slack_signing_secret
+        else "",
+        base_url=settings.slack_api_url,
+    )
+    app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
+    if app_token is None:
+        _log.info("Slack: HTTP mode on port %d (/slack/events)", settings.slack_http_port)
+    return SlackPlatform(bot=bot, app_token=app_token)

@@ -1,0 +1,105 @@
+"""What the moderators read and the operator moves: `report`, `feedback`, `move-history`.
+
+None of them opens the article index for writing: they work while the bot runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from aisafety_bot.context import Context, UsageError
+from aisafety_bot.wiring import make_embedder, open_feedback, open_store
+from bot.config import Settings
+
+
+def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
+    """The report of every community (the operator's view), or of one with --community."""
+    from service.report import TABLES, build_report, render, table_csv
+
+    if args.table and args.table not in TABLES:
+        raise UsageError(f"there is no report table {args.table!r}: use one of {', '.join(TABLES)}")
+    settings = ctx.settings
+    store = open_feedback(settings)
+    try:
+        store.purge(settings.question_retention_days)
+        rows = store.since(args.since, community=args.community)
+    finally:
+        store.close()
+    articles = library_articles(settings)
+    embedder = make_embedder(settings)
+    report = build_report(
+        rows,
+        embed=embedder.embed_dense_only,
+        articles=articles,
+        since_days=args.since,
+        questions_stored=settings.store_questions,
+        community=args.community,
+    )
+    print(table_csv(report, args.table) if args.table else render(report, args.format), end="")
+    return 0
+
+
+def library_articles(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Every article of the live index (title, url), for the report's "never cited" list. The embedded
+    store may be held by the running bot: then its catalogue file is read, which needs no lock."""
+    from retrieval.edge_store import StoreInUse, read_catalogue
+
+    try:
+        store = open_store(settings)
+    except StoreInUse:
+        catalogue = read_catalogue(str(settings.qdrant_path), settings.qdrant_collection)
+        if catalogue is None:
+            print(
+                "note: the running bot holds the index and it has no article list yet, so the report "
+                "leaves out the articles never cited (run `aisafety-bot ingest` once, or stop the bot)",
+                file=sys.stderr,
+            )
+            return {}
+        return catalogue
+    try:
+        return store.catalogue()
+    finally:
+        store.close()
+
+
+def cmd_feedback(ctx: Context, args: argparse.Namespace) -> int:
+    """The newest answers that got a vote (or all with --all), of every community or of one."""
+    store = open_feedback(ctx.settings)
+    try:
+        rows = store.rows(limit=args.limit, only_voted=not args.all, community=args.community)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], ensure_ascii=False))
+        return 0
+    if not rows:
+        print("No feedback yet.")
+    for r in rows:
+        print(f"#{r.answer_id} [{r.platform}] 👍 {r.up} 👎 {r.down} ({r.mode})\n  Q: {r.question}")
+        for src in r.sources:
+            print(f"    [{src['n']}] {src['title']} {src['url']}")
+    return 0
+
+
+def cmd_move_history(ctx: Context, args: argparse.Namespace) -> int:
+    """Copy an SQLite history (FEEDBACK_DB) into the PostgreSQL database of DATABASE_URL."""
+    from service.feedback import FeedbackStore
+
+    settings = ctx.settings
+    if settings.database_url is None:
+        raise UsageError("set DATABASE_URL to the PostgreSQL database to move the history into")
+    source = Path(args.sqlite or settings.feedback_db)
+    if not source.is_file():
+        raise UsageError(f"{source} is not a file; give the SQLite history with --from (or set FEEDBACK_DB)")
+    old = FeedbackStore(source)
+    new = open_feedback(settings)
+    try:
+        answers, votes = new.copy_from(old)
+    finally:
+        old.close()
+        new.close()
+    print(f"Copied {answers} answers and {votes} votes from {source} into PostgreSQL.")
+    return 0
