@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import discord  # noqa: E402
 
-from adapters.discord.client import AiSafetyDiscord  # noqa: E402
+from adapters.discord.client import USAGE, AiSafetyDiscord  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     LLM_FIRST_TOKEN_S,
     QUESTIONS,
@@ -31,6 +31,7 @@ from benchmarks.common import (  # noqa: E402
     real_core,
     summary_ms,
 )
+from bot.conversation import Conversation  # noqa: E402
 from bot.platform import PlatformOptions  # noqa: E402
 from service.feedback import FeedbackStore  # noqa: E402
 from service.metrics import freeze_startup_heap  # noqa: E402
@@ -48,12 +49,14 @@ async def main() -> dict[str, object]:
     llm_server = await fake_llm()
 
     core, store = real_core(shared, llm_server.url)
-    client = AiSafetyDiscord(
+    conversation = Conversation.in_process(
+        "discord",
         core=core,
-        feedback=FeedbackStore(":memory:"),
+        store=FeedbackStore(":memory:"),
         options=PlatformOptions(rate_limit_per_minute=0),
-        guild_ready_timeout=0.2,
+        usage=USAGE,
     )
+    client = AiSafetyDiscord(conversation=conversation, guild_ready_timeout=0.2)
     runner = asyncio.create_task(client.start("bench-token"))
     while not client.is_ready():
         await asyncio.sleep(0.02)

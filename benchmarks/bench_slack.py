@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import aiohttp  # noqa: E402
 
-from adapters.slack.app import SlackBot  # noqa: E402
+from adapters.slack.app import USAGE, SlackBot  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     LLM_FIRST_TOKEN_S,
     QUESTIONS,
@@ -30,6 +30,7 @@ from benchmarks.common import (  # noqa: E402
     real_core,
     summary_ms,
 )
+from bot.conversation import Conversation  # noqa: E402
 from bot.platform import PlatformOptions  # noqa: E402
 from service.feedback import FeedbackStore  # noqa: E402
 from service.metrics import freeze_startup_heap  # noqa: E402
@@ -48,9 +49,13 @@ async def main() -> dict[str, object]:
     llm_server = await fake_llm()
     core, store = real_core(shared, llm_server.url)
     bot = SlackBot(
-        core=core,
-        feedback=FeedbackStore(":memory:"),
-        options=PlatformOptions(rate_limit_per_minute=0),
+        conversation=Conversation.in_process(
+            "slack",
+            core=core,
+            store=FeedbackStore(":memory:"),
+            options=PlatformOptions(rate_limit_per_minute=0),
+            usage=USAGE,
+        ),
         token="xoxb-bench",
         signing_secret=SECRET,
         base_url=f"{fake.url}/api/",
