@@ -1,7 +1,7 @@
 """A digest where the moderators are: `DIGEST_CHANNEL` gets a short summary of each period
 (`DIGEST_EVERY`: daily, weekly or monthly, in UTC) once the period is over: answers by outcome, the
 most asked questions, the questions the library did not cover, the number of 👎 and a link to the report
-page (`ADMIN_URL`). A replica takes the period's lease (`bot.ports.Leases`, chosen by
+page (`PUBLIC_URL`). A replica takes the period's lease (`bot.ports.Leases`, chosen by
 `service.lease.choose_leases`) before it posts the digest and marks it done afterwards, so each period is
 posted once: across restarts, and by one replica when several share PostgreSQL or Redis. No one is
 pinged: the text is rendered by the platform's own escaping, and the posting adapter allows no mentions.

@@ -101,9 +101,9 @@ async def test_a_moderator_signs_in_sees_the_chart_and_downloads_a_csv(
                     saved = ARTIFACTS / download.suggested_filename
                     await download.save_as(str(saved))
                     rows = list(csv.reader(io.StringIO(saved.read_text(encoding="utf-8"))))
-                    assert (
-                        rows[0] == ["count", "question", "variants"] and rows[1][1] == "best pancake recipe?"
-                    )
+                    # The operator's view: each question with the community (workspace) it was asked in.
+                    assert rows[0] == ["community", "count", "question", "variants"]
+                    assert rows[1][0] == "slack:T0001" and rows[1][2] == "best pancake recipe?"
 
                     await page.select_option("#days", "7")
                     await page.click("header form button[type=submit]")

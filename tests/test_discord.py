@@ -184,7 +184,7 @@ async def test_reply_to_the_bot_and_dm_are_answered(
     start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
 ) -> None:
     fake = fake_discord
-    await start_bot()
+    client = await start_bot()
     earlier = fake.message(fake.other_channel_id, fake.bot_user, "Quantilizers pick among good actions [1].")
     fake.messages.setdefault(fake.other_channel_id, []).append(earlier)
     llm_server.script += [
@@ -207,6 +207,9 @@ async def test_reply_to_the_bot_and_dm_are_answered(
     await fake.user_says(dm, "what is a mesa-optimizer?", guild=False)
     await fake.wait_for(lambda: any("learned optimizer" in t for t in final_texts(fake, dm)))
     assert fake.calls("GET", f"/channels/{dm}/messages")  # the DM's recent messages are the history
+    # The reply in a server's channel belongs to that server; the DM to no community's view.
+    stored = {r.place: r.community for r in feedback_of(client).rows(only_voted=False)}
+    assert stored == {f"discord:{fake.other_channel_id}": f"discord:{fake.guild_id}", f"discord:{dm}": "dm"}
 
 
 async def test_bots_and_unaddressed_messages_are_ignored_and_empty_mentions_get_help(

@@ -272,6 +272,8 @@ async def test_direct_message(start_slack: StartSlack, llm_server: FakeAnthropic
     await h.event(dm)
     await h.fake.wait_for(lambda: any("learned optimizer" in m["text"] for m in h.answered("D0000001")))
     assert h.fake.named("conversations.history")
+    # A direct message belongs to no community's view.
+    assert [r.community for r in feedback_of(h.bot).rows(only_voted=False)] == ["dm"]
 
 
 async def test_slash_ask_public_private_and_help(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
