@@ -238,6 +238,11 @@ def _query(days: float, community: str | None) -> str:
     return f"days={days:g}" + (f"&amp;community={_e(quote(community, safe=':'))}" if community else "")
 
 
+def _community_link(community: str, days: float) -> str:
+    """A community's name in the operator's view, linking to its own report."""
+    return f'<a href="/admin/?{_query(days, community)}">{_e(community)}</a>' if community else ""
+
+
 def _table(name: str, head: list[str], rows: list[list[str]], query: str, empty: str) -> str:
     csv = f'<a class="csv" href="/admin/csv/{name}.csv?{query}" download>CSV</a>'
     if not rows:
@@ -261,7 +266,7 @@ def render_page(report: dict[str, Any], days: float) -> str:
         if name in BY_COMMUNITY and community is None:
             head = ["community", *head]
             rows = [
-                [_e(item.get("community", "")), *row]
+                [_community_link(str(item.get("community", "")), days), *row]
                 for item, row in zip(report.get(name, []), rows, strict=True)
             ]
         return _table(name, head, rows, query, empty)
@@ -345,11 +350,12 @@ href="/admin/csv/by_day.csv?{query}" download>CSV</a></h2>
         ),
     ]
     who = _e(community) if community else "every community"
+    back = f' <a href="/admin/?days={days:g}">Every community</a>' if community else ""
     keep = f'<input type="hidden" name="community" value="{_e(community)}">' if community else ""
     body = f"""<header><h1>What {who} asked</h1>
 <form method="get" action="/admin/"><label for="days">Period</label>
 <select id="days" name="days">{periods}</select>{keep}<button type="submit">Show</button></form>
 <form method="post" action="/admin/logout"><button type="submit" class="quiet">Sign out</button></form></header>
-<main><p class="lead">{_e(report.get("answers", 0))} answers in the last {days:g} days.</p>
+<main><p class="lead">{_e(report.get("answers", 0))} answers in the last {days:g} days.{back}</p>
 {"" if stored else f'<p class="note">{_e(no_text)}</p>'}{"".join(sections)}</main>"""
     return _frame("AI-safety bot: report", body, chart=True)

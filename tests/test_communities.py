@@ -307,6 +307,9 @@ async def test_the_report_page_with_a_community_shows_only_it_in_every_view(tmp_
             assert f"community={community}" in page  # the period form and CSV links keep the choice
         status, everything, _ = await _get(f"{url}/admin/?days=1", headers=auth)
         assert status == 200 and all(mark in everything for mark in MARKS.values())
+        # Each community in the operator's view links to its own report, which links back.
+        assert '<a href="/admin/?days=1&amp;community=discord:111">discord:111</a>' in everything
+        assert '<a href="/admin/?days=1">Every community</a>' in page
         status, body, _ = await _get(f"{url}/admin/?community=%3Cscript%3E", headers=auth)
         assert status == 400 and "<script>" not in body
         status, body, _ = await _get(f"{url}/admin/report.json?community=discord:111")
