@@ -12,10 +12,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from aisafety_bot import platforms as registry
 from aisafety_bot.wiring import App, SharedState, open_feedback
 from bot.errors import ConfigError
+from bot.models import DM, UNASSIGNED
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -136,10 +138,14 @@ async def run_platforms(app: App) -> None:
         if s.admin_token is not None:
             _log.info("report page on port %d: /admin/ (sign in with ADMIN_TOKEN)", port)
 
-        work: list[Coroutine[Any, Any, None]] = [assign_communities(p, feedback) for p in started]
+        assigning = {p.name: asyncio.create_task(assign_communities(p, feedback)) for p in started}
+        background = list(assigning.values())
         if digest is not None:
-            work.append(run_digest(app, feedback, services.leases, *digest))
-        background = [asyncio.create_task(w) for w in work]
+            # The digest sums up its community's answers: older ones are given theirs first.
+            assigned = assigning[digest[0].name]
+            background.append(
+                asyncio.create_task(run_digest(app, feedback, services.leases, *digest, after=assigned))
+            )
 
         stopped = await _until_stopped([p.run() for p in started])
         if stopped:
@@ -248,7 +254,13 @@ async def assign_communities(platform: Platform, store: FeedbackStore) -> None:
 
 
 async def run_digest(
-    app: App, feedback: FeedbackStore, leases: Leases, platform: Platform, channel: str
+    app: App,
+    feedback: FeedbackStore,
+    leases: Leases,
+    platform: Platform,
+    channel: str,
+    *,
+    after: Awaitable[None] | None = None,
 ) -> None:
     """DIGEST_CHANNEL's digest: posted by its platform, in that platform's style, of that channel's
     community (found once the platform is connected)."""
@@ -275,6 +287,14 @@ async def run_digest(
     if community is None:
         _log.warning("digest: DIGEST_CHANNEL %s was not found, or the bot cannot see it: no digest", place)
         return
+    if community in (DM, UNASSIGNED):
+        # Members' direct messages are no community's: they are never summed up into anyone's channel.
+        _log.warning(
+            "digest: DIGEST_CHANNEL %s is a direct message, not a community's channel: no digest", place
+        )
+        return
+    if after is not None:
+        await after
 
     async def to_channel(text: str) -> None:
         await platform.post(channel, text)
@@ -287,7 +307,7 @@ async def run_digest(
         post=to_channel,
         style=platform.digest_style,
         every=s.digest_every,
-        admin_url=s.public_link("/admin/"),
+        admin_url=s.public_link(f"/admin/?community={quote(community, safe=':')}"),
         questions_stored=s.store_questions,
         community=community,
     ).run()

@@ -207,6 +207,8 @@ class Conversation:
             return SLOW_DOWN
         name = f"handoff:{community}:{self.platform}:{thread}"
         try:
+            if await self._handed_off_before_communities(thread):
+                return HANDOFF_ALREADY
             lease = await self.leases.acquire(name, HANDOFF_LEASE_S)
         except Exception:
             _log.exception("could not record a hand-off; the moderators were not asked")
@@ -215,6 +217,11 @@ class Conversation:
             return HANDOFF_ALREADY
         try:
             await call()
+        except asyncio.CancelledError:
+            # Stopped while posting: the message has most likely gone out, and a second ping is worse
+            # than none, so the thread counts as handed off.
+            await self.leases.done(lease)
+            raise
         except Exception as exc:
             _log.warning("could not ask the moderators (%s)", type(exc).__name__)
             try:
@@ -227,6 +234,15 @@ class Conversation:
         except Exception:
             _log.exception("could not record a hand-off as done")
         return HANDOFF_ASKED
+
+    async def _handed_off_before_communities(self, thread: str) -> bool:
+        """A hand-off recorded by a release before communities (its claim, moved into the leases as
+        done, is named without the community)."""
+        legacy = await self.leases.acquire(f"handoff:{self.platform}:{thread}", HANDOFF_LEASE_S)
+        if legacy is None:
+            return True
+        await self.leases.release(legacy)
+        return False
 
     # -- one answer ------------------------------------------------------------------------------------
     async def answer(

@@ -151,6 +151,10 @@ class Digest:
                     community=self.community,
                 )
                 await self.post(digest_text(report, period, self.style, admin_url=self.admin_url))
+        except asyncio.CancelledError:
+            # Stopped while posting: the digest has most likely gone out; posting it twice is worse.
+            await self._finish(lease, period)
+            raise
         except Exception:
             await self._release(lease)  # the next check tries again
             raise

@@ -210,7 +210,9 @@ def test_the_postgresql_migration_adds_the_community_too(pg_schema: str) -> None
         db.execute("DELETE FROM schema_migrations WHERE version >= 4")
         db.execute("ALTER TABLE answers DROP COLUMN community")
         db.execute("ALTER TABLE votes DROP COLUMN community")
-        db.execute("CREATE TABLE claims (name TEXT PRIMARY KEY, claimed DOUBLE PRECISION NOT NULL)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, claimed DOUBLE PRECISION NOT NULL)"
+        )
         db.execute("DROP TABLE leases")
         for place in ("slack:C1", "slack:D2"):
             db.execute(
@@ -315,3 +317,107 @@ async def test_the_report_page_with_a_community_shows_only_it_in_every_view(tmp_
         status, body, _ = await _get(f"{url}/admin/report.json?community=discord:111")
         assert status == 401 and "alphaword" not in body
     store.close()
+
+
+def test_the_sqlite_upgrade_is_one_step_and_two_processes_may_start_it_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import service.feedback as feedback_module
+
+    # A start that dies half-way (here: a statement that fails after the ALTER TABLE) leaves the old schema.
+    path = tmp_path / "old.sqlite3"
+    _version_3_database(path)
+    broken = [*MIGRATIONS[:3], (4, MIGRATIONS[3][1] + "\nTHIS IS NOT SQL;")]
+    monkeypatch.setattr(feedback_module, "MIGRATIONS", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        FeedbackStore(path)
+    monkeypatch.setattr(feedback_module, "MIGRATIONS", MIGRATIONS)
+    db = sqlite3.connect(path)
+    assert "community" not in [c[1] for c in db.execute("PRAGMA table_info(answers)")]
+    assert db.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (3,)
+    db.close()
+    # Two processes (here: two connections on two threads) open the old file together.
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            FeedbackStore(path).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    store = FeedbackStore(path)
+    assert store.schema_version() == MIGRATIONS[-1][0] and len(store.rows(only_voted=False)) == 4
+    store.close()
+
+
+async def test_votes_on_older_answers_count_and_hand_offs_before_communities_stay_done(
+    tmp_path: Path,
+) -> None:
+    from bot.platform import HANDOFF_ALREADY, HANDOFF_ASKED
+    from service.lease import SqlLeases
+
+    path = tmp_path / "old.sqlite3"
+    _version_3_database(path)
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO claims (name, claimed) VALUES ('handoff:discord:9001', 1.0)")
+    db.commit()
+    db.close()
+    store = FeedbackStore(path)
+    conversation = Conversation.in_process(
+        "discord",
+        core=Core(),  # type: ignore[arg-type]
+        store=store,
+        options=PlatformOptions(rate_limit_per_minute=0, handoff="777"),
+        usage="",
+        leases=SqlLeases(store),
+    )
+    old = next(r for r in store.rows(only_voted=False) if r.place == "discord:9001")
+    assert old.community == UNASSIGNED
+    # An answer from before communities takes a member's vote (it is the only way to reach it).
+    assert (
+        await conversation.vote("discord:42", old.answer_id, voter="discord:7", vote="down") == THANKS["down"]
+    )
+
+    calls: list[str] = []
+
+    async def call() -> None:
+        calls.append("pinged")
+
+    # The thread was handed off by the previous release: the moderators are not called again.
+    assert await conversation.handoff("discord:42", "discord:7", "9001", call) == HANDOFF_ALREADY
+    assert await conversation.handoff("discord:42", "discord:7", "9002", call) == HANDOFF_ASKED
+    assert await conversation.handoff("discord:42", "discord:8", "9002", call) == HANDOFF_ALREADY
+    assert calls == ["pinged"]
+    store.close()
+
+
+async def test_a_stop_while_the_moderators_are_called_leaves_the_thread_handed_off() -> None:
+    import asyncio
+
+    from bot.platform import HANDOFF_ALREADY
+
+    conversation = _conversation(FeedbackStore(), rate_limit_per_minute=0, handoff="777")
+    started = asyncio.Event()
+
+    async def slow_call() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    task = asyncio.create_task(conversation.handoff("discord:42", "discord:7", "9001", slow_call))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async def call() -> None:
+        raise AssertionError("the moderators were called twice")
+
+    assert await conversation.handoff("discord:42", "discord:8", "9001", call) == HANDOFF_ALREADY

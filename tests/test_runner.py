@@ -158,12 +158,50 @@ async def test_the_digest_is_its_channels_platforms_in_its_style(
     assert platform.asked == [["smoke:CMODS"]]
     channel, text = platform.posted[0]
     assert channel == "CMODS" and text.startswith("<b>AI-safety bot digest: ")
-    assert "The full report <https://bot.example.org/admin/>" in text
+    # The link opens the report of the channel's own community.
+    assert "The full report <https://bot.example.org/admin/?community=smoke:team1>" in text
 
     # A channel the platform cannot find gets no digest: it is not known whose questions it may show.
     lost = Smoke()
     await asyncio.wait_for(run_digest(app, store, MemoryLeases(), lost, "CGONE"), 5)  # type: ignore[arg-type]
     assert lost.posted == []
+    # Nor does a direct message: members' direct messages are never summed up into anyone's channel.
+    direct = Smoke(found={"smoke:DMOD": "dm"})
+    await asyncio.wait_for(run_digest(app, store, MemoryLeases(), direct, "DMOD"), 5)  # type: ignore[arg-type]
+    assert direct.asked == [["smoke:DMOD"]] and direct.posted == []
+    store.close()
+
+
+async def test_the_digest_waits_for_older_answers_to_get_their_community(tmp_path: Path) -> None:
+    """At the first start after the upgrade, yesterday's answers are still unassigned: the digest of
+    their community is made only once they have been given it."""
+    store = _store(tmp_path / "f.sqlite3", ago_s=86400)  # unassigned
+    app = SimpleNamespace(
+        settings=load_settings(digest_every="daily"),
+        embedder=SimpleNamespace(embed_dense_only=lambda texts: [[1.0, 0.0] for _ in texts]),
+    )
+    platform = Smoke(
+        found={"smoke:CMODS": "smoke:team1", "smoke:C1": "smoke:team1", "smoke:C2": "smoke:team1"}
+    )
+    assigned = asyncio.Event()
+
+    async def assigning() -> None:
+        await assigned.wait()
+        await assign_communities(platform, store)
+
+    backfill = asyncio.create_task(assigning())
+    digest = asyncio.create_task(
+        run_digest(app, store, MemoryLeases(), platform, "CMODS", after=backfill)  # type: ignore[arg-type]
+    )
+    try:
+        await asyncio.sleep(0.3)
+        assert platform.posted == []  # waiting for the older answers' communities
+        assigned.set()
+        await platform.wait_for(lambda: platform.posted)
+    finally:
+        digest.cancel()
+        await asyncio.gather(digest, backfill, return_exceptions=True)
+    assert "2 questions" in platform.posted[0][1]
     store.close()
 
 

@@ -716,3 +716,25 @@ async def test_without_handoff_role_there_is_no_ask_a_human_button(
     msg = await h.mention("what is the orthogonality thesis?")
     final = (await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"])))[0]
     assert "handoff" not in json.dumps(final["blocks"])
+
+
+async def test_each_event_command_and_click_gets_its_workspace_or_dm(start_slack: StartSlack) -> None:
+    h = await start_slack()
+    bot = h.bot
+    assert bot._community(
+        {"team_id": "T0002"}, {"channel": "C1", "channel_type": "channel", "team": "TX"}
+    ) == (
+        "slack:T0002"  # the workspace the event was delivered for, not the author's own (a shared channel)
+    )
+    assert bot._community({"team_id": "T0002"}, {"channel": "G1", "channel_type": "mpim"}) == "dm"
+    assert bot._community({}, {"channel": "C1", "channel_type": "channel"}) == "slack:T0001"  # auth.test's
+    # A click on an organisation-wide install carries no team: the bot's own workspace, never the
+    # clicker's organisation id.
+    click = {
+        "team": None,
+        "user": {"id": "U1", "team_id": "E0001"},
+        "channel": {"id": "C1", "name": "general"},
+    }
+    assert bot._action_community(click, "C1") == "slack:T0001"
+    group = {"team": {"id": "T0002"}, "channel": {"id": "C9", "name": "mpdm-ann--bob-1"}}
+    assert bot._action_community(group, "C9") == "dm"

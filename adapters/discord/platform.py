@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from adapters.discord.client import USAGE, AiSafetyDiscord, ShardedAiSafetyDiscord
@@ -51,6 +52,7 @@ class DiscordPlatform:
         a server is that server's; a direct message is `dm`. Channels gone or hidden from the bot are left
         out."""
         found: dict[str, str] = {}
+        failed: Exception | None = None  # the last passing failure (a 5xx, the network)
         for place in places:
             platform, _, ident = place.partition(":")
             if platform != NAME or not ident.isdigit():
@@ -61,10 +63,15 @@ class DiscordPlatform:
                 )
             except (discord.NotFound, discord.Forbidden, discord.InvalidData):
                 continue
+            except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+                failed = exc  # this place is looked up again at the next start; the others go on
+                continue
             if isinstance(channel, discord.abc.PrivateChannel):
                 found[place] = DM
             elif getattr(channel, "guild", None) is not None:
                 found[place] = community_of(channel.guild.id)
+        if failed is not None and not found:
+            raise failed  # nothing could be looked up: the caller tries again later
         return found
 
     def http_app(self) -> Any | None:

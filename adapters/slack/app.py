@@ -46,6 +46,7 @@ USAGE = (
     "answered, you can keep asking without mentioning me."
 )
 PRIVATE_FLAG = "--private"
+DIRECT_CHANNEL_TYPES = ("im", "mpim")  # a direct message, and a group direct message
 
 
 class SlackBot:
@@ -104,8 +105,11 @@ class SlackBot:
         )
 
     def _community(self, body: Mapping[str, Any], event: Mapping[str, Any]) -> str:
-        team = str(body.get("team_id") or event.get("team") or self.team_id)
-        return community_of(team, str(event.get("channel") or ""), direct=event.get("channel_type") == "im")
+        """The workspace the event was delivered for (the envelope's `team_id`, not the author's own
+        team, which differs in a shared channel), or `dm` for a direct or group direct message."""
+        team = str(body.get("team_id") or self.team_id)
+        direct = event.get("channel_type") in DIRECT_CHANNEL_TYPES
+        return community_of(team, str(event.get("channel") or ""), direct=direct)
 
     async def _first_delivery(
         self, community: str, body: Mapping[str, Any], event: Mapping[str, Any]
@@ -213,7 +217,11 @@ class SlackBot:
             )
             return
         await ack()
-        community = community_of(str(command.get("team_id") or self.team_id), channel)
+        community = community_of(
+            str(command.get("team_id") or self.team_id),
+            channel,
+            direct=_direct_name(command.get("channel_name")),
+        )
         self.conversation.spawn(self._answer_command(community, channel, user, text, private))
 
     async def _answer_command(
@@ -281,9 +289,10 @@ class SlackBot:
         await self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=said)
 
     def _action_community(self, body: Mapping[str, Any], channel: str) -> str:
-        """The community of a button click: its workspace (`team`), or `dm` in a direct message."""
-        team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or self.team_id
-        return community_of(str(team), channel)
+        """The community of a button click: its workspace (`team`; none on an organisation-wide install,
+        then the bot's own), or `dm` in a direct or group direct message."""
+        team = (body.get("team") or {}).get("id") or self.team_id
+        return community_of(str(team), channel, direct=_direct_name((body.get("channel") or {}).get("name")))
 
     def _handoff_in(self, channel: str) -> bool:
         """Answers in this channel carry "Ask a human": with HANDOFF_ROLE, and not in direct messages."""
@@ -331,6 +340,13 @@ class SlackBot:
             self._socket = None
         if self.client.session is not None and not self.client.session.closed:
             await self.client.session.close()
+
+
+def _direct_name(channel_name: object) -> bool:
+    """A slash command's or button's channel is a direct message ("directmessage") or a group one
+    ("mpdm-...")."""
+    name = str(channel_name or "")
+    return name == "directmessage" or name.startswith("mpdm-")
 
 
 def _action_channel(body: Mapping[str, Any]) -> str:
