@@ -182,7 +182,7 @@ async def test_run_on_discord_posts_the_digest_and_finds_the_communities_of_olde
             await fake.stop()
     text = digests[0]["content"]
     assert text.startswith("**AI-safety bot digest: ") and "1 questions" in text
-    assert "[The full report](<https://bot.example.org/admin/>)" in text
+    assert f"[The full report](<https://bot.example.org/admin/?community=discord:{fake.guild_id}>)" in text
 
 
 def communities(db: Path) -> list[str]:
