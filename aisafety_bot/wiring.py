@@ -96,6 +96,7 @@ class App:
                 embedder=self.embedder,
                 sources=self.settings.source_list,
                 progress=progress_style(),
+                aisafety_info_url=self.settings.aisafety_info_url,
             )
             print_report(report, file=sys.stderr)
 

@@ -43,6 +43,7 @@ _URL_EXAMPLES = {
     "public_url": "https://bot.example.org",
     "admin_url": "https://bot.example.org/admin/",
     "anthropic_base_url": "https://api.anthropic.com",
+    "aisafety_info_url": "https://aisafety.info",
 }
 
 # The URL schemes the shared-state settings take, and an example for the message when one is wrong.
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
     embedding_cache_dir: Path | None = None
 
     sources: str = DEFAULT_SOURCE
+    aisafety_info_url: str = Field(
+        "https://aisafety.info",
+        description="where the `aisafety.info` source reads the site's feed, and what its links point to",
+    )
 
     anthropic_api_key: SecretStr | None = None
     anthropic_model: str = "claude-sonnet-4-5"
@@ -196,7 +201,7 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("qdrant_url", "anthropic_base_url", "public_url", "admin_url")
+    @field_validator("qdrant_url", "anthropic_base_url", "public_url", "admin_url", "aisafety_info_url")
     @classmethod
     def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:

@@ -92,13 +92,15 @@ class IngestReport:
         return data
 
 
-def load_documents(sources: Sequence[str], report: IngestReport) -> list[Document]:
+def load_documents(
+    sources: Sequence[str], report: IngestReport, *, aisafety_info_url: str | None = None
+) -> list[Document]:
     """Every usable article of every source; bad records, stubs (`is_stub`) and duplicate ids are
-    skipped and counted."""
+    skipped and counted. `aisafety_info_url`: where the `aisafety.info` source reads the site's feed."""
     docs: dict[str, Document] = {}
     first_seen: dict[str, str] = {}
     for spec in sources:
-        for item in read_source(spec):
+        for item in read_source(spec, aisafety_info_url=aisafety_info_url):
             if isinstance(item, SkippedRecord):
                 report.skipped_records.append(item)
                 continue
@@ -148,6 +150,7 @@ def ingest(
     rebuild: bool = False,
     progress: ProgressStyle | bool = False,
     on_batch: Callable[[int], None] | None = None,
+    aisafety_info_url: str | None = None,
 ) -> IngestReport:
     """Bring the index in line with the sources.
 
@@ -159,7 +162,7 @@ def ingest(
     """
     report = IngestReport()
     try:
-        docs = load_documents(sources, report)
+        docs = load_documents(sources, report, aisafety_info_url=aisafety_info_url)
     except SourceError as exc:
         raise IngestError(f"{exc} (the index was not changed)") from exc
     live = store.live_collection()

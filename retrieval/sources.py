@@ -67,14 +67,24 @@ def is_stub(text: str) -> bool:
     return len(_BARE_URL.sub(" ", text).split()) < STUB_WORDS
 
 
-def read_source(spec: str) -> Iterator[Item]:
-    """Read one source given as a path (file, .gz, folder of .md) or an http(s) URL."""
+def read_source(spec: str, *, aisafety_info_url: str | None = None) -> Iterator[Item]:
+    """Read one source given as a path (file, .gz, folder of .md), an http(s) URL, or `aisafety.info`:
+    the site's own feed of published answers, read at `aisafety_info_url` (default the site itself; a
+    saved copy of the feed, a `.json` file, links to it too)."""
+    from retrieval import aisafety_info  # it imports this module's cleaning
+
+    base = aisafety_info_url or aisafety_info.DEFAULT_BASE
+    if spec.strip() == aisafety_info.SOURCE:
+        yield from aisafety_info.read_feed(base)
+        return
     if spec.startswith(("http://", "https://")):
         yield from _read_url(spec)
         return
     path = Path(spec).expanduser()
     if path.is_dir():
         yield from read_markdown_folder(path)
+    elif path.is_file() and path.suffix.lower() == ".json" and aisafety_info.is_saved_feed(path):
+        yield from aisafety_info.read_saved_feed(path, base_url=base)
     elif path.is_file() and path.suffix.lower() in MARKDOWN_SUFFIXES:
         yield from read_markdown_file(path, root=path.parent)
     elif path.is_file():

@@ -104,6 +104,8 @@ def clean_env(**settings: str) -> dict[str, str]:
         "ADMIN_",
         "DIGEST_",
         "HANDOFF_",
+        "AISAFETY_",
+        "PUBLIC_URL",
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     return {**base, "PYTHONPATH": str(ROOT), **settings}

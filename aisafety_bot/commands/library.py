@@ -30,6 +30,7 @@ def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
         sources=sources,
         rebuild=args.rebuild,
         progress=progress_style(),
+        aisafety_info_url=app.settings.aisafety_info_url,
     )
     print_report(report, file=sys.stdout, as_json=args.json)
     return 0
