@@ -1,14 +1,14 @@
-"""The chat platforms, registered once: each name with the package that implements it.
+"""The chat platforms, registered once: each name with the module that makes it.
 
-A package exposes `enabled(settings) -> bool` and `make_platform(settings, services) -> Platform`
-(`bot.platform.Platform`). It is imported only when asked about, and imports its platform's library only
-when it makes a platform, so a command loads only the libraries it uses.
+A platform's module exposes `make_platform(settings, services) -> Platform` (`bot.platform.Platform`)
+and is imported only when its platform is switched on (its token is set: `Settings.platforms`), so a
+command loads only the libraries it uses.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -16,21 +16,16 @@ if TYPE_CHECKING:
     from bot.platform import Platform
 
 PLATFORMS = {
-    "discord": "adapters.discord",
-    "slack": "adapters.slack",
+    "discord": "adapters.discord.platform",
+    "slack": "adapters.slack.platform",
 }
-
-
-class PlatformPackage(Protocol):
-    def enabled(self, settings: Settings) -> bool: ...
-
-    def make_platform(self, settings: Settings, services: Services) -> Platform: ...
-
-
-def package(name: str) -> PlatformPackage:
-    return cast(PlatformPackage, importlib.import_module(PLATFORMS[name]))
 
 
 def enabled(settings: Settings) -> list[str]:
     """The names of the platforms these settings switch on, in registration order."""
-    return [name for name in PLATFORMS if package(name).enabled(settings)]
+    return [name for name in PLATFORMS if name in settings.platforms]
+
+
+def make_platform(name: str, settings: Settings, services: Services) -> Platform:
+    platform: Platform = importlib.import_module(PLATFORMS[name]).make_platform(settings, services)
+    return platform

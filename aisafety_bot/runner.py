@@ -96,7 +96,7 @@ async def run_platforms(app: App) -> None:
     background: list[asyncio.Task[None]] = []
     try:
         for name in registry.enabled(s):
-            platform = registry.package(name).make_platform(s, services)
+            platform = registry.make_platform(name, s, services)
             started.append(platform)  # closed below even if it fails to start
             await platform.start()
         digest = _digest_channel(s, started)

@@ -85,9 +85,9 @@ class Conversation:
     options: PlatformOptions
     platform: str
     usage: str
-    dedupe: Deduplicator = field(default_factory=RecentKeys)
-    threads: ThreadMemory = field(default_factory=RecentThreads)
-    leases: Leases = field(default_factory=MemoryLeases)
+    dedupe: Deduplicator
+    threads: ThreadMemory
+    leases: Leases
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     closing: bool = False  # stopping: Slack's HTTP events are refused (503), answers in flight finish
     _cut: bool = False  # the grace period is over: nothing more runs
@@ -121,16 +121,15 @@ class Conversation:
         leases: Leases | None = None,
     ) -> Conversation:
         """The one-process default: every port kept in memory unless a shared one is given."""
-        limiter = limiter or RateLimiter(options.rate_limit_per_minute)
-        return cls(
+        services = Services(
             core=core,
             store=store,
-            limiter=limiter,
-            options=options,
-            platform=platform,
-            usage=usage,
+            limiter=limiter or RateLimiter(options.rate_limit_per_minute),
+            dedupe=RecentKeys(),
+            threads=RecentThreads(),
             leases=leases or MemoryLeases(),
         )
+        return cls.for_platform(platform, services, options=options, usage=usage)
 
     # -- state the adapters reach through the conversation -------------------------------------------
     async def first_delivery(self, community: str, *keys: str) -> bool:

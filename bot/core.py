@@ -280,13 +280,12 @@ class AnswerCore:
         The model has what is left of the deadline counted from `started`."""
         prepared = decision.prepared
         query = prepared.query
-        if decision.outcome == "english-only":
-            yield Answer(
-                prompts.ENGLISH_ONLY_TEXT, (), "abstain", read_next=decision.nearest, search_query=query
+        if decision.outcome in ("abstain", "english-only"):
+            text = (
+                prompts.abstain_text(decision.nearest)
+                if decision.outcome == "abstain"
+                else prompts.ENGLISH_ONLY_TEXT
             )
-            return
-        if decision.outcome == "abstain":
-            text = prompts.abstain_text(decision.nearest)
             yield Answer(text, (), "abstain", read_next=decision.nearest, search_query=query)
             return
         if decision.outcome == "retrieval-only":

@@ -216,23 +216,11 @@ def to_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["section", "count", "question_or_title", "id", "url", "community"])
-    for g in report["most_asked"]:
-        w.writerow(
-            [_cell(v) for v in ["most_asked", g["count"], g["question"], "", "", g.get("community", "")]]
-        )
-    for g in report["abstained"]:
-        w.writerow(
-            [_cell(v) for v in ["abstained", g["count"], g["question"], "", "", g.get("community", "")]]
-        )
-    for d in report["downvoted"]:
-        ids = ";".join(str(s["id"]) for s in d["sources"])
-        w.writerow(
-            [_cell(v) for v in ["downvoted", d["down"], d["question"], ids, "", d.get("community", "")]]
-        )
-    for g in report["to_write"]:
-        w.writerow(
-            [_cell(v) for v in ["to_write", g["count"], g["question"], "", "", g.get("community", "")]]
-        )
+    for section in ("most_asked", "abstained", "downvoted", "to_write"):
+        for g in report[section]:
+            count = g["down"] if section == "downvoted" else g["count"]
+            ids = ";".join(str(s["id"]) for s in g["sources"]) if section == "downvoted" else ""
+            w.writerow([_cell(v) for v in (section, count, g["question"], ids, "", g.get("community", ""))])
     for a in report["most_cited"]:
         w.writerow(["most_cited", a["count"], a["title"], a["id"], a["url"], ""])
     for a in report["never_cited"]:

@@ -88,9 +88,7 @@ def test_every_registered_platform_has_the_factory_and_the_switch() -> None:
 
     settings = load_settings(discord_token="t", slack_bot_token="xoxb-1", slack_app_token="xapp-1")
     for name in platforms.PLATFORMS:
-        package = platforms.package(name)
-        assert package.enabled(settings)
-        platform = package.make_platform(settings, _services())
+        platform = platforms.make_platform(name, settings, _services())
         assert platform.name == name and platform.conversation.platform == name
         assert isinstance(platform.digest_style, Style)
     assert platforms.enabled(settings) == ["discord", "slack"]

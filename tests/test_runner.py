@@ -219,9 +219,11 @@ async def test_the_runner_starts_serves_and_stops_a_platform_it_does_not_name(
         made.append(Smoke(conversation, found={"smoke:C1": "smoke:team1", "smoke:C2": "dm"}, started=False))
         return made[-1]
 
-    package = SimpleNamespace(enabled=lambda settings: True, make_platform=make_platform)
     monkeypatch.setattr(registry, "PLATFORMS", {"smoke": "not.imported"})
-    monkeypatch.setattr(registry, "package", lambda name: package)
+    monkeypatch.setattr(registry, "enabled", lambda settings: ["smoke"])
+    monkeypatch.setattr(
+        registry, "make_platform", lambda name, settings, services: make_platform(settings, services)
+    )
     port = free_port()
     source = write_jsonl(tmp_path / "s.jsonl", fixture_rows("orthogonality", "mesa-optimizers"))
     for k in (

@@ -65,7 +65,6 @@ class AiSafetyDiscord(discord.Client):
         intents.message_content = True
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **kwargs)
         self.conversation = conversation
-        self.options = conversation.options
         self.tree = app_commands.CommandTree(self)
         self._starters: OrderedDict[int, Said] = OrderedDict()  # thread id -> its opening message
         self._sync_commands = sync_commands
@@ -134,7 +133,7 @@ class AiSafetyDiscord(discord.Client):
     async def _answer_message(self, message: discord.Message, why: str) -> None:
         assert self.user is not None
         started = time.monotonic()
-        handoff = self.options.handoff is not None and message.guild is not None  # not in DMs
+        handoff = self.conversation.options.handoff is not None and message.guild is not None  # not in DMs
         reply = ThreadReply(message.channel, handoff=handoff)
         try:
             if why == "mention" and isinstance(message.channel, discord.TextChannel):
@@ -204,7 +203,7 @@ class AiSafetyDiscord(discord.Client):
         reply = FollowupReply(
             interaction,
             private,
-            handoff=self.options.handoff is not None and interaction.guild_id is not None,
+            handoff=self.conversation.options.handoff is not None and interaction.guild_id is not None,
         )
         await self.conversation.answer(q, reply, started=started)
 

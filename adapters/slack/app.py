@@ -62,7 +62,6 @@ class SlackBot:
         limit, event de-duplication, thread memory, hand-offs), made by
         `Conversation.for_platform("slack", ..., usage=USAGE)`."""
         self.conversation = conversation
-        self.options = conversation.options
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
         self.client = AsyncWebClient(token=token, timeout=15, **kwargs)
         # slack_sdk retries connection errors by default; Slack's 429s and 5xx are retried too.
@@ -280,7 +279,7 @@ class SlackBot:
             await self.client.chat_postMessage(
                 channel=channel,
                 thread_ts=thread_ts,
-                text=handoff_message(f"<!subteam^{self.options.handoff}>"),
+                text=handoff_message(f"<!subteam^{self.conversation.options.handoff}>"),
             )
 
         said = await self.conversation.handoff(
@@ -296,7 +295,7 @@ class SlackBot:
 
     def _handoff_in(self, channel: str) -> bool:
         """Answers in this channel carry "Ask a human": with HANDOFF_ROLE, and not in direct messages."""
-        return self.options.handoff is not None and not channel.startswith("D")
+        return self.conversation.options.handoff is not None and not channel.startswith("D")
 
     # -- running ---------------------------------------------------------------------------------
     def web_app(self) -> web.Application:
