@@ -10,6 +10,7 @@ whatever was found, and a graceful stop that lets answers in flight finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine
@@ -25,6 +26,7 @@ from bot.platform import (
     HANDOFF_FAILED,
     HANDOFF_OFF,
     SLOW_DOWN,
+    VOTE_FAILED,
     PlatformOptions,
     thanks,
 )
@@ -38,6 +40,9 @@ _log = logging.getLogger(__name__)
 APOLOGY_TIMEOUT_S = 5.0
 # How long a hand-off's lease is held while the moderators' message is being posted.
 HANDOFF_LEASE_S = 60.0
+# The longest a member waits on the answers database or Redis (a hung server: a full disk, a lock, a
+# frozen machine) before the reply goes on without it.
+STATE_TIMEOUT_S = 5.0
 
 
 class Reply(Protocol):
@@ -88,6 +93,7 @@ class Conversation:
     dedupe: Deduplicator
     threads: ThreadMemory
     leases: Leases
+    state_timeout_s: float = STATE_TIMEOUT_S
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     closing: bool = False  # stopping: Slack's HTTP events are refused (503), answers in flight finish
     _cut: bool = False  # the grace period is over: nothing more runs
@@ -145,7 +151,12 @@ class Conversation:
 
     async def vote(self, community: str, answer_id: int, *, voter: str, vote: str) -> str:
         """A member's 👍 / 👎 on an answer of their community; returns what to tell them."""
-        recorded = await self.store.vote(answer_id, voter=voter, vote=vote, community=community)
+        try:
+            async with asyncio.timeout(self.state_timeout_s):
+                recorded = await self.store.vote(answer_id, voter=voter, vote=vote, community=community)
+        except Exception as exc:
+            _log.warning("could not record a vote (%s)", type(exc).__name__)
+            return VOTE_FAILED
         self.core.observer.feedback(self.platform, vote)
         return thanks(vote, recorded)
 
@@ -206,9 +217,10 @@ class Conversation:
             return SLOW_DOWN
         name = f"handoff:{community}:{self.platform}:{thread}"
         try:
-            if await self._handed_off_before_communities(thread):
-                return HANDOFF_ALREADY
-            lease = await self.leases.acquire(name, HANDOFF_LEASE_S)
+            async with asyncio.timeout(self.state_timeout_s):
+                if await self._handed_off_before_communities(thread):
+                    return HANDOFF_ALREADY
+                lease = await self.leases.acquire(name, HANDOFF_LEASE_S)
         except Exception:
             _log.exception("could not record a hand-off; the moderators were not asked")
             return HANDOFF_FAILED
@@ -219,17 +231,21 @@ class Conversation:
         except asyncio.CancelledError:
             # Stopped while posting: the message has most likely gone out, and a second ping is worse
             # than none, so the thread counts as handed off.
-            await self.leases.done(lease)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.state_timeout_s):
+                    await self.leases.done(lease)
             raise
         except Exception as exc:
             _log.warning("could not ask the moderators (%s)", type(exc).__name__)
             try:
-                await self.leases.release(lease)  # a later press may try again
+                async with asyncio.timeout(self.state_timeout_s):
+                    await self.leases.release(lease)  # a later press may try again
             except Exception:
                 _log.exception("could not undo a hand-off's record")
             return HANDOFF_FAILED
         try:
-            await self.leases.done(lease)
+            async with asyncio.timeout(self.state_timeout_s):
+                await self.leases.done(lease)
         except Exception:
             _log.exception("could not record a hand-off as done")
         return HANDOFF_ASKED
@@ -319,7 +335,8 @@ class Conversation:
     async def _save(self, question: Question, answer: Answer) -> int | None:
         """Store the answer; if the store fails, the answer is still shown (without feedback buttons)."""
         try:
-            return await self.store.save(self.platform, question, answer)
+            async with asyncio.timeout(self.state_timeout_s):
+                return await self.store.save(self.platform, question, answer)
         except Exception:
             _log.exception("could not store an answer; showing it without feedback buttons")
             return None

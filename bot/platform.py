@@ -19,6 +19,7 @@ THANKS = {
     "down": "Thanks for the 👎: it tells the article writers what to fix.",
 }
 VOTE_LOST = "I can't find that answer any more, but thanks!"
+VOTE_FAILED = "Sorry, I could not record that just now. Please try again in a minute."
 HANDOFF_LABEL = "Ask a human"
 HANDOFF_ASKED = "Done: the moderators have been asked to follow up here."
 HANDOFF_ALREADY = "The moderators have already been asked to follow up here."

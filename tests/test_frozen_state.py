@@ -1,0 +1,203 @@
+"""A hung answers database or Redis (frozen with SIGSTOP: a full disk, a lock, a frozen machine) never
+leaves a member without a reply: the answer is shown (without feedback buttons), a vote and an "Ask a
+human" press get a reply saying it could not be recorded, and on Redis the in-process state takes over.
+Private servers of the test's own are frozen, never the machine's."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.conversation import Conversation
+from bot.models import Answer, Question, Source
+from bot.observability import Observer
+from bot.platform import HANDOFF_ASKED, HANDOFF_FAILED, VOTE_FAILED, PlatformOptions
+from service.feedback import FeedbackStore
+from service.lease import RedisLeases, SqlLeases
+from service.redis_state import RedisLink
+from tests.conftest import need
+from tests.test_redis_state import PrivateRedis, _free_port, _wait
+from tests.test_redis_state import private_redis as private_redis
+
+SOURCE = Source(1, "aisafety.info:6568", "What is the orthogonality thesis?", "https://aisafety.info/q/6568")
+TIMEOUT_S = 1.0  # the conversation's wait for state, shortened for the test
+
+
+class Core:
+    observer = Observer()
+
+    async def stream(self, question: Question, *, found: list[Answer]) -> AsyncIterator[str | Answer]:
+        yield Answer("Goals and intelligence are independent [1].", (SOURCE,), "llm")
+
+
+class Shown:
+    """The reply port: what the member saw."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[Answer, int | None]] = []
+        self.apologies: list[Answer | None] = []
+
+    async def start(self) -> None: ...
+
+    async def preview(self, text: str) -> None: ...
+
+    async def final(self, answer: Answer, answer_id: int | None) -> None:
+        self.answers.append((answer, answer_id))
+
+    async def say(self, text: str) -> None: ...
+
+    async def apologise(self, answer: Answer | None) -> None:
+        self.apologies.append(answer)
+
+
+def _conversation(store: FeedbackStore, leases: object) -> Conversation:
+    conversation = Conversation.in_process(
+        "slack",
+        core=Core(),  # type: ignore[arg-type]
+        store=store,
+        options=PlatformOptions(rate_limit_per_minute=0, handoff="S0MODS"),
+        usage="",
+        leases=leases,  # type: ignore[arg-type]
+    )
+    conversation.state_timeout_s = TIMEOUT_S
+    return conversation
+
+
+def _pg_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        need("PostgreSQL's initdb for a private server", "install postgresql (apt-get install postgresql)")
+    return Path(found[-1]).parent
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[tuple[str, int]]:
+    """A PostgreSQL cluster of the test's own (run as the postgres user when the tests run as root, in a
+    folder that user can reach); yields its URL and its postmaster's pid."""
+    bin_dir = _pg_bin()
+    folder = Path(tempfile.mkdtemp(prefix="aisafety-pg-"))
+    port = _free_port()
+    as_root = os.geteuid() == 0
+    if as_root:
+        shutil.chown(folder, "postgres")
+    user = ["runuser", "-u", "postgres", "--"] if as_root else []
+    subprocess.run(
+        [*user, str(bin_dir / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        # The server's output goes to its log file: it outlives pg_ctl, and would hold a pipe open.
+        [
+            *user,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(folder / "data"),
+            "-o",
+            options,
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=60,
+    )
+    pid = int((folder / "data" / "postmaster.pid").read_text().split()[0])
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", pid
+    finally:
+        _thaw_all(pid)
+        subprocess.run(
+            [*user, str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _family(pid: int) -> list[int]:
+    """The postmaster and its children (each connection's backend)."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [pid, *(int(p) for p in out.split())]
+
+
+def _freeze_all(pid: int) -> None:
+    for p in _family(pid):
+        os.kill(p, signal.SIGSTOP)
+
+
+def _thaw_all(pid: int) -> None:
+    for p in _family(pid):
+        os.kill(p, signal.SIGCONT)
+
+
+async def test_a_frozen_answers_database_still_answers_and_says_what_it_could_not_record(
+    private_postgres: tuple[str, int],
+) -> None:
+    url, pid = private_postgres
+    store = FeedbackStore(database_url=url)
+    conversation = _conversation(store, SqlLeases(store))
+    shown = Shown()
+    question = Question("what is the orthogonality thesis?", asker="slack:U1", community="slack:T1")
+    assert await conversation.answer(question, shown) is not None
+    answer_id = shown.answers[-1][1]
+    assert answer_id is not None  # stored while PostgreSQL answers
+
+    _freeze_all(pid)
+    try:
+        started = time.monotonic()
+        assert await conversation.answer(question, shown) is not None
+        assert shown.answers[-1][1] is None  # shown all the same, without feedback buttons
+        said = await conversation.vote("slack:T1", answer_id, voter="slack:U2", vote="up")
+        assert said == VOTE_FAILED
+
+        async def call() -> None:
+            raise AssertionError("the moderators were called without a record that keeps it to once")
+
+        assert await conversation.handoff("slack:T1", "slack:U2", "C1:1.0", call) == HANDOFF_FAILED
+        assert time.monotonic() - started < 4 * TIMEOUT_S + 2  # each waited at most its timeout
+        assert shown.apologies == []
+    finally:
+        _thaw_all(pid)
+    # Thawed: the same store records again.
+    assert await conversation.vote("slack:T1", answer_id, voter="slack:U2", vote="up") != VOTE_FAILED
+    await asyncio.to_thread(store.close)
+
+
+async def test_a_frozen_redis_hands_off_from_this_process(
+    private_redis: PrivateRedis,
+    tmp_path: Path,
+) -> None:
+    assert private_redis.proc is not None
+    link = RedisLink(private_redis.url)
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    conversation = _conversation(store, RedisLeases(link))
+    calls: list[str] = []
+
+    async def call() -> None:
+        calls.append("pinged")
+
+    os.kill(private_redis.proc.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert await conversation.handoff("slack:T1", "slack:U2", "C1:1.0", call) == HANDOFF_ASKED
+        assert time.monotonic() - started < 3  # one Redis time-out, then the in-process leases
+        assert calls == ["pinged"]
+    finally:
+        os.kill(private_redis.proc.pid, signal.SIGCONT)
+    _wait(private_redis.port, up=True)
+    await link.aclose()
+    store.close()
