@@ -13,6 +13,7 @@ same way, offline.
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import http.client
 import json
@@ -53,12 +54,10 @@ _LIST_MARKER = re.compile(r"^(?:[-*+•]|\d{1,3}[.)])(?:\s+|$)")
 
 @dataclass(frozen=True)
 class FeedAnswer:
-    """One published answer: its Document, and what the editors wrote that `Document` has no field for
-    yet (its other phrasings of the question, its tags, when it was last edited)."""
+    """One published answer: its Document (with the editors' other phrasings and tags), and when it was
+    last edited."""
 
     document: Document
-    alternate_titles: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
     updated_at: str = ""
 
 
@@ -194,24 +193,20 @@ def _answer(number: int, q: object, *, base: str, live: set[str], origin: str) -
         text=clean_text(markdown),
         source=SOURCE,
         related=_related(q.get("relatedQuestions"), live, pageid),
+        alt_titles=alternate_titles(q.get("alternatePhrasings"), title),
+        tags=_tags(q.get("tags")),
     )
     updated = q.get("updatedAt")
-    return (
-        number,
-        FeedAnswer(
-            document=document,
-            alternate_titles=alternate_titles(q.get("alternatePhrasings"), title),
-            tags=_tags(q.get("tags")),
-            updated_at=updated if isinstance(updated, str) else "",
-        ),
-    )
+    return (number, FeedAnswer(document=document, updated_at=updated if isinstance(updated, str) else ""))
 
 
-def _items(answers: list[FeedItem]) -> list[Item]:
+def items(answers: list[FeedItem]) -> list[Item]:
+    """Feed answers as the other readers' items: `(number, Document)` or `SkippedRecord`."""
     return [a if isinstance(a, SkippedRecord) else (a[0], a[1].document) for a in answers]
 
 
-def _decode(body: bytes, origin: str) -> object:
+def decode(body: bytes, origin: str) -> object:
+    """The feed's JSON, or `SourceError` saying how it begins."""
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -226,7 +221,7 @@ def fetch_feed(
     from `base_url`. All or nothing: any failure raises `SourceError` with a one-line reason."""
     url = feed_url(base_url)
     return parse_feed(
-        _decode(download(url, timeout_s=timeout_s, max_bytes=max_bytes), url), base_url=base_url, origin=url
+        decode(download(url, timeout_s=timeout_s, max_bytes=max_bytes), url), base_url=base_url, origin=url
     )
 
 
@@ -234,7 +229,7 @@ def read_feed(
     base_url: str = DEFAULT_BASE, *, timeout_s: float = FEED_TIMEOUT_S, max_bytes: int = FEED_MAX_BYTES
 ) -> list[Item]:
     """`fetch_feed` as the other readers' items: `(number, Document)` or `SkippedRecord`."""
-    return _items(fetch_feed(base_url, timeout_s=timeout_s, max_bytes=max_bytes))
+    return items(fetch_feed(base_url, timeout_s=timeout_s, max_bytes=max_bytes))
 
 
 def load_saved_feed(path: str | Path, *, base_url: str = DEFAULT_BASE) -> list[FeedItem]:
@@ -245,12 +240,12 @@ def load_saved_feed(path: str | Path, *, base_url: str = DEFAULT_BASE) -> list[F
         body = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {_one_line(exc)}") from exc
-    return parse_feed(_decode(body, str(path)), base_url=base_url, origin=str(path))
+    return parse_feed(decode(body, str(path)), base_url=base_url, origin=str(path))
 
 
 def read_saved_feed(path: str | Path, *, base_url: str = DEFAULT_BASE) -> list[Item]:
     """`load_saved_feed` as the other readers' items."""
-    return _items(load_saved_feed(path, base_url=base_url))
+    return items(load_saved_feed(path, base_url=base_url))
 
 
 def is_saved_feed(path: Path) -> bool:
@@ -267,11 +262,14 @@ def _one_line(value: object) -> str:
     return " ".join(str(value).split())[:300]
 
 
-def download(url: str, *, timeout_s: float, max_bytes: int) -> bytes:
-    """The whole body of `GET url`, within `timeout_s` and `max_bytes`, or `SourceError` saying why."""
+def download(
+    url: str, *, timeout_s: float, max_bytes: int, what: str = "cannot read the aisafety.info feed at"
+) -> bytes:
+    """The whole body of `GET url`, within `timeout_s` and `max_bytes`, or `SourceError` saying why
+    (`what` begins its message). A 429's `Retry-After` is kept on the error (`SourceError.retry_after`)."""
     deadline = time.monotonic() + timeout_s
     request = urllib.request.Request(url, headers={"User-Agent": user_agent(), "Accept": "application/json"})
-    where = f"cannot read the aisafety.info feed at {url}"
+    where = f"{what} {url}"
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             length = response.headers.get("Content-Length", "")
@@ -292,12 +290,14 @@ def download(url: str, *, timeout_s: float, max_bytes: int) -> bytes:
                     raise SourceError(f"{where}: it is over the limit of {max_bytes:,} bytes")
                 chunks.append(chunk)
     except urllib.error.HTTPError as exc:
+        wait = None
         with exc:
             reason = f"HTTP {exc.code} {_one_line(exc.reason)}".rstrip()
             if exc.code == 429:
-                retry = _one_line(exc.headers.get("Retry-After") or "not given")[:40]
-                reason += f" (Retry-After: {retry})"
-        raise SourceError(f"{where}: {reason}") from None
+                given = exc.headers.get("Retry-After") or ""
+                wait = retry_after_seconds(given)
+                reason += f" (Retry-After: {_one_line(given or 'not given')[:40]})"
+        raise SourceError(f"{where}: {reason}", retry_after=wait) from None
     except TimeoutError as exc:
         raise SourceError(f"{where}: no complete answer within {timeout_s:g} s") from exc
     except urllib.error.URLError as exc:
@@ -311,6 +311,22 @@ def download(url: str, *, timeout_s: float, max_bytes: int) -> bytes:
         raise SourceError(
             f"{where}: the download broke off ({_one_line(exc) or type(exc).__name__})"
         ) from exc
+
+
+def retry_after_seconds(value: str, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now: a number of seconds or an HTTP date; None if it is neither."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _limit_wait(response: Any, seconds: float) -> None:

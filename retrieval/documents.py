@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -16,14 +17,24 @@ class Document:
     text: str
     source: str = ""
     related: tuple[str, ...] = ()
+    # The editors' other phrasings of the question the article answers: each is searched as another
+    # title of the article (aisafety.info's `alternatePhrasings`).
+    alt_titles: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
     @property
     def content_hash(self) -> str:
-        """A hash of everything that ends up in the index; unchanged articles are not re-embedded."""
+        """A hash of everything that ends up in the index; unchanged articles are not re-embedded. (An
+        article without phrasings or tags hashes as it did before they existed: no re-embedding at the
+        upgrade.)"""
         h = hashlib.sha256()
         for part in (self.title, self.url, self.source, self.text, "\x1f".join(self.related)):
             h.update(part.encode("utf-8"))
             h.update(b"\x00")
+        for extra in (self.alt_titles, self.tags):
+            if extra:
+                h.update("\x1f".join(extra).encode("utf-8"))
+                h.update(b"\x01")
         return h.hexdigest()[:32]
 
 
@@ -62,6 +73,19 @@ class Passage:
     bm25_score: float = 0.0
     # The question's cosine to the nearest request the library is not for (retrieval/rescoring.py).
     offtopic_cosine: float = 0.0
+
+
+ChangeKind = Literal["added", "changed", "removed"]
+
+
+@dataclass(frozen=True)
+class ArticleChange:
+    """One article an ingest or sync added, changed or removed, as the change log records it."""
+
+    article_id: str
+    title: str
+    url: str
+    change: ChangeKind
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +29,7 @@ from retrieval.embeddings import Embedded
 from retrieval.index import (
     ARTICLE_VECTOR_FULL_SCAN_KB,
     CATALOGUE_FIELDS,
+    DEAD,
     DENSE,
     DENSE_VECTORS,
     HIT_FIELDS,
@@ -38,23 +39,22 @@ from retrieval.index import (
     NO_INDEX,
     SPARSE,
     STATE_FIELDS,
+    TOMBSTONE,
     WRONG_MODEL,
     ArticleState,
     Hit,
     Ranking,
     SearchMode,
     StoreError,
+    article_points,
     article_states,
     best_articles,
     builds_of,
     by_passage,
     catalogue_of,
     collection_name,
-    dense_vectors,
     first_passages,
     passage_points,
-    payload,
-    point_id,
     ranked,
     search_plan,
 )
@@ -285,26 +285,38 @@ class EdgeStore:
         chunks: Sequence[Chunk],
         vectors: Sequence[Embedded],
         title: Embedded,
+        phrasings: Sequence[Embedded] = (),
+        old: ArticleState | None = None,
     ) -> None:
+        """One update of the engine, one record of its write-ahead log: a kill leaves the article's old
+        version or its new one, whole (`article_points`)."""
         points = [
             qe.Point(
-                point_id(doc.id, c.index),
+                p.id,
                 {
-                    **dense_vectors(c.index, v, title, vectors[0]),
-                    SPARSE: qe.SparseVector(indices=v.sparse.indices, values=v.sparse.values),
+                    **p.dense,
+                    **(
+                        {SPARSE: qe.SparseVector(indices=p.sparse.indices, values=p.sparse.values)}
+                        if p.sparse is not None
+                        else {}
+                    ),
                 },
-                payload(doc, c, len(chunks)),
+                p.payload,
             )
-            for c, v in zip(chunks, vectors, strict=True)
+            for p in article_points(doc, chunks, vectors, title, phrasings, old)
         ]
         with self._lock:
             self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
 
-    def delete_chunks(self, collection: str, article_id: str, indices: Iterable[int]) -> None:
-        ids: list[Any] = [point_id(article_id, i) for i in indices]
-        if ids:
-            with self._lock:
-                self._shard(collection).update(qe.UpdateOperation.delete_points(ids))
+    def delete_article(self, collection: str, article_id: str) -> None:
+        article = qe.Filter(must=[qe.FieldCondition(key="article_id", match=qe.MatchValue(article_id))])
+        with self._lock:
+            self._shard(collection).update(qe.UpdateOperation.delete_points_by_filter(article))
+
+    def sweep(self, collection: str) -> None:
+        dead = qe.Filter(must=[qe.FieldCondition(key=TOMBSTONE, match=qe.MatchValue(DEAD))])
+        with self._lock:
+            self._shard(collection).update(qe.UpdateOperation.delete_points_by_filter(dead))
 
     def flush(self) -> None:
         with self._lock:

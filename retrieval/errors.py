@@ -7,7 +7,12 @@ from __future__ import annotations
 
 
 class LibraryError(Exception):
-    """Base of retrieval's errors: the article library cannot be read, embedded or searched."""
+    """Base of retrieval's errors: the article library cannot be read, embedded or searched.
+    `retry_after`: seconds the source asked us to wait before trying again (HTTP 429's Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SourceError(LibraryError):

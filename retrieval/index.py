@@ -42,6 +42,11 @@ _ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b8d-4f3a-9c7e-2d1b0a9f8e7d")
 class ArticleState:
     content_hash: str
     chunks: int
+    phrasings: int = 0  # the article's other titles, each a point of its own (`phrasing_point_id`)
+    # What the change log and the removal guard need of an article that is gone from its source.
+    source: str = ""
+    title: str = ""
+    url: str = ""
 
 
 def collection_name(alias: str) -> str:
@@ -59,6 +64,67 @@ def builds_of(alias: str, names: Iterable[str]) -> list[str]:
 def point_id(article_id: str, index: int) -> str:
     """Deterministic: the same passage of the same article always lands on the same point."""
     return str(uuid.uuid5(_ID_NAMESPACE, f"{article_id}#{index}"))
+
+
+def phrasing_point_id(article_id: str, index: int) -> str:
+    """The point of the article's `index`th other title (a phrasing of its question)."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{article_id}#title{index}"))
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    """One point to write, in no SDK's types: each backend translates it. A tombstone has no vectors
+    (no search finds it) and marks a slot an article no longer uses."""
+
+    id: str
+    dense: dict[str, list[float]]
+    sparse: SparseVec | None
+    payload: dict[str, Any]
+
+
+# A tombstone's payload: its article and this mark (a keyword: the in-process engine matches no booleans).
+TOMBSTONE = "state"
+DEAD = "tombstone"
+
+
+def article_points(
+    doc: Document,
+    chunks: Sequence[Chunk],
+    vectors: Sequence[Embedded],
+    title: Embedded,
+    phrasings: Sequence[Embedded] = (),
+    old: ArticleState | None = None,
+) -> list[PointSpec]:
+    """Every point of an article's new version, to be written in ONE store operation: its passages, a
+    title-only point per other phrasing, and a tombstone on every slot its old version used beyond them.
+    A kill before the operation leaves the old version whole, after it the new one: the old tail is never
+    left searchable beside a new head (tombstones are swept later, `VectorStore.sweep`)."""
+    points = [
+        PointSpec(
+            point_id(doc.id, c.index),
+            dense_vectors(c.index, v, title, vectors[0]),
+            v.sparse,
+            payload(doc, c, len(chunks)),
+        )
+        for c, v in zip(chunks, vectors, strict=True)
+    ]
+    points += [
+        PointSpec(
+            phrasing_point_id(doc.id, k),
+            {TITLE: v.dense},
+            None,
+            {"article_id": doc.id, "phrasing": k, "title": doc.alt_titles[k], "hash": doc.content_hash},
+        )
+        for k, v in enumerate(phrasings)
+    ]
+    if old is not None:
+        dead = {"article_id": doc.id, TOMBSTONE: DEAD}
+        points += [PointSpec(point_id(doc.id, i), {}, None, dead) for i in range(len(chunks), old.chunks)]
+        points += [
+            PointSpec(phrasing_point_id(doc.id, k), {}, None, dead)
+            for k in range(len(phrasings), old.phrasings)
+        ]
+    return points
 
 
 class VectorStore(Protocol):
@@ -88,9 +154,19 @@ class VectorStore(Protocol):
         chunks: Sequence[Chunk],
         vectors: Sequence[Embedded],
         title: Embedded,
-    ) -> None: ...
+        phrasings: Sequence[Embedded] = (),
+        old: ArticleState | None = None,
+    ) -> None:
+        """Write an article's new version in one operation (`article_points`); `old`: its stored state."""
+        ...
 
-    def delete_chunks(self, collection: str, article_id: str, indices: Iterable[int]) -> None: ...
+    def delete_article(self, collection: str, article_id: str) -> None:
+        """Every point of the article, in one operation."""
+        ...
+
+    def sweep(self, collection: str) -> None:
+        """Delete the tombstones `upsert` left (one operation; harmless if never done)."""
+        ...
 
     def flush(self) -> None: ...
 
@@ -129,6 +205,8 @@ def payload(doc: Document, chunk: Chunk, chunks: int) -> dict[str, Any]:
         "text": chunk.text,
         "hash": doc.content_hash,
         "related": list(doc.related),
+        "phrasings": len(doc.alt_titles),
+        "tags": list(doc.tags),
     }
 
 
@@ -143,7 +221,7 @@ def dense_vectors(index: int, passage: Embedded, title: Embedded, lead: Embedded
 
 
 # What reading an article's state needs of a payload.
-STATE_FIELDS = ["article_id", "hash", "chunk", "chunks"]
+STATE_FIELDS = ["article_id", "hash", "chunk", "chunks", "phrasings", "source", "title", "url"]
 # Payload indexes every collection gets: the first passages are found by `chunk` without a full scan.
 INDEXED_FIELDS = {"article_id": "keyword", "chunk": "integer"}
 
@@ -159,16 +237,29 @@ def article_states(scroll: Scroll) -> dict[str, ArticleState]:
     for pl in scroll(True):
         if "chunks" not in pl:
             break
-        states[str(pl.get("article_id"))] = ArticleState(str(pl.get("hash")), int(pl["chunks"]))
+        states[str(pl.get("article_id"))] = _state(pl, int(pl["chunks"]))
     else:
         return states
     states = {}
     for pl in scroll(False):
+        if "chunk" not in pl:  # a phrasing's point or a tombstone
+            continue
         aid = str(pl.get("article_id"))
         prev = states.get(aid)
         n = max(prev.chunks if prev else 0, int(pl.get("chunk", 0)) + 1)
-        states[aid] = ArticleState(str(pl.get("hash")), n)
+        states[aid] = _state(pl, n)
     return states
+
+
+def _state(pl: dict[str, Any], chunks: int) -> ArticleState:
+    return ArticleState(
+        str(pl.get("hash")),
+        chunks,
+        int(pl.get("phrasings") or 0),
+        str(pl.get("source") or ""),
+        str(pl.get("title") or ""),
+        str(pl.get("url") or ""),
+    )
 
 
 # The payload fields of the list of articles (`catalogue`): the report's "never cited".

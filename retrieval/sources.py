@@ -11,17 +11,17 @@ import gzip
 import io
 import json
 import re
-import urllib.error
-import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from retrieval.documents import Document, SkippedRecord
 from retrieval.errors import SourceError
 
-URL_TIMEOUT_S = 30.0
+# A whole download of one SOURCES URL: the deadline and the size beyond which it is refused.
+URL_TIMEOUT_S = 300.0
+URL_MAX_BYTES = 2 * 1024 * 1024 * 1024
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 
 Item = tuple[int, Document] | SkippedRecord
@@ -67,15 +67,24 @@ def is_stub(text: str) -> bool:
     return len(_BARE_URL.sub(" ", text).split()) < STUB_WORDS
 
 
-def read_source(spec: str, *, aisafety_info_url: str | None = None) -> Iterator[Item]:
+def read_source(
+    spec: str, *, aisafety_info_url: str | None = None, prefetched: Mapping[str, object] | None = None
+) -> Iterator[Item]:
     """Read one source given as a path (file, .gz, folder of .md), an http(s) URL, or `aisafety.info`:
     the site's own feed of published answers, read at `aisafety_info_url` (default the site itself; a
-    saved copy of the feed, a `.json` file, links to it too)."""
+    saved copy of the feed, a `.json` file, links to it too). `prefetched`: the feed document already
+    downloaded for this entry (a sync reads its `timestamp` first)."""
     from retrieval import aisafety_info  # it imports this module's cleaning
 
     base = aisafety_info_url or aisafety_info.DEFAULT_BASE
     if spec.strip() == aisafety_info.SOURCE:
-        yield from aisafety_info.read_feed(base)
+        if prefetched is not None and spec in prefetched:
+            feed_url = aisafety_info.feed_url(base)
+            yield from aisafety_info.items(
+                aisafety_info.parse_feed(prefetched[spec], base_url=base, origin=feed_url)
+            )
+        else:
+            yield from aisafety_info.read_feed(base)
         return
     if spec.startswith(("http://", "https://")):
         yield from _read_url(spec)
@@ -103,23 +112,19 @@ def read_source(spec: str, *, aisafety_info_url: str | None = None) -> Iterator[
 
 
 def _read_url(url: str) -> Iterator[Item]:
-    request = urllib.request.Request(url, headers={"User-Agent": "aisafety-bot"})
-    try:
-        response = urllib.request.urlopen(request, timeout=URL_TIMEOUT_S)
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise SourceError(
-            f"cannot download {url}: {exc}. Without internet access, set SOURCES to local files "
-            "(see the README section on running offline)."
-        ) from exc
-    with response:
-        raw: IO[bytes] = response
-        if url.split("?")[0].endswith(".gz"):
-            raw = gzip.GzipFile(fileobj=response)  # type: ignore[assignment]
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
+    """A JSONL file (or .gz) on the web, downloaded whole within a deadline and a size cap first: a
+    download that breaks off half-way changes nothing (a library read from half a file would lose the
+    rest of its articles)."""
+    from retrieval.aisafety_info import download
+
+    body = download(url, timeout_s=URL_TIMEOUT_S, max_bytes=URL_MAX_BYTES, what="cannot download")
+    if url.split("?")[0].endswith(".gz"):
         try:
-            yield from read_ard_jsonl(text, origin=url)
+            body = gzip.decompress(body)
         except (OSError, EOFError) as exc:
-            raise SourceError(f"download of {url} broke off: {exc}") from exc
+            raise SourceError(f"download of {url} is not a whole gzip file: {exc}") from exc
+    text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8-sig", errors="replace")
+    yield from read_ard_jsonl(text, origin=url)
 
 
 def _web_url(url: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,6 +19,7 @@ from retrieval.embeddings import Embedded
 from retrieval.index import (
     ARTICLE_VECTOR_FULL_SCAN_KB,
     CATALOGUE_FIELDS,
+    DEAD,
     DENSE,
     DENSE_VECTORS,
     HIT_FIELDS,
@@ -28,6 +29,7 @@ from retrieval.index import (
     NO_INDEX,
     SPARSE,
     STATE_FIELDS,
+    TOMBSTONE,
     WRONG_MODEL,
     ArticleState,
     Hit,
@@ -35,17 +37,15 @@ from retrieval.index import (
     SearchMode,
     SearchPlan,
     StoreError,
+    article_points,
     article_states,
     best_articles,
     builds_of,
     by_passage,
     catalogue_of,
     collection_name,
-    dense_vectors,
     first_passages,
     passage_points,
-    payload,
-    point_id,
     ranked,
     search_plan,
 )
@@ -319,37 +319,52 @@ class QdrantStore:
         chunks: Sequence[Chunk],
         vectors: Sequence[Embedded],
         title: Embedded,
+        phrasings: Sequence[Embedded] = (),
+        old: ArticleState | None = None,
     ) -> None:
-        """Store an article's passages (its first also carries the title and lead vectors). They are sent
-        with other articles' in requests of `UPSERT_BATCH` points (one request per article, each waited
-        for, made a large ingest three times slower); `flush` sends the rest."""
+        """Store an article's new version (`article_points`). Whole articles are sent together with other
+        articles' in requests of about `UPSERT_BATCH` points (one request per article, each waited for,
+        made a large ingest three times slower); `flush` sends the rest. An article is never split
+        between two requests: a kill leaves its old version or its new one."""
         if self._pending and self._pending_in != collection:
             self.flush()
         self._pending_in = collection
         self._pending += [
             models.PointStruct(
-                id=point_id(doc.id, c.index),
+                id=p.id,
                 vector={
-                    **dense_vectors(c.index, v, title, vectors[0]),
-                    SPARSE: models.SparseVector(indices=v.sparse.indices, values=v.sparse.values),
+                    **p.dense,
+                    **(
+                        {SPARSE: models.SparseVector(indices=p.sparse.indices, values=p.sparse.values)}
+                        if p.sparse is not None
+                        else {}
+                    ),
                 },
-                payload=payload(doc, c, len(chunks)),
+                payload=p.payload,
             )
-            for c, v in zip(chunks, vectors, strict=True)
+            for p in article_points(doc, chunks, vectors, title, phrasings, old)
         ]
         if len(self._pending) >= UPSERT_BATCH:
             self.flush()
 
-    def delete_chunks(self, collection: str, article_id: str, indices: Iterable[int]) -> None:
-        ids: list[models.ExtendedPointId] = [point_id(article_id, i) for i in indices]
-        if ids:
-            self.flush()  # in the order the ingest asked for them
-            self._call(
-                "delete",
-                collection_name=collection,
-                points_selector=models.PointIdsList(points=ids),
-                wait=True,
-            )
+    def _delete_where(self, collection: str, key: str, value: Any) -> None:
+        self.flush()  # in the order the ingest asked for them
+        self._call(
+            "delete",
+            collection_name=collection,
+            points_selector=models.FilterSelector(
+                filter=models.Filter(
+                    must=[models.FieldCondition(key=key, match=models.MatchValue(value=value))]
+                )
+            ),
+            wait=True,
+        )
+
+    def delete_article(self, collection: str, article_id: str) -> None:
+        self._delete_where(collection, "article_id", article_id)
+
+    def sweep(self, collection: str) -> None:
+        self._delete_where(collection, TOMBSTONE, DEAD)
 
     # -- reading -------------------------------------------------------------------------------
     def count(self) -> int:

@@ -163,7 +163,7 @@ def test_a_broken_record_is_skipped_and_counted_never_the_whole_feed() -> None:
     docs = [a[1].document.id for a in answers if isinstance(a, tuple)]
     assert docs == ["aisafety.info:1", "aisafety.info:12", "aisafety.info:13"]
     odd = next(a[1] for a in answers if isinstance(a, tuple) and a[0] == 13)
-    assert odd.document.related == () and odd.tags == () and odd.updated_at == ""
+    assert odd.document.related == () and odd.document.tags == () and odd.updated_at == ""
     assert _skipped(answers) == {
         2: "no pageid",
         3: "no pageid",
@@ -404,8 +404,8 @@ def test_alternate_phrasings_and_tags_travel_with_the_answer() -> None:
     with FakeAisafety(questions) as fake:
         [(number, answer)] = fetch_feed(fake.base)  # type: ignore[misc]
     assert number == 1 and isinstance(answer, FeedAnswer)
-    assert answer.alternate_titles == ("What does 'aligned AI' mean?", "Define alignment")
-    assert answer.tags == ("Alignment", "Definitions")
+    assert answer.document.alt_titles == ("What does 'aligned AI' mean?", "Define alignment")
+    assert answer.document.tags == ("Alignment", "Definitions")
     assert answer.updated_at == "2025-02-03T04:05:06.000Z"
     assert answer.document.id == "aisafety.info:8486"
 

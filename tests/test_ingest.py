@@ -10,7 +10,7 @@ import pytest
 from retrieval.edge_store import EdgeStore
 from retrieval.embeddings import Embedded, FastEmbedder
 from retrieval.index import VectorStore
-from retrieval.ingest import IngestError, ingest
+from retrieval.ingest import IngestError, LargeRemoval, ingest
 from retrieval.search import HybridRetriever
 from retrieval.store import QdrantStore
 from tests.conftest import write_jsonl
@@ -88,7 +88,18 @@ def test_incremental_ingest(tmp_path: Path, store: VectorStore, counting: Counti
     new = fixture_rows("inner-outer")[0]
     src2 = write_jsonl(tmp_path / "b.jsonl", [rows[0], changed, rows[2], new])
     counting.passages = 0
-    third = ingest(store=store, embedder=counting, sources=[str(src2)])
+    # One of three "fixture" articles gone is over the default guard (a quarter of a source's articles).
+    with pytest.raises(LargeRemoval, match="remove 1 of the library's 3 fixture articles"):
+        ingest(store=store, embedder=counting, sources=[str(src2)])
+    assert counting.passages == 0 and store.article_states(first.collection)[TEXTBOOK].chunks == 3
+    third = ingest(store=store, embedder=counting, sources=[str(src2)], max_remove=1.0)
+    assert sorted((c.change, c.article_id) for c in third.changes) == sorted(
+        [
+            ("added", FIXTURE_IDS["inner-outer"]),
+            ("changed", TEXTBOOK),
+            ("removed", FIXTURE_IDS["quantilizers"]),
+        ]
+    )
     assert third.summary()["added"] == 1
     assert third.summary()["updated"] == 1
     assert third.summary()["unchanged"] == 2
@@ -98,6 +109,7 @@ def test_incremental_ingest(tmp_path: Path, store: VectorStore, counting: Counti
     states = store.article_states(third.collection)
     assert set(states) == {IDS[0], TEXTBOOK, IDS[2], FIXTURE_IDS["inner-outer"]}
     assert states[TEXTBOOK].chunks == 1  # the old, longer version's passages are gone
+    assert store.count() == sum(st.chunks for st in states.values())  # and no tombstone is left
     hits = HybridRetriever(store=store, embedder=counting).search_sync(
         "learned optimizer inside a model", k=4
     )

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from retrieval import edge_store as edge_module
-from retrieval import store as server_module
+from retrieval import index as index_module
 from retrieval.documents import Chunk, Document
 from retrieval.edge_store import EdgeStore
 from retrieval.embeddings import Embedded, SparseVec
@@ -87,8 +86,7 @@ def test_a_collection_written_before_the_count_is_read_whole(
         del pl["chunks"]
         return pl
 
-    monkeypatch.setattr(edge_module, "payload", old_payload)
-    monkeypatch.setattr(server_module, "payload", old_payload)
+    monkeypatch.setattr(index_module, "payload", old_payload)
     collection = _fill(store, articles=4, chunks=3)
     states = store.article_states(collection)
     assert {aid: s.chunks for aid, s in states.items()} == {f"synthetic:{n}": 3 for n in range(4)}

@@ -54,7 +54,7 @@ def _ingest_with_a_node_down(
     or it fails with one line naming `error_names`."""
     more = write_jsonl(tmp_path / "b.jsonl", fixture_rows("orthogonality", "quantilizers"))
     try:
-        ingest(store=store, embedder=retriever.embedder, sources=[str(more)], rebuild=True)
+        ingest(store=store, embedder=retriever.embedder, sources=[str(more)], rebuild=True, max_remove=1.0)
     except StoreError as exc:
         assert error_names in str(exc) and "Traceback" not in str(exc)
     else:
