@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="index the sources (incremental unless --rebuild)")
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="paths or URLs (default: SOURCES)")
     p.add_argument("--rebuild", action="store_true", help="build a new index and switch to it when complete")
+    p.add_argument(
+        "--allow-large-removal",
+        action="store_true",
+        help="remove articles gone from the sources even beyond SYNC_MAX_REMOVE (this once)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_ingest)
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from bot.platform import Platform
     from bot.ports import Leases
     from service.feedback import FeedbackStore
+    from service.library_sync import LibrarySync
 
 _log = logging.getLogger(__name__)
 
@@ -50,18 +51,20 @@ def live_report(
     """The report page's data source in the running bot: its own history, index and embedding model. A
     report (of one community, or with None of every one) is built once a minute, not again for each
     table downloaded from the page."""
-    from service.report import build_report
+    from service.report import build_report, library_section
 
     built: dict[tuple[float, str | None], tuple[float, dict[str, Any]]] = {}  # -> (when, report)
 
     def build(days: float, community: str | None) -> dict[str, Any]:
+        articles = app.store.catalogue()
         return build_report(
             feedback.since(days, community=community),
             embed=app.embedder.embed_dense_only,
-            articles=app.store.catalogue(),
+            articles=articles,
             since_days=days,
             questions_stored=app.settings.store_questions,
             community=community,
+            library=library_section(feedback, days, len(articles)),
         )
 
     async def report(days: float, community: str | None = None) -> dict[str, Any]:
@@ -92,6 +95,7 @@ async def run_platforms(app: App) -> None:
     core = app.core()
     services = shared.services(core, feedback)
     started: list[Platform] = []
+    library: LibrarySync | None = None
     runner: web.AppRunner | None = None
     background: list[asyncio.Task[None]] = []
     try:
@@ -113,17 +117,27 @@ async def run_platforms(app: App) -> None:
         async def qdrant_ready() -> bool:
             return await asyncio.to_thread(app.store.live_collection) is not None
 
-        notes = {}
+        library = library_sync(app, feedback, services.leases)
+        notes: dict[str, Callable[[], str | None]] = {"library": library.stale}
         if shared.redis is not None:
             if await shared.redis.ping():
                 _log.info("shared state on Redis at %s", shared.redis.where)
-            notes = {"redis": shared.redis.degraded}
+            notes["redis"] = shared.redis.degraded
         checks = {"qdrant": qdrant_ready, **{p.name: p.ready for p in started}}
         add_health_routes(site, checks=checks, metrics=app.metrics, notes=notes)
         if s.admin_token is not None:
             from service.admin import add_admin_routes
 
-            add_admin_routes(site, token=s.admin_token.get_secret_value(), report=live_report(app, feedback))
+            async def sync_from_page() -> dict[str, Any]:
+                # A moderator asked for it: the removal guard is lifted this once.
+                return (await library.sync_now(allow_large_removal=True)).to_json()
+
+            add_admin_routes(
+                site,
+                token=s.admin_token.get_secret_value(),
+                report=live_report(app, feedback),
+                sync=sync_from_page,
+            )
         from service.metrics import freeze_startup_heap
 
         freeze_startup_heap()
@@ -140,6 +154,8 @@ async def run_platforms(app: App) -> None:
 
         assigning = {p.name: asyncio.create_task(assign_communities(p, feedback)) for p in started}
         background = list(assigning.values())
+        background.append(asyncio.create_task(library.run()))
+        on_hangup(lambda: background.append(asyncio.create_task(library.on_signal())))
         if digest is not None:
             # The digest sums up its community's answers: older ones are given theirs first.
             assigned = assigning[digest[0].name]
@@ -156,9 +172,12 @@ async def run_platforms(app: App) -> None:
                 await tcp.stop()  # HTTP events go to another replica, or are re-sent after the restart
             await asyncio.gather(*(p.conversation.drain(s.shutdown_grace_s) for p in started))
     finally:
+        on_hangup(None)
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if library is not None:
+            library.close()
         for platform in started:
             await platform.close()
         if runner is not None:
@@ -166,6 +185,38 @@ async def run_platforms(app: App) -> None:
         await core.aclose()
         await shared.aclose()
         feedback.close()
+
+
+def library_sync(app: App, feedback: FeedbackStore, leases: Leases) -> LibrarySync:
+    """The library's own sync (SYNC_EVERY_S), on the store and embedding model the bot already holds."""
+    from service.library_sync import LibrarySync
+
+    s = app.settings
+    return LibrarySync(
+        store=app.store,
+        embedder=app.embedder,
+        sources=s.source_list,
+        aisafety_info_url=s.aisafety_info_url,
+        every_s=s.sync_every_s,
+        max_remove=s.sync_max_remove,
+        leases=leases,
+        feedback=feedback,
+        metrics=app.metrics,
+    )
+
+
+def on_hangup(handler: Callable[[], object] | None) -> None:
+    """SIGHUP runs `handler` (a sync now, as the report page's button does); None stops listening."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    try:
+        if handler is None:
+            loop.remove_signal_handler(signal.SIGHUP)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, handler)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no such signal
+        pass
 
 
 def _digest_channel(settings: Settings, started: list[Platform]) -> tuple[Platform, str] | None:

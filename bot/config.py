@@ -12,9 +12,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.errors import ConfigError
 from bot.platform import PlatformOptions
 
-DEFAULT_SOURCE = (
-    "https://huggingface.co/datasets/StampyAI/alignment-research-dataset/resolve/main/aisafety.info.jsonl"
-)
+# aisafety.info's own feed of published answers (`retrieval/aisafety_info.py`), read at AISAFETY_INFO_URL:
+# the site, not a dataset snapshot, is the library's source of truth.
+DEFAULT_SOURCE = "aisafety.info"
+# The shortest sync period against the real site (SYNC_EVERY_S).
+SYNC_MIN_S = 300.0
 
 
 def default_data_dir() -> Path:
@@ -80,6 +82,17 @@ class Settings(BaseSettings):
     aisafety_info_url: str = Field(
         "https://aisafety.info",
         description="where the `aisafety.info` source reads the site's feed, and what its links point to",
+    )
+    sync_every_s: float = Field(
+        3600.0,
+        ge=0,
+        description="how often a running bot re-reads SOURCES and updates its library, in seconds; 0: never",
+    )
+    sync_max_remove: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="the largest share of a source's articles one sync or ingest may remove; 1: no limit",
     )
 
     anthropic_api_key: SecretStr | None = None
@@ -272,6 +285,19 @@ class Settings(BaseSettings):
                     f"{item.strip()!r} is not a channel id; give Discord (numeric) or Slack (C...) ids, comma-separated"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _sync_period(self) -> Settings:
+        """The site's operators see one request per period from every install: not more often than
+        every SYNC_MIN_S against the real aisafety.info (a mirror or a test's fake may be asked sooner)."""
+        host = _host(self.aisafety_info_url).lower().rsplit("@", 1)[-1].split(":")[0]
+        real_site = host == "aisafety.info" or host.endswith(".aisafety.info")
+        if 0 < self.sync_every_s < SYNC_MIN_S and real_site and DEFAULT_SOURCE in self.source_list:
+            raise ValueError(
+                f"SYNC_EVERY_S must be 0 (off) or at least {SYNC_MIN_S:g} seconds when the library follows "
+                f"{self.aisafety_info_url}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _shards(self) -> Settings:

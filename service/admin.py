@@ -3,6 +3,10 @@ set and only to requests that carry it (an `Authorization: Bearer` header, or th
 sets). The same data as `report --format json`, for a chosen period: a chart of answers per day by
 outcome, the tables, and each table as CSV. Server-rendered HTML; the chart is drawn by uPlot, served from
 `service/static` (no CDN: communities self-host offline too).
+
+The one route that changes anything, `POST /admin/sync` (sync the article library now), also requires
+the request to come from the page itself: its `Origin` (or, without one, its `Referer`) must be the
+page's own origin, so no other site can make a signed-in browser start a sync.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 
-from service.report import BY_COMMUNITY, OUTCOMES, TABLES, table_csv
+from bot.errors import BotError
+from retrieval.errors import LibraryError
+from service.feedback import SYNCED
+from service.report import BY_COMMUNITY, OUTCOMES, TABLES, table_csv, utc
 
 _log = logging.getLogger(__name__)
 
@@ -40,7 +47,9 @@ HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it a browser sends `Origin: null` on the page's own forms, and the sync
+    # button's same-origin check could never pass. Other sites still get no referrer.
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
 }
 # The outcomes as the page names them (the chart's legend uses the same words).
@@ -58,10 +67,20 @@ TITLES = {
     "downvoted": "Answers voted down",
     "most_cited": "Articles cited most",
     "never_cited": "Articles never cited",
+    "library": "The library",
+}
+# What the page says after a sync it asked for (`?synced=<outcome>`); any other value shows nothing, so
+# no link can put words of its own on the page.
+SYNCED_NOTICES = {
+    "changed": "The library was synced: the changes are listed below.",
+    "unchanged": "The library was synced: nothing had changed.",
 }
 
 # The report of the last `days` days: of one community, or (None) the operator's view of all of them.
 ReportSource = Callable[[float, str | None], Awaitable[dict[str, Any]]]
+# Syncs the article library now; answers a JSON-ready dict with at least "outcome" (one of
+# service.feedback.SYNC_OUTCOMES) and a "reason" when the sync was refused or failed.
+SyncLibrary = Callable[[], Awaitable[dict[str, Any]]]
 # `discord:<guild id>`, `slack:<team id>`, `dm`, `unassigned`
 _COMMUNITY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
@@ -71,9 +90,12 @@ def session_value(token: str) -> str:
     return hmac.new(token.encode(), b"aisafety-bot admin session", hashlib.sha256).hexdigest()
 
 
-def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) -> None:
+def add_admin_routes(
+    app: web.Application, *, token: str, report: ReportSource, sync: SyncLibrary | None = None
+) -> None:
     """Serve the report page on `app`. `report(days, community)` builds the report for the last `days`
-    days. The ADMIN_TOKEN holder is the operator: every community, or one with `?community=ID`."""
+    days. The ADMIN_TOKEN holder is the operator: every community, or one with `?community=ID`. With
+    `sync`, the page has a button that syncs the library now (`POST /admin/sync`)."""
     session = session_value(token)
 
     def authorised(request: web.Request) -> bool:
@@ -123,7 +145,39 @@ def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) 
             return _login(status=401)
         days, community = days_of(request), community_of(request)
         data = await built(days, community)
-        return web.Response(text=render_page(data, days), content_type="text/html", headers=HEADERS)
+        notice = SYNCED_NOTICES.get(request.query.get("synced", ""), "")
+        return web.Response(
+            text=render_page(data, days, can_sync=sync is not None, notice=notice),
+            content_type="text/html",
+            headers=HEADERS,
+        )
+
+    async def sync_now(request: web.Request) -> web.Response:
+        """Sync the library, then back to the page (303) with the outcome, or the outcome as JSON."""
+        assert sync is not None  # the route exists only with `sync`
+        if not authorised(request):
+            raise web.HTTPUnauthorized(text="sign in on /admin/ first", headers=HEADERS)
+        refused = _cross_origin(request)
+        if refused:
+            _log.warning("report page: a sync request refused (%s) from %s", refused, request.remote)
+            raise web.HTTPForbidden(text=refused, headers=HEADERS)
+        days, community = days_of(request), community_of(request)
+        wants_json = "application/json" in request.headers.get("Accept", "")
+        try:
+            result = await sync()
+        except Exception as exc:
+            _log.exception("the library sync asked for on the report page failed")
+            reason = _reason(exc)
+            if wants_json:
+                return web.json_response({"outcome": "error", "reason": reason}, status=503, headers=HEADERS)
+            return _not_synced(reason, days, community, status=503)
+        if wants_json:
+            return web.json_response(result, headers=HEADERS)
+        outcome = str(result.get("outcome", ""))
+        if outcome not in SYNCED:
+            return _not_synced(_one_line(str(result.get("reason", "")) or outcome), days, community)
+        back = {"days": f"{days:g}"} | ({"community": community} if community else {}) | {"synced": outcome}
+        return web.Response(status=303, headers={**HEADERS, "Location": "/admin/?" + urlencode(back)})
 
     async def login(request: web.Request) -> web.Response:
         form = await request.post()
@@ -186,6 +240,50 @@ def add_admin_routes(app: web.Application, *, token: str, report: ReportSource) 
     app.router.add_get("/admin/report.json", data)
     app.router.add_get("/admin/csv/{table}.csv", csv_table)
     app.router.add_get("/admin/static/{name}", asset)
+    if sync is not None:
+        app.router.add_post("/admin/sync", sync_now)  # a GET is 405: nothing changes on a link
+
+
+def _own_origin(request: web.Request) -> str:
+    """The page's origin as this request reached it (scheme://host[:port])."""
+    return f"{request.scheme}://{request.host}".lower()
+
+
+def _cross_origin(request: web.Request) -> str:
+    """Why a state-changing request is not from the page itself, in one line; "" when it is. Browsers
+    send `Origin` with every form POST; a request without it must name the page in `Referer` (a script
+    sends `Origin: <the bot's address>`)."""
+    own = _own_origin(request)
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return "" if origin.strip().lower() == own else "the request came from another site (Origin)"
+    referer = urlsplit(request.headers.get("Referer", ""))
+    if referer.scheme and f"{referer.scheme}://{referer.netloc}".lower() == own:
+        return ""
+    return "the request did not say it came from this page (no Origin or Referer)"
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.strip().splitlines()[0].split()) if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _reason(exc: Exception) -> str:
+    """Why a sync failed, safe to show: the app's own errors say it (their messages hold no secrets);
+    anything else only by its kind, the log has the rest."""
+    if isinstance(exc, BotError | LibraryError) and str(exc).strip():
+        return _one_line(str(exc))
+    return f"{type(exc).__name__}; the bot's log says more"
+
+
+def _not_synced(reason: str, days: float, community: str | None, *, status: int = 200) -> web.Response:
+    body = _frame(
+        "The library was not synced",
+        f"""<main class="login"><h1>The library was not synced</h1>
+<p class="error">{_e(reason)}</p>
+<p><a href="/admin/?{_query(days, community)}">Back to the report</a></p></main>""",
+    )
+    return web.Response(text=body, status=status, content_type="text/html", headers=HEADERS)
 
 
 def _see_other() -> web.Response:
@@ -243,19 +341,56 @@ def _community_link(community: str, days: float) -> str:
     return f'<a href="/admin/?{_query(days, community)}">{_e(community)}</a>' if community else ""
 
 
-def _table(name: str, head: list[str], rows: list[list[str]], query: str, empty: str) -> str:
+def _table(
+    name: str, head: list[str], rows: list[list[str]], query: str, empty: str, *, lead: str = ""
+) -> str:
+    """A section with its table (or a line saying it is empty), under `lead` (HTML) when given."""
     csv = f'<a class="csv" href="/admin/csv/{name}.csv?{query}" download>CSV</a>'
+    top = f'<section id="{name}"><h2>{_e(TITLES[name])} {csv}</h2>{lead}'
     if not rows:
-        return f'<section id="{name}"><h2>{_e(TITLES[name])} {csv}</h2><p class="empty">{_e(empty)}</p></section>'
+        return f'{top}<p class="empty">{_e(empty)}</p></section>'
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return (
-        f'<section id="{name}"><h2>{_e(TITLES[name])} {csv}</h2><div class="scroll"><table>'
+        f'{top}<div class="scroll"><table>'
         f"<thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div></section>"
     )
 
 
-def render_page(report: dict[str, Any], days: float) -> str:
+def _library(report: dict[str, Any], query: str, *, can_sync: bool) -> str:
+    """The library's size, its last sync and the period's changes (public facts, the same for every
+    community), with the sync button when the running bot can sync."""
+    library = report.get("library")
+    if library is None and not can_sync:
+        return ""
+    facts = (
+        f'<p class="lead">{_e(library["articles"])} articles; '
+        f"last synced {_e(utc(library['last_sync']))}.</p>"
+        if library is not None
+        else ""
+    )
+    button = (
+        f'<form method="post" action="/admin/sync?{query}" class="sync">'
+        '<button type="submit">Sync the library now</button></form>'
+        if can_sync
+        else ""
+    )
+    rows = [
+        [_e(utc(c["time"])), _e(c["change"]), _link(str(c["title"]), str(c["url"]))]
+        for c in (library or {}).get("changes", [])
+    ]
+    return _table(
+        "library",
+        ["when", "change", "article"],
+        rows,
+        query,
+        "No article changed in this period.",
+        lead=facts + button,
+    )
+
+
+def render_page(report: dict[str, Any], days: float, *, can_sync: bool = False, notice: str = "") -> str:
+    """The report as the page; `can_sync`: show the sync button; `notice`: a line at the top (escaped)."""
     stored = report.get("questions_stored", True)
     community = report.get("community")
     query = _query(days, community)
@@ -348,6 +483,7 @@ href="/admin/csv/by_day.csv?{query}" download>CSV</a></h2>
             [[_link(a["title"], a["url"])] for a in report.get("never_cited", [])],
             "Every article was cited.",
         ),
+        _library(report, query, can_sync=can_sync),
     ]
     who = _e(community) if community else "every community"
     back = f' <a href="/admin/?days={days:g}">Every community</a>' if community else ""
@@ -356,6 +492,7 @@ href="/admin/csv/by_day.csv?{query}" download>CSV</a></h2>
 <form method="get" action="/admin/"><label for="days">Period</label>
 <select id="days" name="days">{periods}</select>{keep}<button type="submit">Show</button></form>
 <form method="post" action="/admin/logout"><button type="submit" class="quiet">Sign out</button></form></header>
-<main><p class="lead">{_e(report.get("answers", 0))} answers in the last {days:g} days.{back}</p>
+<main>{f'<p class="notice" role="status">{_e(notice)}</p>' if notice else ""}
+<p class="lead">{_e(report.get("answers", 0))} answers in the last {days:g} days.{back}</p>
 {"" if stored else f'<p class="note">{_e(no_text)}</p>'}{"".join(sections)}</main>"""
     return _frame("AI-safety bot: report", body, chart=True)

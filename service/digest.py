@@ -1,10 +1,11 @@
 """A digest where the moderators are: `DIGEST_CHANNEL` gets a short summary of each period
 (`DIGEST_EVERY`: daily, weekly or monthly, in UTC) once the period is over: answers by outcome, the
-most asked questions, the questions the library did not cover, the number of 👎 and a link to the report
-page (`PUBLIC_URL`). A replica takes the period's lease (`bot.ports.Leases`, chosen by
-`service.lease.choose_leases`) before it posts the digest and marks it done afterwards, so each period is
-posted once: across restarts, and by one replica when several share PostgreSQL or Redis. No one is
-pinged: the text is rendered by the platform's own escaping, and the posting adapter allows no mentions.
+most asked questions, the questions the library did not cover, the number of 👎, the articles new on
+aisafety.info and a link to the report page (`PUBLIC_URL`). A replica takes the period's lease
+(`bot.ports.Leases`, chosen by `service.lease.choose_leases`) before it posts the digest and marks it
+done afterwards, so each period is posted once: across restarts, and by one replica when several share
+PostgreSQL or Redis. No one is pinged: the text is rendered by the platform's own escaping, and the
+posting adapter allows no mentions.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import calendar
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.platform import Style
 from bot.ports import Lease, Leases
+from retrieval.aisafety_info import SOURCE as AISAFETY_INFO
 from service.feedback import FeedbackStore
 from service.report import Embed, build_report
 
@@ -28,6 +31,7 @@ _log = logging.getLogger(__name__)
 CHECK_EVERY_S = 600.0  # how often the bot looks for a period whose digest is due
 LEASE_TTL_S = 600.0  # how long a replica may take to post a digest before another may try
 TOP = 5  # questions listed in each section
+TOP_NEW = 10  # new articles listed (the first sync of a library adds hundreds)
 
 
 @dataclass(frozen=True)
@@ -63,14 +67,65 @@ def _epoch(day: dt.date) -> float:
     return float(calendar.timegm(day.timetuple()))
 
 
-def digest_text(report: dict[str, Any], period: Period, style: Style, *, admin_url: str | None) -> str:
+@dataclass(frozen=True)
+class LibraryNews:
+    """What the period did to the library, each article counted once by where it ended up: one added
+    and then removed within the period is no news."""
+
+    new: list[dict[str, Any]]  # aisafety.info's articles added (their latest title and address)
+    changed: int
+    removed: int
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.changed or self.removed)
+
+
+def library_news(changes: Sequence[dict[str, Any]]) -> LibraryNews:
+    """The period's library changes (`FeedbackStore.library_changes`, oldest first) as the digest tells
+    them."""
+    by_article: dict[str, list[dict[str, Any]]] = {}
+    for c in changes:
+        by_article.setdefault(str(c["id"]), []).append(c)
+    new: list[dict[str, Any]] = []
+    changed = removed = 0
+    for aid, log in by_article.items():
+        first, last = log[0]["change"], log[-1]["change"]
+        if first == "added":
+            if last != "removed" and aid.startswith(f"{AISAFETY_INFO}:"):
+                new.append(log[-1])
+        elif last == "removed":
+            removed += 1
+        else:
+            changed += 1
+    return LibraryNews(new, changed, removed)
+
+
+def _article(style: Style, title: str, url: str) -> str:
+    """An article's link from its stored address. Its title is text on every platform: a bracket could
+    end a Markdown label early, an @ could mention someone; only a web address becomes a link."""
+    label = (title or url).replace("[", "(").replace("]", ")").replace("@", "@\u200b")
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        return style.clean(label)
+    return style.link(label, url.replace(" ", "%20").replace("<", "%3C").replace(">", "%3E"))
+
+
+def digest_text(
+    report: dict[str, Any],
+    period: Period,
+    style: Style,
+    *,
+    admin_url: str | None,
+    library: LibraryNews | None = None,
+) -> str:
     counts = report.get("by_outcome", {})
     down = sum(int(d.get("down", 0)) for d in report.get("downvoted", []))
     lines = [
         style.bold(f"AI-safety bot digest: {period.label}"),
         f"{report.get('answers', 0)} questions: {counts.get('llm', 0)} answered, "
         f"{counts.get('retrieval-only', 0)} with sources only, {counts.get('abstain', 0)} not covered, "
-        f"{counts.get('error', 0)} failed; {down} 👎.",
+        f"{counts.get('error', 0)} failed; {down} 👎."
+        if report.get("answers", 0)
+        else "No questions were asked.",
     ]
     for title, key in (("Most asked", "most_asked"), ("Not covered by the library", "abstained")):
         groups = report.get(key, [])[:TOP]
@@ -79,6 +134,13 @@ def digest_text(report: dict[str, Any], period: Period, style: Style, *, admin_u
             lines += [f"• {g['count']}× {style.clean(_short(g['question']))}" for g in groups]
     if not report.get("questions_stored", True):
         lines += ["", "(Questions are not stored: STORE_QUESTIONS=false.)"]
+    if library and library.new:
+        lines += ["", style.bold("New on aisafety.info")]
+        lines += [f"• {_article(style, str(c['title']), str(c['url']))}" for c in library.new[:TOP_NEW]]
+        if len(library.new) > TOP_NEW:
+            lines.append(f"…and {len(library.new) - TOP_NEW} more.")
+    if library and (library.changed or library.removed):
+        lines += ["", f"Articles changed: {library.changed}, removed: {library.removed}."]
     if admin_url:
         lines += ["", style.link("The full report", admin_url)]
     return "\n".join(lines)
@@ -130,7 +192,8 @@ class Digest:
 
     async def once(self) -> bool:
         """Post the last complete period's digest unless another replica has it or it is done; True when
-        posted. A period without a single answer is marked done and skipped (nothing to say)."""
+        posted. A period without a single answer or library change is marked done and skipped (nothing
+        to say)."""
         period = last_complete(self.every, self.clock())
         lease = await self.leases.acquire(period.key, self.lease_ttl_s)
         if lease is None:
@@ -139,7 +202,9 @@ class Digest:
             rows = await asyncio.to_thread(
                 self.store.between, period.start, period.end, community=self.community
             )
-            if rows:
+            news = library_news(await asyncio.to_thread(self.store.library_changes, period.start, period.end))
+            said = bool(rows or news)
+            if said:
                 report = await asyncio.to_thread(
                     build_report,
                     rows,
@@ -150,7 +215,9 @@ class Digest:
                     now=period.end - 1,
                     community=self.community,
                 )
-                await self.post(digest_text(report, period, self.style, admin_url=self.admin_url))
+                await self.post(
+                    digest_text(report, period, self.style, admin_url=self.admin_url, library=news)
+                )
         except asyncio.CancelledError:
             # Stopped while posting: the digest has most likely gone out; posting it twice is worse.
             await self._finish(lease, period)
@@ -159,8 +226,8 @@ class Digest:
             await self._release(lease)  # the next check tries again
             raise
         await self._finish(lease, period)
-        if not rows:
-            _log.info("digest for %s: no questions, nothing posted", period.label)
+        if not said:
+            _log.info("digest for %s: no questions and no library changes, nothing posted", period.label)
             return False
         _log.info("digest for %s posted", period.label)
         return True

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from bot.errors import ConfigError
 from bot.models import UNASSIGNED, Answer, Question
+from retrieval.aisafety_info import SOURCE as AISAFETY_INFO
+from retrieval.aisafety_info import question_url
+from retrieval.documents import ArticleChange
 
 # Stored question text is capped: the core refuses longer questions anyway, and the database should not
 # grow by whatever a member pastes.
@@ -29,10 +34,53 @@ BUSY_TIMEOUT_S = 10.0
 
 MIGRATION_LOCK = 0x61697361  # PostgreSQL advisory lock key held while migrating
 
+# What a library sync ended as (`record_library_sync`); the first two are successes.
+SYNC_OUTCOMES = ("changed", "unchanged", "refused", "failed")
+SYNCED = SYNC_OUTCOMES[:2]
+
+# Runs one statement of a migration's transaction, with `?` placeholders on both databases.
+Run = Callable[[str, tuple[Any, ...]], Any]
+# A migration: SQL statements separated by `;`, or a Python step given the transaction's `Run`.
+Migration = str | Callable[[Run], None]
+
+# aisafety.info's addresses as the Alignment Research Dataset wrote them,
+# `https://aisafety.info?state=<pageid>` (with or without `/` and `www.`, http too); the pageid is the
+# `state` value, up to `&` or `#`.
+_DATASET_URL = re.compile(r"^https?://(?:www\.)?aisafety\.info/?\?(?:[^#]*&)?state=([^&#]+)", re.IGNORECASE)
+
+
+def feed_source(source: dict[str, Any]) -> dict[str, Any]:
+    """A cited source in the site's own form when it was cited from the dataset's copy of aisafety.info:
+    its id `aisafety.info:<pageid>` and its address `/questions/<pageid>/<slug>`, as the feed gives them.
+    Any other source is returned as it is."""
+    found = _DATASET_URL.match(str(source.get("url", "")))
+    if found is None:
+        return source
+    pageid = unquote(found.group(1))
+    return source | {
+        "id": f"{AISAFETY_INFO}:{pageid}",
+        "url": question_url(pageid, str(source.get("title", ""))),
+    }
+
+
+def _cite_the_feed(run: Run) -> None:
+    """Answers stored before the library read aisafety.info's feed link the site's pages as the feed
+    does, so the report counts an article's citations under one id and no link goes to the old site."""
+    for answer_id, stored in run(
+        "SELECT id, sources FROM answers WHERE sources LIKE ?", ("%state=%",)
+    ).fetchall():
+        sources = json.loads(stored)
+        if not isinstance(sources, list):
+            continue
+        moved = [feed_source(s) if isinstance(s, dict) else s for s in sources]
+        if moved != sources:
+            run("UPDATE answers SET sources = ? WHERE id = ?", (json.dumps(moved), answer_id))
+
+
 # Versioned migrations: each runs once, in order, in one transaction, and is recorded in
 # schema_migrations; a database from before this table existed is upgraded in place (version 1 is the
 # schema it already has, created only where missing). {id} and {real} are the dialect's column types.
-MIGRATIONS: list[tuple[int, str]] = [
+MIGRATIONS: list[tuple[int, Migration]] = [
     (
         1,
         """
@@ -83,6 +131,34 @@ CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, 
 INSERT INTO leases (name, holder, expires) SELECT name, 'claimed', NULL FROM claims;
 """,
     ),
+    # The library's change log, shared by every replica: each sync (its outcome, the articles after it,
+    # why it was refused or failed) and each article it added, changed or removed. The report, the
+    # digest and the periodic sync read them by time.
+    (
+        6,
+        """
+CREATE TABLE IF NOT EXISTS library_changes (
+    id {id},
+    time {real} NOT NULL,
+    article_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    url TEXT NOT NULL,
+    change TEXT NOT NULL CHECK (change IN ('added', 'changed', 'removed'))
+);
+CREATE INDEX IF NOT EXISTS library_changes_time ON library_changes (time);
+CREATE TABLE IF NOT EXISTS library_syncs (
+    id {id},
+    time {real} NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('changed', 'unchanged', 'refused', 'failed')),
+    articles INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS library_syncs_time ON library_syncs (time);
+""",
+    ),
+    # aisafety.info's articles now come from the site's feed: answers that cited the dataset's copy
+    # (`https://aisafety.info?state=<pageid>`) cite the same article as the feed names it.
+    (7, _cite_the_feed),
 ]
 
 
@@ -236,12 +312,15 @@ class FeedbackStore:
             )
             row = self._execute(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
             current = int(row[0])
-            for version, script in MIGRATIONS:
+            for version, step in MIGRATIONS:
                 if version <= current:
                     continue
-                for statement in script.format(**types).split(";"):
-                    if statement.strip():
-                        self._execute(db, statement)
+                if callable(step):
+                    step(functools.partial(self._execute, db))
+                else:
+                    for statement in step.format(**types).split(";"):
+                        if statement.strip():
+                            self._execute(db, statement)
                 self._execute(
                     db,
                     "INSERT INTO schema_migrations (version, applied) VALUES (?, ?)",
@@ -407,6 +486,69 @@ class FeedbackStore:
                 (UNASSIGNED,),
             )
         return assigned
+
+    def record_library_sync(
+        self,
+        outcome: str,
+        changes: Sequence[ArticleChange] = (),
+        *,
+        articles: int,
+        reason: str = "",
+        when: float | None = None,
+    ) -> None:
+        """One ingest or sync of the library: its outcome (`SYNC_OUTCOMES`), the articles the library
+        has after it, why it was refused or failed, and the articles it changed, in one transaction."""
+        if outcome not in SYNC_OUTCOMES:
+            raise ValueError(f"a library sync is {', '.join(SYNC_OUTCOMES)}, not {outcome!r}")
+        at = time.time() if when is None else when
+        with self._transaction() as db:
+            self._execute(
+                db,
+                "INSERT INTO library_syncs (time, outcome, articles, reason) VALUES (?, ?, ?, ?)",
+                (at, outcome, articles, reason),
+            )
+            for c in changes:
+                self._execute(
+                    db,
+                    "INSERT INTO library_changes (time, article_id, title, url, change) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (at, c.article_id, c.title, c.url, c.change),
+                )
+
+    def last_library_sync(self) -> float | None:
+        """When the library was last synced successfully, by any process sharing this database: the
+        periodic sync waits from then, and the report says how fresh the library is."""
+        with self._transaction() as db:
+            row = self._execute(
+                db, "SELECT MAX(time) FROM library_syncs WHERE outcome IN (?, ?)", SYNCED
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def library_articles(self) -> int | None:
+        """The articles the library had after its latest successful sync (None: never synced)."""
+        with self._transaction() as db:
+            row = self._execute(
+                db,
+                "SELECT articles FROM library_syncs WHERE outcome IN (?, ?) "
+                "ORDER BY time DESC, id DESC LIMIT 1",
+                SYNCED,
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def library_changes(self, start: float, end: float) -> list[dict[str, Any]]:
+        """Every article added, changed or removed from `start` (included) to `end` (excluded), oldest
+        first: public facts about the library, the same in every community's view."""
+        with self._transaction() as db:
+            rows = self._execute(
+                db,
+                "SELECT time, article_id, title, url, change FROM library_changes "
+                "WHERE time >= ? AND time < ? ORDER BY time, id",
+                (start, end),
+            ).fetchall()
+        return [
+            {"time": float(at), "id": str(aid), "title": str(title), "url": str(url), "change": str(change)}
+            for at, aid, title, url, change in rows
+        ]
 
     def copy_from(self, other: FeedbackStore) -> tuple[int, int]:
         """Every answer and vote of `other` (an SQLite history moving to PostgreSQL), added here with

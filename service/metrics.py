@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 
@@ -44,6 +44,22 @@ class Metrics:
         self.rate_limited = Counter(
             "aisafety_rate_limited", "Questions refused by the rate limit", ["platform"], registry=r
         )
+        self.library_articles = Gauge(
+            "aisafety_library_articles", "Articles in the library after the last successful sync", registry=r
+        )
+        self.library_synced = Gauge(
+            "aisafety_library_synced_timestamp_seconds",
+            "When the library was last synced successfully, by any replica (seconds since the epoch)",
+            registry=r,
+        )
+        self.library_syncs = Counter(
+            "aisafety_library_syncs",
+            "Library syncs by outcome: changed, unchanged, refused (a guard said no), failed",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("changed", "unchanged", "refused", "failed"):
+            self.library_syncs.labels(outcome)  # every outcome shows, at 0, from the start
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,14 +6,16 @@ import csv
 import io
 import json
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from service.feedback import FeedbackRow
+from service.feedback import FeedbackRow, FeedbackStore
 
 SAME_QUESTION = 0.8  # cosine above which two questions count as the same question
 # Cosine to a cluster's first question above which a question joins it, for "questions to write": one
@@ -72,13 +74,15 @@ def build_report(
     questions_stored: bool = True,
     now: float | None = None,
     community: str | None = None,
+    library: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What the community asked in the last `since_days` days. Without stored questions
     (`STORE_QUESTIONS=false`) only counts and sources: the question sections are empty.
 
     `community`: the one community `rows` were read for (its moderators' view); None for the operator's
     view of every community, where questions are grouped within their own community and each group,
-    answer and topic names it."""
+    answer and topic names it. `library`: the library's state and changes (`library_section`), the same
+    in every view."""
     if community is not None and any(r.community != community for r in rows):
         raise ValueError(f"a report of {community} was given another community's answers")
     cited = Counter(str(s["id"]) for r in rows for s in r.sources if r.mode == "llm")
@@ -96,7 +100,7 @@ def build_report(
         most_asked += [g | tag for g in group_questions(asked, vectors)]
         abstained += [g | tag for g in group_questions(not_covered, vectors)]
         to_write += [g | tag for g in topics(not_covered, voted_down, vectors)]
-    return {
+    report = {
         "community": community,
         "since_days": since_days,
         "questions_stored": questions_stored,
@@ -131,6 +135,20 @@ def build_report(
             for aid, (title, url) in sorted(articles.items())
             if aid not in cited
         ],
+    }
+    return report if library is None else report | {"library": library}
+
+
+def library_section(
+    feedback: FeedbackStore, since_days: float, articles: int, now: float | None = None
+) -> dict[str, Any]:
+    """The library for the report: how many articles it has, when it was last synced, and what changed
+    in the period. No member data: it is the same in every community's view."""
+    now = time.time() if now is None else now
+    return {
+        "articles": articles,
+        "last_sync": feedback.last_library_sync(),
+        "changes": feedback.library_changes(now - since_days * DAY, now),
     }
 
 
@@ -181,6 +199,29 @@ def _in(item: dict[str, Any]) -> str:
     return f" [{item['community']}]" if "community" in item else ""
 
 
+# Characters that could start Markdown in text shown as typed (a link, emphasis, code, raw HTML).
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>()#!|~&])")
+# Characters that would end a Markdown link's address early or break it across lines.
+_URL_BREAKS = {ord(c): f"%{ord(c):02X}" for c in " ()<>[]\\\"'\t\r\n"}
+
+
+def _md_text(text: str) -> str:
+    """Text from members or the articles, shown as typed in Markdown: nothing in it becomes a link."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _md_link(title: str, url: str) -> str:
+    """An article's link in Markdown, escaped; only a web address is linked."""
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        return _md_text(title or url)
+    return f"[{_md_text(title or url)}]({url.translate(_URL_BREAKS)})"
+
+
+def utc(when: float | None) -> str:
+    """A time of the library's log as the report shows it; "never" for no time."""
+    return "never" if when is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     community = report.get("community")
     lines = [
@@ -190,42 +231,72 @@ def to_markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{n} {mode}" for mode, n in sorted(report["by_outcome"].items())),
         "",
         "## Most asked",
-        *[f"- {g['count']}× {g['question']}{_in(g)}" for g in report["most_asked"]],
+        *[f"- {g['count']}× {_md_text(g['question'])}{_in(g)}" for g in report["most_asked"]],
         "",
         "## Questions the articles did not cover (the bot abstained)",
-        *[f"- {g['count']}× {g['question']}{_in(g)}" for g in report["abstained"]],
+        *[f"- {g['count']}× {_md_text(g['question'])}{_in(g)}" for g in report["abstained"]],
         "",
         "## Answers that got 👎",
     ]
     for d in report["downvoted"]:
-        sources = ", ".join(f"[{s['title']}]({s['url']})" for s in d["sources"]) or "no sources"
-        lines.append(f"- 👎 {d['down']} 👍 {d['up']}: {d['question']}{_in(d)} (sources: {sources})")
+        sources = ", ".join(_md_link(s["title"], s["url"]) for s in d["sources"]) or "no sources"
+        lines.append(f"- 👎 {d['down']} 👍 {d['up']}: {_md_text(d['question'])}{_in(d)} (sources: {sources})")
     lines += ["", "## Questions to write (not covered or 👎, by topic)"]
     lines += [
-        f"- {g['count']}× {g['question']}{_in(g)} ({g['abstained']} not covered, {g['downvoted']} 👎)"
+        f"- {g['count']}× {_md_text(g['question'])}{_in(g)} "
+        f"({g['abstained']} not covered, {g['downvoted']} 👎)"
         for g in report["to_write"]
     ]
     lines += ["", "## Articles cited most"]
-    lines += [f"- {a['count']}× [{a['title']}]({a['url']})" for a in report["most_cited"]]
+    lines += [f"- {a['count']}× {_md_link(a['title'], a['url'])}" for a in report["most_cited"]]
     lines += ["", f"## Articles never cited ({len(report['never_cited'])})"]
-    lines += [f"- [{a['title']}]({a['url']})" for a in report["never_cited"]]
+    lines += [f"- {_md_link(a['title'], a['url'])}" for a in report["never_cited"]]
+    library = report.get("library")
+    if library is not None:
+        changes = library["changes"]
+        lines += [
+            "",
+            "## The library",
+            "",
+            f"{library['articles']} articles; last synced: {utc(library['last_sync'])}.",
+            "",
+            f"### Changes in the period ({len(changes)})",
+            *[f"- {utc(c['time'])} {c['change']}: {_md_link(c['title'], c['url'])}" for c in changes],
+        ]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(report: dict[str, Any]) -> str:
+    """Every section in one CSV: a row per question group, article and library change."""
+    header = ["section", "count", "question_or_title", "id", "url", "community", "change", "time"]
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(["section", "count", "question_or_title", "id", "url", "community"])
+    w.writerow(header)
+
+    def put(*cells: Any) -> None:
+        w.writerow([_cell(v) for v in cells] + [""] * (len(header) - len(cells)))
+
     for section in ("most_asked", "abstained", "downvoted", "to_write"):
         for g in report[section]:
             count = g["down"] if section == "downvoted" else g["count"]
             ids = ";".join(str(s["id"]) for s in g["sources"]) if section == "downvoted" else ""
-            w.writerow([_cell(v) for v in (section, count, g["question"], ids, "", g.get("community", ""))])
+            put(section, count, g["question"], ids, "", g.get("community", ""))
     for a in report["most_cited"]:
-        w.writerow(["most_cited", a["count"], a["title"], a["id"], a["url"], ""])
+        put("most_cited", a["count"], a["title"], a["id"], a["url"])
     for a in report["never_cited"]:
-        w.writerow(["never_cited", 0, a["title"], a["id"], a["url"], ""])
+        put("never_cited", 0, a["title"], a["id"], a["url"])
+    for c in _library_changes(report):
+        put("library", "", c["title"], c["id"], c["url"], "", c["change"], _iso(c["time"]))
     return out.getvalue()
+
+
+def _library_changes(report: dict[str, Any]) -> list[dict[str, Any]]:
+    library = report.get("library")
+    return [] if library is None else list(library["changes"])
+
+
+def _iso(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
 def _sources(sources: Sequence[dict[str, Any]]) -> str:
@@ -259,6 +330,12 @@ TABLES: dict[str, tuple[list[str], Callable[[dict[str, Any]], list[list[Any]]]]]
     "never_cited": (
         ["id", "title", "url"],
         lambda r: [[a["id"], a["title"], a["url"]] for a in r["never_cited"]],
+    ),
+    "library": (
+        ["time", "change", "id", "title", "url"],
+        lambda r: [
+            [_iso(c["time"]), c["change"], c["id"], c["title"], c["url"]] for c in _library_changes(r)
+        ],
     ),
 }
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.models import Answer, Source
+from retrieval.errors import SourceError
 from service.admin import COOKIE, add_admin_routes
 from service.feedback import FeedbackStore
 from service.report import build_report
@@ -272,3 +275,161 @@ async def test_the_running_bot_builds_a_report_once_for_the_page_and_its_downloa
     week = await report(7)
     assert week["since_days"] == 7 and len(embedded) == 2 and len(listed) == 2
     store.close()
+
+
+LIBRARY = {
+    "articles": 412,
+    "last_sync": 1_790_000_000.0,  # 2026-09-21 14:13 UTC
+    "changes": [
+        {
+            "time": 1_790_000_000.0,
+            "id": "aisafety.info:9001",
+            "title": "<script>alert(1)</script> What is new?",
+            "url": 'https://aisafety.info/questions/9001/What-is-new?a="x"',
+            "change": "added",
+        },
+        {
+            "time": 1_790_000_000.0,
+            "id": "x:1",
+            "title": "Not linked",
+            "url": "javascript:alert(1)",
+            "change": "removed",
+        },
+    ],
+}
+
+
+class FakeSync:
+    """The running bot's sync: counts its calls; answers `result` or raises `error`."""
+
+    def __init__(self, result: dict[str, Any] | None = None, error: Exception | None = None):
+        self.result = result or {"outcome": "changed", "added": 1, "changed": 0, "removed": 0}
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+async def _library_site(sync: FakeSync | None) -> AsyncIterator[str]:
+    async def report(days: float, community: str | None) -> dict[str, Any]:
+        return build_report(
+            [], embed=toy_embed, articles={}, since_days=days, community=community, library=LIBRARY
+        )
+
+    app = web.Application()
+    add_admin_routes(app, token=TOKEN, report=report, sync=sync)
+    async for url in serve(app):
+        yield url
+
+
+async def _sync(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/admin/sync?days=7", headers=headers, allow_redirects=False) as r:
+            return r.status, await r.text(), dict(r.headers)
+
+
+async def test_the_page_shows_the_library_escaped_and_links_only_web_addresses() -> None:
+    async for url in _library_site(None):
+        status, body, headers = await _get(f"{url}/admin/", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and 'id="library"' in body and "/admin/csv/library.csv?days=30" in body
+        assert "412 articles; last synced 2026-09-21 14:13 UTC." in body
+        assert (
+            '<a href="https://aisafety.info/questions/9001/What-is-new?a=&quot;x&quot;" rel="noopener noreferrer">'
+            "&lt;script&gt;alert(1)&lt;/script&gt; What is new?</a>" in body
+        )
+        assert (
+            "<td>Not linked</td>" in body and 'href="javascript' not in body and "<script>alert" not in body
+        )
+        assert "Sync the library now" not in body  # no sync given: no button and no route
+        assert (await _sync(url, Authorization=f"Bearer {TOKEN}", Origin=url))[0] == 404
+        assert headers["Referrer-Policy"] == "same-origin"  # so the page's own forms carry their Origin
+
+
+async def test_a_sync_needs_the_session_and_a_request_from_the_page_itself() -> None:
+    sync = FakeSync()
+    async for url in _library_site(sync):
+        auth = f"Bearer {TOKEN}"
+        status, body, _ = await _get(f"{url}/admin/", headers={"Authorization": auth})
+        assert '<form method="post" action="/admin/sync?days=30" class="sync">' in body
+        assert (await _get(f"{url}/admin/sync", headers={"Authorization": auth}))[0] == 405
+        assert (await _sync(url, Origin=url))[0] == 401
+        for refused in (
+            {"Origin": "https://evil.example"},
+            {"Origin": "null"},
+            {"Origin": url.replace("127.0.0.1", "localhost")},
+            {"Referer": "https://evil.example/admin/"},
+            {"Referer": url + ".evil.example/admin/"},
+            {},
+        ):
+            status, body, _ = await _sync(url, Authorization=auth, **refused)
+            assert status == 403 and "\n" not in body.strip(), refused
+        assert sync.calls == 0
+
+        status, body, headers = await _sync(url, Authorization=auth, Referer=f"{url}/admin/?days=7")
+        assert status == 303 and headers["Location"] == "/admin/?days=7&synced=changed" and sync.calls == 1
+        status, body, _ = await _sync(url, Authorization=auth, Origin=url, Accept="application/json")
+        assert status == 200 and json.loads(body) == sync.result and sync.calls == 2
+
+
+async def test_a_signed_in_moderator_syncs_and_sees_the_outcome() -> None:
+    sync = FakeSync({"outcome": "unchanged"})
+    async for url in _library_site(sync):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.post(f"{url}/admin/login", data={"token": TOKEN}, allow_redirects=False) as r:
+                assert r.status == 303
+            async with http.post(
+                f"{url}/admin/sync?days=7&community=slack:T1", headers={"Origin": url}, allow_redirects=False
+            ) as r:
+                assert r.status == 303 and sync.calls == 1
+                location = r.headers["Location"]
+            assert location == "/admin/?days=7&community=slack%3AT1&synced=unchanged"
+            async with http.get(url + location) as r:
+                body = await r.text()
+            assert '<p class="notice" role="status">The library was synced: nothing had changed.</p>' in body
+            async with http.get(f"{url}/admin/?synced=%3Cscript%3Eyou+were+hacked") as r:
+                body = await r.text()
+            assert r.status == 200 and 'class="notice"' not in body and "hacked" not in body
+
+
+@pytest.mark.parametrize(
+    ("sync", "status", "reason"),
+    [
+        (
+            FakeSync(error=SourceError("the feed timed out <after 60 s>\nmore")),
+            503,
+            "the feed timed out &lt;after 60 s&gt;",
+        ),
+        (
+            FakeSync(error=RuntimeError("password=hunter2 at db:5432")),
+            503,
+            "RuntimeError; the bot&#x27;s log says more",
+        ),
+        (
+            FakeSync({"outcome": "refused", "reason": "the feed lost 300 of 412 articles"}),
+            200,
+            "the feed lost 300",
+        ),
+    ],
+)
+async def test_a_sync_that_fails_or_is_refused_says_why_in_one_line(
+    sync: FakeSync, status: int, reason: str
+) -> None:
+    async for url in _library_site(sync):
+        got, body, _ = await _sync(url, Authorization=f"Bearer {TOKEN}", Origin=url)
+        shown = re.search(r'<p class="error">(.*?)</p>', body, re.DOTALL)
+        assert got == status and shown is not None and shown.group(1).startswith(reason)
+        assert "\n" not in shown.group(1) and "Traceback" not in body and "db:5432" not in body
+        assert 'href="/admin/?days=7">Back to the report</a>' in body
+        got, body, _ = await _sync(
+            url, Authorization=f"Bearer {TOKEN}", Origin=url, Accept="application/json"
+        )
+        data = json.loads(body)
+        assert (
+            got == (503 if sync.error else 200)
+            and data["outcome"] in ("error", "refused")
+            and "hunter2" not in body
+        )

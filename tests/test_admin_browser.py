@@ -140,3 +140,30 @@ async def test_without_admin_token_the_running_bot_has_no_report_page(
                     assert r.status == 404
     finally:
         await fake.stop()
+
+
+async def test_a_moderator_syncs_the_library_from_the_page() -> None:
+    """The button's POST passes the same-origin check as a real browser sends it (its Origin header)."""
+    browser_path = chromium()
+    from playwright.async_api import async_playwright
+
+    from tests.test_admin import FakeSync, _library_site
+
+    sync = FakeSync({"outcome": "unchanged"})
+    async for base in _library_site(sync):
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=browser_path, args=CHROMIUM_FLAGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(f"{base}/admin/?days=7")
+                await page.fill("#token", TOKEN)
+                await page.click("button[type=submit]")
+                await page.wait_for_selector("#library")
+                assert "412 articles" in await page.locator("#library").inner_text()
+                await page.click("text=Sync the library now")
+                notice = page.locator(".notice")
+                await notice.wait_for(timeout=15000)
+                assert await notice.inner_text() == "The library was synced: nothing had changed."
+                assert sync.calls == 1 and page.url.endswith("/admin/?days=30&synced=unchanged")
+            finally:
+                await browser.close()

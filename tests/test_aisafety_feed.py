@@ -439,3 +439,29 @@ def test_the_cli_ingests_the_feed_at_aisafety_info_url_and_links_to_it(
         assert [s.path for s in fake.seen] == [FEED_PATH]  # one download, no query string
     bad = cli(home_env(tmp_path, AISAFETY_INFO_URL="aisafety.info"), "ingest")
     assert bad.returncode == 2 and "AISAFETY_INFO_URL: must start with http:// or https://" in bad.stderr
+
+
+def test_the_cli_refuses_a_mass_removal_unless_allowed(tmp_path: Path, model_env: dict[str, str]) -> None:
+    """The feed suddenly lists one answer of four: `ingest` changes nothing and says how to go on;
+    `--allow-large-removal` lifts the guard once, and the change log records what left."""
+    from service.feedback import FeedbackStore
+    from tests.conftest import cli, home_env
+
+    answers = [question(str(n), f"Question number {n}?", LONG) for n in range(4)]
+    with FakeAisafety(answers) as fake:
+        env = home_env(tmp_path, SOURCES="aisafety.info", AISAFETY_INFO_URL=fake.base, **model_env)
+        assert cli(env, "ingest").returncode == 0
+        fake.questions = answers[:1]
+        refused = cli(env, "ingest", "--json")
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert "remove 3 of the library's 4 aisafety.info articles" in refused.stderr
+        assert "--allow-large-removal" in refused.stderr and "Traceback" not in refused.stderr
+        allowed = cli(env, "ingest", "--json", "--allow-large-removal")
+        assert allowed.returncode == 0, allowed.stderr
+        assert json.loads(allowed.stdout)["deleted"] == 3
+    log = FeedbackStore(tmp_path / "feedback.sqlite3")
+    try:
+        removed = [c for c in log.library_changes(0, 2e9) if c["change"] == "removed"]
+        assert sorted(c["id"] for c in removed) == ["aisafety.info:1", "aisafety.info:2", "aisafety.info:3"]
+    finally:
+        log.close()

@@ -21,9 +21,10 @@ from bot.models import DM, UNASSIGNED, Answer, Question, Source
 from bot.observability import Observer
 from bot.platform import SLOW_DOWN, THANKS, VOTE_LOST, PlatformOptions
 from bot.ratelimit import RateLimiter, RecentKeys, RecentThreads
+from retrieval.documents import ArticleChange
 from service.admin import add_admin_routes
 from service.feedback import MIGRATIONS, FeedbackStore
-from service.report import TABLES, build_report, render, table_csv
+from service.report import TABLES, build_report, library_section, render, table_csv
 from tests.test_admin import ARTICLES, TOKEN, _get, serve, toy_embed
 from tests.test_feedback_backends import pg_schema  # noqa: F401  (a fixture)
 
@@ -244,15 +245,28 @@ def _texts(report: dict[str, Any]) -> list[str]:
 def test_a_community_report_shows_only_that_community_in_every_format(tmp_path: Path, community: str) -> None:
     store = FeedbackStore(tmp_path / "f.sqlite3")
     _fill(store)
+    # The library's log is public and the same in every view: it is shown, and names no community.
+    store.record_library_sync(
+        "changed",
+        [
+            ArticleChange(
+                "aisafety.info:9001", "zetaword new article", "https://aisafety.info/q/9001", "added"
+            )
+        ],
+        articles=3,
+    )
     report = build_report(
         store.since(1, community=community),
         embed=toy_embed,
         articles=ARTICLES,
         since_days=1,
         community=community,
+        library=library_section(store, 1, len(ARTICLES)),
     )
     assert report["answers"] == 2 and report["community"] == community
     assert MARKS[community] in json.dumps(report) and MARKS[community] in render(report, "md")
+    views = (json.dumps(report), render(report, "md"), render(report, "csv"), table_csv(report, "library"))
+    assert all("zetaword" in view for view in views)
     for text in _texts(report):
         for other, mark in MARKS.items():
             if other != community:

@@ -30,6 +30,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "PUBLIC_URL",
         "ADMIN_URL",
         "ALLOWED_CHANNELS",
+        "SYNC_EVERY_S",
+        "SYNC_MAX_REMOVE",
+        "AISAFETY_INFO_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
@@ -39,7 +42,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     s = load_settings()
     assert s.qdrant_url is None and s.qdrant_path == tmp_path / "data" / "aisafety-bot" / "qdrant"
-    assert s.source_list == [DEFAULT_SOURCE] and DEFAULT_SOURCE.endswith("/aisafety.info.jsonl")
+    assert s.source_list == [DEFAULT_SOURCE] == ["aisafety.info"]
     assert s.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert s.anthropic_model.startswith("claude-sonnet") and s.anthropic_api_key is None
 
@@ -176,3 +179,16 @@ def test_the_platforms_and_where_the_bot_listens() -> None:
     http = load_settings(slack_bot_token="xoxb-1", slack_signing_secret="s", slack_http_port=3100)
     assert http.platforms == ["slack"] and http.listen == ("0.0.0.0", 3100, "SLACK_HTTP_PORT")
     assert load_settings(**SLACK, health_port=9100).listen[1:] == (9100, "HEALTH_PORT")  # Socket Mode
+
+
+def test_the_library_sync_settings() -> None:
+    s = load_settings()
+    assert (s.sync_every_s, s.sync_max_remove) == (3600.0, 0.25)
+    # Against the real site, not more often than every five minutes; a mirror or a fake may be asked sooner.
+    line = one_setting_error(sync_every_s=60)
+    assert "SYNC_EVERY_S must be 0 (off) or at least 300 seconds" in line and "https://aisafety.info" in line
+    assert load_settings(sync_every_s=60, aisafety_info_url="http://127.0.0.1:8000").sync_every_s == 60
+    assert load_settings(sync_every_s=60, sources="/srv/articles/").sync_every_s == 60
+    assert load_settings(sync_every_s=0).sync_every_s == 0
+    assert "sync_max_remove" in one_setting_error(sync_max_remove=0).lower()
+    assert "sync_max_remove" in one_setting_error(sync_max_remove=1.5).lower()

@@ -317,3 +317,107 @@ def test_a_digest_channel_or_handoff_role_needs_its_platform(monkeypatch: pytest
     with pytest.raises(ConfigError, match="DIGEST_EVERY"):
         load_settings(digest_every="hourly")
     assert load_settings(digest_channel="123", discord_token="t").digest_every == "weekly"
+
+
+def _library(store: FeedbackStore) -> None:
+    """Last week's library syncs: two new aisafety.info articles (one with pings and brackets in its title),
+    one new article from elsewhere, one added and removed again, one changed, one removed; and a change
+    this week (not in it)."""
+    from retrieval.documents import ArticleChange as C
+
+    store.record_library_sync(
+        "changed",
+        [
+            C(
+                "aisafety.info:9001",
+                "What is new?",
+                "https://aisafety.info/questions/9001/What-is-new",
+                "added",
+            ),
+            C(
+                "aisafety.info:9002",
+                f"Draft {PINGS}",
+                "https://aisafety.info/questions/9002/Draft>x",
+                "added",
+            ),
+            C("atlas:7", "A chapter", "https://ai-safety-atlas.com/7", "added"),
+            C("aisafety.info:9003", "Gone again", "https://aisafety.info/questions/9003/Gone", "added"),
+            C("aisafety.info:6568", "Orthogonality", "https://aisafety.info/questions/6568/O", "changed"),
+        ],
+        articles=500,
+        when=_utc(2026, 11, 10, 6),
+    )
+    store.record_library_sync(
+        "changed",
+        [
+            C("aisafety.info:9003", "Gone again", "https://aisafety.info/questions/9003/Gone", "removed"),
+            C("aisafety.info:1", "Retired", "https://aisafety.info/questions/1/Retired", "removed"),
+        ],
+        articles=499,
+        when=_utc(2026, 11, 13, 6),
+    )
+    store.record_library_sync(
+        "changed",
+        [C("aisafety.info:9100", "This week", "https://aisafety.info/questions/9100/T", "added")],
+        articles=500,
+        when=_utc(2026, 11, 17, 6),
+    )
+
+
+async def test_a_period_with_library_changes_and_no_questions_still_posts(
+    open_store: Callable[..., FeedbackStore],  # noqa: F811
+) -> None:
+    store = open_store()
+    _library(store)
+    posted: list[str] = []
+    assert await _digest(store, posted, admin_url="https://bot.example.org/admin/").once() is True
+    text = posted[0]
+    assert text.startswith("*AI-safety bot digest: the week of 09 Nov 2026*\nNo questions were asked.")
+    new = text.split("*New on aisafety.info*\n")[1].split("\n\n")[0].splitlines()
+    assert new == [
+        "• <https://aisafety.info/questions/9001/What-is-new|What is new?>",
+        "• <https://aisafety.info/questions/9002/Draft%3Ex|Draft @\u200beveryone @\u200bhere &lt;@\u200b123&gt; "
+        "&lt;@\u200b&amp;456&gt; &lt;!channel&gt; &lt;!here&gt; &lt;@\u200bU0123&gt; (free money)(https://evil.example)>",
+    ]  # not the atlas chapter, not the article removed again, not this week's
+    assert "Articles changed: 1, removed: 1." in text
+    assert await _digest(open_store(), posted).once() is False and len(posted) == 1  # once, as ever
+
+
+async def test_the_digest_lists_questions_and_new_articles_together(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    _seed(store)
+    _library(store)
+    posted: list[str] = []
+
+    async def post(text: str) -> None:
+        posted.append(text)
+
+    digest = Digest(
+        store=store, leases=MemoryLeases(), embed=toy_embed, post=post, style=DISCORD, clock=lambda: NOW
+    )
+    assert await digest.once() is True
+    text = posted[0]
+    assert "3 questions: 2 answered" in text and "**New on aisafety.info**" in text
+    assert "• [What is new?](<https://aisafety.info/questions/9001/What-is-new>)" in text
+    assert "](https://evil" not in text and "@everyone" not in text and "<@123>" not in text
+    store.close()
+
+
+def test_many_new_articles_are_cut_short() -> None:
+    from service.digest import TOP_NEW, library_news
+
+    changes = [
+        {
+            "time": 1.0,
+            "id": f"aisafety.info:{n}",
+            "title": f"A{n}",
+            "url": f"https://aisafety.info/q/{n}",
+            "change": "added",
+        }
+        for n in range(TOP_NEW + 5)
+    ]
+    report = build_report([], embed=toy_embed, articles={}, since_days=7)
+    text = digest_text(
+        report, last_complete("weekly", NOW), SLACK, admin_url=None, library=library_news(changes)
+    )
+    assert text.count("• <https://aisafety.info/q/") == TOP_NEW and "…and 5 more." in text

@@ -201,3 +201,115 @@ def test_an_unknown_report_table_gets_one_line_that_names_the_tables(tmp_path: P
     done = cli(home_env(tmp_path), "report", "--table", "nope")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "there is no report table 'nope': use one of by_day, most_asked" in done.stderr
+
+
+def _library_store(tmp_path: Path) -> FeedbackStore:
+    """A library synced twice: a week ago (two changes, one with a hostile title and address) and today;
+    one change older than the week."""
+    from retrieval.documents import ArticleChange
+
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    store.record_library_sync(
+        "changed",
+        [ArticleChange("atlas:1", "Old news", "https://ai-safety-atlas.com/1", "changed")],
+        articles=2,
+        when=NOW - 30 * DAY,
+    )
+    store.record_library_sync(
+        "changed",
+        [
+            ArticleChange(
+                "aisafety.info:1",
+                "=Bad [title](https://evil.example) *x*",
+                "https://aisafety.info/questions/1/a)b c",
+                "added",
+            ),
+            ArticleChange("x:2", "Not a web page", "javascript:alert(1)", "removed"),
+        ],
+        articles=3,
+        when=NOW - 6 * DAY,
+    )
+    store.record_library_sync("unchanged", articles=3, when=NOW - 60)
+    return store
+
+
+def test_the_library_section_in_every_format(tmp_path: Path) -> None:
+    from service.report import library_section
+    from tests.test_admin import toy_embed
+
+    store = _library_store(tmp_path)
+    library = library_section(store, 7, 3, now=NOW)
+    assert library["articles"] == 3 and library["last_sync"] == NOW - 60
+    assert [(c["id"], c["change"]) for c in library["changes"]] == [
+        ("aisafety.info:1", "added"),
+        ("x:2", "removed"),
+    ]
+    report = build_report(
+        store.since(7),
+        embed=toy_embed,
+        articles={},
+        since_days=7,
+        now=NOW,
+        community="slack:1",
+        library=library,
+    )
+    store.close()
+    assert json.loads(render(report, "json"))["library"] == library
+
+    md = render(report, "md")
+    assert "## The library" in md
+    assert f"3 articles; last synced: {time.strftime('%Y-%m-%d %H:%M', time.gmtime(NOW - 60))} UTC." in md
+    # A title and an address from the library cannot make a link of their own or end the link early.
+    assert (
+        "added: [=Bad \\[title\\]\\(https://evil.example\\) \\*x\\*](https://aisafety.info/questions/1/a%29b%20c)"
+        in md
+    )
+    assert "removed: Not a web page\n" in md and "javascript:" not in md
+
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv"))))
+    assert [(r["section"], r["id"], r["change"]) for r in rows] == [
+        ("library", "aisafety.info:1", "added"),
+        ("library", "x:2", "removed"),
+    ]
+    assert rows[0]["question_or_title"].startswith("'=Bad")  # text, never a formula
+    assert rows[0]["time"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 6 * DAY))
+    table = list(csv.reader(io.StringIO(table_csv(report, "library"))))
+    assert table[0] == ["time", "change", "id", "title", "url"] and len(table) == 3
+    assert table[2][1:] == ["removed", "x:2", "Not a web page", "javascript:alert(1)"]
+
+
+def test_a_library_never_synced_and_a_report_without_the_library(tmp_path: Path) -> None:
+    from service.report import library_section
+    from tests.test_admin import toy_embed
+
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    library = library_section(store, 7, 0, now=NOW)
+    store.close()
+    assert library == {"articles": 0, "last_sync": None, "changes": []}
+    with_it = build_report([], embed=toy_embed, articles={}, since_days=7, now=NOW, library=library)
+    assert "0 articles; last synced: never." in render(with_it, "md")
+    without = build_report([], embed=toy_embed, articles={}, since_days=7, now=NOW)
+    assert "library" not in without and "## The library" not in render(without, "md")
+    assert table_csv(without, "library").splitlines() == ["time,change,id,title,url"]
+
+
+def test_a_members_question_in_the_markdown_report_is_text_not_a_link() -> None:
+    from service.feedback import FeedbackRow
+    from tests.test_admin import toy_embed
+
+    row = FeedbackRow(
+        1,
+        "slack",
+        "c",
+        "u",
+        "[free money](https://evil.example) <b>now</b>",
+        "",
+        "abstain",
+        [],
+        0,
+        0,
+        NOW,
+        "slack:1",
+    )
+    md = render(build_report([row], embed=toy_embed, articles={}, since_days=1, now=NOW), "md")
+    assert "\\[free money\\]\\(https://evil.example\\) \\<b\\>now\\</b\\>" in md and "[free money](" not in md

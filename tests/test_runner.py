@@ -264,6 +264,22 @@ async def test_the_runner_starts_serves_and_stops_a_platform_it_does_not_name(
                 platform.connected = True
             await asyncio.wait_for(platform.running.wait(), 10)
             await platform.wait_for(lambda: platform.asked)
+            # SIGHUP syncs the library now, on the store the bot holds (no second process).
+            write_jsonl(source, fixture_rows("orthogonality", "mesa-optimizers", "corrigibility"))
+            os.kill(os.getpid(), signal.SIGHUP)
+
+            async def synced() -> str:
+                async with aiohttp.ClientSession() as http:
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                        return await r.text()
+
+            deadline = time.monotonic() + 60
+            while 'aisafety_library_syncs_total{outcome="changed"} 1.0' not in (text := await synced()):
+                assert time.monotonic() < deadline, text
+                await asyncio.sleep(0.2)
+            assert "aisafety_library_articles 3.0" in text
+            found = await app.retriever().search("What is corrigibility?", k=1)
+            assert found[0].article_id == "fixture:corrigibility"
             os.kill(os.getpid(), signal.SIGTERM)  # handled by the runner: drain, then close
             await asyncio.wait_for(task, 30)
         finally:

@@ -40,7 +40,7 @@ def test_ingest_search_and_rebuild_on_a_server(
         assert again.summary()["unchanged"] == first.summary()["added"] and again.chunks == 0
 
         small = write_jsonl(tmp_path / "small.jsonl", fixture_rows("orthogonality", "mesa-optimizers"))
-        rebuilt = ingest(store=store, embedder=embedder, sources=[str(small)], rebuild=True)
+        rebuilt = ingest(store=store, embedder=embedder, sources=[str(small)], rebuild=True, max_remove=1.0)
         assert store.live_collection() == rebuilt.collection != first.collection
         assert store.build_collections() == [rebuilt.collection]
         assert {h.article_id for h in retriever.search_sync("orthogonality", k=5)} == {

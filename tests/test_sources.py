@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from retrieval import sources
 from retrieval.documents import Document, SkippedRecord
 from retrieval.ingest import IngestReport, load_documents
 from retrieval.sources import SourceError, clean_text, read_source
@@ -111,7 +112,9 @@ def test_markdown_folder(tmp_path: Path) -> None:
     assert len(skipped) == 1 and skipped[0].reason == "no url in front matter"
 
 
-def test_url_is_read_as_a_stream(tmp_path: Path) -> None:
+def test_url_is_downloaded_whole_within_a_deadline_and_a_size_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rows = fixture_rows("orthogonality", "mesa-optimizers")
     payload = gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode())
 
@@ -136,6 +139,17 @@ def test_url_is_read_as_a_stream(tmp_path: Path) -> None:
         assert [d.id for d in docs] == ["fixture:orthogonality", "fixture:mesa-optimizers"]
         with pytest.raises(SourceError, match="cannot download"):
             list(read_source(f"{base}/missing.jsonl"))
+        # A body over the cap is refused whole: no article of it is read.
+        monkeypatch.setattr(sources, "URL_MAX_BYTES", len(payload) - 1)
+        with pytest.raises(SourceError, match=r"over the limit of [\d,]+"):
+            list(read_source(f"{base}/data/aisafety.info.jsonl.gz"))
+        monkeypatch.setattr(sources, "URL_MAX_BYTES", len(payload))
+        monkeypatch.setattr(sources, "URL_TIMEOUT_S", 0.3)
+        slow = threading.Event()
+        Handler.do_GET = lambda self: slow.wait(3)  # type: ignore[method-assign]
+        with pytest.raises(SourceError, match=r"no complete answer within 0.3 s"):
+            list(read_source(f"{base}/data/aisafety.info.jsonl.gz"))
+        slow.set()
     finally:
         server.shutdown()
 

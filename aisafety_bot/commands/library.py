@@ -15,6 +15,7 @@ from aisafety_bot.wiring import print_report, progress_style
 
 if TYPE_CHECKING:
     from bot.core import AnswerCore
+    from retrieval.ingest import IngestReport
 
 T = TypeVar("T")
 
@@ -31,9 +32,31 @@ def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
         rebuild=args.rebuild,
         progress=progress_style(),
         aisafety_info_url=app.settings.aisafety_info_url,
+        max_remove=1.0 if args.allow_large_removal else app.settings.sync_max_remove,
     )
     print_report(report, file=sys.stdout, as_json=args.json)
+    record_changes(ctx, report)
     return 0
+
+
+def record_changes(ctx: Context, report: IngestReport) -> None:
+    """The ingest's changes go to the library's change log in the answers database (the report's
+    `library` section), as a running bot's syncs do. The library has changed either way: a database
+    that cannot be written is a warning, not a failed ingest."""
+    from aisafety_bot.wiring import open_feedback
+
+    try:
+        feedback = open_feedback(ctx.app.settings)
+        try:
+            outcome = "changed" if report.changes else "unchanged"
+            feedback.record_library_sync(outcome, report.changes, articles=report.articles)
+        finally:
+            feedback.close()
+    except Exception as exc:
+        print(
+            f"warning: the library's change log was not written ({type(exc).__name__}: {exc})",
+            file=sys.stderr,
+        )
 
 
 def cmd_search(ctx: Context, args: argparse.Namespace) -> int:

@@ -16,19 +16,21 @@ from bot.config import Settings
 
 
 def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
-    """The report of every community (the operator's view), or of one with --community."""
-    from service.report import TABLES, build_report, render, table_csv
+    """The report of every community (the operator's view), or of one with --community, with the
+    library's size and changes (the same in every view)."""
+    from service.report import TABLES, build_report, library_section, render, table_csv
 
     if args.table and args.table not in TABLES:
         raise UsageError(f"there is no report table {args.table!r}: use one of {', '.join(TABLES)}")
     settings = ctx.settings
+    articles = library_articles(settings)
     store = open_feedback(settings)
     try:
         store.purge(settings.question_retention_days)
         rows = store.since(args.since, community=args.community)
+        library = library_section(store, args.since, len(articles))
     finally:
         store.close()
-    articles = library_articles(settings)
     embedder = make_embedder(settings)
     report = build_report(
         rows,
@@ -37,6 +39,7 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
         since_days=args.since,
         questions_stored=settings.store_questions,
         community=args.community,
+        library=library,
     )
     print(table_csv(report, args.table) if args.table else render(report, args.format), end="")
     return 0
