@@ -107,17 +107,22 @@ def states(store: VectorStore) -> dict[str, str]:
     return {aid: s.content_hash for aid, s in store.article_states(live).items()} if live else {}
 
 
-def whole(store: EdgeStore) -> None:
+def whole(store: VectorStore) -> None:
     """Every searchable point belongs to one whole version of its article: its passages 0..n-1 and its
     phrasings, all of one hash; anything else is a tombstone, which no search finds."""
     live = str(store.live_collection())
+    fields = ["article_id", "chunk", "chunks", "hash", "phrasing", "state"]
+    if isinstance(store, EdgeStore):
+        payloads = store._scroll(live, fields, first_only=False)
+    else:
+        assert isinstance(store, QdrantStore)
+        payloads = store._scroll(live, first_only=False, fields=fields)
     by_article: dict[str, list[dict[str, Any]]] = {}
-    for pl in store._scroll(
-        live, ["article_id", "chunk", "chunks", "hash", "phrasing", "state"], first_only=False
-    ):
+    for pl in payloads:
         if pl.get("state") == "tombstone":
             continue
         by_article.setdefault(str(pl["article_id"]), []).append(pl)
+    assert by_article
     for aid, points in by_article.items():
         passages = [p for p in points if "chunk" in p]
         assert passages, f"{aid}: a phrasing without its article"
@@ -311,10 +316,15 @@ CHILD = textwrap.dedent(
     from retrieval.edge_store import EdgeStore
     from retrieval.embeddings import FastEmbedder
     from retrieval.ingest import ingest
+    from retrieval.store import QdrantStore
 
-    base, path, model = sys.argv[1:4]
+    base, kind, where, model = sys.argv[1:5]
     emb = FastEmbedder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=model or None)
-    store = EdgeStore(alias="articles", path=path)
+    if kind == "embedded":
+        store = EdgeStore(alias="articles", path=where)
+    else:
+        url, key, alias = where.split("|")
+        store = QdrantStore(alias=alias, url=url, api_key=key)
     def tick(n):
         print(f"batch {n}", flush=True)
     ingest(store=store, embedder=emb, sources=["aisafety.info"], aisafety_info_url=base, max_remove=1.0,
@@ -324,21 +334,45 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("kill_after", [0, 2, 5])
+def _longer(questions: list[dict[str, Any]], times: int) -> list[dict[str, Any]]:
+    for q in questions:
+        q["markdown"] = "\n\n".join([q["markdown"]] * times) + "\n\nAn added closing paragraph."
+    return questions
+
+
+@pytest.mark.parametrize(("kind", "kill_after"), [("embedded", 0), ("embedded", 3), ("server", 2)])
 def test_a_kill_mid_sync_leaves_every_article_whole(
-    site: Site, embedder: FastEmbedder, tmp_path: Path, kill_after: int
+    request: pytest.FixtureRequest,
+    site: Site,
+    embedder: FastEmbedder,
+    tmp_path: Path,
+    kind: str,
+    kill_after: int,
 ) -> None:
     """A sync process killed (SIGKILL) after some of its batches: every article is its old version or its
     new one, whole; the next sync finishes the work and leaves no tombstone."""
-    path = str(tmp_path / "qdrant")
+    store: VectorStore
+    if kind == "embedded":
+        where = str(tmp_path / "qdrant")
+
+        def open_store() -> VectorStore:
+            return EdgeStore(alias="articles", path=where)
+    else:
+        server: QdrantServer = request.getfixturevalue("qdrant_server")
+        alias = f"kill_{tmp_path.name.replace('-', '_')}"
+        where = f"{server.url}|{server.api_key}|{alias}"
+
+        def open_store() -> VectorStore:
+            return QdrantStore(alias=alias, url=server.url, api_key=server.api_key)
+
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-c", CHILD, site.fake.base, path, str(MODEL_PATH or "")]
+    args = [sys.executable, "-c", CHILD, site.fake.base, kind, where, str(MODEL_PATH or "")]
+    site.publish(_longer(feed(), 3))
     subprocess.run(args, env=env, check=True, capture_output=True, timeout=300)
-    # Every article edited, longer (more passages), and some gone, so the sync writes and removes.
-    longer = feed(*SLUGS[:-3])
-    for q in longer:
-        q["markdown"] = (q["markdown"] + "\n\n") * 3 + "An added closing paragraph."
-    site.publish(longer)
+    # Every article edited: half shorter (fewer passages: their old tail must go), half longer, and
+    # three gone, so the sync overwrites, tombstones and removes.
+    edited = feed(*SLUGS[:-3])
+    site.publish(edited[::2] + _longer(edited[1::2], 5))
     child = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert child.stdout is not None
     for line in child.stdout:
@@ -347,17 +381,57 @@ def test_a_kill_mid_sync_leaves_every_article_whole(
             break
     child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL
-    store = EdgeStore(alias="articles", path=path)
+    store = open_store()
     try:
         whole(store)
     finally:
         store.close()
     subprocess.run(args, env=env, check=True, capture_output=True, timeout=300)
-    store = EdgeStore(alias="articles", path=path)
+    store = open_store()
     try:
         whole(store)
-        assert len(states(store)) == len(longer)
         live = str(store.live_collection())
+        assert len(store.article_states(live)) == len(edited)
         assert store.count() == sum(s.chunks + s.phrasings for s in store.article_states(live).values())
     finally:
+        if kind == "server":
+            for name in store.build_collections():
+                store.drop_collection(name)
         store.close()
+
+
+async def test_the_timer_syncs_one_period_after_start_with_jitter(
+    site: Site, store: EdgeStore, embedder: FastEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first sync waits a whole period (plus its jitter), then one a period; 0 turns it off."""
+    import asyncio
+
+    from service import library_sync
+
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(library_sync.asyncio, "sleep", sleep)
+    monkeypatch.setattr(library_sync.random, "uniform", lambda a, b: b)  # the most jitter there is
+    now = [3600.0 * 10]
+
+    def tick() -> float:
+        now[0] += 3600.0
+        return now[0]
+
+    sync = make_sync(store, embedder, site, every_s=3600.0, clock=tick)
+    task = asyncio.create_task(sync.run())
+    try:
+        while len(site.fake.seen) < 2:
+            await real_sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert waits[:2] == [3600.0 * (1 + library_sync.JITTER)] * 2
+    assert states(store)  # the first period's sync filled the library
+    off = make_sync(store, embedder, site, every_s=0.0)
+    await asyncio.wait_for(off.run(), 1)  # returns at once: no timer
