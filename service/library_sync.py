@@ -152,8 +152,9 @@ class LibrarySync:
             return None
         period = f"{LEASE}:{int(now // self.every_s)}" if self.every_s > 0 else f"{LEASE}:{now}"
         lease = await self.leases.acquire(period, RUNNING_TTL_S)
-        if lease is None:
-            return None  # another replica has synced this period, or is syncing
+        if lease is None:  # another replica has synced this period, or is syncing
+            await self._refresh_last_success()  # its success counts for this replica's /readyz too
+            return None
         result = await self.sync_now(allow_large_removal=False)
         if result.outcome in ("changed", "unchanged", "refused"):
             await self.leases.done(lease)
@@ -261,6 +262,7 @@ class LibrarySync:
                     result.changes,
                     articles=result.articles,
                     reason=result.reason,
+                    when=self.clock(),
                 )
             except Exception as exc:  # the library changed either way; only its log entry is missing
                 _log.warning("could not record the library sync: %s: %s", type(exc).__name__, exc)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,23 @@ def question(
     if status is not None:
         q["status"] = status
     return q
+
+
+def feed_from_ard(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Alignment Research Dataset records of aisafety.info (`aisafety.info:<pageid>` ids, with `pageid`,
+    `related_pageids` and `tags`) as the feed's live answers, their text as the Markdown, in file order."""
+    rows = list(rows)
+
+    def pageid(row: Mapping[str, Any]) -> str:
+        return str(row.get("pageid") or str(row["id"]).split(":", 1)[1])
+
+    titles = {pageid(r): str(r["title"]) for r in rows}
+    out = []
+    for r in rows:
+        related = [(titles.get(str(p), ""), str(p)) for p in r.get("related_pageids") or ()]
+        tags = r.get("tags") or ()
+        out.append(question(pageid(r), str(r["title"]), str(r["text"]), related=related, tags=tags))
+    return out
 
 
 @dataclass
