@@ -3,6 +3,10 @@
 On a terminal the answer's Markdown is rendered as it streams (bold, lists, links shown with their
 address) with rich; piped into another program it stays plain text. Log lines that arrive while an
 answer is being written are held back and shown after it, so they never land inside an answer.
+
+A terminal's own links are escape sequences (OSC 8 hyperlinks): the model's text, articles' titles and
+addresses are shown without control characters (`scrub`), and rich renders Markdown without hyperlinks,
+so a link always shows its address and nothing in the text can hide one behind a label.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from adapters.markdown import scrub
 from bot.errors import BotError
 from bot.models import Answer, Question, Turn
 
@@ -28,24 +33,29 @@ GREETING = "Ask about AI safety. /reset starts a new conversation, /quit or Ctrl
 REFRESH_PER_S = 8
 
 
+def _line(text: str) -> str:
+    """A title or an address on one line, with no control character."""
+    return " ".join(scrub(text).split())
+
+
 def render_sources(answer: Answer) -> str:
     lines: list[str] = []
     if answer.sources:
         lines.append("Sources:")
-        lines.extend(f"  [{s.n}] {s.title}\n      {s.url}" for s in answer.sources)
+        lines.extend(f"  [{s.n}] {_line(s.title)}\n      {_line(s.url)}" for s in answer.sources)
     if answer.read_next:
         heading = "Nearest articles:" if answer.mode == "abstain" else "Read next:"
         lines.append(heading)
-        lines.extend(f"  - {s.title}\n      {s.url}" for s in answer.read_next)
+        lines.extend(f"  - {_line(s.title)}\n      {_line(s.url)}" for s in answer.read_next)
     return "\n".join(lines)
 
 
 def render(answer: Answer) -> str:
-    """The whole answer: label, text, then sources and read-next links."""
+    """The whole answer: label, text, then sources and read-next links; no control characters."""
     parts = []
     if answer.notice:
-        parts.append(answer.notice)
-    parts.append(answer.text)
+        parts.append(scrub(answer.notice))
+    parts.append(scrub(answer.text))
     tail = render_sources(answer)
     if tail:
         parts.append(tail)
@@ -110,6 +120,7 @@ class _Writer:
         return Markdown(self.text, hyperlinks=False)
 
     def write(self, delta: str) -> None:
+        delta = scrub(delta)
         self.text += delta
         if self._live is not None:
             self._live.update(self._markdown())
@@ -118,6 +129,7 @@ class _Writer:
 
     def replace(self, text: str) -> None:
         """Show `text` in place of what was streamed (a fallback answer)."""
+        text = scrub(text)
         if self._live is not None:
             self.text = text
             self._live.update(self._markdown())

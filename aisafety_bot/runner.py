@@ -93,7 +93,10 @@ async def run_platforms(app: App) -> None:
     shared = SharedState.from_settings(s, app.budget)
     app.budget = shared.budget
     core = app.core()
-    services = shared.services(core, feedback)
+    services = shared.services(core, feedback, on_drop=core.observer.dropped)
+    from service.feedback import DatabaseWatch
+
+    database = DatabaseWatch(feedback)
     started: list[Platform] = []
     library: LibrarySync | None = None
     runner: web.AppRunner | None = None
@@ -118,7 +121,13 @@ async def run_platforms(app: App) -> None:
             return await asyncio.to_thread(app.store.live_collection) is not None
 
         library = library_sync(app, feedback, services.leases)
-        notes: dict[str, Callable[[], str | None]] = {"library": library.stale}
+        writer = services.writer
+        assert writer is not None
+
+        def database_note() -> str | None:
+            return database.note() or writer.degraded()
+
+        notes: dict[str, Callable[[], str | None]] = {"library": library.stale, "database": database_note}
         if shared.redis is not None:
             if await shared.redis.ping():
                 _log.info("shared state on Redis at %s", shared.redis.where)
@@ -137,13 +146,15 @@ async def run_platforms(app: App) -> None:
                 token=s.admin_token.get_secret_value(),
                 report=live_report(app, feedback),
                 sync=sync_from_page,
+                public_url=s.public_url,
+                metrics=app.metrics,
             )
         from service.metrics import freeze_startup_heap
 
         freeze_startup_heap()
         host, port, variable = s.listen
         try:
-            runner = await serve(site, host, port)
+            runner = await serve(site, host, port, metrics=app.metrics)
         except OSError as exc:
             raise ConfigError(
                 f"cannot listen on {host}:{port} ({exc.strerror or exc}); set {variable} to a free port"
@@ -154,7 +165,10 @@ async def run_platforms(app: App) -> None:
 
         assigning = {p.name: asyncio.create_task(assign_communities(p, feedback)) for p in started}
         background = list(assigning.values())
+        # Questions a stopped process (this one before a crash, or another replica) left unfinished.
+        background += [asyncio.create_task(recover(p)) for p in started]
         background.append(asyncio.create_task(library.run()))
+        background.append(asyncio.create_task(database.run()))
         on_hangup(lambda: background.append(asyncio.create_task(library.on_signal())))
         if digest is not None:
             # The digest sums up its community's answers: older ones are given theirs first.
@@ -272,6 +286,12 @@ async def when_ready(platform: Platform) -> None:
         if await platform.ready():
             return
         await asyncio.sleep(READY_POLL_S)
+
+
+async def recover(platform: Platform) -> None:
+    """Once the platform is connected, continue the questions left unfinished (`Conversation.recover`)."""
+    await when_ready(platform)
+    await platform.conversation.recover(platform.resume)
 
 
 async def assign_communities(platform: Platform, store: FeedbackStore) -> None:

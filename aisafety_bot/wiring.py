@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from bot.config import Settings
 if TYPE_CHECKING:
     from bot.conversation import Services
     from bot.core import AnswerCore
-    from bot.ports import Budget, Deduplicator, RateLimit, ThreadMemory
+    from bot.ports import Budget, Deduplicator, Journal, RateLimit, ThreadMemory
     from retrieval.embeddings import FastEmbedder
     from retrieval.index import SearchMode, VectorStore
     from retrieval.ingest import IngestReport, ProgressStyle
@@ -166,7 +166,12 @@ def open_feedback(settings: Settings) -> FeedbackStore:
     from service.feedback import FeedbackStore
 
     url = settings.database_url.get_secret_value() if settings.database_url else None
-    return FeedbackStore(settings.feedback_db, store_questions=settings.store_questions, database_url=url)
+    return FeedbackStore(
+        settings.feedback_db,
+        store_questions=settings.store_questions,
+        database_url=url,
+        timeout_s=settings.database_timeout_s,
+    )
 
 
 @dataclass
@@ -198,10 +203,14 @@ class SharedState:
         limiter = RedisRateLimit(link, settings.rate_limit_per_minute)
         return cls(limiter, RedisDedupe(link), RedisThreads(link), budget, link)
 
-    def services(self, core: AnswerCore, store: FeedbackStore) -> Services:
+    def services(
+        self, core: AnswerCore, store: FeedbackStore, *, on_drop: Callable[[], None] | None = None
+    ) -> Services:
         """What every platform's conversation uses. The leases (hand-offs, the digest) live where they
-        are shared and kept best: PostgreSQL, else Redis, else the answers database."""
+        are shared and kept best: PostgreSQL, else Redis, else the answers database. Answers are stored
+        after they are posted, through one queue (`bot/writer.py`; `on_drop`: one answer not stored)."""
         from bot.conversation import Services
+        from bot.writer import AnswerWriter
         from service.lease import choose_leases
 
         return Services(
@@ -211,7 +220,17 @@ class SharedState:
             dedupe=self.dedupe,
             threads=self.threads,
             leases=choose_leases(store, self.redis),
+            writer=AnswerWriter(store, timeout_s=store.timeout_s, on_drop=on_drop),
+            journal=self.journal(store),
         )
+
+    def journal(self, store: FeedbackStore) -> Journal:
+        """Questions are journaled on Redis when replicas share it (with the answers database behind it
+        during an outage), else in the answers database: a kill loses none, even in one process."""
+        from service.journal import RedisJournal, SqlJournal
+
+        sql = SqlJournal(store)
+        return RedisJournal(self.redis, sql) if self.redis is not None else sql
 
     async def aclose(self) -> None:
         if self.redis is not None:

@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(
         None, description="Slack Web API base URL, e.g. a GovSlack or proxy URL"
     )
+    slack_app_id: str | None = Field(
+        None, description="the app's id (A0...): signed HTTP requests for another app are dropped"
+    )
 
     # Several replicas: shared state on Redis (or Valkey)
     redis_url: SecretStr | None = Field(
@@ -150,6 +153,9 @@ class Settings(BaseSettings):
 
     database_url: SecretStr | None = Field(
         None, description="postgresql://user:password@host:5432/db; unset: answers and votes in FEEDBACK_DB"
+    )
+    database_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="the longest any call to the answers database may take, in seconds"
     )
 
     redis_key_prefix: str = Field(
@@ -196,6 +202,7 @@ class Settings(BaseSettings):
         "slack_bot_token",
         "slack_app_token",
         "slack_signing_secret",
+        "slack_app_id",
         "abstain_below",
         "redis_url",
         "database_url",
@@ -395,6 +402,7 @@ class Settings(BaseSettings):
             rate_limit_per_minute=self.rate_limit_per_minute,
             edit_interval_s=self.stream_edit_interval_s,
             handoff=role[1] if role is not None and role[0] == platform else None,
+            store_questions=self.store_questions,
         )
 
     @property

@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bot.core import AnswerCore
@@ -30,9 +30,10 @@ from bot.platform import (
     PlatformOptions,
     thanks,
 )
-from bot.ports import AnswerStore, Deduplicator, Leases, RateLimit, ThreadMemory
+from bot.ports import AnswerStore, Claim, Deduplicator, Journal, Leases, RateLimit, ThreadMemory
 from bot.prompts import unmask_links
-from bot.ratelimit import MemoryLeases, RateLimiter, RecentKeys, RecentThreads
+from bot.ratelimit import MemoryJournal, MemoryLeases, RateLimiter, RecentKeys, RecentThreads
+from bot.writer import AnswerWriter, new_answer_id
 
 _log = logging.getLogger(__name__)
 
@@ -40,6 +41,18 @@ _log = logging.getLogger(__name__)
 APOLOGY_TIMEOUT_S = 5.0
 # How long a hand-off's lease is held while the moderators' message is being posted.
 HANDOFF_LEASE_S = 60.0
+# The moderators are called at most this often (in each process), whatever the question rate limit.
+HANDOFFS_PER_MEMBER = 3
+HANDOFFS_PER_COMMUNITY = 10
+HANDOFF_WINDOW_S = 3600.0
+# The journal (`claim`): a question's claim lasts CLAIM_TTL_S unless renewed, which its process does every
+# RENEW_EVERY_S (and at once after each side effect); every RECOVER_EVERY_S each process looks for
+# claims left to expire by a process that died, and continues them.
+CLAIM_TTL_S = 30.0
+RENEW_EVERY_S = 10.0
+RECOVER_EVERY_S = 10.0
+RECOVER_BATCH = 20
+STEP_POLL_S = 0.2
 # The longest a member waits on the answers database or Redis (a hung server: a full disk, a lock, a
 # frozen machine) before the reply goes on without it.
 STATE_TIMEOUT_S = 5.0
@@ -76,6 +89,8 @@ class Services:
     dedupe: Deduplicator
     threads: ThreadMemory
     leases: Leases
+    writer: AnswerWriter | None = None  # None: one of the conversation's own
+    journal: Journal | None = None  # None: one in this process
 
 
 @dataclass
@@ -93,8 +108,17 @@ class Conversation:
     dedupe: Deduplicator
     threads: ThreadMemory
     leases: Leases
+    writer: AnswerWriter | None = None
+    journal: Journal = field(default_factory=MemoryJournal)
     state_timeout_s: float = STATE_TIMEOUT_S
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _recent: RecentKeys = field(default_factory=RecentKeys)  # when the journal cannot be reached
+    _handoffs_by_member: RateLimiter = field(
+        default_factory=lambda: RateLimiter(HANDOFFS_PER_MEMBER, window_s=HANDOFF_WINDOW_S)
+    )
+    _handoffs_by_community: RateLimiter = field(
+        default_factory=lambda: RateLimiter(HANDOFFS_PER_COMMUNITY, window_s=HANDOFF_WINDOW_S)
+    )
     closing: bool = False  # stopping: Slack's HTTP events are refused (503), answers in flight finish
     _cut: bool = False  # the grace period is over: nothing more runs
 
@@ -112,7 +136,13 @@ class Conversation:
             dedupe=services.dedupe,
             threads=services.threads,
             leases=services.leases,
+            writer=services.writer,
+            journal=services.journal or MemoryJournal(),
         )
+
+    def __post_init__(self) -> None:
+        if self.writer is None:
+            self.writer = AnswerWriter(self.store, timeout_s=self.state_timeout_s)
 
     @classmethod
     def in_process(
@@ -125,6 +155,7 @@ class Conversation:
         usage: str,
         limiter: RateLimit | None = None,
         leases: Leases | None = None,
+        journal: Journal | None = None,
     ) -> Conversation:
         """The one-process default: every port kept in memory unless a shared one is given."""
         services = Services(
@@ -134,6 +165,7 @@ class Conversation:
             dedupe=RecentKeys(),
             threads=RecentThreads(),
             leases=leases or MemoryLeases(),
+            journal=journal,
         )
         return cls.for_platform(platform, services, options=options, usage=usage)
 
@@ -200,25 +232,32 @@ class Conversation:
         if pending:
             await asyncio.wait(pending, timeout=APOLOGY_TIMEOUT_S * 2)
             _log.warning("stopping: %d answers were cut short and got the apology", len(pending))
+        assert self.writer is not None
+        await self.writer.flush(max(deadline - loop.time(), APOLOGY_TIMEOUT_S))  # store what was posted
         return len(pending)
 
     # -- a human instead -------------------------------------------------------------------------------
     async def handoff(
-        self, community: str, asker: str, thread: str, call: Callable[[], Awaitable[None]]
+        self,
+        community: str,
+        asker: str,
+        message: str,
+        call: Callable[[], Awaitable[None]],
+        *,
+        thread: str | None = None,
     ) -> str:
-        """A member pressed "Ask a human" in `thread` (the platform's id for it); `call` posts the one
-        message that mentions the moderators. Returns what to tell the member. The moderators are called
-        at most once per thread (a lease marked done, given back if `call` fails), and the press counts
-        against the member's rate limit."""
+        """A member pressed "Ask a human" under the answer `message` (the platform's id for that message,
+        one the bot posted); `call` posts the one message that mentions the moderators. Returns what to
+        tell the member. The moderators are called at most once per answer (a lease marked done, given
+        back if `call` fails), at most HANDOFFS_PER_MEMBER times an hour by one member and
+        HANDOFFS_PER_COMMUNITY by one community, whatever the question rate limit. `thread`: where a
+        release before per-answer hand-offs recorded one (that thread stays handed off)."""
         if self.options.handoff is None:
             return HANDOFF_OFF
-        if not await self.limiter.allow(self._member(community, asker)):
-            self.core.observer.rate_limited(self.platform)
-            return SLOW_DOWN
-        name = f"handoff:{community}:{self.platform}:{thread}"
+        name = f"handoff:{community}:{self.platform}:answer:{message}"
         try:
             async with asyncio.timeout(self.state_timeout_s):
-                if await self._handed_off_before_communities(thread):
+                if thread is not None and await self._handed_off_before(community, thread):
                     return HANDOFF_ALREADY
                 lease = await self.leases.acquire(name, HANDOFF_LEASE_S)
         except Exception:
@@ -226,6 +265,16 @@ class Conversation:
             return HANDOFF_FAILED
         if lease is None:
             return HANDOFF_ALREADY
+        # Counted only when the moderators would be called (an answer already handed off costs nothing).
+        if not (
+            self._handoffs_by_member.check(self._member(community, asker))
+            and self._handoffs_by_community.check(community)
+        ):
+            self.core.observer.rate_limited(self.platform)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.state_timeout_s):
+                    await self.leases.release(lease)
+            return SLOW_DOWN
         try:
             await call()
         except asyncio.CancelledError:
@@ -250,40 +299,186 @@ class Conversation:
             _log.exception("could not record a hand-off as done")
         return HANDOFF_ASKED
 
-    async def _handed_off_before_communities(self, thread: str) -> bool:
-        """A hand-off recorded by a release before communities (its claim, moved into the leases as
-        done, is named without the community)."""
-        legacy = await self.leases.acquire(f"handoff:{self.platform}:{thread}", HANDOFF_LEASE_S)
-        if legacy is None:
-            return True
-        await self.leases.release(legacy)
+    async def _handed_off_before(self, community: str, thread: str) -> bool:
+        """A hand-off an earlier release recorded for the whole thread: by thread within the community,
+        or, before communities, by thread alone (claims moved into the leases as done)."""
+        for name in (f"handoff:{community}:{self.platform}:{thread}", f"handoff:{self.platform}:{thread}"):
+            legacy = await self.leases.acquire(name, HANDOFF_LEASE_S)
+            if legacy is None:
+                return True
+            await self.leases.release(legacy)
         return False
 
     # -- one answer ------------------------------------------------------------------------------------
+    # -- the journal: exactly once across crashes ----------------------------------------------------
+    async def claim(self, community: str, key: str, entry: Mapping[str, Any] | None = None) -> Claim | None:
+        """Claim a question before answering it (`bot.ports.Journal`): None if it is a redelivery of one
+        being answered or answered already. A claim taken over from a process that died with it comes
+        back `resumed`, with what that process recorded. If the journal cannot be reached in time, the
+        in-process de-duplication decides, and the answer goes on unjournaled."""
+        name = f"{community}:{self.platform}:{key}"
+        try:
+            async with asyncio.timeout(self.state_timeout_s):
+                return await self.journal.claim(name, dict(entry or {}), CLAIM_TTL_S)
+        except Exception as exc:
+            _log.warning("could not journal a question (%s); answering it unjournaled", type(exc).__name__)
+            if not await self._recent.first(name):
+                return None
+            return Claim(name, "", dict(entry or {}))
+
+    async def recover(
+        self, resume: Callable[[Claim], Awaitable[None]], *, every_s: float = RECOVER_EVERY_S
+    ) -> None:
+        """Continue, once, the questions whose process died with them unfinished (their claims expired):
+        nobody else will, since Slack does not re-send an acknowledged event and Discord never
+        re-delivers. `resume` rebuilds the question and its reply from the claim's entry and answers it
+        (`answer(..., claim=...)`). An interaction whose token has expired is closed, not answered."""
+        while True:
+            try:
+                async with asyncio.timeout(self.state_timeout_s * 2):
+                    keys = await self.journal.orphans(RECOVER_BATCH)
+            except Exception as exc:
+                _log.info("could not look for unfinished questions (%s)", type(exc).__name__)
+                keys = []
+            prefix = f":{self.platform}:"
+            for key in keys:
+                if prefix not in key or self.closing:
+                    continue
+                try:
+                    async with asyncio.timeout(self.state_timeout_s):
+                        claim = await self.journal.claim(key, {}, CLAIM_TTL_S)
+                except Exception:
+                    continue
+                if claim is None:
+                    continue  # another replica took it
+                if float(claim.entry.get("expires_at", 0) or 0) and time.time() > float(
+                    claim.entry["expires_at"]
+                ):
+                    _log.info("closed an unfinished question whose interaction expired")
+                    await self.finish(claim)
+                    continue
+                _log.info("continuing a question left unfinished by a stopped process")
+                self.core.observer.recovered(self.platform)
+                self.spawn(self._resume(resume, claim))
+            await asyncio.sleep(every_s)
+
+    async def _resume(self, resume: Callable[[Claim], Awaitable[None]], claim: Claim) -> None:
+        try:
+            await resume(claim)
+        except Exception:
+            _log.exception("could not continue an unfinished question")
+            await self.finish(claim)
+
+    async def record(self, claim: Claim, steps: Mapping[str, Any]) -> Claim:
+        """Record a side effect at once (a thread made for the answer), before the next step."""
+        if not claim.holder:
+            return claim
+        entry = {**claim.entry, **steps}
+        try:
+            async with asyncio.timeout(self.state_timeout_s):
+                await self.journal.record(claim, entry, CLAIM_TTL_S)
+        except Exception as exc:
+            _log.info("could not record a step of an answer (%s)", type(exc).__name__)
+        return replace(claim, entry=entry)
+
+    @property
+    def store_questions(self) -> bool:
+        return self.options.store_questions
+
+    async def finish(self, claim: Claim | None) -> None:
+        """The question is answered (or closed): its claim is done, and kept a day against redeliveries."""
+        if claim is None or not claim.holder:
+            return
+        try:
+            async with asyncio.timeout(self.state_timeout_s):
+                await self.journal.done(claim)
+        except Exception as exc:
+            _log.warning("could not mark a question done (%s)", type(exc).__name__)
+
+    async def _hold(self, claim: Claim, reply: Reply) -> None:
+        """While the answer is worked on: record each new side effect and renew the claim."""
+        recorded: dict[str, Any] = dict(claim.entry)
+        while True:
+            steps = _checkpoint(reply)
+            entry = {**recorded, **steps}
+            try:
+                async with asyncio.timeout(self.state_timeout_s):
+                    if not await self.journal.record(claim, entry, CLAIM_TTL_S):
+                        _log.warning("lost the claim of a question being answered")
+                        return
+                recorded = entry
+            except Exception as exc:
+                _log.info("could not renew a question's claim (%s)", type(exc).__name__)
+            await self._steps_changed(reply, recorded)
+
+    async def _steps_changed(self, reply: Reply, recorded: Mapping[str, Any]) -> None:
+        """Wait for RENEW_EVERY_S, or less when the reply has a new side effect to record."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RENEW_EVERY_S
+        while loop.time() < deadline:
+            steps = _checkpoint(reply)
+            if any(recorded.get(k) != v for k, v in steps.items()):
+                return
+            await asyncio.sleep(STEP_POLL_S)
+
     async def answer(
-        self, question: Question, reply: Reply, *, started: float | None = None
+        self,
+        question: Question,
+        reply: Reply,
+        *,
+        started: float | None = None,
+        claim: Claim | None = None,
     ) -> Answer | None:
         """Answer `question` through `reply`. Never raises (but for cancellation, which apologises first):
-        every failure ends in the apology. Returns the answer shown, if any."""
+        every failure ends in the apology. Returns the answer shown, if any. With `claim` (`claim`), its
+        side effects are journaled as they happen and it is marked done when the answer is posted."""
+        if claim is None or not claim.holder:
+            return await self._answer(
+                question, reply, started=started, resumed=claim is not None and claim.resumed
+            )
+        journaled = _Journaled(self, claim, reply)
+        holding = asyncio.create_task(self._hold(claim, reply))
+        try:
+            return await self._answer(
+                question, reply, started=started, resumed=claim.resumed, journaled=journaled
+            )
+        finally:
+            holding.cancel()
+            await asyncio.gather(holding, return_exceptions=True)
+            await self.finish(claim)
+
+    async def _answer(
+        self,
+        question: Question,
+        reply: Reply,
+        *,
+        started: float | None,
+        resumed: bool,
+        journaled: _Journaled | None = None,
+    ) -> Answer | None:
         started = time.monotonic() if started is None else started
         observer = self.core.observer
         if not question.text.strip():
             await _quietly(reply.say(self.usage), "the usage hint")
             return None
-        if not await self.limiter.allow(self._member(question.community, question.asker)):
+        if not resumed and not await self.limiter.allow(self._member(question.community, question.asker)):
             observer.rate_limited(self.platform)
             await _quietly(reply.say(SLOW_DOWN), "the slow-down notice")
             return None
         await _quietly(reply.start(), "the first sign of work")  # typing failing must not stop the answer
+        if journaled is not None:
+            await journaled.step()  # the placeholder is recorded before anything else is done
         first_sign = time.monotonic() - started
         final: Answer | None = None
         found: list[Answer] = []  # the articles found, for an apology if the answer is cut short
         saved = False
         try:
-            final = await self._stream(question, reply, found)
-            answer_id = await self._save(question, final)
-            saved = True
+            final = await self._stream(question, reply, found, journaled)
+            # Posted first, stored after (`bot/writer.py`): the database never holds an answer.
+            answer_id = new_answer_id()
             await reply.final(final, answer_id)
+            saved = True
+            self._save(question, final, answer_id)
         except asyncio.CancelledError:
             observer.answered(self.platform, question, None, first_sign_s=first_sign)
             try:
@@ -301,7 +496,7 @@ class Conversation:
             shown = final or next(iter(found), None)
             await self.apologise(reply, shown)
             if not saved:  # stored as an "error" answer: the moderators' report counts failures
-                await self._save(question, Answer("", shown.sources if shown else (), "error"))
+                self._save(question, Answer("", shown.sources if shown else (), "error"), new_answer_id())
             return None
         observer.answered(self.platform, question, final, first_sign_s=first_sign)
         return final
@@ -311,7 +506,9 @@ class Conversation:
         before the question could even be read."""
         await _quietly(reply.apologise(answer), "the apology", level=logging.ERROR)
 
-    async def _stream(self, question: Question, reply: Reply, found: list[Answer]) -> Answer:
+    async def _stream(
+        self, question: Question, reply: Reply, found: list[Answer], journaled: _Journaled | None = None
+    ) -> Answer:
         """The core's answer, with throttled previews of the text so far. A failed preview is skipped, and
         so are the rest of that answer's previews: the platform is struggling, and the final answer is
         what matters."""
@@ -329,17 +526,36 @@ class Conversation:
                 # Previews show no masked links at all: which addresses are the library's is settled
                 # with the final answer.
                 previews = await _quietly(reply.preview(unmask_links(text, ())), "a preview")
+                if journaled is not None:
+                    await journaled.step()  # a first preview message (Discord) is recorded at once
         assert final is not None
         return final
 
-    async def _save(self, question: Question, answer: Answer) -> int | None:
-        """Store the answer; if the store fails, the answer is still shown (without feedback buttons)."""
-        try:
-            async with asyncio.timeout(self.state_timeout_s):
-                return await self.store.save(self.platform, question, answer)
-        except Exception:
-            _log.exception("could not store an answer; showing it without feedback buttons")
-            return None
+    def _save(self, question: Question, answer: Answer, answer_id: int) -> None:
+        """Queue the answer for storing (`AnswerWriter`): never waits on the database."""
+        assert self.writer is not None
+        self.writer.submit(self.platform, question, answer, answer_id)
+
+
+class _Journaled:
+    """An answer's claim, and what of its reply's side effects has been recorded."""
+
+    def __init__(self, conversation: Conversation, claim: Claim, reply: Reply):
+        self.conversation = conversation
+        self.claim = claim
+        self.reply = reply
+
+    async def step(self) -> None:
+        """Record the reply's side effects if any is new, before the answer goes on."""
+        steps = _checkpoint(self.reply)
+        if any(self.claim.entry.get(k) != v for k, v in steps.items()):
+            self.claim = await self.conversation.record(self.claim, steps)
+
+
+def _checkpoint(reply: Reply) -> dict[str, Any]:
+    """What the reply has done that another process would need to continue it (its placeholder)."""
+    steps = getattr(reply, "checkpoint", None)
+    return dict(steps()) if callable(steps) else {}
 
 
 async def _quietly(step: Awaitable[None], what: str, *, level: int = logging.INFO) -> bool:

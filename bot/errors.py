@@ -32,3 +32,10 @@ class StartupError(BotError):
     setting to change, or says that the network is the problem."""
 
     user_message = "The bot could not start."
+
+
+class StateTimeout(BotError, TimeoutError):
+    """A shared-state service (the answers database, Redis) did not answer in time; the answer goes on
+    without it."""
+
+    user_message = "The bot's database is slow to answer right now."

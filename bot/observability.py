@@ -121,6 +121,18 @@ class Observer:
         if self.metrics is not None:
             self.metrics.rate_limited.labels(platform).inc()
 
+    def recovered(self, platform: str) -> None:
+        """A question a stopped process left unfinished, continued by this one."""
+        counter = getattr(self.metrics, "answers_recovered", None)
+        if counter is not None:
+            counter.labels(platform).inc()
+
+    def dropped(self) -> None:
+        """An answer posted but not stored: the answers database was too far behind."""
+        counter = getattr(self.metrics, "answers_dropped", None)
+        if counter is not None:
+            counter.inc()
+
 
 def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else round(seconds * 1000)

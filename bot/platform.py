@@ -11,6 +11,7 @@ from bot.models import Answer
 
 if TYPE_CHECKING:
     from bot.conversation import Conversation
+    from bot.ports import Claim
 
 SLOW_DOWN = "You're asking faster than I can keep up. Please wait a minute and try again."
 APOLOGY = "Sorry, something went wrong while I was answering."
@@ -25,6 +26,7 @@ HANDOFF_ASKED = "Done: the moderators have been asked to follow up here."
 HANDOFF_ALREADY = "The moderators have already been asked to follow up here."
 HANDOFF_OFF = "Asking a human is not set up on this server."
 HANDOFF_FAILED = "Sorry, I could not reach the moderators just now. Please try again in a minute."
+HANDOFF_NOT_OURS = "That button is not on one of my answers, so I did not call the moderators."
 
 
 def handoff_message(mention: str) -> str:
@@ -40,6 +42,7 @@ class PlatformOptions:
     rate_limit_per_minute: int = 5  # questions per member; 0: no limit
     edit_interval_s: float = 1.2  # the least time between two edits of a streamed answer
     handoff: str | None = None  # the role (Discord) or user group (Slack) "Ask a human" mentions; None: off
+    store_questions: bool = True  # STORE_QUESTIONS: the journal keeps a question's text only when true
 
 
 def apology(answer: Answer | None, render: Callable[[Answer], str]) -> str:
@@ -89,6 +92,11 @@ class Platform(Protocol):
 
     async def post(self, channel: str, text: str) -> None:
         """A message of the bot's own in `channel` (the digest), mentioning no one."""
+        ...
+
+    async def resume(self, claim: Claim) -> None:
+        """Continue a question a stopped process left unfinished, from what its claim recorded
+        (`Conversation.recover` calls it once the platform is connected)."""
         ...
 
     async def communities_of(self, places: Sequence[str]) -> dict[str, str]:

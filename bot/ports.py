@@ -8,8 +8,9 @@ members, threads or events can be confused with another's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from bot.models import Answer, Question
 
@@ -41,8 +42,11 @@ class Budget(Protocol):
 
 
 class AnswerStore(Protocol):
-    async def save(self, platform: str, question: Question, answer: Answer) -> int:
-        """Store the answer under `question.community`; returns its id."""
+    async def save(
+        self, platform: str, question: Question, answer: Answer, answer_id: int | None = None
+    ) -> int:
+        """Store the answer under `question.community`, with the id the bot gave it when it posted it
+        (storing one id twice is a no-op); returns its id."""
         ...
 
     async def vote(self, answer_id: int, *, voter: str, vote: str, community: str) -> bool:
@@ -77,4 +81,36 @@ class Leases(Protocol):
 
     async def release(self, lease: Lease) -> None:
         """Give the lease back (the work could not be done: a later try may do it)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A question being answered by one process: `entry` is what the adapter recorded of it (the event,
+    then each side effect: the thread, the placeholder), enough for another process to continue it."""
+
+    key: str
+    holder: str
+    entry: Mapping[str, Any] = field(default_factory=dict)
+    resumed: bool = False  # taken over from a process that stopped without finishing it
+
+
+class Journal(Protocol):
+    """Each question, claimed when it arrives and marked done when its answer is posted (kept a day), so
+    that a question whose process died is continued by another, once. Implemented on SQL (`service/
+    journal.py`: SQLite or PostgreSQL), on Redis, and in memory."""
+
+    async def claim(self, key: str, entry: Mapping[str, Any], ttl_s: float) -> Claim | None:
+        """A new claim; or the claim of a process that stopped with it unfinished (its lease expired),
+        taken over with its recorded entry (`resumed`); None if `key` is done or being answered."""
+        ...
+
+    async def record(self, claim: Claim, entry: Mapping[str, Any], ttl_s: float) -> bool:
+        """Record a step (the whole entry so far) and hold the claim `ttl_s` longer; False if it was lost."""
+        ...
+
+    async def done(self, claim: Claim) -> None: ...
+
+    async def orphans(self, limit: int) -> list[str]:
+        """Keys whose claims expired unfinished, oldest first."""
         ...

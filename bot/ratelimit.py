@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict, defaultdict, deque
+from collections.abc import Mapping
+from typing import Any
 
-from bot.ports import Lease
+from bot.ports import Claim, Lease
 
 DONE = "done"  # the holder of a lease whose work is done (and the value of such a Redis key)
 
@@ -111,3 +113,47 @@ class MemoryLeases:
     def mark_done(self, name: str, holder: str = DONE) -> None:
         """Remember that `name` is done (for Redis: what it said before an outage)."""
         self._leases[name] = (holder, None)
+
+
+class MemoryJournal:
+    """The journal in this process alone (tests, and a Redis outage without a database to fall back on)."""
+
+    def __init__(self, *, keep_s: float = 86400.0) -> None:
+        self.keep_s = keep_s
+        # key -> (holder, expires (None: done), created, entry)
+        self._claims: dict[str, tuple[str, float | None, float, dict[str, Any]]] = {}
+
+    async def claim(self, key: str, entry: Mapping[str, Any], ttl_s: float) -> Claim | None:
+        now = time.time()
+        self._forget(now)
+        current = self._claims.get(key)
+        holder = uuid.uuid4().hex
+        if current is None:
+            self._claims[key] = (holder, now + ttl_s, now, dict(entry))
+            return Claim(key, holder, dict(entry))
+        _, expires, created, recorded = current
+        if expires is None or expires >= now:
+            return None
+        self._claims[key] = (holder, now + ttl_s, created, recorded)
+        return Claim(key, holder, dict(recorded), resumed=True)
+
+    async def record(self, claim: Claim, entry: Mapping[str, Any], ttl_s: float) -> bool:
+        current = self._claims.get(claim.key)
+        if current is None or current[0] != claim.holder or current[1] is None:
+            return False
+        self._claims[claim.key] = (claim.holder, time.time() + ttl_s, current[2], dict(entry))
+        return True
+
+    async def done(self, claim: Claim) -> None:
+        current = self._claims.get(claim.key)
+        if current is not None and current[0] == claim.holder:
+            self._claims[claim.key] = (claim.holder, None, time.time(), current[3])
+
+    async def orphans(self, limit: int) -> list[str]:
+        now = time.time()
+        expired = [(c[2], k) for k, c in self._claims.items() if c[1] is not None and c[1] < now]
+        return [k for _, k in sorted(expired)[:limit]]
+
+    def _forget(self, now: float) -> None:
+        for key in [k for k, c in self._claims.items() if c[1] is None and now - c[2] > self.keep_s]:
+            del self._claims[key]

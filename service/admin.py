@@ -6,7 +6,12 @@ outcome, the tables, and each table as CSV. Server-rendered HTML; the chart is d
 
 The one route that changes anything, `POST /admin/sync` (sync the article library now), also requires
 the request to come from the page itself: its `Origin` (or, without one, its `Referer`) must be the
-page's own origin, so no other site can make a signed-in browser start a sync.
+page's own origin (as the request reached the bot, or PUBLIC_URL's behind a proxy), so no other site can
+make a signed-in browser start a sync.
+
+A wrong token and a refused sync are counted (`aisafety_rejected_requests_total{reason}`) and summed up
+in one log line a minute, never a line each. The login cookie is `Secure` when the connection is TLS or
+PUBLIC_URL is https; `X-Forwarded-Proto` is never trusted (anyone can send it).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from aiohttp import web
 from bot.errors import BotError
 from retrieval.errors import LibraryError
 from service.feedback import SYNCED
+from service.metrics import Metrics
+from service.rejections import Rejections
 from service.report import BY_COMMUNITY, OUTCOMES, TABLES, table_csv, utc
 
 _log = logging.getLogger(__name__)
@@ -91,17 +98,33 @@ def session_value(token: str) -> str:
 
 
 def add_admin_routes(
-    app: web.Application, *, token: str, report: ReportSource, sync: SyncLibrary | None = None
+    app: web.Application,
+    *,
+    token: str,
+    report: ReportSource,
+    sync: SyncLibrary | None = None,
+    public_url: str | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serve the report page on `app`. `report(days, community)` builds the report for the last `days`
     days. The ADMIN_TOKEN holder is the operator: every community, or one with `?community=ID`. With
-    `sync`, the page has a button that syncs the library now (`POST /admin/sync`)."""
+    `sync`, the page has a button that syncs the library now (`POST /admin/sync`). `public_url`
+    (PUBLIC_URL): the address browsers reach the bot at, behind a proxy. `metrics`: where refused logins
+    are counted (without them, only the minute's log line)."""
     session = session_value(token)
+    rejections = metrics.rejections if metrics is not None else Rejections()
+    rejected = metrics.rejected if metrics is not None else rejections.note
+    app.on_cleanup.append(lambda _: _flushed(rejections))  # the last window's line is not lost
+    secure = (public_url or "").lower().startswith("https://")
+    public_origin = _origin_of(public_url or "")
 
     def authorised(request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         if header[:7].lower() == "bearer ":
-            return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+            if hmac.compare_digest(header[7:].strip().encode(), token.encode()):
+                return True
+            rejected("wrong_login")
+            return False
         return hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), session.encode())
 
     def days_of(request: web.Request) -> float:
@@ -157,9 +180,9 @@ def add_admin_routes(
         assert sync is not None  # the route exists only with `sync`
         if not authorised(request):
             raise web.HTTPUnauthorized(text="sign in on /admin/ first", headers=HEADERS)
-        refused = _cross_origin(request)
+        refused = _cross_origin(request, public_origin)
         if refused:
-            _log.warning("report page: a sync request refused (%s) from %s", refused, request.remote)
+            rejected("cross_origin")
             raise web.HTTPForbidden(text=refused, headers=HEADERS)
         days, community = days_of(request), community_of(request)
         wants_json = "application/json" in request.headers.get("Accept", "")
@@ -183,7 +206,7 @@ def add_admin_routes(
         form = await request.post()
         given = str(form.get("token", ""))
         if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            _log.warning("report page: a login with a wrong token from %s", request.remote)
+            rejected("wrong_login")
             return _login(status=401, wrong=True)
         response = _see_other()
         response.set_cookie(
@@ -192,7 +215,7 @@ def add_admin_routes(
             path="/admin",
             httponly=True,
             samesite="Strict",
-            secure=request.secure,
+            secure=secure or request.secure,  # TLS to the bot itself; never X-Forwarded-Proto
             max_age=7 * 86400,
         )
         return response
@@ -244,21 +267,32 @@ def add_admin_routes(
         app.router.add_post("/admin/sync", sync_now)  # a GET is 405: nothing changes on a link
 
 
+async def _flushed(rejections: Rejections) -> None:
+    rejections.flush()
+
+
 def _own_origin(request: web.Request) -> str:
-    """The page's origin as this request reached it (scheme://host[:port])."""
+    """The page's origin as this request reached it (scheme://host[:port]): the connection's own scheme,
+    never one a header claims."""
     return f"{request.scheme}://{request.host}".lower()
 
 
-def _cross_origin(request: web.Request) -> str:
+def _origin_of(url: str) -> str:
+    """scheme://host[:port] of an address, lower case; "" for none."""
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
+
+
+def _cross_origin(request: web.Request, public_origin: str = "") -> str:
     """Why a state-changing request is not from the page itself, in one line; "" when it is. Browsers
     send `Origin` with every form POST; a request without it must name the page in `Referer` (a script
-    sends `Origin: <the bot's address>`)."""
-    own = _own_origin(request)
+    sends `Origin: <the bot's address>`). The page's origin is the one the request reached, or behind a
+    proxy PUBLIC_URL's (`public_origin`)."""
+    own = {_own_origin(request), public_origin} - {""}
     origin = request.headers.get("Origin")
     if origin is not None:
-        return "" if origin.strip().lower() == own else "the request came from another site (Origin)"
-    referer = urlsplit(request.headers.get("Referer", ""))
-    if referer.scheme and f"{referer.scheme}://{referer.netloc}".lower() == own:
+        return "" if origin.strip().lower() in own else "the request came from another site (Origin)"
+    if _origin_of(request.headers.get("Referer", "")) in own:
         return ""
     return "the request did not say it came from this page (no Origin or Referer)"
 

@@ -10,17 +10,19 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StateTimeout
 from bot.models import UNASSIGNED, Answer, Question
 from retrieval.aisafety_info import SOURCE as AISAFETY_INFO
 from retrieval.aisafety_info import question_url
@@ -31,6 +33,19 @@ from retrieval.documents import ArticleChange
 MAX_STORED_CHARS = 4000
 # How long a command such as `report` waits for the running bot's write to finish.
 BUSY_TIMEOUT_S = 10.0
+# The longest any one database call may take before the caller goes on without it (DATABASE_TIMEOUT_S):
+# a hung server (a full disk, a lock, a frozen machine) must never hold an answer.
+DATABASE_TIMEOUT_S = 5.0
+# Database calls run on threads of their own: a hung database fills these, never the threads searches use.
+DATABASE_THREADS = 4
+
+
+class DatabaseTimeout(StateTimeout):
+    """The answers database did not answer within DATABASE_TIMEOUT_S (another call still holds it)."""
+
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = 0x61697361  # PostgreSQL advisory lock key held while migrating
 
@@ -159,6 +174,26 @@ CREATE INDEX IF NOT EXISTS library_syncs_time ON library_syncs (time);
     # aisafety.info's articles now come from the site's feed: answers that cited the dataset's copy
     # (`https://aisafety.info?state=<pageid>`) cite the same article as the feed names it.
     (7, _cite_the_feed),
+    # Answer ids are given by the bot before it posts (the answer is posted first and stored after):
+    # 63-bit numbers, which PostgreSQL's INTEGER votes.answer_id cannot hold (SQLite's INTEGER can).
+    (8, "{votes_answer_bigint};"),
+    # The journal of questions being answered (`service/journal.py`): claimed on arrival with a lease,
+    # each side effect recorded, done when the answer is posted; an expired unfinished claim is
+    # continued by the next process. Done claims are kept a day.
+    (
+        9,
+        """
+CREATE TABLE IF NOT EXISTS journal (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires {real},
+    created {real} NOT NULL,
+    finished {real},
+    entry TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_expires ON journal (expires);
+""",
+    ),
 ]
 
 
@@ -186,11 +221,18 @@ class FeedbackStore:
     default), or PostgreSQL when `database_url` is given (`DATABASE_URL`, for several replicas)."""
 
     def __init__(
-        self, path: Path | str = ":memory:", *, store_questions: bool = True, database_url: str | None = None
+        self,
+        path: Path | str = ":memory:",
+        *,
+        store_questions: bool = True,
+        database_url: str | None = None,
+        timeout_s: float = DATABASE_TIMEOUT_S,
     ):
         self.path = Path(path)
         self.store_questions = store_questions
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="answers-db")
         self._url = database_url
         self._db: Any = self._connect_postgres(database_url) if database_url else self._open(str(path))
         self._migrate()
@@ -236,7 +278,22 @@ class FeedbackStore:
         import psycopg  # only with DATABASE_URL
 
         try:
-            return psycopg.connect(url, autocommit=True, connect_timeout=10)
+            # Keepalives find a dead server or a cut network; the server ends a statement that runs too
+            # long or waits on a lock. (A frozen server answers neither: callers time out themselves.)
+            db = psycopg.connect(
+                url,
+                autocommit=True,
+                connect_timeout=max(1, round(self.timeout_s)),
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+            )
+            # Set on the session, not through `options`, which would replace the URL's own.
+            ms = round(self.timeout_s * 1000)
+            db.execute(f"SET statement_timeout = {ms}")
+            db.execute(f"SET lock_timeout = {ms}")
+            return db
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(
@@ -249,9 +306,37 @@ class FeedbackStore:
         return query.replace("?", "%s") if self.postgres else query
 
     @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The connection, waited for at most `timeout_s`: a call stuck on a hung server holds it, and
+        the calls behind it fail in time instead of queueing for ever."""
+        if not self._lock.acquire(timeout=self.timeout_s):
+            raise DatabaseTimeout(f"the answers database did not answer within {self.timeout_s:g} s")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`call` on the database's own threads, waited for at most `timeout_s` (`DatabaseTimeout`)."""
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(self._pool, functools.partial(call, *args, **kwargs))
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await work
+        except TimeoutError:
+            raise DatabaseTimeout(
+                f"the answers database did not answer within {self.timeout_s:g} s"
+            ) from None
+
+    def probe(self) -> None:
+        """One round trip (the health check's)."""
+        with self._transaction() as db:
+            self._execute(db, "SELECT 1").fetchone()
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
         """One transaction; with PostgreSQL a lost connection is opened again once before it fails."""
-        with self._lock:
+        with self._locked():
             if not self.postgres:
                 with self._db:
                     yield self._db
@@ -297,9 +382,13 @@ class FeedbackStore:
 
     def _migrate(self) -> None:
         types = (
-            {"id": "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "real": "DOUBLE PRECISION"}
+            {
+                "id": "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+                "real": "DOUBLE PRECISION",
+                "votes_answer_bigint": "ALTER TABLE votes ALTER COLUMN answer_id TYPE BIGINT",
+            }
             if self.postgres
-            else {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"}
+            else {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL", "votes_answer_bigint": ""}
         )
         with self._migration_transaction() as db:
             if self.postgres:
@@ -334,15 +423,25 @@ class FeedbackStore:
             )
 
     def record_answer(
-        self, *, platform: str, place: str, asker: str, question: str, answer: Answer, community: str
+        self,
+        *,
+        platform: str,
+        place: str,
+        asker: str,
+        question: str,
+        answer: Answer,
+        community: str,
+        answer_id: int | None = None,
     ) -> int:
         """Store an answer under its community (its question and text only when questions may be stored);
-        returns its id."""
+        returns its id: `answer_id` when the bot gave it one before posting (storing it again is a no-op,
+        so a write retried after a time-out that did land is harmless), else a new one."""
         if not community:
             raise ValueError("an answer is stored under its community (discord:<guild>, slack:<team> or dm)")
         sources = [{"n": s.n, "id": s.id, "title": s.title, "url": s.url} for s in answer.sources]
         keep = self.store_questions
         return self._insert_answer(
+            answer_id,
             time.time(),
             community,
             platform,
@@ -354,19 +453,29 @@ class FeedbackStore:
             json.dumps(sources),
         )
 
-    def _insert_answer(self, *values: Any) -> int:
+    def _insert_answer(self, answer_id: int | None, *values: Any) -> int:
+        columns = "created, community, platform, place, asker, question, answer, mode, sources"
         with self._transaction() as db:
-            cur = self._execute(
+            if answer_id is None:
+                cur = self._execute(
+                    db,
+                    f"INSERT INTO answers ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    values,
+                )
+                return int(cur.fetchone()[0])
+            self._execute(
                 db,
-                "INSERT INTO answers (created, community, platform, place, asker, question, answer, mode, "
-                "sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                values,
+                f"INSERT INTO answers (id, {columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (answer_id, *values),
             )
-            return int(cur.fetchone()[0])
+            return answer_id
 
-    async def save(self, platform: str, question: Question, answer: Answer) -> int:
-        """`record_answer` from an event loop: the write runs in a worker thread."""
-        return await asyncio.to_thread(
+    async def save(
+        self, platform: str, question: Question, answer: Answer, answer_id: int | None = None
+    ) -> int:
+        """`record_answer` from an event loop, on the database's own threads, within `timeout_s`."""
+        return await self.run(
             self.record_answer,
             platform=platform,
             place=question.place,
@@ -374,6 +483,7 @@ class FeedbackStore:
             question=question.text,
             answer=answer,
             community=question.community,
+            answer_id=answer_id,
         )
 
     def record_vote(
@@ -397,10 +507,8 @@ class FeedbackStore:
             return True
 
     async def vote(self, answer_id: int, *, voter: str, vote: str, community: str) -> bool:
-        """`record_vote` from an event loop: the write runs in a worker thread."""
-        return await asyncio.to_thread(
-            self.record_vote, answer_id, voter=voter, vote=vote, community=community
-        )
+        """`record_vote` from an event loop, on the database's own threads, within `timeout_s`."""
+        return await self.run(self.record_vote, answer_id, voter=voter, vote=vote, community=community)
 
     def purge(self, retention_days: float) -> int:
         """Delete answers (with their question text) and votes older than the retention period."""
@@ -559,7 +667,7 @@ class FeedbackStore:
                 "FROM answers ORDER BY id"
             ).fetchall()
             votes = db.execute("SELECT answer_id, voter, vote, created FROM votes").fetchall()
-        ids = {old: self._insert_answer(*rest) for old, *rest in answers}
+        ids = {old: self._insert_answer(None, *rest) for old, *rest in answers}
         copied = 0
         for answer_id, voter, vote, created in votes:
             if answer_id in ids:
@@ -567,8 +675,13 @@ class FeedbackStore:
         return len(ids), copied
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        # A call stuck on a hung server keeps the connection: closing waits for it no longer than a call.
+        if self._lock.acquire(timeout=self.timeout_s):
+            try:
+                self._db.close()
+            finally:
+                self._lock.release()
 
 
 def database_where(url: str) -> str:
@@ -602,3 +715,42 @@ def _row(r: tuple[Any, ...]) -> FeedbackRow:
         float(r[10]),
         str(r[11]),
     )
+
+
+class DatabaseWatch:
+    """/readyz's `degraded.database`: a round trip every `every_s` (on the database's own threads, within
+    its time-out). The bot stays ready while the database hangs or is down: answers are posted anyway and
+    stored when it is back (`bot/writer.py`); the note says so within `every_s` + DATABASE_TIMEOUT_S."""
+
+    def __init__(
+        self, store: FeedbackStore, *, every_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ):
+        self.store = store
+        self.every_s = every_s
+        self.clock = clock
+        self.failing_since: float | None = None
+        self.reason = ""
+
+    async def run(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self.every_s)
+
+    async def check(self) -> bool:
+        try:
+            await self.store.run(self.store.probe)
+        except Exception as exc:
+            if self.failing_since is None:
+                self.failing_since = self.clock()
+                self.reason = "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
+                _log.warning("the answers database is failing (%s)", self.reason)
+            return False
+        self.failing_since = None
+        return True
+
+    def note(self) -> str | None:
+        if self.failing_since is None:
+            return None
+        return (
+            f"the answers database is failing ({self.reason}) for {self.clock() - self.failing_since:.0f} s"
+        )

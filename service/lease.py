@@ -9,7 +9,6 @@ its name can never be acquired again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -59,16 +58,16 @@ class SqlLeases:
         self.store = store
 
     async def acquire(self, name: str, ttl_s: float) -> Lease | None:
-        return await asyncio.to_thread(self._acquire, name, ttl_s)
+        return await self.store.run(self._acquire, name, ttl_s)
 
     async def renew(self, lease: Lease, ttl_s: float) -> Lease | None:
-        return await asyncio.to_thread(self._renew, lease, ttl_s)
+        return await self.store.run(self._renew, lease, ttl_s)
 
     async def done(self, lease: Lease) -> bool:
-        return await asyncio.to_thread(self._done, lease)
+        return await self.store.run(self._done, lease)
 
     async def release(self, lease: Lease) -> None:
-        await asyncio.to_thread(self._release, lease)
+        await self.store.run(self._release, lease)
 
     def _run(self, query: str, params: tuple[Any, ...]) -> int:
         """One statement in its own transaction; how many rows it inserted, changed or deleted."""

@@ -6,6 +6,8 @@ import gc
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from service.rejections import REASONS, Rejections
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 
 
@@ -44,6 +46,17 @@ class Metrics:
         self.rate_limited = Counter(
             "aisafety_rate_limited", "Questions refused by the rate limit", ["platform"], registry=r
         )
+        self.answers_dropped = Counter(
+            "aisafety_answers_dropped",
+            "Answers posted but not stored: the answers database was too far behind (its queue was full)",
+            registry=r,
+        )
+        self.answers_recovered = Counter(
+            "aisafety_answers_recovered",
+            "Questions a stopped process left unfinished, continued by this one",
+            ["platform"],
+            registry=r,
+        )
         self.library_articles = Gauge(
             "aisafety_library_articles", "Articles in the library after the last successful sync", registry=r
         )
@@ -60,6 +73,22 @@ class Metrics:
         )
         for outcome in ("changed", "unchanged", "refused", "failed"):
             self.library_syncs.labels(outcome)  # every outcome shows, at 0, from the start
+        self.rejected_requests = Counter(
+            "aisafety_rejected_requests",
+            "Requests refused as a stranger's, by reason: wrong_login, bad_signature, wrong_team, "
+            "wrong_app, too_large, too_slow, ...",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REASONS:
+            self.rejected_requests.labels(reason)
+        # Counts refused requests and sums them up in one log line a minute (`rejected`).
+        self.rejections = Rejections(self.rejected_requests)
+
+    def rejected(self, reason: str) -> None:
+        """A request refused as a stranger's (`service.rejections.REASONS`): counted, and summed up in
+        the minute's log line, never a line of its own."""
+        self.rejections.note(reason)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -207,7 +207,9 @@ _URL_BREAKS = {ord(c): f"%{ord(c):02X}" for c in " ()<>[]\\\"'\t\r\n"}
 
 def _md_text(text: str) -> str:
     """Text from members or the articles, shown as typed in Markdown: nothing in it becomes a link."""
-    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
+    # A zero-width space after `<` too: no `<http`, `<@` or `<#` is left even for a reader that does not
+    # honour the backslash.
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split())).replace("\\<", "\\<\u200b")
 
 
 def _md_link(title: str, url: str) -> str:
@@ -269,12 +271,10 @@ def to_markdown(report: dict[str, Any]) -> str:
 def to_csv(report: dict[str, Any]) -> str:
     """Every section in one CSV: a row per question group, article and library change."""
     header = ["section", "count", "question_or_title", "id", "url", "community", "change", "time"]
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(header)
+    rows: list[list[Any]] = []
 
     def put(*cells: Any) -> None:
-        w.writerow([_cell(v) for v in cells] + [""] * (len(header) - len(cells)))
+        rows.append([*cells] + [""] * (len(header) - len(cells)))
 
     for section in ("most_asked", "abstained", "downvoted", "to_write"):
         for g in report[section]:
@@ -287,7 +287,7 @@ def to_csv(report: dict[str, Any]) -> str:
         put("never_cited", 0, a["title"], a["id"], a["url"])
     for c in _library_changes(report):
         put("library", "", c["title"], c["id"], c["url"], "", c["change"], _iso(c["time"]))
-    return out.getvalue()
+    return write_csv(header, rows)
 
 
 def _library_changes(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -340,11 +340,31 @@ TABLES: dict[str, tuple[list[str], Callable[[dict[str, Any]], list[list[Any]]]]]
 }
 
 
-def _cell(value: Any) -> Any:
-    """A cell a spreadsheet will not run: members' questions are text, never formulas."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+# What makes a spreadsheet read a cell as a formula (or a DDE command): its first character, also after
+# spaces and line breaks (some spreadsheets trim them), in ASCII and in full width.
+_FORMULA_START = tuple("=+-@＝＋－＠")
+_LEADING_SPACE = " \t\r\n\x0b\x0c\u3000"
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet will not run: members' questions and article titles are text, never formulas
+    (`=HYPERLINK(...)`, `+cmd|...`, `@SUM(...)`, a leading tab or line break). Such a cell starts with
+    `'`, which spreadsheets read as "text" and do not show."""
+    if not isinstance(value, str):
+        return value
+    if value[:1] in ("\t", "\r", "\n") or value.lstrip(_LEADING_SPACE).startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+def write_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """The one way the project writes CSV: every cell through `csv_cell`."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow([csv_cell(h) for h in header])
+    for row in rows:
+        w.writerow([csv_cell(v) for v in row])
+    return out.getvalue()
 
 
 # The tables of members' questions: in the operator's view each row names its community.
@@ -364,12 +384,7 @@ def table_rows(report: dict[str, Any], table: str) -> tuple[list[str], list[list
 def table_csv(report: dict[str, Any], table: str) -> str:
     """One table of the report (`TABLES`) as CSV."""
     header, rows = table_rows(report, table)
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(header)
-    for row in rows:
-        w.writerow([_cell(v) for v in row])
-    return out.getvalue()
+    return write_csv(header, rows)
 
 
 def render(report: dict[str, Any], fmt: str) -> str:

@@ -398,6 +398,9 @@ class FakeDiscord:
                 )
             if m == "GET" and len(rest) == 2:
                 return self._json(found_msg)
+            if m == "DELETE" and len(rest) == 2:
+                stored.remove(found_msg)
+                return web.Response(status=204)
             if m == "PATCH" and self.fail_edits:
                 return web.Response(
                     status=404,

@@ -181,6 +181,11 @@ class FakeSlack:
                     m["blocks"] = self._blocks(args)
         return {"channel": channel, "ts": args["ts"], "text": args.get("text", "")}
 
+    def m_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args["channel"])
+        self.messages[channel] = [m for m in self.messages.get(channel, []) if m["ts"] != args["ts"]]
+        return {"channel": channel, "ts": args["ts"]}
+
     def m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"message_ts": self.new_ts()}
 

@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -433,3 +434,131 @@ async def test_a_sync_that_fails_or_is_refused_says_why_in_one_line(
             and data["outcome"] in ("error", "refused")
             and "hunter2" not in body
         )
+
+
+async def _login_cookie(url: str, *, ssl: Any = None, **headers: str) -> str:
+    """The Set-Cookie a right token gets."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{url}/admin/login", data={"token": TOKEN}, headers=headers, allow_redirects=False, ssl=ssl
+        ) as r:
+            assert r.status == 303
+            return r.headers["Set-Cookie"]
+
+
+async def test_wrong_logins_are_counted_and_summed_up_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    from service.metrics import Metrics
+
+    metrics = Metrics()
+    app = web.Application()
+    add_admin_routes(app, token=TOKEN, report=report_source(history_free()), metrics=metrics)
+    with caplog.at_level(logging.DEBUG):
+        async for url in serve(app):
+            async with aiohttp.ClientSession() as http:
+                for i in range(200):
+                    guess = {"token": f"guess-{i}"}
+                    async with http.post(f"{url}/admin/login", data=guess, allow_redirects=False) as r:
+                        assert r.status == 401
+                async with http.get(f"{url}/admin/", headers={"Authorization": "Bearer guess"}) as r:
+                    assert r.status == 401  # a wrong token in the header is a wrong login too
+            said = [r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith("service")]
+            assert said == []  # nothing yet: the window's line comes when it ends, or when the page stops
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("service")]
+    assert lines == ["refused in the last minute: report page: 201 wrong logins"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR] and "guess-" not in caplog.text
+    text = metrics.render().decode()
+    assert 'aisafety_rejected_requests_total{reason="wrong_login"} 201.0' in text
+
+
+def history_free() -> Any:
+    """An empty answers history, for tests that never reach the report."""
+
+    class Empty:
+        def since(self, days: float, community: str | None = None) -> list[Any]:
+            return []
+
+    return Empty()
+
+
+async def test_the_cookie_is_secure_over_tls_or_an_https_public_url_and_never_by_a_header() -> None:
+    source = report_source(history_free())
+    plain = web.Application()
+    add_admin_routes(plain, token=TOKEN, report=source)
+    async for url in serve(plain):
+        cookie = await _login_cookie(url, **{"X-Forwarded-Proto": "https", "Forwarded": "proto=https"})
+        assert "Secure" not in cookie  # anyone can send those headers
+    for public_url, secure in (("https://bot.example.org", True), ("http://bot.example.org", False)):
+        proxied = web.Application()
+        add_admin_routes(proxied, token=TOKEN, report=source, public_url=public_url)
+        async for url in serve(proxied):
+            assert ("Secure" in await _login_cookie(url)) is secure, public_url
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (key, certificate), made by the openssl command."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subject = ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject]
+    subprocess.run(command, check=True, capture_output=True)
+    return key, cert
+
+
+async def test_the_cookie_is_secure_when_the_bot_itself_speaks_tls(certificate: tuple[Path, Path]) -> None:
+    import ssl
+
+    key, cert = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    client_tls.check_hostname = False
+    app = web.Application()
+    add_admin_routes(app, token=TOKEN, report=report_source(history_free()))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        assert "Secure" in await _login_cookie(f"https://127.0.0.1:{port}", ssl=client_tls)
+    finally:
+        await runner.cleanup()
+
+
+async def test_behind_an_https_proxy_a_sync_from_the_public_address_is_the_pages_own() -> None:
+    from service.metrics import Metrics
+
+    sync, metrics = FakeSync(), Metrics()
+    app = web.Application()
+    add_admin_routes(
+        app,
+        token=TOKEN,
+        report=report_source(history_free()),
+        sync=sync,
+        public_url="https://bot.example.org",
+        metrics=metrics,
+    )
+    auth = f"Bearer {TOKEN}"
+    async for url in serve(app):
+        own_host_over_https = url.replace("http://", "https://")
+        for refused in (
+            {"Origin": "https://evil.example"},
+            {"Origin": "http://bot.example.org"},  # not the public scheme
+            {"Origin": own_host_over_https, "X-Forwarded-Proto": "https"},  # a header proves nothing
+            {"Referer": "https://bot.example.org.evil.example/admin/"},
+        ):
+            assert (await _sync(url, Authorization=auth, **refused))[0] == 403, refused
+        assert sync.calls == 0
+        for accepted in (
+            {"Origin": "https://bot.example.org"},
+            {"Referer": "https://bot.example.org/admin/?days=7"},
+            {"Origin": url},  # as the request reached the bot
+        ):
+            assert (await _sync(url, Authorization=auth, **accepted))[0] == 303, accepted
+        assert sync.calls == 3
+    assert 'aisafety_rejected_requests_total{reason="cross_origin"} 4.0' in metrics.render().decode()

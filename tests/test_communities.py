@@ -100,6 +100,7 @@ async def test_the_community_is_stored_with_every_answer_and_vote(tmp_path: Path
     conversation = _conversation(store, rate_limit_per_minute=0)
     await conversation.answer(Question("what is it?", asker="discord:1", community="discord:111"), Quiet())
     await conversation.answer(Question("and in private?", asker="discord:1"), Quiet())  # no server: dm
+    assert conversation.writer is not None and await conversation.writer.flush(5) == 0
     rows = store.rows(only_voted=False)
     assert sorted(r.community for r in rows) == ["discord:111", DM]
     in_server = next(r for r in rows if r.community == "discord:111")
@@ -405,10 +406,19 @@ async def test_votes_on_older_answers_count_and_hand_offs_before_communities_sta
     async def call() -> None:
         calls.append("pinged")
 
-    # The thread was handed off by the previous release: the moderators are not called again.
-    assert await conversation.handoff("discord:42", "discord:7", "9001", call) == HANDOFF_ALREADY
-    assert await conversation.handoff("discord:42", "discord:7", "9002", call) == HANDOFF_ASKED
-    assert await conversation.handoff("discord:42", "discord:8", "9002", call) == HANDOFF_ALREADY
+    # The thread was handed off by the previous release (whole threads then): the moderators are not
+    # called again there. Elsewhere, once per answer.
+    assert (
+        await conversation.handoff("discord:42", "discord:7", "9001:55", call, thread="9001")
+        == HANDOFF_ALREADY
+    )
+    assert (
+        await conversation.handoff("discord:42", "discord:7", "9002:56", call, thread="9002") == HANDOFF_ASKED
+    )
+    assert (
+        await conversation.handoff("discord:42", "discord:8", "9002:56", call, thread="9002")
+        == HANDOFF_ALREADY
+    )
     assert calls == ["pinged"]
     store.close()
 

@@ -54,6 +54,7 @@ async def test_a_failed_answer_is_stored_as_an_error_with_the_sources_found() ->
     reply = Recorder()
     assert await conversation.answer(Question("what is the orthogonality thesis?", asker="u1"), reply) is None
     assert reply.apologies and reply.apologies[0] is not None
+    assert conversation.writer is not None and await conversation.writer.flush(5) == 0  # stored after
     rows = store.since(1)
     assert [(r.mode, r.question, [s["id"] for s in r.sources]) for r in rows] == [
         ("error", "what is the orthogonality thesis?", [SOURCE.id])
@@ -74,43 +75,49 @@ class Calls:
             raise ConnectionError("the platform is down")
 
 
-async def test_ask_a_human_is_once_per_thread_and_counts_against_the_rate_limit(tmp_path: Path) -> None:
+async def test_ask_a_human_is_once_per_answer_and_has_its_own_limits(tmp_path: Path) -> None:
     from bot.platform import HANDOFF_ALREADY, HANDOFF_ASKED, HANDOFF_FAILED, HANDOFF_OFF, SLOW_DOWN
 
     store = FeedbackStore(tmp_path / "f.sqlite3")
-    options = PlatformOptions(rate_limit_per_minute=1, handoff="S0MODS")
+    # No question rate limit at all: the hand-off's own limits hold whatever it is.
+    options = PlatformOptions(rate_limit_per_minute=0, handoff="S0MODS")
     conversation = Conversation.in_process(
         "slack", core=BrokenCore(), store=store, options=options, usage="", leases=SqlLeases(store)
     )  # type: ignore[arg-type]
     call = Calls()
-    assert (
-        await conversation.handoff("slack:T1", "slack:U1", "C1:1.0", call) == HANDOFF_ASKED and call.made == 1
-    )
-    assert (
-        await conversation.handoff("slack:T1", "slack:U1", "C1:2.0", call) == SLOW_DOWN
-    )  # one a minute for U1
-    assert (
-        await conversation.handoff("slack:T1", "slack:U2", "C1:1.0", call) == HANDOFF_ALREADY
-        and call.made == 1
-    )
+    assert await conversation.handoff("slack:T1", "slack:U1", "C1:1.0", call) == HANDOFF_ASKED
+    # Another member under the same answer: already asked. Another answer in the same channel: asked.
+    assert await conversation.handoff("slack:T1", "slack:U2", "C1:1.0", call) == HANDOFF_ALREADY
+    assert await conversation.handoff("slack:T1", "slack:U2", "C1:2.0", call) == HANDOFF_ASKED
+    assert call.made == 2
+    # One member: three an hour, across answers and threads.
+    assert await conversation.handoff("slack:T1", "slack:U1", "C5:1.0", call) == HANDOFF_ASKED
+    assert await conversation.handoff("slack:T1", "slack:U1", "C6:1.0", call) == HANDOFF_ASKED
+    assert await conversation.handoff("slack:T1", "slack:U1", "C7:1.0", call) == SLOW_DOWN
+    # One community: ten an hour, whoever presses.
+    results = [await conversation.handoff("slack:T1", f"slack:V{n}", f"D{n}:1.0", call) for n in range(8)]
+    assert results.count(HANDOFF_ASKED) == 6 and results[6:] == [SLOW_DOWN, SLOW_DOWN]
+    assert await conversation.handoff("slack:T2", "slack:V1", "E1:1.0", call) == HANDOFF_ASKED  # another
     # The message could not be posted: the member is told, and a later press may try again.
     failing = Calls(fail=1)
-    assert await conversation.handoff("slack:T1", "slack:U3", "C2:1.0", failing) == HANDOFF_FAILED
+    assert await conversation.handoff("slack:T3", "slack:U3", "C2:1.0", failing) == HANDOFF_FAILED
     assert (
-        await conversation.handoff("slack:T1", "slack:U4", "C2:1.0", failing) == HANDOFF_ASKED
+        await conversation.handoff("slack:T3", "slack:U4", "C2:1.0", failing) == HANDOFF_ASKED
         and failing.made == 2
     )
-    # A restart (a new process on the same database) remembers the thread.
+    # A restart (a new process on the same database) remembers the answer.
     reopened = FeedbackStore(tmp_path / "f.sqlite3")
     again = Conversation.in_process(
         "slack", core=BrokenCore(), store=reopened, options=options, usage="", leases=SqlLeases(reopened)
     )  # type: ignore[arg-type]
+    made = call.made
     assert await again.handoff("slack:T1", "slack:U5", "C1:1.0", call) == HANDOFF_ALREADY
     off = Conversation.in_process(
         "slack", core=BrokenCore(), store=store, options=PlatformOptions(), usage=""
     )  # type: ignore[arg-type]
-    assert await off.handoff("slack:T1", "slack:U6", "C9:1.0", call) == HANDOFF_OFF and call.made == 1
+    assert await off.handoff("slack:T1", "slack:U6", "C9:1.0", call) == HANDOFF_OFF and call.made == made
     store.close()
+    reopened.close()
 
 
 async def test_ask_a_human_with_the_answers_database_down_says_so(tmp_path: Path) -> None:

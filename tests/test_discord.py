@@ -208,7 +208,13 @@ async def test_reply_to_the_bot_and_dm_are_answered(
     await fake.wait_for(lambda: any("learned optimizer" in t for t in final_texts(fake, dm)))
     assert fake.calls("GET", f"/channels/{dm}/messages")  # the DM's recent messages are the history
     # The reply in a server's channel belongs to that server; the DM to no community's view.
-    stored = {r.place: r.community for r in feedback_of(client).rows(only_voted=False)}
+    # Stored after it was posted (the answers database never holds an answer back).
+    stored = await fake.wait_for(
+        lambda: (
+            len(rows := feedback_of(client).rows(only_voted=False)) == 2
+            and {r.place: r.community for r in rows}
+        )
+    )
     assert stored == {f"discord:{fake.other_channel_id}": f"discord:{fake.guild_id}", f"discord:{dm}": "dm"}
 
 
@@ -550,10 +556,13 @@ async def test_an_answer_whose_preview_cannot_be_edited_is_posted_anew(
     msg = await fake.user_says(fake.channel_id, mention(fake, "what is the orthogonality thesis?"))
     texts = await fake.wait_for(lambda: [t for t in final_texts(fake, msg["id"]) if "**Sources**" in t])
     assert "independent of each other [1]" in texts[0]
-    assert len(bot_posts(fake, msg["id"])) == 2  # the stuck preview, then the answer as a new message
+    # The stuck preview was deleted once the answer was posted anew: no partial answer is left beside it.
+    await fake.wait_for(lambda: [r for r in fake.requests if r.method == "DELETE" and "/messages/" in r.path])
+    left = final_texts(fake, msg["id"])
+    assert len(left) == 1 and "**Sources**" in left[0]
 
 
-async def test_ask_a_human_mentions_the_role_once_per_thread_and_nothing_else(
+async def test_ask_a_human_mentions_the_role_once_per_answer_and_nothing_else(
     start_bot: StartBot, fake_discord: FakeDiscord, llm_server: FakeAnthropic
 ) -> None:
     from bot.platform import HANDOFF_ALREADY, HANDOFF_ASKED, handoff_message
@@ -567,8 +576,8 @@ async def test_ask_a_human_mentions_the_role_once_per_thread_and_nothing_else(
     buttons = answer_msg["components"][0]["components"]
     assert [b.get("label") or b["emoji"]["name"] for b in buttons] == ["👍", "👎", "Ask a human"]
 
-    def press(user: int) -> dict[str, Any]:
-        payload = click(fake, "aisafety:handoff", answer_msg)
+    def press(user: int, message: dict[str, Any] = answer_msg) -> dict[str, Any]:
+        payload = click(fake, "aisafety:handoff", message)
         payload["channel_id"] = str(thread)
         payload["channel"] = dict(payload["channel"], id=str(thread), type=11, parent_id=str(fake.channel_id))
         payload["member"] = dict(payload["member"], user=dict(payload["member"]["user"], id=str(user)))
@@ -599,8 +608,82 @@ async def test_ask_a_human_mentions_the_role_once_per_thread_and_nothing_else(
         )
         == 1
     )
+    # A click naming a message the bot never posted (a member's, with a copied button) calls no one.
+    from bot.platform import HANDOFF_NOT_OURS
+
+    forged = dict(answer_msg, id=str(fake.new_id()), author=dict(answer_msg["author"], id="4242", bot=False))
+    await fake.dispatch("INTERACTION_CREATE", press(4444, forged))
+    await fake.wait_for(lambda: HANDOFF_NOT_OURS in followups())
+    assert (
+        len(
+            [
+                r
+                for r in fake.calls("POST", f"/channels/{thread}/messages")
+                if "a human" in r.body.get("content", "")
+            ]
+        )
+        == 1
+    )
     # Every other message of the bot allows no mention at all.
     for r in fake.requests:
         if r.method in ("POST", "PATCH") and isinstance(r.body, dict) and "content" in r.body:
             if "a human" not in r.body["content"] and "/webhooks/" not in r.path:
                 assert r.body.get("allowed_mentions") == {"parse": []}, r.path
+
+
+async def test_a_feedback_click_whose_answer_id_is_out_of_range_is_told_it_failed(
+    start_bot: StartBot, fake_discord: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from bot.platform import VOTE_FAILED, VOTE_LOST
+
+    fake = fake_discord
+    client = await start_bot()
+    message = {
+        "id": str(fake.new_id()),
+        "channel_id": str(fake.channel_id),
+        "author": {
+            "id": str(fake.bot_id),
+            "username": "bot",
+            "discriminator": "0",
+            "avatar": None,
+            "bot": True,
+        },
+        "content": "an answer",
+        "timestamp": "2024-01-01T00:00:00+00:00",
+        "edited_timestamp": None,
+        "tts": False,
+        "mention_everyone": False,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": [],
+        "pinned": False,
+        "type": 0,
+        "components": [],
+    }
+
+    def said() -> list[str]:
+        return [
+            r.body["data"]["content"] for r in fake.calls("POST", "/interactions/") if r.body["type"] == 4
+        ]
+
+    def pressed(custom_id: str) -> dict[str, Any]:
+        """A click on a message that carries a button with `custom_id` (discord.py checks that it does)."""
+        button = {"type": 2, "style": 2, "custom_id": custom_id, "emoji": {"name": "👍"}}
+        return click(fake, custom_id, dict(message, components=[{"type": 1, "components": [button]}]))
+
+    with caplog.at_level(logging.INFO):
+        for n, answer in enumerate((str(10**23), "0", str(2**63), "00000000000000000000001", "x1"), 1):
+            await fake.dispatch("INTERACTION_CREATE", pressed(f"aisafety:fb:{answer}:up"))
+            await fake.wait_for(lambda n=n: len(said()) >= n)
+    assert said() == [VOTE_FAILED] * 5  # told, privately, and nothing was looked up
+    assert all(r.body["data"]["flags"] & 64 for r in fake.calls("POST", "/interactions/"))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "OverflowError" not in caplog.text and "Traceback" not in caplog.text
+    # The largest id the answers store holds is looked up, and not found.
+    await fake.dispatch("INTERACTION_CREATE", pressed(f"aisafety:fb:{2**63 - 1}:down"))
+    await fake.wait_for(lambda: len(said()) == 6)
+    assert said()[-1] == VOTE_LOST
+    assert feedback_of(client).rows() == []

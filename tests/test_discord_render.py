@@ -11,9 +11,11 @@ from adapters.discord.render import (
     build_history,
     defuse,
     render,
+    render_preview,
     split_message,
     strip_mentions,
     thread_name,
+    to_markdown,
     to_question,
 )
 from bot.models import Answer, Source
@@ -54,6 +56,33 @@ def test_thread_name_is_bounded() -> None:
     assert len(long) <= 100 and long.endswith("…")
 
 
+def test_thread_name_is_shown_as_typed_but_cannot_link_or_ping() -> None:
+    name = thread_name("[Official answer](https://evil.example/phish) @everyone <@1>?")
+    assert name == "[Official answer]\u200b(https://evil.example/phish) @\u200beveryone <\u200b@1>?"
+
+
+def test_the_models_markdown_is_kept_and_only_link_and_mention_syntax_is_escaped() -> None:
+    text = (
+        "**Bold**, *it*, ~~no~~ and `a <b>` [1][2]. See [the page](https://evil.example/p).\n\n"
+        "- one\n- two\n  - nested\n\n3. third\n\n> quoted [x](<https://evil.example/q>)\n\n"
+        "```py\nx = [1](2)  # <@1>\n```\n\nC:\\dir and `` a`b ``"
+    )
+    assert to_markdown(text) == (
+        "**Bold**, *it*, ~~no~~ and `a <\u200bb>` [1][2]. See the page (evil.example).\n\n"
+        "- one\n- two\n  - nested\n\n3. third\n\n> quoted x (evil.example)\n\n"
+        "```py\nx = [1]\u200b(2)  # <\u200b@1>\n```\n\nC:\\\\dir and ``a`b``"
+    )
+
+
+def test_a_preview_is_one_message_with_no_masked_link() -> None:
+    assert (
+        render_preview("Read [the FAQ](https://aisafety.info/q/1) [1].")
+        == "Read the FAQ (aisafety.info) [1]."
+    )
+    long = render_preview("[a](b) " + "<@1> " * 1000)
+    assert len(long) <= MESSAGE_LIMIT and long.endswith(" …") and "<@1>" not in long
+
+
 def test_render_sources_without_previews_and_without_pings() -> None:
     answer = Answer(
         "Ping @everyone and @here and <@&123> and <@456> [1].",
@@ -67,6 +96,15 @@ def test_render_sources_without_previews_and_without_pings() -> None:
     for ping in ("@everyone", "@here", "<@&123>", "<@456>"):
         assert ping not in text
     assert defuse("mail me@everyone.org") != "mail me@everyone.org"  # defused too; harmless
+
+
+def test_source_links_cannot_be_broken_by_their_title_or_address() -> None:
+    answer = Answer(
+        "Text [1].",
+        (Source(1, "a:1", "A [b] <@1> `c` \\", "https://example.org/a b(c)<d>"),),
+        "llm",
+    )
+    assert "[1] [A (b) <\u200b@1> \\`c\\` \\\\](<https://example.org/a%20b%28c%29%3Cd%3E>)" in render(answer)
 
 
 def test_split_prefers_paragraphs_and_keeps_links_whole() -> None:

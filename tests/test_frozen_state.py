@@ -22,12 +22,14 @@ from bot.conversation import Conversation
 from bot.models import Answer, Question, Source
 from bot.observability import Observer
 from bot.platform import HANDOFF_ASKED, HANDOFF_FAILED, VOTE_FAILED, PlatformOptions
-from service.feedback import FeedbackStore
+from service.feedback import DatabaseWatch, FeedbackStore
 from service.lease import RedisLeases, SqlLeases
 from service.redis_state import RedisLink
 from tests.conftest import need
 from tests.test_redis_state import PrivateRedis, _free_port, _wait
 from tests.test_redis_state import private_redis as private_redis
+
+pytestmark = pytest.mark.faults
 
 SOURCE = Source(1, "aisafety.info:6568", "What is the orthogonality thesis?", "https://aisafety.info/q/6568")
 TIMEOUT_S = 1.0  # the conversation's wait for state, shortened for the test
@@ -148,19 +150,26 @@ async def test_a_frozen_answers_database_still_answers_and_says_what_it_could_no
     private_postgres: tuple[str, int],
 ) -> None:
     url, pid = private_postgres
-    store = FeedbackStore(database_url=url)
+    store = FeedbackStore(database_url=url, timeout_s=TIMEOUT_S)
+    watch = DatabaseWatch(store)
+    assert await watch.check() and watch.note() is None
     conversation = _conversation(store, SqlLeases(store))
+    assert conversation.writer is not None
     shown = Shown()
     question = Question("what is the orthogonality thesis?", asker="slack:U1", community="slack:T1")
     assert await conversation.answer(question, shown) is not None
     answer_id = shown.answers[-1][1]
-    assert answer_id is not None  # stored while PostgreSQL answers
+    assert answer_id is not None
+    assert await conversation.writer.flush(5) == 0  # stored while PostgreSQL answers
 
     _freeze_all(pid)
     try:
         started = time.monotonic()
         assert await conversation.answer(question, shown) is not None
-        assert shown.answers[-1][1] is None  # shown all the same, without feedback buttons
+        # Posted at once, with its buttons: the answer never waits on the database, which stores it later.
+        assert time.monotonic() - started < TIMEOUT_S
+        frozen_id = shown.answers[-1][1]
+        assert frozen_id is not None and frozen_id != answer_id
         said = await conversation.vote("slack:T1", answer_id, voter="slack:U2", vote="up")
         assert said == VOTE_FAILED
 
@@ -170,10 +179,29 @@ async def test_a_frozen_answers_database_still_answers_and_says_what_it_could_no
         assert await conversation.handoff("slack:T1", "slack:U2", "C1:1.0", call) == HANDOFF_FAILED
         assert time.monotonic() - started < 4 * TIMEOUT_S + 2  # each waited at most its timeout
         assert shown.apologies == []
+        # The writer keeps the answer and says the database is behind (/readyz's degraded.database).
+        deadline = time.monotonic() + 10
+        while conversation.writer.degraded() is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        assert conversation.writer.waiting == 1
+        # The health check's own round trip fails in time too: /readyz shows degraded.database.
+        checked = time.monotonic()
+        assert not await watch.check()
+        assert time.monotonic() - checked < TIMEOUT_S + 1
+        assert "answers database is failing (no answer in time)" in str(watch.note())
     finally:
         _thaw_all(pid)
-    # Thawed: the same store records again.
-    assert await conversation.vote("slack:T1", answer_id, voter="slack:U2", vote="up") != VOTE_FAILED
+    # Thawed: the answer given meanwhile is stored (none lost), and votes count again.
+    assert await watch.check() and watch.note() is None
+    deadline = time.monotonic() + 20
+    while conversation.writer.waiting:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert conversation.writer.degraded() is None
+    stored = {r.answer_id for r in await asyncio.to_thread(store.rows, only_voted=False)}
+    assert stored == {answer_id, frozen_id}
+    assert await conversation.vote("slack:T1", frozen_id, voter="slack:U2", vote="up") != VOTE_FAILED
     await asyncio.to_thread(store.close)
 
 

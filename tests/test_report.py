@@ -312,4 +312,66 @@ def test_a_members_question_in_the_markdown_report_is_text_not_a_link() -> None:
         "slack:1",
     )
     md = render(build_report([row], embed=toy_embed, articles={}, since_days=1, now=NOW), "md")
-    assert "\\[free money\\]\\(https://evil.example\\) \\<b\\>now\\</b\\>" in md and "[free money](" not in md
+    assert "\\[free money\\]\\(https://evil.example\\) \\<\u200bb\\>now\\<\u200b/b\\>" in md
+    assert "[free money](" not in md and "](" not in md and "<b" not in md
+
+
+# What members could ask to make a spreadsheet run something when a moderator opens the report's CSV.
+FORMULAS = (
+    '=HYPERLINK("http://x")',
+    "+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(A1)",
+    "\t=1+1 with a leading tab",
+    "\r=1+1 with a leading carriage return",
+    "  =1+1 after spaces",
+    "＝1+1 in full width",
+)
+
+
+def _runs_in_a_spreadsheet(cell: str) -> bool:
+    return cell[:1] in ("\t", "\r", "\n") or cell.lstrip(" \t\r\n").startswith(tuple("=+-@＝＋－＠"))
+
+
+def test_every_csv_cell_that_could_be_a_formula_is_text() -> None:
+    from service.report import csv_cell, write_csv
+
+    for formula in FORMULAS:
+        assert csv_cell(formula) == "'" + formula, formula
+    assert [csv_cell(v) for v in ("what is AI safety?", "", 3, -2, "a=b", "'quoted")] == [
+        "what is AI safety?",
+        "",
+        3,
+        -2,
+        "a=b",
+        "'quoted",
+    ]
+    rows = list(csv.reader(io.StringIO(write_csv(["=header"], [[f] for f in FORMULAS]), newline="")))
+    assert not [cell for row in rows for cell in row if _runs_in_a_spreadsheet(cell)]
+
+
+def test_the_report_commands_csv_escapes_members_formulas(tmp_path: Path, model_env: dict[str, str]) -> None:
+    """`aisafety-bot report --format csv` and `--table NAME`, as a moderator runs them."""
+    from tests.conftest import cli, home_env
+
+    store = FeedbackStore(tmp_path / "feedback.sqlite3")
+    for question in FORMULAS:
+        bad = store.record_answer(
+            platform="slack",
+            community="slack:T1",
+            place="c",
+            asker="u",
+            question=question,
+            answer=Answer("no", (), "abstain"),
+        )
+        store.record_vote(bad, voter="v", vote="down")
+    store.close()
+    env = home_env(tmp_path, **model_env)
+    outputs = {"--format csv": cli(env, "report", "--format", "csv")}
+    for table in ("most_asked", "abstained", "to_write", "downvoted"):
+        outputs[table] = cli(env, "report", "--table", table)
+    for name, done in outputs.items():
+        assert done.returncode == 0, (name, done.stderr)
+        cells = [cell for row in csv.reader(io.StringIO(done.stdout, newline="")) for cell in row]
+        assert any("HYPERLINK" in c for c in cells) and any("calc" in c for c in cells), name
+        assert [c for c in cells if _runs_in_a_spreadsheet(c)] == [], name

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import aiohttp
@@ -104,10 +105,15 @@ async def test_run_serves_both_platforms_and_readiness(
                 assert 'platform="slack"' in metrics and 'platform="discord"' in metrics
             from service.feedback import FeedbackStore
 
+            # Answers are stored just after they are posted (the database never holds one back).
             stored = FeedbackStore(tmp_path / "f.sqlite3")
+            deadline = time.monotonic() + 10
             rows = stored.rows(only_voted=False)
+            while {r.platform for r in rows} != {"slack", "discord"}:
+                assert time.monotonic() < deadline, rows
+                await asyncio.sleep(0.1)
+                rows = stored.rows(only_voted=False)
             stored.close()
-            assert {r.platform for r in rows} == {"slack", "discord"}
             assert all(
                 r.question == "" and r.answer == "" and r.sources for r in rows
             )  # STORE_QUESTIONS=false

@@ -55,6 +55,7 @@ class Smoke:
         self._conversation = conversation
         self.found = found or {}
         self.asked: list[list[str]] = []
+        self.resumed: list[Any] = []
         self.posted: list[tuple[str, str]] = []
         self.started, self.closed = started, False
         self.running = asyncio.Event()
@@ -75,6 +76,9 @@ class Smoke:
 
     async def ready(self) -> bool:
         return self.started and self.connected and not self.closed
+
+    async def resume(self, claim: Any) -> None:
+        self.resumed.append(claim)
 
     async def post(self, channel: str, text: str) -> None:
         self.posted.append((channel, text))

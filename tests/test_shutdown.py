@@ -16,16 +16,23 @@ from tests.fake_slack import BOT_USER, FakeSlack, event_callback, signed_headers
 from tests.fixture_articles import rows as fixture_rows
 from tests.loopback import until_ready
 from tests.qdrant_server import free_port
+from tests.test_redis_state import prefix  # noqa: F401 (fixture)
 
 SECRET = "test-signing-secret"
 CHANNEL = "C0000001"
 QUESTIONS = ["what is corrigibility?", "what is a mesa-optimizer?", "what are quantilizers?"]
 
 
-async def _bot_with_answers_in_flight(
-    tmp_path: Path, model_env: dict[str, str], llm: FakeAnthropic, slack: FakeSlack, grace_s: float
-) -> asyncio.subprocess.Process:
-    """A real `aisafety-bot run` (Slack, HTTP mode) with three answers streaming when this returns."""
+async def _start_bot(
+    tmp_path: Path,
+    model_env: dict[str, str],
+    llm: FakeAnthropic,
+    slack: FakeSlack,
+    grace_s: float,
+    **extra: str,
+) -> tuple[asyncio.subprocess.Process, int]:
+    """A real `aisafety-bot run` (Slack, HTTP mode) on the test's store and answers database, ready;
+    and its port."""
     port = free_port()
     source = write_jsonl(
         tmp_path / "articles.jsonl", fixture_rows("corrigibility", "mesa-optimizers", "quantilizers")
@@ -46,11 +53,25 @@ async def _bot_with_answers_in_flight(
         STREAM_EDIT_INTERVAL_S="0.5",
         SHUTDOWN_GRACE_S=str(grace_s),
         **model_env,
+        **extra,
     )
     bot = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "aisafety_bot", "run", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE
     )
     await until_ready(port, alive=lambda: bot.returncode is None)
+    return bot, port
+
+
+async def _bot_with_answers_in_flight(
+    tmp_path: Path,
+    model_env: dict[str, str],
+    llm: FakeAnthropic,
+    slack: FakeSlack,
+    grace_s: float,
+    **extra: str,
+) -> asyncio.subprocess.Process:
+    """A real `aisafety-bot run` (Slack, HTTP mode) with three answers streaming when this returns."""
+    bot, port = await _start_bot(tmp_path, model_env, llm, slack, grace_s, **extra)
     async with aiohttp.ClientSession() as http:
         for i, question in enumerate(QUESTIONS):
             msg = slack.user_message(CHANNEL, f"<@{BOT_USER}> {question}")
@@ -70,6 +91,7 @@ def _threads(slack: FakeSlack) -> list[str]:
     return [str(m["text"]) for m in replies]
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(("grace_s", "outcome"), [(30.0, "finished"), (0.5, "apologised")])
 async def test_sigterm_lets_answers_finish_or_apologise_then_exits_0(
     tmp_path: Path, model_env: dict[str, str], llm_server: FakeAnthropic, grace_s: float, outcome: str
@@ -100,3 +122,53 @@ async def test_sigterm_lets_answers_finish_or_apologise_then_exits_0(
             shown
         )
         assert "cut short" in stderr
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("redis", [False, True], ids=["answers-database", "redis"])
+async def test_sigkill_with_answers_in_flight_loses_none_and_repeats_none(
+    tmp_path: Path,
+    model_env: dict[str, str],
+    llm_server: FakeAnthropic,
+    redis: bool,
+    prefix: str,  # noqa: F811 (the fixture)
+) -> None:
+    """A process killed outright (SIGKILL: no drain, no apology) with three answers streaming: the next
+    process finds their claims expired in the journal and finishes each in its own placeholder, once.
+    Lost, duplicated and stale-preview answers: zero each."""
+    slack = FakeSlack()
+    await slack.start()
+    extra = {}
+    if redis:
+        from tests.test_redis_state import REDIS_URL
+
+        extra = {"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix}
+    llm_server.default = Reply(text="Corrigible systems accept correction [1]. " * 6, chunk_delay_s=0.12)
+    second: asyncio.subprocess.Process | None = None
+    try:
+        bot = await _bot_with_answers_in_flight(tmp_path, model_env, llm_server, slack, 30.0, **extra)
+        bot.kill()
+        await bot.wait()
+        partial = _threads(slack)
+        assert len(partial) == len(QUESTIONS) and all(t.endswith(" …") for t in partial), partial
+        # The next process (a restart, or another replica) continues them once their claims expire.
+        second, _ = await _start_bot(tmp_path, model_env, llm_server, slack, 30.0, **extra)
+        try:
+            await slack.wait_for(
+                lambda: all("Sources" in t and not t.endswith(" …") for t in _threads(slack)), within=150
+            )
+        except TimeoutError:
+            second.kill()
+            _, err = await second.communicate()
+            raise AssertionError(f"{_threads(slack)}\n{err.decode()[-4000:]}") from None
+        await asyncio.sleep(1.0)  # a duplicate, if there were one, would have shown by now
+    finally:
+        llm_server.default = Reply()
+        if second is not None:
+            second.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(second.communicate(), timeout=60)
+        await slack.stop()
+    shown = _threads(slack)
+    assert len(shown) == len(QUESTIONS), shown  # no answer posted twice, no placeholder left beside one
+    assert all("accept correction [1]" in t and "Sources" in t for t in shown), shown
+    assert second is not None and second.returncode == 0

@@ -20,12 +20,15 @@ import pytest_asyncio
 from adapters.slack.app import USAGE, SlackBot
 from bot.conversation import Conversation
 from bot.core import AnswerCore
+from bot.observability import Observer
 from bot.platform import PlatformOptions
 from retrieval.embeddings import FastEmbedder
 from retrieval.index import VectorStore
 from retrieval.search import HybridRetriever
 from service.anthropic_llm import AnthropicLLM
 from service.feedback import FeedbackStore
+from service.health import serve
+from service.metrics import Metrics
 from tests.fake_anthropic import FakeAnthropic, Reply
 from tests.fake_slack import BOT_USER, FakeSlack, signed_headers
 from tests.qdrant_server import free_port
@@ -93,7 +96,7 @@ class Harness:
             "command": "/ask",
             "text": text,
             "response_url": f"{self.fake.url}/respond",
-            "trigger_id": "t1",
+            "trigger_id": f"t{time.time_ns()}",  # Slack gives each invocation its own
             "api_app_id": "A0001",
         }
         return await self.post(urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded")
@@ -191,7 +194,9 @@ async def start_slack(
         )
         await bot.identify()
         port = free_port()
-        runners.append(await bot.serve_http("127.0.0.1", port))
+        metrics = Metrics()  # one set for the port and the bot, as the running bot has
+        core.observer = Observer(metrics)
+        runners.append(await serve(bot.web_app(), "127.0.0.1", port, metrics=metrics))  # as the runner does
         bots.append(bot)
         return Harness(fake_slack, bot, f"http://127.0.0.1:{port}/slack/events", session)
 
@@ -273,7 +278,8 @@ async def test_direct_message(start_slack: StartSlack, llm_server: FakeAnthropic
     await h.fake.wait_for(lambda: any("learned optimizer" in m["text"] for m in h.answered("D0000001")))
     assert h.fake.named("conversations.history")
     # A direct message belongs to no community's view.
-    assert [r.community for r in feedback_of(h.bot).rows(only_voted=False)] == ["dm"]
+    stored = await h.fake.wait_for(lambda: [r.community for r in feedback_of(h.bot).rows(only_voted=False)])
+    assert stored == ["dm"]
 
 
 async def test_slash_ask_public_private_and_help(start_slack: StartSlack, llm_server: FakeAnthropic) -> None:
@@ -553,6 +559,9 @@ async def test_a_failed_preview_is_skipped_and_a_failed_final_update_is_posted_a
     msg = await h.mention("what are quantilizers?")
     final = await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]), within=30)
     assert "Quantilizers pick" in final[0]["text"] and "feedback_up" in json.dumps(final[0]["blocks"])
+    # The placeholder it could not update is deleted: no stale preview beside the answer.
+    await h.fake.wait_for(lambda: h.fake.named("chat.delete"))
+    assert [m["text"] for m in h.answered(CHANNEL, msg["ts"])] == [final[0]["text"]]
     h.fake.server_errors.clear()
 
 
@@ -564,6 +573,7 @@ async def test_unsigned_or_malformed_requests_are_refused_quietly(
     body = h.event_body(
         dict(h.fake.user_message(CHANNEL, f"<@{BOT_USER}> {secret_question}"), type="app_mention")
     )
+    metrics = _metrics_of(h)
     with caplog.at_level(logging.DEBUG):
         for raw in (b"not json at all", b"null", b"[1]", body + b" " * 900_000):
             status, _ = await h.post(raw, "application/json", sign=False)
@@ -571,9 +581,15 @@ async def test_unsigned_or_malformed_requests_are_refused_quietly(
         for raw in (b"not json at all", b"null", b"[1]"):
             status, _ = await h.post(raw, "application/json")  # signed, but not what Slack sends
             assert status == 400
-    rejected = [r for r in caplog.records if "rejected a" in r.getMessage()]
-    assert len(rejected) == 7 and all(len(r.getMessage()) < 150 for r in rejected)
+        # Counted, and not a line each: the minute's one line sums them up.
+        assert not [r for r in caplog.records if r.levelno >= logging.INFO and "refused" in r.getMessage()]
+        metrics.rejections.flush()
+    summary = [r.getMessage() for r in caplog.records if r.name == "service.rejections"]
+    assert summary == [
+        "refused in the last minute: Slack: 4 bad signatures, 3 signed bodies not in Slack's shape"
+    ]
     assert "MY-PRIVATE-QUESTION" not in caplog.text and "not json at all" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not h.fake.calls[-1:] or h.fake.calls[-1].method == "auth.test"
 
 
@@ -678,7 +694,7 @@ async def test_every_path_records_the_same_stages(start_slack: StartSlack, llm_s
         assert f'aisafety_answer_latency_seconds_count{{stage="{stage}"}} 2.0' in text, stage
 
 
-async def test_ask_a_human_mentions_the_user_group_once_per_thread(
+async def test_ask_a_human_mentions_the_user_group_once_per_answer(
     start_slack: StartSlack, llm_server: FakeAnthropic
 ) -> None:
     from bot.platform import HANDOFF_ALREADY, HANDOFF_ASKED, handoff_message
@@ -698,10 +714,18 @@ async def test_ask_a_human_mentions_the_user_group_once_per_thread(
     assert [(m["text"], m.get("thread_ts")) for m in posted] == [
         (handoff_message("<!subteam^S0MODS01>"), msg["ts"])
     ]
-    # Again, by another member: the moderators are not called twice into one thread.
+    # Again, by another member: the moderators are not called twice for one answer.
     assert (await h.click(final, buttons[2], user="UCAROL01"))[0] == 200
     await h.fake.wait_for(lambda: len(h.fake.named("chat.postEphemeral")) >= 2)
     assert h.fake.named("chat.postEphemeral")[-1].args["text"] == HANDOFF_ALREADY
+    assert len(h.fake.messages[CHANNEL]) == before + 1
+    # A signed click that names a message the bot never posted (a member's own) calls no one.
+    from bot.platform import HANDOFF_NOT_OURS
+
+    forged = {**final, "user": "UBOB0001", "ts": "1700000000.999999", "thread_ts": "1700000000.999999"}
+    assert (await h.click(forged, buttons[2], user="UDAVE001"))[0] == 200
+    await h.fake.wait_for(lambda: len(h.fake.named("chat.postEphemeral")) >= 3)
+    assert h.fake.named("chat.postEphemeral")[-1].args["text"] == HANDOFF_NOT_OURS
     assert len(h.fake.messages[CHANNEL]) == before + 1
     # No other message of the bot mentions anyone.
     others = [m["text"] for m in h.fake.messages[CHANNEL] if m.get("user") == BOT_USER][:-1]
@@ -738,3 +762,140 @@ async def test_each_event_command_and_click_gets_its_workspace_or_dm(start_slack
     assert bot._action_community(click, "C1") == "slack:T0001"
     group = {"team": {"id": "T0002"}, "channel": {"id": "C9", "name": "mpdm-ann--bob-1"}}
     assert bot._action_community(group, "C9") == "dm"
+
+
+def _metrics_of(h: Harness) -> Any:
+    """The running bot's metrics (its port's and its conversation's), where refused requests are counted."""
+    return h.bot.conversation.core.observer.metrics
+
+
+def _refused(metrics: Any, reason: str) -> float:
+    value = metrics.registry.get_sample_value("aisafety_rejected_requests_total", {"reason": reason})
+    return float(value or 0.0)
+
+
+def _click_payload(value: str, *, team: str = "T0001", user: str = "UALICE01") -> bytes:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user},
+        "channel": {"id": CHANNEL},
+        "actions": [{"action_id": "feedback_up", "value": value, "type": "button", "block_id": "b"}],
+        "team": {"id": team},
+        "api_app_id": "A0001",
+        "token": "t",
+        "trigger_id": "1.2.3",
+    }
+    return urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+
+
+async def test_signed_requests_for_another_workspace_or_app_are_acknowledged_and_dropped(
+    start_slack: StartSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = await start_slack()
+    metrics = _metrics_of(h)
+    h.bot.app_id = "A0001"  # SLACK_APP_ID
+    calls = len(h.fake.calls)
+    mention = dict(h.fake.user_message(CHANNEL, f"<@{BOT_USER}> what is corrigibility?"), type="app_mention")
+    other_team = json.loads(h.event_body(mention))
+    other_team["team_id"] = "T0002"
+    other_team["authorizations"][0]["team_id"] = "T0002"
+    other_app = dict(json.loads(h.event_body(mention)), api_app_id="A0002")
+    command = {
+        "team_id": "T0002",
+        "api_app_id": "A0001",
+        "channel_id": CHANNEL,
+        "user_id": "UALICE01",
+        "command": "/ask",
+        "text": "what is corrigibility?",
+    }
+    form = "application/x-www-form-urlencoded"
+    with caplog.at_level(logging.INFO):
+        for body, kind in (
+            (json.dumps(other_team).encode(), "application/json"),
+            (json.dumps(other_app).encode(), "application/json"),
+            (urllib.parse.urlencode(command).encode(), form),
+            (_click_payload("1", team="T0002"), form),
+        ):
+            assert await h.post(body, kind) == (200, "")  # acknowledged, so Slack does not send it again
+        await asyncio.sleep(0.5)
+    assert len(h.fake.calls) == calls  # nothing answered, posted or looked up
+    assert (_refused(metrics, "wrong_team"), _refused(metrics, "wrong_app")) == (3.0, 1.0)
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and "T0002" in r.getMessage()]
+    # Slack's URL verification names neither: still answered with SLACK_APP_ID set.
+    challenge = json.dumps({"token": "x", "challenge": "abc123", "type": "url_verification"}).encode()
+    status, answered = await h.post(challenge, "application/json")
+    assert status == 200 and json.loads(answered) == {"challenge": "abc123"}
+    # On an organisation-wide install, every workspace of the organisation is the bot's own.
+    h.bot.org_id = "E0001"
+    chatter = json.loads(h.event_body(h.fake.user_message(CHANNEL, "just chatting")))
+    in_the_organisation = chatter | {"team_id": "T0003", "enterprise_id": "E0001"}
+    assert (await h.post(json.dumps(in_the_organisation).encode(), "application/json"))[0] == 200
+    assert _refused(metrics, "wrong_team") == 3.0
+    assert h.bot.not_ours({"team": None, "enterprise": {"id": "E0001"}, "api_app_id": "A0001"}) == ""
+    assert h.bot.not_ours({"team": {"id": "T0009"}, "enterprise": {"id": "E0009"}}) == "wrong_team"
+    assert h.bot.not_ours({"team_id": "T0001", "api_app_id": "A0001"}) == ""
+
+
+async def test_a_feedback_click_whose_answer_id_is_out_of_range_is_ignored(
+    start_slack: StartSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.platform import VOTE_LOST
+
+    h = await start_slack()
+    form = "application/x-www-form-urlencoded"
+    with caplog.at_level(logging.DEBUG):
+        for value in (str(10**23), "0", "-1", str(2**63), "１２", " 12", "1e3", "0x10", "", "12" * 60):
+            assert (await h.post(_click_payload(value), form))[0] == 200, value
+        await asyncio.sleep(0.3)
+    assert not h.fake.named("chat.postEphemeral")  # no store was asked, nobody was told anything
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "OverflowError" not in caplog.text and "Traceback" not in caplog.text
+    # The largest id the answers store holds is looked up, and not found.
+    assert (await h.post(_click_payload(str(2**63 - 1)), form))[0] == 200
+    said = await h.fake.wait_for(lambda: h.fake.named("chat.postEphemeral"))
+    assert said[0].args["text"] == VOTE_LOST
+
+
+async def test_slacks_escaped_text_is_unescaped_once_where_a_question_enters(
+    start_slack: StartSlack, llm_server: FakeAnthropic
+) -> None:
+    h = await start_slack()
+    llm_server.script += [Reply(text="Goals and intelligence are independent [1]."), Reply(text="Tags [1].")]
+    # As Slack sends it: `&`, `<` and `>` as entities, so `&lt;` typed arrives as `&amp;lt;`.
+    msg = await h.mention("is x &lt; y &amp;&amp; y &gt; z in the orthogonality thesis? (&amp;lt; typed)")
+    await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]))
+    typed = "is x < y && y > z in the orthogonality thesis? (&lt; typed)"
+    sent = json.dumps(llm_server.requests[-1].body)
+    assert "x < y && y > z" in sent and "(&lt; typed)" in sent and "&amp;" not in sent
+    await h.command("what does &lt;b&gt; mean &amp; why?")
+    stored = await h.fake.wait_for(
+        lambda: (rows := feedback_of(h.bot).rows(only_voted=False)) and len(rows) == 2 and rows
+    )
+    assert sorted(r.question for r in stored) == sorted([typed, "what does <b> mean & why?"])
+
+
+async def test_the_slack_port_cuts_off_slow_and_oversized_bodies(
+    start_slack: StartSlack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import service.health as health
+    from tests.test_hostile import stranger
+
+    monkeypatch.setattr(health, "HEADERS_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(health, "BODY_TIMEOUT_S", 0.5)
+    h = await start_slack()
+    metrics = _metrics_of(h)
+    port = int(urllib.parse.urlsplit(h.url).port or 0)
+    calls = len(h.fake.calls)
+    head = "POST /slack/events HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n"
+    with caplog.at_level(logging.DEBUG):
+        slow = await asyncio.gather(
+            *(stranger(port, head.format(300).encode(), b"{" * 300, every_s=0.1) for _ in range(20))
+        )
+        assert all(closed < 2.0 for _, closed in slow)
+        got, _ = await stranger(port, head.format(2 * 1024**2).encode())
+        assert got.startswith(b"HTTP/1.1 413")
+        got, _ = await stranger(port, b"", b"POST /slack/events HTTP/1.1\r\nHost: bot\r\n", every_s=0.05)
+        assert got == b""  # headers that never end
+    assert (_refused(metrics, "too_slow"), _refused(metrics, "too_large")) == (20.0, 1.0)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR] and "Traceback" not in caplog.text
+    assert len(h.fake.calls) == calls

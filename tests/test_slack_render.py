@@ -47,9 +47,12 @@ def test_event_to_question_and_history() -> None:
 
 
 def test_markdown_becomes_mrkdwn_and_untrusted_text_is_escaped() -> None:
-    out = to_mrkdwn("**Bold** and [the FAQ](https://aisafety.info/q/1) but 1 < 2 & <!channel> <@U9>")
+    text = "**Bold** and [the FAQ](https://aisafety.info/q/1) but 1 < 2 & <!channel> <@U9>"
+    out = to_mrkdwn(text, ["https://aisafety.info/q/1"])  # a library article: the bot links it
     assert out.startswith("*Bold* and <https://aisafety.info/q/1|the FAQ>")
     assert "1 &lt; 2 &amp; &lt;!channel&gt; &lt;@U9&gt;" in out
+    # Without the library (a preview, a member's question) no address hides behind a label.
+    assert to_mrkdwn(text).startswith("*Bold* and the FAQ (aisafety.info) but")
     assert escape("@channel @Here") == "@\u200bchannel @\u200bHere"
     assert "<!here>" not in neutralise("hi <!here> <!subteam^S1|@team> <@U123|bob>")
 
@@ -111,6 +114,7 @@ def test_manifest_has_exactly_what_the_bot_uses() -> None:
         "apps_connections_open": set(),  # Socket Mode, with the app-level token's connections:write
         "chat_postMessage": {"chat:write"},
         "chat_update": {"chat:write"},
+        "chat_delete": {"chat:write"},  # a placeholder left beside an answer posted anew
         "chat_postEphemeral": {"chat:write"},
         "conversations_replies": {"channels:history", "groups:history"},
         "conversations_history": {"im:history"},
@@ -135,5 +139,19 @@ def test_abstentions_get_no_feedback_buttons() -> None:
 
 
 def test_link_urls_cannot_break_out_of_a_slack_link() -> None:
-    out = to_mrkdwn("[the page](https://example.org/a<b>c|d)")
-    assert out == "<https://example.org/a%3Cb%3Ec%7Cd|the page>"
+    answer = Answer(
+        "See [the page](https://example.org/a%3Cb%3Ec|d).",
+        (Source(1, "a:1", "A <b> | c", "https://example.org/a<b>c|d"),),
+        "llm",
+    )
+    text = render_text(answer)
+    assert "See <https://example.org/a%3Cb%3Ec%7Cd|the page>." in text  # the model's link to it, rebuilt
+    assert "[1] <https://example.org/a%3Cb%3Ec%7Cd|A &lt;b&gt; ¦ c>" in text
+    assert to_mrkdwn("[the page](https://example.org/a<b>c|d)") == "the page (example.org)"
+
+
+def test_markdown_is_written_as_mrkdwn() -> None:
+    text = "A *point* and ~~not~~ `code <x>`:\n\n- one\n- two\n\n1. first\n\n> quoted\n\n```py\nx < 1\n```"
+    assert to_mrkdwn(text) == (
+        "A _point_ and ~not~ `code &lt;x&gt;`:\n\n• one\n• two\n\n1. first\n\n> quoted\n\n```\nx &lt; 1\n```"
+    )

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from adapters.terminal import chat_loop
@@ -148,3 +149,35 @@ def test_progress_lines_come_every_tenth_of_the_work() -> None:
     _Progress(0, "lines", out=quiet).close()  # nothing to embed: no progress at all
     _Progress(0, "bar", out=quiet).close()
     assert quiet.getvalue() == ""
+
+
+class InjectedCore:
+    """Streams an answer that carries a terminal hyperlink (OSC 8), a carriage return and a title link."""
+
+    TEXT = (
+        "Read \x1b]8;;https://evil.example/\x1b\\the official page\x1b]8;;\x1b\\ now\r"
+        '[x](https://evil.example/t "aisafety.info") [1].'
+    )
+
+    async def stream(self, question: Question) -> AsyncIterator[str | Answer]:
+        yield self.TEXT[:9]
+        yield self.TEXT[9:]
+        source = Source(1, "a", "Title\x1b]8;;https://evil.example/\x1b\\", SOURCE.url)
+        yield Answer(self.TEXT, (source,), "llm")
+
+
+@pytest.mark.parametrize("on_a_terminal", [True, False])
+async def test_no_link_hides_behind_a_label_on_a_terminal(on_a_terminal: bool) -> None:
+    screen = io.StringIO()
+    console = (
+        Console(file=screen, force_terminal=True, width=200, color_system="standard", highlight=False)
+        if on_a_terminal
+        else None
+    )
+    await chat_loop(InjectedCore(), console=console, read_line=reader(lines_from("hi")), out=screen)  # type: ignore[arg-type]
+    raw = screen.getvalue()
+    assert "\x1b]" not in raw and "now\r" not in raw  # no terminal hyperlink, no line overwritten
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)
+    assert "the official page" in shown and "Title]8;;https://evil.example/" in shown
+    if on_a_terminal:
+        assert "x (https://evil.example/t)" in shown  # rendered Markdown: a link shows its address

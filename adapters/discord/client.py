@@ -7,8 +7,10 @@ comes from `AnswerCore`, and every failure still ends in a reply.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -24,9 +26,10 @@ from adapters.discord.render import (
     to_question,
 )
 from adapters.discord.reply import FeedbackButton, FollowupReply, HandoffButton, ThreadReply
-from bot.conversation import Conversation
+from bot.conversation import Claim, Conversation
 from bot.errors import StartupError
 from bot.models import Question
+from bot.platform import VOTE_FAILED
 
 _log = logging.getLogger(__name__)
 
@@ -36,6 +39,40 @@ USAGE = (
     "Ask me about AI safety: mention me with your question (for example *@aisafety-bot what is "
     "inner alignment?*), or use `/ask`. In a thread I started you can keep asking without mentioning me."
 )
+
+
+# An interaction's token lets the bot follow it up for this long (Discord's rule).
+INTERACTION_TOKEN_S = 15 * 60.0
+MAX_ANSWER_ID = 2**63 - 1  # the largest id the answers store holds (a signed 64-bit integer)
+
+
+def answer_id_of(text: str) -> int | None:
+    """A button's answer id: a whole number from 1 to MAX_ANSWER_ID written in plain digits, else None."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ANSWER_ID))):
+        return None
+    answer_id = int(text)
+    return answer_id if 1 <= answer_id <= MAX_ANSWER_ID else None
+
+
+class CheckedFeedbackButton(
+    FeedbackButton, template=r"aisafety:fb:(?P<answer>[^:]{1,100}):(?P<vote>up|down)"
+):
+    """A 👍 / 👎 click as it arrives: the answer id in its custom id is checked before anything is
+    looked up; a click whose id is no answer id (not digits, 0, past 2**63 - 1) is told VOTE_FAILED."""
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> CheckedFeedbackButton:
+        button = cls(answer_id_of(match["answer"]) or 0, match["vote"])
+        return button
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        if self.answer_id == 0:
+            _log.debug("a feedback click with a malformed answer id")
+            await interaction.response.send_message(VOTE_FAILED, ephemeral=True)
+            return
+        await super().callback(interaction)
 
 
 @app_commands.command(name="ask", description="Ask a question about AI safety")
@@ -97,7 +134,7 @@ class AiSafetyDiscord(discord.Client):
             raise StartupError(_unreachable(exc)) from None
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(FeedbackButton, HandoffButton)
+        self.add_dynamic_items(CheckedFeedbackButton, HandoffButton)
         if self._sync_commands:  # on purpose only: Discord rate-limits command registration
             synced = await self.tree.sync()
             _log.info("synced %d slash commands", len(synced))
@@ -128,20 +165,54 @@ class AiSafetyDiscord(discord.Client):
         if why is None or not self._allowed(message.channel):
             return
         # The gateway's event loop must not wait for an answer.
-        self.conversation.spawn(self._answer_message(message, why))
+        self.conversation.spawn(self._claim_message(message, why))
 
-    async def _answer_message(self, message: discord.Message, why: str) -> None:
+    async def _claim_message(self, message: discord.Message, why: str) -> None:
+        """Journal the question first (`Conversation.claim`): a process that dies with it unanswered
+        leaves it to the next one, which continues it from what was recorded (`resume`)."""
+        community = community_of(message.guild.id if message.guild is not None else None)
+        entry = {"kind": "message", "channel": message.channel.id, "message": message.id, "why": why}
+        claim = await self.conversation.claim(community, f"message:{message.id}", entry)
+        if claim is not None:
+            await self._answer_message(message, why, claim)
+
+    async def resume(self, claim: Claim) -> None:
+        """Continue a question a stopped process left unfinished (`Conversation.recover`)."""
+        e = claim.entry
+        if e.get("kind") == "slash":
+            await self._resume_slash(claim)
+            return
+        channel: Any = self.get_channel(int(e["channel"])) or await self.fetch_channel(int(e["channel"]))
+        message = await channel.fetch_message(int(e["message"]))
+        await self._answer_message(message, str(e.get("why") or "mention"), claim)
+
+    async def _answer_message(self, message: discord.Message, why: str, claim: Claim | None = None) -> None:
         assert self.user is not None
         started = time.monotonic()
         handoff = self.conversation.options.handoff is not None and message.guild is not None  # not in DMs
-        reply = ThreadReply(message.channel, handoff=handoff)
+        recorded = claim.entry if claim is not None else {}
+        reply = ThreadReply(
+            message.channel, handoff=handoff, preview=self._preview_of(message.channel, recorded)
+        )
         try:
-            if why == "mention" and isinstance(message.channel, discord.TextChannel):
+            if recorded.get("thread"):
+                # Continued: the thread (and any preview in it) the stopped process made.
+                thread: Any = self.get_channel(int(recorded["thread"])) or await self.fetch_channel(
+                    int(recorded["thread"])
+                )
+                reply = ThreadReply(
+                    thread, handoff=handoff, created=True, preview=self._preview_of(thread, recorded)
+                )
+            elif why == "mention" and isinstance(message.channel, discord.TextChannel):
                 # The first visible sign of work: a thread named after the question.
                 text = strip_mentions(message.content, self.user.id)
                 reply = ThreadReply(
-                    await message.create_thread(name=thread_name(text or "Question")), handoff=handoff
+                    await message.create_thread(name=thread_name(text or "Question")),
+                    handoff=handoff,
+                    created=True,
                 )
+                if claim is not None:
+                    claim = await self.conversation.record(claim, reply.checkpoint())
             history = await self._history(reply.channel, message)
             question = to_question(
                 message.content,
@@ -154,8 +225,19 @@ class AiSafetyDiscord(discord.Client):
         except Exception:
             _log.exception("could not read a Discord message (%s)", why)
             await self.conversation.apologise(reply)
+            await self.conversation.finish(claim)
             return
-        await self.conversation.answer(question, reply, started=started)
+        await self.conversation.answer(question, reply, started=started, claim=claim)
+
+    @staticmethod
+    def _preview_of(channel: Any, recorded: Mapping[str, Any]) -> discord.PartialMessage | None:
+        """The preview a stopped process left (it becomes the answer), in the channel it was posted in."""
+        preview = recorded.get("preview")
+        if not preview or not hasattr(channel, "get_partial_message"):
+            return None
+        if recorded.get("thread") and int(recorded["thread"]) != channel.id:
+            return None
+        return channel.get_partial_message(int(preview))
 
     async def _history(self, target: Any, message: discord.Message) -> list[Said]:
         """The earlier messages of the thread or DM (bounded), oldest first; not the question itself.
@@ -194,18 +276,56 @@ class AiSafetyDiscord(discord.Client):
     async def slash_ask(self, interaction: discord.Interaction[Any], question: str, private: bool) -> None:
         started = time.monotonic()
         await interaction.response.defer(ephemeral=private, thinking=True)  # within Discord's 3 s
+        community = community_of(interaction.guild_id)
+        # Journaled with what a follow-up needs while the interaction's token lasts (15 minutes); the
+        # question's text only when questions may be stored (without it, an unfinished one is closed).
+        entry: dict[str, Any] = {
+            "kind": "slash",
+            "token": interaction.token,
+            "expires_at": interaction.created_at.timestamp() + INTERACTION_TOKEN_S,
+            "private": private,
+            "asker": interaction.user.id,
+            "channel": interaction.channel_id,
+            "guild": interaction.guild_id,
+        }
+        if self.conversation.store_questions:
+            entry["question"] = question
+        claim = await self.conversation.claim(community, f"interaction:{interaction.id}", entry)
+        if claim is None:
+            return
         q = Question(
             question,
             asker=f"discord:{interaction.user.id}",
             place=f"discord:{interaction.channel_id}",
-            community=community_of(interaction.guild_id),
+            community=community,
         )
         reply = FollowupReply(
-            interaction,
+            interaction.followup,
             private,
             handoff=self.conversation.options.handoff is not None and interaction.guild_id is not None,
         )
-        await self.conversation.answer(q, reply, started=started)
+        await self.conversation.answer(q, reply, started=started, claim=claim)
+
+    async def _resume_slash(self, claim: Claim) -> None:
+        e = claim.entry
+        assert self.application_id is not None
+        followup = discord.Webhook.partial(self.application_id, str(e["token"]), client=self)
+        reply = FollowupReply(
+            followup,
+            bool(e.get("private")),
+            handoff=self.conversation.options.handoff is not None and e.get("guild") is not None,
+        )
+        if not e.get("question"):  # not kept (STORE_QUESTIONS=false): the member gets the apology
+            await self.conversation.apologise(reply)
+            await self.conversation.finish(claim)
+            return
+        q = Question(
+            str(e["question"]),
+            asker=f"discord:{e.get('asker')}",
+            place=f"discord:{e.get('channel')}",
+            community=community_of(e.get("guild")),
+        )
+        await self.conversation.answer(q, reply, claim=claim)
 
     async def post(self, channel_id: str, text: str) -> None:
         """A message of the bot's own (the digest) in a channel, split at Discord's limit; the client

@@ -17,6 +17,7 @@ from bot.platform import Style
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.conversation import Claim
 
 _log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ class DiscordPlatform:
 
     async def ready(self) -> bool:
         return self.client.is_ready() and not self.client.is_closed()
+
+    async def resume(self, claim: Claim) -> None:
+        await self.client.resume(claim)
 
     async def post(self, channel: str, text: str) -> None:
         await self.client.post(channel, text)

@@ -12,9 +12,9 @@ from typing import Any
 
 import discord
 
-from adapters.discord.render import MESSAGE_LIMIT, community_of, defuse, render, split_message
+from adapters.discord.render import community_of, render, render_preview, split_message
 from bot.models import Answer
-from bot.platform import HANDOFF_LABEL, apology, handoff_message
+from bot.platform import HANDOFF_LABEL, HANDOFF_NOT_OURS, apology, handoff_message
 
 _log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class FeedbackButton(
 
 class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"aisafety:handoff"):
     """ "Ask a human" on an answer (with HANDOFF_ROLE): one message in the thread that mentions the
-    moderators' role, and nothing else, at most once per thread (`Conversation.handoff`)."""
+    moderators' role, and nothing else, at most once per answer (`Conversation.handoff`)."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -72,6 +72,11 @@ class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"a
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         client: Any = interaction.client
         await interaction.response.defer(ephemeral=True, thinking=True)  # within Discord's 3 s
+        answer = interaction.message
+        if answer is None or client.user is None or answer.author.id != client.user.id:
+            # Only under an answer the bot posted there: a crafted interaction names no other place.
+            await interaction.followup.send(HANDOFF_NOT_OURS, ephemeral=True)
+            return
         role = int(client.conversation.options.handoff or 0)
 
         async def call() -> None:
@@ -85,8 +90,9 @@ class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"a
         said = await client.conversation.handoff(
             community_of(interaction.guild_id),
             f"discord:{interaction.user.id}",
-            str(interaction.channel_id),
+            f"{interaction.channel_id}:{answer.id}",
             call,
+            thread=str(interaction.channel_id),
         )
         await interaction.followup.send(said, ephemeral=True)
 
@@ -111,22 +117,41 @@ class ThreadReply:
     """The Reply for a message: typing, one reply that grows as the answer streams in, the final answer
     split at Discord's limit with the buttons on its last part."""
 
-    def __init__(self, channel: discord.abc.Messageable, *, handoff: bool = False):
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        *,
+        handoff: bool = False,
+        created: bool = False,
+        preview: discord.Message | discord.PartialMessage | None = None,
+    ):
+        """`created`: the channel is a thread made for this answer; `preview`: a preview posted by a
+        process that stopped before the answer was final (it becomes the answer)."""
         self.channel = channel
         self.handoff = handoff
-        self.message: discord.Message | None = None
+        self.created = created
+        self.message: discord.Message | discord.PartialMessage | None = preview
+
+    def checkpoint(self) -> dict[str, int]:
+        """What another process needs to continue this answer: the thread made for it, its preview."""
+        steps: dict[str, int] = {}
+        if self.created:
+            steps["thread"] = int(getattr(self.channel, "id", 0))
+        if self.message is not None:
+            steps["preview"] = self.message.id
+        return steps
 
     async def start(self) -> None:
         await self.channel.typing()  # shown for about 10 s, or until the first message
 
     async def preview(self, text: str) -> None:
-        preview = defuse(text if len(text) <= MESSAGE_LIMIT - 2 else text[: MESSAGE_LIMIT - 2] + " …")
+        preview = render_preview(text)
         if not preview.strip():
             return
         if self.message is None:
             self.message = await self.channel.send(preview, suppress_embeds=True)
         else:
-            await self.message.edit(content=preview, suppress=True)
+            await self._edit(preview)
 
     async def final(self, answer: Answer, answer_id: int | None) -> None:
         await self._replace(
@@ -139,24 +164,42 @@ class ThreadReply:
     async def say(self, text: str) -> None:
         await self.channel.send(text)
 
+    async def _edit(self, content: str, **kwargs: Any) -> None:
+        """Edit the preview; one a stopped process left is known by its id only (a partial message)."""
+        assert self.message is not None
+        if isinstance(self.message, discord.Message):
+            await self.message.edit(content=content, suppress=True, **kwargs)
+        else:
+            self.message = await self.message.edit(content=content, **kwargs)
+
     async def _replace(self, parts: list[str], view: discord.ui.View | None) -> None:
-        """The preview becomes the first part (a new message if it cannot be edited); the rest follow."""
+        """The preview becomes the first part (a new message if it cannot be edited, and then the preview
+        is deleted: no partial answer is left beside the whole one); the rest follow."""
+        stale: discord.Message | discord.PartialMessage | None = None
         for i, part in enumerate(parts):
             kwargs: dict[str, Any] = {"view": view} if i == len(parts) - 1 and view is not None else {}
             if i == 0 and self.message is not None:
                 try:
-                    await self.message.edit(content=part, suppress=True, **kwargs)
+                    await self._edit(part, **kwargs)
                     continue
                 except discord.HTTPException as exc:
                     _log.warning("could not edit the preview (HTTP %s); sending the answer anew", exc.status)
+                    stale = self.message
             await self.channel.send(part, suppress_embeds=True, **kwargs)
+        if stale is not None:
+            try:
+                await stale.delete()
+            except discord.HTTPException as exc:
+                if exc.status != 404:  # 404: already gone (often why the edit failed)
+                    _log.warning("could not delete a stale preview (HTTP %s)", exc.status)
 
 
 class FollowupReply:
-    """The Reply for `/ask`: the interaction is deferred at once; the answer comes as follow-ups."""
+    """The Reply for `/ask`: the interaction is deferred at once; the answer comes as follow-ups (through
+    the interaction's webhook, which another process can use too while its token lasts)."""
 
-    def __init__(self, interaction: discord.Interaction[Any], private: bool, *, handoff: bool = False):
-        self.interaction = interaction
+    def __init__(self, followup: discord.Webhook, private: bool, *, handoff: bool = False):
+        self.followup = followup
         self.private = private
         self.handoff = handoff and not private  # a private answer has no thread to call anyone into
 
@@ -171,13 +214,13 @@ class FollowupReply:
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             view = answer_view(answer, answer_id, handoff=self.handoff) if last else None
-            await self.interaction.followup.send(
+            await self.followup.send(
                 part, ephemeral=self.private, suppress_embeds=True, view=view or discord.utils.MISSING
             )
 
     async def apologise(self, answer: Answer | None) -> None:
         for part in split_message(apology(answer, render)):
-            await self.interaction.followup.send(part, ephemeral=self.private, suppress_embeds=True)
+            await self.followup.send(part, ephemeral=self.private, suppress_embeds=True)
 
     async def say(self, text: str) -> None:
-        await self.interaction.followup.send(text, ephemeral=True)
+        await self.followup.send(text, ephemeral=True)

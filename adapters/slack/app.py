@@ -6,6 +6,7 @@ Handlers only translate: raw payloads become plain values for `slack_render`, th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -22,7 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.http import refused_while_stopping, signed_requests_only
+from adapters.slack.http import refused_while_stopping, signed_requests_only, team_and_app
 from adapters.slack.render import (
     HANDOFF_ACTION,
     community_of,
@@ -33,9 +34,9 @@ from adapters.slack.render import (
 )
 from adapters.slack.reply import WORKING, EphemeralReply, ThreadReply
 from adapters.slack.setup import bolt_logger, check_app_token, check_bot_token
-from bot.conversation import Conversation
-from bot.models import Question
-from bot.platform import handoff_message
+from bot.conversation import Claim, Conversation
+from bot.models import Question, Turn
+from bot.platform import HANDOFF_NOT_OURS, handoff_message
 
 _log = logging.getLogger(__name__)
 
@@ -46,7 +47,13 @@ USAGE = (
     "answered, you can keep asking without mentioning me."
 )
 PRIVATE_FLAG = "--private"
+# A slash command's response_url lasts this long (Slack's rule): an unfinished /ask is closed after it.
+RESPONSE_URL_S = 30 * 60.0
 DIRECT_CHANNEL_TYPES = ("im", "mpim")  # a direct message, and a group direct message
+MAX_ANSWER_ID = 2**63 - 1  # the largest id the answers store holds (a signed 64-bit integer)
+# The only entities Slack writes in message and command text: `&`, `<` and `>` as typed.
+_SLACK_ENTITY = re.compile(r"&(amp|lt|gt);")
+_UNESCAPED = {"amp": "&", "lt": "<", "gt": ">"}
 
 
 class SlackBot:
@@ -57,10 +64,12 @@ class SlackBot:
         token: str,
         signing_secret: str = "",
         base_url: str | None = None,
+        app_id: str | None = None,
     ):
         """`conversation`: this platform's answers and its only way to stored state (votes, the rate
         limit, event de-duplication, thread memory, hand-offs), made by
-        `Conversation.for_platform("slack", ..., usage=USAGE)`."""
+        `Conversation.for_platform("slack", ..., usage=USAGE)`. `app_id` (SLACK_APP_ID): signed requests
+        for any other app are dropped."""
         self.conversation = conversation
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
         self.client = AsyncWebClient(token=token, timeout=15, **kwargs)
@@ -78,6 +87,8 @@ class SlackBot:
         )
         self.bot_user_id = ""
         self.team_id = ""  # the workspace of SLACK_BOT_TOKEN: events name their own, this is the fallback
+        self.org_id = ""  # the organisation, when the app is installed organisation-wide
+        self.app_id = app_id or ""
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._socket: Any = None
         self.app.event("app_mention")(self._on_mention)
@@ -91,7 +102,31 @@ class SlackBot:
         Also gives the Web API client one HTTP session for the process instead of one per call."""
         if self.client.session is None:
             self.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-        self.bot_user_id, self.team_id = await check_bot_token(self.client)
+        self.bot_user_id, self.team_id, self.org_id = await check_bot_token(self.client)
+
+    def not_ours(self, payload: Mapping[str, Any]) -> str:
+        """Why a signed request is not for this bot: "wrong_app" when SLACK_APP_ID is set and it names
+        another app, "wrong_team" when it names a workspace other than SLACK_BOT_TOKEN's (auth.test's;
+        any workspace of the organisation on an organisation-wide install); "" when it is ours, or
+        names neither (Slack's URL verification)."""
+        team, org, app = team_and_app(payload)
+        if self.app_id and app and app != self.app_id:
+            return "wrong_app"
+        if not team or not self.team_id or team == self.team_id:
+            return ""
+        if self.org_id and org == self.org_id:
+            return ""
+        return "wrong_team"
+
+    def _rejected(self, reason: str) -> None:
+        """A refused request, counted and summed up in the minute's log line by the metrics behind the
+        conversation's observer (`service.metrics.Metrics.rejected` in the running bot; read at each use,
+        as the observer is); without them, a debug line."""
+        rejected = getattr(self.conversation.core.observer.metrics, "rejected", None)
+        if callable(rejected):
+            rejected(reason)
+        else:
+            _log.debug("refused a request to /slack/events (%s)", reason)
 
     # -- events ----------------------------------------------------------------------------------
     def _ignored(self, event: Mapping[str, Any]) -> bool:
@@ -110,20 +145,76 @@ class SlackBot:
         direct = event.get("channel_type") in DIRECT_CHANNEL_TYPES
         return community_of(team, str(event.get("channel") or ""), direct=direct)
 
-    async def _first_delivery(
-        self, community: str, body: Mapping[str, Any], event: Mapping[str, Any]
-    ) -> bool:
-        return await self.conversation.first_delivery(
-            community, str(body.get("event_id") or ""), f"{event.get('channel')}:{event.get('ts')}"
+    async def _claim(
+        self, community: str, event: Mapping[str, Any], thread: str | None, *, follow_up: bool = False
+    ) -> Claim | None:
+        """Journal the message before answering it (`Conversation.claim`; its app_mention and message
+        deliveries and Slack's retries share the key). A claim left unfinished by a stopped process comes
+        back resumed: this delivery continues it."""
+        kept = ("channel", "ts", "thread_ts", "user", "channel_type", "team")
+        recorded = {k: event[k] for k in kept if event.get(k)}
+        if self.conversation.store_questions:
+            recorded["text"] = event.get("text") or ""
+        entry = {
+            "kind": "event",
+            "event": recorded,
+            "thread": thread,
+            "follow_up": follow_up,
+            "community": community,
+        }
+        return await self.conversation.claim(
+            community, f"message:{event.get('channel')}:{event.get('ts')}", entry
         )
+
+    async def resume(self, claim: Claim) -> None:
+        """Continue a question a stopped process left unfinished (`Conversation.recover`)."""
+        e = claim.entry
+        if e.get("kind") == "command":
+            await self._answer_command(
+                str(e["community"]),
+                str(e["channel"]),
+                str(e["user"]),
+                str(e.get("text") or ""),
+                bool(e.get("private")),
+                claim=claim,
+            )
+            return
+        event = dict(e.get("event") or {})
+        if "text" not in event:  # not kept (STORE_QUESTIONS=false): read again from Slack
+            event["text"] = await self._message_text(str(event["channel"]), str(event["ts"]), e.get("thread"))
+        thread = e.get("thread")
+        await self._answer_event(
+            event,
+            str(thread) if thread else None,
+            str(e["community"]),
+            follow_up=bool(e.get("follow_up")),
+            known=True,
+            claim=claim,
+        )
+
+    async def _message_text(self, channel: str, ts: str, thread: object) -> str:
+        if thread:
+            resp = await self.client.conversations_replies(
+                channel=channel, ts=str(thread), latest=ts, inclusive=True
+            )
+        else:
+            resp = await self.client.conversations_history(
+                channel=channel, latest=ts, inclusive=True, limit=1
+            )
+        messages: list[dict[str, Any]] = list(resp.get("messages", []))
+        found = [m for m in messages if m.get("ts") == ts]
+        return str(found[0].get("text") or "") if found else ""
 
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         community = self._community(body, event)
-        if self._ignored(event) or not await self._first_delivery(community, body, event):
+        if self._ignored(event):
             return
         thread_ts = str(event.get("thread_ts") or event["ts"])
+        claim = await self._claim(community, event, thread_ts)
+        if claim is None:
+            return
         await self.conversation.remember_thread(community, str(event.get("channel")), thread_ts, True)
-        self.conversation.spawn(self._answer_event(event, thread_ts, community))
+        self.conversation.spawn(self._answer_event(event, thread_ts, community, claim=claim))
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if self._ignored(event):
@@ -139,11 +230,12 @@ class SlackBot:
         known = None if is_dm else await self.conversation.thread_is_ours(community, channel, str(thread_ts))
         if known is False:
             return  # a thread known not to be the bot's: no Web API call
-        if not await self._first_delivery(community, body, event):
-            return
         thread = str(thread_ts) if thread_ts else None
+        claim = await self._claim(community, event, thread, follow_up=not is_dm)
+        if claim is None:
+            return
         self.conversation.spawn(
-            self._answer_event(event, thread, community, follow_up=not is_dm, known=known)
+            self._answer_event(event, thread, community, follow_up=not is_dm, known=known, claim=claim)
         )
 
     async def _history(self, event: Mapping[str, Any], thread_ts: str | None) -> list[dict[str, Any]]:
@@ -179,12 +271,20 @@ class SlackBot:
         *,
         follow_up: bool = False,
         known: bool | None = None,
+        claim: Claim | None = None,
     ) -> None:
         """`follow_up`: a reply in a thread, answered only if the thread is the bot's (`known`, when the
         thread memory already knows, else read from the thread's history)."""
         started = time.monotonic()
         channel = str(event["channel"])
-        reply = ThreadReply(self.client, channel, thread_ts, handoff=self._handoff_in(channel))
+        placeholder = claim.entry.get("placeholder") if claim is not None else None
+        reply = ThreadReply(
+            self.client,
+            channel,
+            thread_ts,
+            handoff=self._handoff_in(channel),
+            ts=str(placeholder) if placeholder else None,
+        )
         try:
             history = await self._history(event, thread_ts)
             if follow_up and thread_ts:
@@ -192,17 +292,21 @@ class SlackBot:
                 if known is None:
                     await self.conversation.remember_thread(community, reply.channel, thread_ts, ours)
                 if not ours:
+                    await self.conversation.finish(claim)
                     return
-            question = to_question(event, bot_user_id=self.bot_user_id, history=history, community=community)
+            question = unescaped(
+                to_question(event, bot_user_id=self.bot_user_id, history=history, community=community)
+            )
         except Exception:
             _log.exception("could not read a Slack message")
             await self.conversation.apologise(reply)
+            await self.conversation.finish(claim)
             return
-        await self.conversation.answer(question, reply, started=started)
+        await self.conversation.answer(question, reply, started=started, claim=claim)
 
     # -- /ask and buttons ------------------------------------------------------------------------
     async def _on_ask(self, ack: Any, command: dict[str, Any]) -> None:
-        text = str(command.get("text") or "").strip()
+        text = unescape(str(command.get("text") or "")).strip()
         private = text.startswith(PRIVATE_FLAG)
         if private:
             text = text[len(PRIVATE_FLAG) :].strip()
@@ -221,10 +325,26 @@ class SlackBot:
             channel,
             direct=_direct_name(command.get("channel_name")),
         )
-        self.conversation.spawn(self._answer_command(community, channel, user, text, private))
+        entry: dict[str, Any] = {
+            "kind": "command",
+            "community": community,
+            "channel": channel,
+            "user": user,
+            "private": private,
+            # As long as the command's response_url lasts: after that, an unfinished one is closed.
+            "expires_at": time.time() + RESPONSE_URL_S,
+        }
+        if self.conversation.store_questions:
+            entry["text"] = text
+        key = f"command:{command.get('trigger_id') or command.get('command_ts') or time.time_ns()}"
+        claim = await self.conversation.claim(community, key, entry)
+        if claim is not None:
+            self.conversation.spawn(
+                self._answer_command(community, channel, user, text, private, claim=claim)
+            )
 
     async def _answer_command(
-        self, community: str, channel: str, user: str, text: str, private: bool
+        self, community: str, channel: str, user: str, text: str, private: bool, *, claim: Claim | None = None
     ) -> None:
         question = Question(text, asker=f"slack:{user}", place=f"slack:{channel}", community=community)
         reply: ThreadReply | EphemeralReply
@@ -232,8 +352,20 @@ class SlackBot:
             reply = EphemeralReply(self.client, channel, user)
         else:
             header = f"*Question:* {neutralise(to_mrkdwn(text))}\n"
-            reply = ThreadReply(self.client, channel, None, header=header, handoff=self._handoff_in(channel))
-        await self.conversation.answer(question, reply)
+            placeholder = claim.entry.get("placeholder") if claim is not None else None
+            reply = ThreadReply(
+                self.client,
+                channel,
+                None,
+                header=header,
+                handoff=self._handoff_in(channel),
+                ts=str(placeholder) if placeholder else None,
+            )
+        if not text:  # resumed, its text not kept (STORE_QUESTIONS=false): closed with the apology
+            await self.conversation.apologise(reply)
+            await self.conversation.finish(claim)
+            return
+        await self.conversation.answer(question, reply, claim=claim)
         if isinstance(reply, ThreadReply) and reply.ts is not None:
             # Replies under the answer are follow-ups.
             await self.conversation.remember_thread(community, channel, reply.ts, True)
@@ -242,10 +374,9 @@ class SlackBot:
         await ack()  # acknowledged at once, whatever the payload holds
         vote = "up" if action.get("action_id") == "feedback_up" else "down"
         user = str((body.get("user") or {}).get("id") or "")
-        try:
-            answer_id = int(str(action.get("value")))
-        except ValueError:
-            _log.info("ignored a feedback click with a malformed value")
+        answer_id = answer_id_of(action.get("value"))
+        if answer_id is None:
+            _log.debug("ignored a feedback click with a malformed answer id")
             return
         if not user:
             _log.info("ignored a feedback click without a user")
@@ -259,20 +390,19 @@ class SlackBot:
 
     async def _on_handoff(self, ack: Any, body: dict[str, Any]) -> None:
         """ "Ask a human": one message in the answer's thread mentioning the moderators' user group
-        (the only mention the bot ever makes), at most once per thread (`Conversation.handoff`)."""
+        (the only mention the bot ever makes), at most once per answer (`Conversation.handoff`), and
+        only under an answer the bot posted there."""
         await ack()
         user = str((body.get("user") or {}).get("id") or "")
         channel = _action_channel(body)
         message, container = body.get("message") or {}, body.get("container") or {}
-        thread_ts = str(
-            message.get("thread_ts")
-            or message.get("ts")
-            or container.get("thread_ts")
-            or container.get("message_ts")
-            or ""
-        )
-        if not (user and channel and thread_ts):
+        answer_ts = str(message.get("ts") or container.get("message_ts") or "")
+        thread_ts = str(message.get("thread_ts") or answer_ts)
+        if not (user and channel and answer_ts):
             _log.info("ignored an 'Ask a human' click without a user, channel or message")
+            return
+        if message.get("user") != self.bot_user_id or not self.bot_user_id:
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=HANDOFF_NOT_OURS)
             return
 
         async def call() -> None:
@@ -283,7 +413,11 @@ class SlackBot:
             )
 
         said = await self.conversation.handoff(
-            self._action_community(body, channel), f"slack:{user}", f"{channel}:{thread_ts}", call
+            self._action_community(body, channel),
+            f"slack:{user}",
+            f"{channel}:{answer_ts}",
+            call,
+            thread=f"{channel}:{thread_ts}",
         )
         await self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=said)
 
@@ -303,7 +437,9 @@ class SlackBot:
         Each request's signature is checked before its body is parsed or logged."""
         app = self.app.web_app(path="/slack/events")
         app.middlewares.append(refused_while_stopping(lambda: self.conversation.closing))
-        app.middlewares.append(signed_requests_only(self._verifier))
+        app.middlewares.append(
+            signed_requests_only(self._verifier, owner=self.not_ours, rejected=self._rejected)
+        )
         return app
 
     async def serve_http(self, host: str, port: int) -> web.AppRunner:
@@ -339,6 +475,31 @@ class SlackBot:
             self._socket = None
         if self.client.session is not None and not self.client.session.closed:
             await self.client.session.close()
+
+
+def answer_id_of(value: object) -> int | None:
+    """A button's answer id: a whole number from 1 to MAX_ANSWER_ID written in plain digits, else None."""
+    text = value if isinstance(value, str) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ANSWER_ID))):
+        return None
+    answer_id = int(text)
+    return answer_id if 1 <= answer_id <= MAX_ANSWER_ID else None
+
+
+def unescape(text: str) -> str:
+    """Slack's text as typed: `&amp;`, `&lt;` and `&gt;` back to `&`, `<` and `>`, once (`&amp;lt;` is
+    `&lt;` typed). Slack's own markup (`<@U...>`, `<https://...|...>`) is left as it is."""
+    return _SLACK_ENTITY.sub(lambda m: _UNESCAPED[m.group(1)], text)
+
+
+def unescaped(question: Question) -> Question:
+    """A question from Slack as its members typed it (the text and the thread's turns), for search, the
+    model and the stored history; what the bot shows is escaped again when it is written."""
+    return dataclasses.replace(
+        question,
+        text=unescape(question.text),
+        history=tuple(Turn(t.role, unescape(t.text)) for t in question.history),
+    )
 
 
 def _direct_name(channel_name: object) -> bool:

@@ -15,6 +15,7 @@ from bot.platform import Style
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.conversation import Claim
 
 _log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class SlackPlatform:
 
     async def ready(self) -> bool:
         return await self.bot.connected()
+
+    async def resume(self, claim: Claim) -> None:
+        await self.bot.resume(claim)
 
     async def post(self, channel: str, text: str) -> None:
         await self.bot.post(channel, text)
@@ -83,6 +87,7 @@ def make_platform(settings: Settings, services: Services) -> SlackPlatform:
         if settings.slack_signing_secret
         else "",
         base_url=settings.slack_api_url,
+        app_id=settings.slack_app_id,
     )
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
     if app_token is None:

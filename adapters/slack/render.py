@@ -1,14 +1,21 @@
 """Pure functions for Slack: events to a `Question`, an `Answer` to mrkdwn text and Block Kit.
 
 No slack_bolt import here; the handlers in `slack_app.py` pass plain dicts (the raw payloads).
+
+Untrusted text (the model's answer and previews, articles' excerpts, members' questions) is escaped by
+Slack's grammar, never searched for bad links: mrkdwn makes links and mentions only from `<...>`, and
+`&`, `<` and `>` in text are escaped (`escape`), so none can form from it. The model's Markdown is read
+by a CommonMark parser and written out as mrkdwn (`to_mrkdwn`); a link in it reads "label (domain)". The
+only `<url|label>` links are the bot's own (`bot_link`), to the library's articles.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from adapters.markdown import Dialect, rewrite, scrub
 from bot.models import DM, Answer, Question, Source, Turn
 from bot.platform import HANDOFF_LABEL, Style
 from bot.textsplit import split_text
@@ -18,7 +25,8 @@ HISTORY_TURNS = 12
 ZWSP = "\u200b"
 
 _SLACK_LINK = re.compile(r"<(?:https?://|mailto:)[^<>|\s]*(?:\|[^<>]*)?>")
-_MD_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
+# Where a section is not split: a link, an escaped character.
+_WHOLE = re.compile(rf"{_SLACK_LINK.pattern}|&(?:amp|lt|gt);")
 _MASS_WORD = re.compile(r"@(channel|here|everyone)\b", re.I)
 _SPECIAL = re.compile(
     r"<(!(?:channel|here|everyone)|!subteam\^[^>]*|@[UW][A-Z0-9]+(?:\|[^>]*)?|#C[A-Z0-9]+(?:\|[^>]*)?)>"
@@ -71,9 +79,11 @@ def to_question(
 
 
 def escape(text: str) -> str:
-    """Untrusted text as plain mrkdwn: no link, no mention, no @channel can come out of it."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MASS_WORD.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)
+    """Untrusted text as plain mrkdwn: `&`, `<` and `>` escaped, so no link, no mention and no
+    @channel can come out of it (and a zero-width space keeps a Markdown `](` from reading as a link
+    anywhere the text is shown)."""
+    text = scrub(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MASS_WORD.sub(lambda m: f"@{ZWSP}{m.group(1)}", text).replace("](", "]" + ZWSP + "(")
 
 
 def neutralise(text: str) -> str:
@@ -82,33 +92,58 @@ def neutralise(text: str) -> str:
     return _MASS_WORD.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)
 
 
-def to_mrkdwn(markdown: str) -> str:
-    """The model's Markdown as Slack mrkdwn: links become <url|text>, **bold** becomes *bold*."""
-    links: list[str] = []
-
-    def keep(m: re.Match[str]) -> str:
-        links.append(f"<{_safe_url(m.group(2))}|{escape(m.group(1))}>")
-        return f"\x00{len(links) - 1}\x00"
-
-    text = escape(_MD_LINK.sub(keep, markdown))
-    text = re.sub(r"\*\*(.+?)\*\*", r"*\1*", text)
-    text = re.sub(r"^#{1,6}\s+(.+)$", r"*\1*", text, flags=re.M)
-    return re.sub(r"\x00(\d+)\x00", lambda m: links[int(m.group(1))], text)
-
-
 def _safe_url(url: str) -> str:
     """A URL that cannot end (or open) a <url|text> link early."""
-    return url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
+    return re.sub(r"[\s|<>]", lambda m: f"%{ord(m.group(0)):02X}", url)
+
+
+def bot_link(label: str, url: str) -> str:
+    """The bot's own link, to an address it chose (an article of the library, the report page)."""
+    label = escape(" ".join(label.split())).replace("|", "¦")
+    return f"<{_safe_url(url)}|{label or escape(url)}>"
+
+
+def _code_span(inside: str) -> str:
+    return "`" + inside.replace("`", "ˋ") + "`"
+
+
+def _fence(language: str, inside: str) -> str:
+    return "```\n" + inside.replace("```", "ˋˋˋ") + "```"
+
+
+DIALECT = Dialect(
+    text=escape,
+    code=escape,
+    code_span=_code_span,
+    fence=_fence,
+    link=bot_link,
+    strong="*",
+    em="_",
+    strike="~",
+    heading=lambda level, inside: f"*{inside}*",
+    bullet="•",
+    quote="> ",
+)
+
+
+def to_mrkdwn(markdown: str, library: Iterable[str] = ()) -> str:
+    """Untrusted Markdown (the model's, an article's, a member's) as Slack mrkdwn: **bold** becomes
+    *bold*, lists and code stay; every character of text is escaped, so the only links are the bot's
+    own to a `library` address. Any other link reads "label (domain)"."""
+    return rewrite(markdown, DIALECT, library)
 
 
 def _link(s: Source) -> str:
-    return f"<{_safe_url(s.url)}|{escape(s.title).replace('|', '¦')}>"
+    return bot_link(s.title, s.url)
 
 
 # The digest in Slack mrkdwn: members' text escaped (no link, no mention, no @channel can come out of it).
-DIGEST_STYLE = Style(
-    clean=escape, bold=lambda s: f"*{s}*", link=lambda label, url: f"<{_safe_url(url)}|{escape(label)}>"
-)
+DIGEST_STYLE = Style(clean=escape, bold=lambda s: f"*{s}*", link=bot_link)
+
+
+def library_of(answer: Answer) -> list[str]:
+    """The addresses an answer may link behind a label: its own sources and read-next articles."""
+    return [s.url for s in (*answer.sources, *answer.read_next)]
 
 
 def sources_mrkdwn(answer: Answer) -> str:
@@ -123,7 +158,7 @@ def sources_mrkdwn(answer: Answer) -> str:
 
 def _body(answer: Answer) -> str:
     """The answer as mrkdwn, after its notice (why it is retrieval-only, for instance) if it has one."""
-    body = to_mrkdwn(answer.text)
+    body = to_mrkdwn(answer.text, library_of(answer))
     return f"_{escape(answer.notice)}_\n\n{body}" if answer.notice else body
 
 
@@ -137,7 +172,7 @@ def render_text(answer: Answer) -> str:
 
 def split_sections(mrkdwn: str, limit: int = SECTION_LIMIT) -> list[str]:
     """Pieces that each fit one section block, never cutting a <url|title> link."""
-    return [p for p in split_text(mrkdwn, limit, _SLACK_LINK) if p.strip()]
+    return [p for p in split_text(mrkdwn, limit, _WHOLE) if p.strip()]
 
 
 def feedback_actions(answer_id: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from bot.platform import apology
 _log = logging.getLogger(__name__)
 
 WORKING = "_Looking through the articles…_"
+ANSWERED_BELOW = "_The answer is below._"
 
 
 class ThreadReply:
@@ -33,15 +34,23 @@ class ThreadReply:
         *,
         header: str = "",
         handoff: bool = False,
+        ts: str | None = None,
     ):
+        """`ts`: the placeholder a stopped process posted for this answer (it becomes the answer)."""
         self.client = client
         self.channel = channel
         self.thread_ts = thread_ts
         self.header = header
         self.handoff = handoff
-        self.ts: str | None = None
+        self.ts: str | None = ts
+
+    def checkpoint(self) -> dict[str, str]:
+        """What another process needs to continue this answer: its placeholder."""
+        return {"placeholder": self.ts} if self.ts is not None else {}
 
     async def start(self) -> None:
+        if self.ts is not None:
+            return  # continued: the placeholder is already there
         posted = await self.client.chat_postMessage(
             channel=self.channel, thread_ts=self.thread_ts, text=self.header + WORKING
         )
@@ -63,9 +72,10 @@ class ThreadReply:
         await self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=text)
 
     async def _replace(self, text: str, blocks: list[dict[str, Any]]) -> None:
-        if self.ts is not None:
+        stale = self.ts
+        if stale is not None:
             try:
-                await self.client.chat_update(channel=self.channel, ts=self.ts, text=text, blocks=blocks)
+                await self.client.chat_update(channel=self.channel, ts=stale, text=text, blocks=blocks)
                 return
             except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 _log.warning(
@@ -75,6 +85,20 @@ class ThreadReply:
             channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blocks
         )
         self.ts = str(posted["ts"])
+        if stale is not None:
+            await self._retire(stale)
+
+    async def _retire(self, stale: str) -> None:
+        """No partial preview is left beside the answer posted anew: deleted, or else pointed at it."""
+        try:
+            await self.client.chat_delete(channel=self.channel, ts=stale)
+            return
+        except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            _log.info("could not delete the old placeholder (%s)", type(exc).__name__)
+        try:
+            await self.client.chat_update(channel=self.channel, ts=stale, text=ANSWERED_BELOW, blocks=[])
+        except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            _log.warning("an old placeholder could not be removed (%s)", type(exc).__name__)
 
 
 class EphemeralReply:

@@ -4,6 +4,7 @@ logging kept to our levels."""
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -41,9 +42,17 @@ def bolt_logger() -> logging.Logger:
     return logger
 
 
-async def check_bot_token(client: AsyncWebClient) -> tuple[str, str]:
-    """The bot's user id and its workspace's team id (auth.test), or a StartupError naming
-    SLACK_BOT_TOKEN."""
+class Identity(NamedTuple):
+    """Who SLACK_BOT_TOKEN is (auth.test): the bot's user id, its workspace, and the organisation when
+    the app is installed organisation-wide (Enterprise Grid), else ""."""
+
+    user_id: str
+    team_id: str
+    org_id: str = ""
+
+
+async def check_bot_token(client: AsyncWebClient) -> Identity:
+    """Who the bot is (auth.test), or a StartupError naming SLACK_BOT_TOKEN."""
     try:
         auth = await client.auth_test()
     except SlackApiError as exc:
@@ -56,7 +65,8 @@ async def check_bot_token(client: AsyncWebClient) -> tuple[str, str]:
         raise StartupError(f"Slack's auth.test failed ({error}); check SLACK_BOT_TOKEN") from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise StartupError(_unreachable(client, exc) + "; SLACK_BOT_TOKEN could not be checked") from None
-    return str(auth["user_id"]), str(auth.get("team_id") or "")
+    org = str(auth.get("enterprise_id") or "") if auth.get("is_enterprise_install") else ""
+    return Identity(str(auth["user_id"]), str(auth.get("team_id") or ""), org)
 
 
 async def check_app_token(client: AsyncWebClient, app_token: str) -> None:
