@@ -6,6 +6,7 @@ comes from `AnswerCore`, and every failure still ends in a reply.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -200,9 +201,8 @@ class AiSafetyDiscord(discord.Client):
                 thread: Any = self.get_channel(int(recorded["thread"])) or await self.fetch_channel(
                     int(recorded["thread"])
                 )
-                reply = ThreadReply(
-                    thread, handoff=handoff, created=True, preview=self._preview_of(thread, recorded)
-                )
+                preview = self._preview_of(thread, recorded) or await self._left_in(thread)
+                reply = ThreadReply(thread, handoff=handoff, created=True, preview=preview)
             elif why == "mention" and isinstance(message.channel, discord.TextChannel):
                 # The first visible sign of work: a thread named after the question.
                 text = strip_mentions(message.content, self.user.id)
@@ -228,6 +228,16 @@ class AiSafetyDiscord(discord.Client):
             await self.conversation.finish(claim)
             return
         await self.conversation.answer(question, reply, started=started, claim=claim)
+
+    async def _left_in(self, thread: Any) -> discord.Message | None:
+        """A preview the stopped process posted in the thread it made but had no time to record: the
+        latest of the bot's messages there becomes the answer, any other is deleted (none is left)."""
+        assert self.user is not None
+        mine = [m async for m in thread.history(limit=HISTORY_MESSAGES) if m.author.id == self.user.id]
+        for extra in mine[1:]:  # newest first
+            with contextlib.suppress(discord.HTTPException):
+                await extra.delete()
+        return mine[0] if mine else None
 
     @staticmethod
     def _preview_of(channel: Any, recorded: Mapping[str, Any]) -> discord.PartialMessage | None:

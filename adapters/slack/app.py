@@ -6,6 +6,7 @@ Handlers only translate: raw payloads become plain values for `slack_render`, th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -192,6 +193,31 @@ class SlackBot:
             claim=claim,
         )
 
+    async def _left_in(self, channel: str, thread_ts: str, after: str) -> str | None:
+        """A placeholder the stopped process posted in the thread after the question but had no time to
+        record: the latest becomes the answer, any other is deleted (none is left beside it)."""
+        try:
+            resp = await self.client.conversations_replies(channel=channel, ts=thread_ts, oldest=after)
+        except Exception as exc:
+            _log.info("could not look for a stopped answer's placeholder (%s)", type(exc).__name__)
+            return None
+        found: list[dict[str, Any]] = list(resp.get("messages", []))
+        mine = sorted(
+            (
+                m
+                for m in found
+                if m.get("user") == self.bot_user_id and float(m.get("ts", 0)) > float(after or 0)
+            ),
+            key=lambda m: float(m.get("ts", 0)),
+        )
+        placeholders = [
+            m for m in mine if str(m.get("text", "")).endswith((WORKING, " …")) and not m.get("blocks")
+        ]
+        for extra in placeholders[:-1]:
+            with contextlib.suppress(Exception):
+                await self.client.chat_delete(channel=channel, ts=str(extra["ts"]))
+        return str(placeholders[-1]["ts"]) if placeholders else None
+
     async def _message_text(self, channel: str, ts: str, thread: object) -> str:
         if thread:
             resp = await self.client.conversations_replies(
@@ -278,6 +304,8 @@ class SlackBot:
         started = time.monotonic()
         channel = str(event["channel"])
         placeholder = claim.entry.get("placeholder") if claim is not None else None
+        if claim is not None and claim.resumed and not placeholder and thread_ts:
+            placeholder = await self._left_in(channel, thread_ts, str(event.get("ts") or ""))
         reply = ThreadReply(
             self.client,
             channel,
