@@ -229,3 +229,35 @@ async def test_a_frozen_redis_hands_off_from_this_process(
     _wait(private_redis.port, up=True)
     await link.aclose()
     store.close()
+
+
+async def test_a_burst_while_the_answers_database_is_frozen_loses_nothing(
+    private_postgres: tuple[str, int],
+) -> None:
+    """Ten questions while PostgreSQL is frozen: each is posted at once with its buttons, none waits on
+    the database, and all ten are stored once it thaws (lost 0, duplicated 0)."""
+    url, pid = private_postgres
+    store = FeedbackStore(database_url=url, timeout_s=TIMEOUT_S)
+    conversation = _conversation(store, SqlLeases(store))
+    assert conversation.writer is not None
+    shown = Shown()
+    _freeze_all(pid)
+    try:
+        started = time.monotonic()
+        questions = [
+            Question(f"question {n} about orthogonality?", asker=f"slack:U{n}", community="slack:T1")
+            for n in range(10)
+        ]
+        done = await asyncio.gather(*(conversation.answer(q, shown) for q in questions))
+        assert all(a is not None for a in done) and len(shown.answers) == 10
+        assert time.monotonic() - started < TIMEOUT_S  # not one of them waited on the database
+        assert shown.apologies == [] and conversation.writer.waiting == 10
+    finally:
+        _thaw_all(pid)
+    deadline = time.monotonic() + 30
+    while conversation.writer.waiting:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    stored = [r.answer_id for r in await asyncio.to_thread(store.rows, only_voted=False)]
+    assert sorted(stored) == sorted(a for _, a in shown.answers)  # every one, once
+    await asyncio.to_thread(store.close)

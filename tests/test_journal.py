@@ -23,7 +23,7 @@ from service.feedback import FeedbackStore
 from service.journal import RedisJournal, SqlJournal
 from service.redis_state import RedisLink
 from tests.test_feedback_backends import pg_schema  # noqa: F401 (fixture)
-from tests.test_redis_state import REDIS_URL, prefix  # noqa: F401 (fixtures)
+from tests.test_redis_state import REDIS_URL, PrivateRedis, prefix, private_redis  # noqa: F401 (fixtures)
 
 SHORT = 0.3  # seconds: a claim that expires within the test
 LONG = 60.0
@@ -245,3 +245,38 @@ async def test_an_expired_interaction_is_closed_not_answered() -> None:
     await asyncio.gather(task, return_exceptions=True)
     assert resumed == [] and await journal.orphans(10) == []
     assert await journal.claim(claim.key, {}, LONG) is None  # closed for good
+
+
+async def test_events_claimed_while_redis_was_down_are_recognised_after_it_is_back(
+    tmp_path: Path,
+    private_redis: PrivateRedis,  # noqa: F811 (fixture)
+    prefix: str,  # noqa: F811 (fixture)
+) -> None:
+    """Redis killed in the middle of a burst and started again, Slack retrying the events across the
+    gap at the other replica: none is answered twice."""
+    store = FeedbackStore(tmp_path / "answers.sqlite3")  # the replicas' shared answers database
+    links = [RedisLink(private_redis.url, prefix=prefix, timeout_s=0.3) for _ in range(2)]
+    a, b = (RedisJournal(link, SqlJournal(store)) for link in links)
+    try:
+        before = [await a.claim(f"slack:T1:slack:message:C1:{n}.0", {}, LONG) for n in range(3)]
+        assert all(before)
+        private_redis.stop()  # killed mid-burst
+        during = [await a.claim(f"slack:T1:slack:message:C1:{n}.0", {}, LONG) for n in range(3, 6)]
+        assert all(during)  # answered all the same: claimed in the answers database
+        for claim in [*before, *during]:
+            assert claim is not None
+            await a.done(claim)
+        private_redis.start()
+        # Slack retries the events of the gap at the other replica, after Redis is back.
+        assert [await b.claim(f"slack:T1:slack:message:C1:{n}.0", {}, LONG) for n in range(3, 6)] == [
+            None
+        ] * 3
+        assert await b.claim("slack:T1:slack:message:C1:9.0", {}, LONG) is not None  # a new one is answered
+        # And the same retries at the replica that answered them during the outage.
+        assert [await a.claim(f"slack:T1:slack:message:C1:{n}.0", {}, LONG) for n in range(3, 6)] == [
+            None
+        ] * 3
+    finally:
+        for link in links:
+            await link.aclose()
+        store.close()
