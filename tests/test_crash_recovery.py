@@ -20,6 +20,7 @@ from tests.fixture_articles import rows as fixture_rows
 from tests.loopback import until_ready
 from tests.qdrant_server import free_port
 from tests.test_discord import final_texts, mention, slash_ask
+from tests.test_redis_state import REDIS_URL, prefix  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.faults
 
@@ -43,7 +44,7 @@ def snowflake() -> int:
 
 
 async def _start(
-    tmp_path: Path, model_env: dict[str, str], llm: FakeAnthropic, fake: FakeDiscord
+    tmp_path: Path, model_env: dict[str, str], llm: FakeAnthropic, fake: FakeDiscord, **extra: str
 ) -> asyncio.subprocess.Process:
     port = free_port()
     source = write_jsonl(
@@ -65,6 +66,7 @@ async def _start(
         TEST_DISCORD_API=fake.api_base,
         TEST_DISCORD_GATEWAY=str(fake.gateway_url),
         **model_env,
+        **extra,
     )
     bot = await asyncio.create_subprocess_exec(
         sys.executable, "-c", RUN, env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE
@@ -81,15 +83,21 @@ def _followups(fake: FakeDiscord, iid: int) -> list[dict[str, Any]]:
     return [r.body for r in fake.calls("POST", f"/webhooks/{fake.app_id}/token-{iid}")]
 
 
+@pytest.mark.parametrize("redis", [False, True], ids=["answers-database", "redis"])
 async def test_sigkill_with_discord_mentions_and_ask_in_flight(
-    tmp_path: Path, model_env: dict[str, str], llm_server: FakeAnthropic
+    tmp_path: Path,
+    model_env: dict[str, str],
+    llm_server: FakeAnthropic,
+    redis: bool,
+    prefix: str,  # noqa: F811 (the fixture)
 ) -> None:
+    extra = {"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix} if redis else {}
     fake = FakeDiscord()
     await fake.start()
     llm_server.default = Reply(text="Corrigible systems accept correction [1]. " * 6, chunk_delay_s=0.25)
     second: asyncio.subprocess.Process | None = None
     try:
-        first = await _start(tmp_path, model_env, llm_server, fake)
+        first = await _start(tmp_path, model_env, llm_server, fake, **extra)
         for question in ("what is corrigibility?", "what is a mesa-optimizer?"):
             await fake.user_says(fake.channel_id, mention(fake, question))
         iid = snowflake()
@@ -110,7 +118,7 @@ async def test_sigkill_with_discord_mentions_and_ask_in_flight(
         await first.wait()
         assert _followups(fake, iid) == []  # the /ask was not answered yet
 
-        second = await _start(tmp_path, model_env, llm_server, fake)
+        second = await _start(tmp_path, model_env, llm_server, fake, **extra)
 
         def finished() -> bool:
             return all(

@@ -23,6 +23,7 @@ from bot.models import Answer, Question, Source
 from bot.observability import Observer
 from bot.platform import HANDOFF_ASKED, HANDOFF_FAILED, VOTE_FAILED, PlatformOptions
 from service.feedback import DatabaseWatch, FeedbackStore
+from service.journal import RedisJournal, SqlJournal
 from service.lease import RedisLeases, SqlLeases
 from service.redis_state import RedisLink
 from tests.conftest import need
@@ -260,4 +261,37 @@ async def test_a_burst_while_the_answers_database_is_frozen_loses_nothing(
         await asyncio.sleep(0.1)
     stored = [r.answer_id for r in await asyncio.to_thread(store.rows, only_voted=False)]
     assert sorted(stored) == sorted(a for _, a in shown.answers)  # every one, once
+    await asyncio.to_thread(store.close)
+
+
+async def test_a_burst_while_redis_is_frozen_is_answered_once_each(
+    private_redis: PrivateRedis,
+    tmp_path: Path,
+) -> None:
+    """Redis frozen (SIGSTOP) during a burst: each question is claimed in the answers database instead
+    and answered once; retried after Redis thaws, none is answered again."""
+    assert private_redis.proc is not None
+    link = RedisLink(private_redis.url, timeout_s=0.3)
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    conversation = _conversation(store, RedisLeases(link))
+    conversation.journal = RedisJournal(link, SqlJournal(store))
+    shown = Shown()
+
+    async def delivered(n: int) -> None:
+        claim = await conversation.claim("slack:T1", f"message:C1:{n}.0", {"kind": "event"})
+        if claim is not None:
+            question = Question(f"question {n}?", asker=f"slack:U{n}", community="slack:T1")
+            await conversation.answer(question, shown, claim=claim)
+
+    os.kill(private_redis.proc.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        await asyncio.gather(*(delivered(n) for n in range(5)))
+        assert len(shown.answers) == 5 and shown.apologies == []
+        assert time.monotonic() - started < 10
+    finally:
+        os.kill(private_redis.proc.pid, signal.SIGCONT)
+    await asyncio.gather(*(delivered(n) for n in range(5)))  # Slack's retries, Redis back
+    assert len(shown.answers) == 5  # none answered twice
+    await link.aclose()
     await asyncio.to_thread(store.close)
