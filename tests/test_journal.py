@@ -21,6 +21,7 @@ from bot.ports import Claim, Journal
 from bot.ratelimit import MemoryJournal
 from service.feedback import FeedbackStore
 from service.journal import RedisJournal, SqlJournal
+from service.metrics import Metrics
 from service.redis_state import RedisLink
 from tests.test_feedback_backends import pg_schema  # noqa: F401 (fixture)
 from tests.test_redis_state import REDIS_URL, PrivateRedis, prefix, private_redis  # noqa: F401 (fixtures)
@@ -123,8 +124,11 @@ async def test_redis_down_claims_fall_back_to_the_answers_database(tmp_path: Pat
 SOURCE = Source(1, "aisafety.info:6568", "What is the orthogonality thesis?", "https://aisafety.info/q/6568")
 
 
+METRICS = Metrics()
+
+
 class Core:
-    observer = Observer()
+    observer = Observer(METRICS)
 
     async def stream(self, question: Question, *, found: list[Answer]) -> AsyncIterator[str | Answer]:
         yield "Goals and intelligence "
@@ -222,6 +226,7 @@ async def test_a_stopped_processs_question_is_continued_once_by_one_replica() ->
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     assert len(resumed) == 1 and resumed[0].resumed and resumed[0].entry["placeholder"] == "P9"
+    assert 'aisafety_answers_recovered_total{platform="slack"} 1.0' in METRICS.render().decode()
     assert len(shown.finals) == 1 and shown.started == 1 and shown.apologies == 0
     assert await journal.orphans(10) == []
 
@@ -280,3 +285,24 @@ async def test_events_claimed_while_redis_was_down_are_recognised_after_it_is_ba
         for link in links:
             await link.aclose()
         store.close()
+
+
+async def test_answers_beyond_the_writers_queue_are_dropped_and_counted() -> None:
+    """The answers database far behind: the queue holds `capacity` answers, the rest are counted."""
+    from bot.writer import AnswerWriter
+
+    class Hung:
+        async def save(self, *args: object, **kwargs: object) -> int:
+            await asyncio.sleep(3600)
+            return 0
+
+    metrics = Metrics()
+    observer = Observer(metrics)
+    writer = AnswerWriter(Hung(), capacity=3, timeout_s=0.05, retry_s=0.05, on_drop=observer.dropped)  # type: ignore[arg-type]
+    answer = Answer("text", (SOURCE,), "llm")
+    accepted = [writer.submit("slack", QUESTION, answer, n) for n in range(5)]
+    assert accepted == [True, True, True, False, False] and writer.waiting == 3
+    assert "aisafety_answers_dropped_total 2.0" in metrics.render().decode()
+    await asyncio.sleep(0.2)
+    assert writer.degraded() is not None and "3 answers waiting" in str(writer.degraded())
+    assert await writer.flush(0.1) == 3  # at a stop, what could not be written is said, not waited on
