@@ -172,3 +172,54 @@ async def test_sigkill_with_answers_in_flight_loses_none_and_repeats_none(
     assert len(shown) == len(QUESTIONS), shown  # no answer posted twice, no placeholder left beside one
     assert all("accept correction [1]" in t and "Sources" in t for t in shown), shown
     assert second is not None and second.returncode == 0
+
+
+@pytest.mark.faults
+async def test_sigkill_with_slack_ask_in_flight_is_answered_once_in_its_placeholder(
+    tmp_path: Path, model_env: dict[str, str], llm_server: FakeAnthropic
+) -> None:
+    """`/ask` (a channel answer under a question header, no thread) killed mid-stream: the next process
+    finishes it in the placeholder the dead one posted, once."""
+    import urllib.parse
+
+    slack = FakeSlack()
+    await slack.start()
+    llm_server.default = Reply(text="Corrigible systems accept correction [1]. " * 6, chunk_delay_s=0.12)
+    second: asyncio.subprocess.Process | None = None
+    try:
+        bot, port = await _start_bot(tmp_path, model_env, llm_server, slack, 30.0)
+        form = {
+            "team_id": "T0001",
+            "channel_id": CHANNEL,
+            "channel_name": "ask",
+            "user_id": "UALICE01",
+            "command": "/ask",
+            "text": "what is corrigibility?",
+            "response_url": f"{slack.url}/respond",
+            "trigger_id": "trigger-ask-1",
+            "api_app_id": "A0001",
+        }
+        body = urllib.parse.urlencode(form).encode()
+        headers = signed_headers(SECRET, body, content_type="application/x-www-form-urlencoded")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{port}/slack/events", data=body, headers=headers) as r:
+                assert r.status == 200
+        await slack.wait_for(lambda: slack.first_update, within=30)
+        bot.kill()
+        await bot.wait()
+        second, _ = await _start_bot(tmp_path, model_env, llm_server, slack, 30.0)
+
+        def answers() -> list[str]:
+            return [str(m["text"]) for m in slack.messages.get(CHANNEL, []) if m.get("user") == BOT_USER]
+
+        await slack.wait_for(lambda: any("Sources" in t for t in answers()), within=150)
+        await asyncio.sleep(1.0)  # a duplicate, if there were one, would have shown by now
+    finally:
+        llm_server.default = Reply()
+        if second is not None:
+            second.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(second.communicate(), timeout=60)
+        await slack.stop()
+    shown = answers()
+    assert len(shown) == 1, shown  # the placeholder became the answer: none lost, none twice, none stale
+    assert "accept correction [1]" in shown[0] and "Sources" in shown[0]
