@@ -19,14 +19,20 @@ from pathlib import Path
 import pytest
 
 from bot.conversation import Conversation
+from bot.core import AnswerCore
 from bot.models import Answer, Question, Source
 from bot.observability import Observer
 from bot.platform import HANDOFF_ASKED, HANDOFF_FAILED, VOTE_FAILED, PlatformOptions
+from retrieval.embeddings import FastEmbedder
+from retrieval.ingest import ingest
+from retrieval.search import HybridRetriever
+from retrieval.store import QdrantStore
 from service.feedback import DatabaseWatch, FeedbackStore
 from service.journal import RedisJournal, SqlJournal
 from service.lease import RedisLeases, SqlLeases
 from service.redis_state import RedisLink
 from tests.conftest import need
+from tests.qdrant_server import QdrantServer
 from tests.test_redis_state import PrivateRedis, _free_port, _wait
 from tests.test_redis_state import private_redis as private_redis
 
@@ -294,4 +300,58 @@ async def test_a_burst_while_redis_is_frozen_is_answered_once_each(
     await asyncio.gather(*(delivered(n) for n in range(5)))  # Slack's retries, Redis back
     assert len(shown.answers) == 5  # none answered twice
     await link.aclose()
+    await asyncio.to_thread(store.close)
+
+
+async def test_a_frozen_database_never_holds_the_searches_on_a_qdrant_server(
+    private_postgres: tuple[str, int],
+    qdrant_server: QdrantServer,
+    embedder: FastEmbedder,
+    slice_file: Path,
+    tmp_path: Path,
+) -> None:
+    """Database calls stuck on a frozen PostgreSQL wait on threads of their own: the searches, which a
+    Qdrant server's store runs on the shared pool, and so the answers, go on as before."""
+    url, pid = private_postgres
+    store = FeedbackStore(database_url=url, timeout_s=TIMEOUT_S)
+    library = QdrantStore(
+        alias=f"frozen_{tmp_path.name.replace('-', '_')}",
+        url=qdrant_server.url,
+        api_key=qdrant_server.api_key,
+    )
+    ingest(store=library, embedder=embedder, sources=[str(slice_file)])
+    core = AnswerCore(retriever=HybridRetriever(store=library, embedder=embedder), llm=None)
+    conversation = Conversation.in_process(
+        "slack",
+        core=core,
+        store=store,
+        options=PlatformOptions(rate_limit_per_minute=0),
+        usage="",
+        leases=SqlLeases(store),
+    )
+    conversation.state_timeout_s = TIMEOUT_S
+    _freeze_all(pid)
+    try:
+        # Votes pile database calls onto the frozen server (each member is told it failed, in time)...
+        said = await asyncio.gather(
+            *(conversation.vote("slack:T1", 1, voter=f"slack:V{n}", vote="up") for n in range(8))
+        )
+        assert set(said) == {VOTE_FAILED}
+        # ...and a burst of questions is answered from the library all the same.
+        shown = Shown()
+        started = time.monotonic()
+        questions = ["what is a mesa-optimizer?", "what is corrigibility?", "what are quantilizers?"] * 3
+        answers = await asyncio.gather(
+            *(
+                conversation.answer(Question(q, asker=f"slack:U{n}", community="slack:T1"), shown)
+                for n, q in enumerate(questions)
+            )
+        )
+        assert all(a is not None and a.sources for a in answers) and shown.apologies == []
+        assert time.monotonic() - started < 20
+    finally:
+        _thaw_all(pid)
+        for name in library.build_collections():
+            library.drop_collection(name)
+        library.close()
     await asyncio.to_thread(store.close)
