@@ -39,3 +39,9 @@ class StateTimeout(BotError, TimeoutError):
     without it."""
 
     user_message = "The bot's database is slow to answer right now."
+
+
+class StateClosed(BotError):
+    """The shared-state service was closed (the bot is stopping): nothing more can be stored."""
+
+    user_message = "The bot is stopping."

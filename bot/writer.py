@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.errors import StateClosed
 from bot.models import Answer, Question
 from bot.ports import AnswerStore
 
@@ -115,6 +116,12 @@ class AnswerWriter:
                     await self.store.save(head.platform, head.question, head.answer, head.answer_id)
             except asyncio.CancelledError:
                 raise
+            except StateClosed:
+                # The bot is stopping and its database is closed: what is left cannot be stored.
+                _log.warning("the answers database is closed: %d answers not stored", len(self._queue))
+                self.dropped += len(self._queue)
+                self._queue.clear()
+                return False
             except Exception as exc:
                 timed_out = isinstance(exc, TimeoutError)  # a hang (`StateTimeout` too): wait it out
                 if self._failing_since is None:

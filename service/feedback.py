@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from bot.errors import ConfigError, StateTimeout
+from bot.errors import ConfigError, StateClosed, StateTimeout
 from bot.models import UNASSIGNED, Answer, Question
 from retrieval.aisafety_info import SOURCE as AISAFETY_INFO
 from retrieval.aisafety_info import question_url
@@ -319,7 +319,10 @@ class FeedbackStore:
     async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`call` on the database's own threads, waited for at most `timeout_s` (`DatabaseTimeout`)."""
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._pool, functools.partial(call, *args, **kwargs))
+        try:
+            work = loop.run_in_executor(self._pool, functools.partial(call, *args, **kwargs))
+        except RuntimeError as exc:  # the pool was shut down: the store is closed
+            raise StateClosed("the answers database is closed") from exc
         try:
             async with asyncio.timeout(self.timeout_s):
                 return await work

@@ -306,3 +306,22 @@ async def test_answers_beyond_the_writers_queue_are_dropped_and_counted() -> Non
     await asyncio.sleep(0.2)
     assert writer.degraded() is not None and "3 answers waiting" in str(writer.degraded())
     assert await writer.flush(0.1) == 3  # at a stop, what could not be written is said, not waited on
+
+
+async def test_answers_left_when_the_database_is_closed_are_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A closed answers database (the bot stopping) ends the writer's work with one warning, not an
+    error retried and logged long after."""
+    import logging
+
+    from bot.writer import AnswerWriter
+
+    store = FeedbackStore()
+    store.close()
+    writer = AnswerWriter(store, timeout_s=0.5, retry_s=0.05)
+    with caplog.at_level(logging.WARNING):
+        assert writer.submit("slack", QUESTION, Answer("text", (SOURCE,), "llm"), 1)
+        assert await writer.flush(2) == 0
+    assert writer.dropped == 1
+    assert [r.levelname for r in caplog.records if r.name == "bot.writer"] == ["WARNING"]
