@@ -52,7 +52,6 @@ CLAIM_TTL_S = 30.0
 RENEW_EVERY_S = 10.0
 RECOVER_EVERY_S = 10.0
 RECOVER_BATCH = 20
-STEP_POLL_S = 0.2
 # The longest a member waits on the answers database or Redis (a hung server: a full disk, a lock, a
 # frozen machine) before the reply goes on without it.
 STATE_TIMEOUT_S = 5.0
@@ -112,7 +111,6 @@ class Conversation:
     journal: Journal = field(default_factory=MemoryJournal)
     state_timeout_s: float = STATE_TIMEOUT_S
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    _recent: RecentKeys = field(default_factory=RecentKeys)  # when the journal cannot be reached
     _handoffs_by_member: RateLimiter = field(
         default_factory=lambda: RateLimiter(HANDOFFS_PER_MEMBER, window_s=HANDOFF_WINDOW_S)
     )
@@ -322,7 +320,7 @@ class Conversation:
                 return await self.journal.claim(name, dict(entry or {}), CLAIM_TTL_S)
         except Exception as exc:
             _log.warning("could not journal a question (%s); answering it unjournaled", type(exc).__name__)
-            if not await self._recent.first(name):
+            if not await self.dedupe.first(name):
                 return None
             return Claim(name, "", dict(entry or {}))
 
@@ -395,31 +393,19 @@ class Conversation:
         except Exception as exc:
             _log.warning("could not mark a question done (%s)", type(exc).__name__)
 
-    async def _hold(self, claim: Claim, reply: Reply) -> None:
-        """While the answer is worked on: record each new side effect and renew the claim."""
-        recorded: dict[str, Any] = dict(claim.entry)
+    async def _hold(self, journaled: _Journaled) -> None:
+        """While the answer is worked on, renew its claim every RENEW_EVERY_S with what is recorded so far
+        (each side effect is recorded as it happens, by `_Journaled.step`)."""
         while True:
-            steps = _checkpoint(reply)
-            entry = {**recorded, **steps}
+            await asyncio.sleep(RENEW_EVERY_S)
+            claim = journaled.claim
             try:
                 async with asyncio.timeout(self.state_timeout_s):
-                    if not await self.journal.record(claim, entry, CLAIM_TTL_S):
+                    if not await self.journal.record(claim, claim.entry, CLAIM_TTL_S):
                         _log.warning("lost the claim of a question being answered")
                         return
-                recorded = entry
             except Exception as exc:
                 _log.info("could not renew a question's claim (%s)", type(exc).__name__)
-            await self._steps_changed(reply, recorded)
-
-    async def _steps_changed(self, reply: Reply, recorded: Mapping[str, Any]) -> None:
-        """Wait for RENEW_EVERY_S, or less when the reply has a new side effect to record."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + RENEW_EVERY_S
-        while loop.time() < deadline:
-            steps = _checkpoint(reply)
-            if any(recorded.get(k) != v for k, v in steps.items()):
-                return
-            await asyncio.sleep(STEP_POLL_S)
 
     async def answer(
         self,
@@ -437,7 +423,7 @@ class Conversation:
                 question, reply, started=started, resumed=claim is not None and claim.resumed
             )
         journaled = _Journaled(self, claim, reply)
-        holding = asyncio.create_task(self._hold(claim, reply))
+        holding = asyncio.create_task(self._hold(journaled))
         try:
             return await self._answer(
                 question, reply, started=started, resumed=claim.resumed, journaled=journaled
