@@ -222,6 +222,22 @@ class SharedState:
             leases=choose_leases(store, self.redis),
             writer=AnswerWriter(store, timeout_s=store.timeout_s, on_drop=on_drop),
             journal=self.journal(store),
+            handoff_limits=self.handoff_limits(),
+        )
+
+    def handoff_limits(self) -> tuple[RateLimit, RateLimit] | None:
+        """ "Ask a human" counted per member and per community an hour across every replica on Redis
+        (None: each conversation counts in its own process)."""
+        if self.redis is None:
+            return None
+        from bot.conversation import HANDOFF_WINDOW_S, HANDOFFS_PER_COMMUNITY, HANDOFFS_PER_MEMBER
+        from service.redis_state import RedisRateLimit
+
+        return (
+            RedisRateLimit(self.redis, HANDOFFS_PER_MEMBER, window_s=HANDOFF_WINDOW_S, kind="handoff-member"),
+            RedisRateLimit(
+                self.redis, HANDOFFS_PER_COMMUNITY, window_s=HANDOFF_WINDOW_S, kind="handoff-community"
+            ),
         )
 
     def journal(self, store: FeedbackStore) -> Journal:

@@ -90,6 +90,8 @@ class Services:
     leases: Leases
     writer: AnswerWriter | None = None  # None: one of the conversation's own
     journal: Journal | None = None  # None: one in this process
+    # Hand-offs per member and per community an hour (None: counted in this process).
+    handoff_limits: tuple[RateLimit, RateLimit] | None = None
 
 
 @dataclass
@@ -111,10 +113,10 @@ class Conversation:
     journal: Journal = field(default_factory=MemoryJournal)
     state_timeout_s: float = STATE_TIMEOUT_S
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    _handoffs_by_member: RateLimiter = field(
+    handoffs_by_member: RateLimit = field(
         default_factory=lambda: RateLimiter(HANDOFFS_PER_MEMBER, window_s=HANDOFF_WINDOW_S)
     )
-    _handoffs_by_community: RateLimiter = field(
+    handoffs_by_community: RateLimit = field(
         default_factory=lambda: RateLimiter(HANDOFFS_PER_COMMUNITY, window_s=HANDOFF_WINDOW_S)
     )
     closing: bool = False  # stopping: Slack's HTTP events are refused (503), answers in flight finish
@@ -124,7 +126,7 @@ class Conversation:
     def for_platform(
         cls, platform: str, services: Services, *, options: PlatformOptions, usage: str
     ) -> Conversation:
-        return cls(
+        conversation = cls(
             core=services.core,
             store=services.store,
             limiter=services.limiter,
@@ -137,6 +139,9 @@ class Conversation:
             writer=services.writer,
             journal=services.journal or MemoryJournal(),
         )
+        if services.handoff_limits is not None:  # shared counters; else this process's own
+            conversation.handoffs_by_member, conversation.handoffs_by_community = services.handoff_limits
+        return conversation
 
     def __post_init__(self) -> None:
         if self.writer is None:
@@ -264,15 +269,21 @@ class Conversation:
         if lease is None:
             return HANDOFF_ALREADY
         # Counted only when the moderators would be called (an answer already handed off costs nothing).
-        if not (
-            self._handoffs_by_member.check(self._member(community, asker))
-            and self._handoffs_by_community.check(community)
-        ):
-            self.core.observer.rate_limited(self.platform)
+        try:
+            async with asyncio.timeout(self.state_timeout_s):
+                allowed: bool | None = await self.handoffs_by_member.allow(
+                    self._member(community, asker)
+                ) and await self.handoffs_by_community.allow(community)
+        except Exception:
+            _log.warning("could not count a hand-off; the moderators were not asked")
+            allowed = None
+        if not allowed:
+            if allowed is False:
+                self.core.observer.rate_limited(self.platform)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.state_timeout_s):
                     await self.leases.release(lease)
-            return SLOW_DOWN
+            return SLOW_DOWN if allowed is False else HANDOFF_FAILED
         try:
             await call()
         except asyncio.CancelledError:

@@ -94,6 +94,19 @@ class SqlJournal:
                 (time.time(), claim.key, claim.holder),
             )
 
+    def mark_done(self, key: str) -> None:
+        """`key` is answered, whoever claimed it and wherever (Redis's copy): a done row, with no entry,
+        that outlives a Redis restarted without its data."""
+        now = time.time()
+        with self.store._transaction() as db:
+            self.store._execute(
+                db,
+                "INSERT INTO journal (key, holder, expires, created, finished, entry) "
+                "VALUES (?, '', NULL, ?, ?, '{}') "
+                "ON CONFLICT (key) DO UPDATE SET expires = NULL, finished = excluded.finished",
+                (key, now, now),
+            )
+
     def _orphans(self, limit: int) -> list[str]:
         with self.store._transaction() as db:
             rows = self.store._execute(
@@ -121,11 +134,27 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
 return {'new', ARGV[4]}
 """
 _RECORD = """
-if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'expires') == '' then
+local holder = redis.call('HGET', KEYS[1], 'holder')
+if not holder then
+    -- Redis lost the claim (restarted without its data): its holder writes it back.
+    redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'created', ARGV[5])
+    redis.call('EXPIRE', KEYS[1], ARGV[6])
+    redis.call('HSET', KEYS[1], 'expires', ARGV[2], 'entry', ARGV[3])
+    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+    return 2
+elseif holder ~= ARGV[1] or redis.call('HGET', KEYS[1], 'expires') == '' then
     return 0
 end
 redis.call('HSET', KEYS[1], 'expires', ARGV[2], 'entry', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+return 1
+"""
+_SETTLE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HSET', KEYS[1], 'expires', '')
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 _DONE = """
@@ -141,7 +170,11 @@ return 1
 class RedisJournal:
     """The journal on Redis, shared by every replica; while Redis is out of reach, the answers
     database's (`SqlJournal`), which a claim on Redis also consults: an event claimed during the outage
-    is not answered again when Slack retries it after Redis is back."""
+    is not answered again when Slack retries it after Redis is back.
+
+    Each answered question is also marked done in the answers database, and a claim being answered
+    writes itself back at its next renewal when Redis lost it: a Redis restarted without its data
+    (no `appendonly`) forgets nothing that was answered."""
 
     def __init__(self, link: RedisLink, fallback: SqlJournal):
         self.link = link
@@ -152,8 +185,13 @@ class RedisJournal:
 
     async def claim(self, key: str, entry: Mapping[str, Any], ttl_s: float) -> Claim | None:
         if await self.fallback.store.run(self.fallback.seen, key):
-            # Claimed during an outage: the answers database holds it (and its pick-up).
-            return await self.fallback.claim(key, entry, ttl_s)
+            # Answered, or claimed during an outage: the answers database holds it (and its pick-up).
+            got = await self.fallback.claim(key, entry, ttl_s)
+            if got is None:  # Redis's own copy, if it kept one, is settled too (no pick-up of it)
+                await self.link.run(
+                    lambda client: client.eval(_SETTLE, 2, *self._keys(key), key, int(KEEP_S)), _nothing
+                )
+            return got
         holder = uuid.uuid4().hex
         now = time.time()
 
@@ -170,7 +208,9 @@ class RedisJournal:
 
     async def record(self, claim: Claim, entry: Mapping[str, Any], ttl_s: float) -> bool:
         async def op(client: Any) -> bool:
-            return bool(
+            # 1: renewed on Redis. 2: written back (Redis had lost it) and 0: not Redis's; either may
+            # be a claim begun in the answers database during an outage, renewed there too.
+            got = int(
                 await client.eval(
                     _RECORD,
                     2,
@@ -179,17 +219,24 @@ class RedisJournal:
                     time.time() + ttl_s,
                     _dump(entry),
                     claim.key,
+                    time.time(),
+                    int(KEEP_S),
                 )
-            ) or await self.fallback.record(claim, entry, ttl_s)
+            )
+            if got == 1:
+                return True
+            in_sql = await self.fallback.record(claim, entry, ttl_s)
+            return got == 2 or in_sql
 
         return await self.link.run(op, lambda: self.fallback.record(claim, entry, ttl_s))
 
     async def done(self, claim: Claim) -> None:
         async def op(client: Any) -> None:
             await client.eval(_DONE, 2, *self._keys(claim.key), claim.holder, claim.key, int(KEEP_S))
-            await self.fallback.done(claim)  # a claim begun during an outage lives there
 
-        await self.link.run(op, lambda: self.fallback.done(claim))
+        await self.link.run(op, _nothing)
+        # Also where a restarted Redis, or a retry during an outage, will look.
+        await self.fallback.store.run(self.fallback.mark_done, claim.key)
 
     async def orphans(self, limit: int) -> list[str]:
         async def op(client: Any) -> list[str]:
@@ -205,3 +252,7 @@ class RedisJournal:
 
 async def _no_keys() -> list[str]:
     return []
+
+
+async def _nothing() -> None:
+    return None

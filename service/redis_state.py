@@ -111,8 +111,9 @@ async def _false() -> bool:
 class RedisRateLimit:
     """At most `per_minute` questions in any 60 seconds per member, counted across every replica."""
 
-    def __init__(self, link: RedisLink, per_minute: int, *, window_s: float = 60.0):
+    def __init__(self, link: RedisLink, per_minute: int, *, window_s: float = 60.0, kind: str = "rate"):
         self.link = link
+        self.kind = kind
         self.per_minute = per_minute
         self.window_s = window_s
         self.local = RateLimiter(per_minute, window_s=window_s)
@@ -126,7 +127,7 @@ class RedisRateLimit:
             if self._script is None:
                 self._script = client.register_script(_RATE_SCRIPT)
             args = [time.time(), self.window_s, self.per_minute, uuid.uuid4().hex]
-            return bool(await self._script(keys=[self.link.key("rate", key)], args=args))
+            return bool(await self._script(keys=[self.link.key(self.kind, key)], args=args))
 
         return await self.link.run(op, lambda: self.local.allow(key))
 

@@ -287,6 +287,46 @@ async def test_events_claimed_while_redis_was_down_are_recognised_after_it_is_ba
         store.close()
 
 
+async def test_a_redis_restarted_without_its_data_forgets_nothing_answered(
+    tmp_path: Path,
+    prefix: str,  # noqa: F811 (fixture)
+) -> None:
+    """Redis restarted with no `appendonly` (its keys gone): an answered question is still recognised
+    when Slack retries it, and a question being answered writes its claim back at its next renewal, so a
+    retry is not answered a second time and the claim is not picked up as an orphan."""
+    store = FeedbackStore(tmp_path / "answers.sqlite3")
+    link = RedisLink(REDIS_URL, prefix=prefix)
+    other = RedisLink(REDIS_URL, prefix=prefix)
+    a, b = RedisJournal(link, SqlJournal(store)), RedisJournal(other, SqlJournal(store))
+
+    async def wipe() -> None:
+        keys = [k async for k in link.client.scan_iter(match=prefix + "*")]
+        if keys:
+            await link.client.delete(*keys)
+
+    try:
+        answered = await a.claim("slack:T1:slack:message:C1:1.0", {"event": 1}, LONG)
+        flying = await a.claim("slack:T1:slack:message:C1:2.0", {"event": 2}, SHORT)
+        assert answered is not None and flying is not None
+        await a.done(answered)
+        await wipe()  # the restart
+        assert await b.claim("slack:T1:slack:message:C1:1.0", {}, LONG) is None
+        assert await a.record(flying, {"event": 2, "placeholder": "9.9"}, LONG)
+        assert await b.claim("slack:T1:slack:message:C1:2.0", {}, LONG) is None
+        await asyncio.sleep(SHORT + 0.1)
+        assert await b.orphans(10) == []  # renewed for LONG: nobody takes it over
+        await a.done(flying)
+        assert await b.claim("slack:T1:slack:message:C1:2.0", {}, LONG) is None
+        # The done marker keeps no question text.
+        with store._transaction() as db:
+            rows = store._execute(db, "SELECT entry FROM journal", ()).fetchall()
+        assert {r[0] for r in rows} == {"{}"}
+    finally:
+        await link.aclose()
+        await other.aclose()
+        store.close()
+
+
 async def test_answers_beyond_the_writers_queue_are_dropped_and_counted() -> None:
     """The answers database far behind: the queue holds `capacity` answers, the rest are counted."""
     from bot.writer import AnswerWriter

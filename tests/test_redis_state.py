@@ -12,10 +12,12 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from bot.config import Settings
 from service import redis_state
 from service.redis_state import RedisBudget, RedisDedupe, RedisLink, RedisRateLimit, RedisThreads
 from tests.conftest import need
@@ -103,6 +105,41 @@ async def test_thread_memory_and_budget_are_shared(prefix: str) -> None:
     assert not await RedisBudget(a, daily_tokens=0).exhausted()  # 0: no budget
     await a.aclose()
     await b.aclose()
+
+
+async def test_ask_a_human_limits_are_counted_across_replicas(prefix: str, tmp_path: Path) -> None:
+    """Three hand-offs an hour per member and ten per community hold for the whole deployment, not
+    per replica: presses spread over two replicas sharing Redis and the answers database."""
+    from aisafety_bot.wiring import SharedState
+    from bot.conversation import Conversation
+    from bot.platform import HANDOFF_ASKED, SLOW_DOWN, PlatformOptions
+    from service.feedback import FeedbackStore
+    from tests.test_conversation_store import BrokenCore, Calls
+
+    settings = Settings(redis_url=REDIS_URL, redis_key_prefix=prefix, _env_file=None)  # type: ignore[call-arg]
+    options = PlatformOptions(rate_limit_per_minute=0, handoff="S0MODS")
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    states = [SharedState.from_settings(settings) for _ in range(2)]
+    replicas = [
+        Conversation.for_platform(
+            "slack",
+            state.services(BrokenCore(), store),
+            options=options,
+            usage="",  # type: ignore[arg-type]
+        )
+        for state in states
+    ]
+    call = Calls()
+    member = [await replicas[n % 2].handoff("slack:T1", "slack:U1", f"C{n}:1.0", call) for n in range(4)]
+    assert member == [HANDOFF_ASKED] * 3 + [SLOW_DOWN]
+    others = [await replicas[n % 2].handoff("slack:T1", f"slack:V{n}", f"D{n}:1.0", call) for n in range(9)]
+    assert others.count(HANDOFF_ASKED) == 7 and others[7:] == [SLOW_DOWN, SLOW_DOWN]
+    assert call.made == 10
+    # Another community has its own ten.
+    assert await replicas[1].handoff("slack:T2", "slack:U1", "E1:1.0", call) == HANDOFF_ASKED
+    for state in states:
+        await state.aclose()
+    store.close()
 
 
 def _free_port() -> int:

@@ -16,7 +16,11 @@ from tests.fake_slack import BOT_USER, FakeSlack, event_callback, signed_headers
 from tests.fixture_articles import rows as fixture_rows
 from tests.loopback import until_ready
 from tests.qdrant_server import free_port
-from tests.test_redis_state import prefix  # noqa: F401 (fixture)
+from tests.test_redis_state import (  # noqa: F401 (fixture)
+    PrivateRedis,
+    prefix,
+    private_redis,
+)
 
 SECRET = "test-signing-secret"
 CHANNEL = "C0000001"
@@ -29,17 +33,19 @@ async def _start_bot(
     llm: FakeAnthropic,
     slack: FakeSlack,
     grace_s: float,
+    *,
+    store: str = "store",
     **extra: str,
 ) -> tuple[asyncio.subprocess.Process, int]:
     """A real `aisafety-bot run` (Slack, HTTP mode) on the test's store and answers database, ready;
-    and its port."""
+    and its port. `store`: the folder of its embedded article store (one per replica)."""
     port = free_port()
     source = write_jsonl(
         tmp_path / "articles.jsonl", fixture_rows("corrigibility", "mesa-optimizers", "quantilizers")
     )
     env = clean_env(
         HOME=str(tmp_path),
-        QDRANT_PATH=str(tmp_path / "store"),
+        QDRANT_PATH=str(tmp_path / store),
         FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"),
         SOURCES=str(source),
         ANTHROPIC_API_KEY="sk-ant-test-secret-123",
@@ -223,3 +229,70 @@ async def test_sigkill_with_slack_ask_in_flight_is_answered_once_in_its_placehol
     shown = answers()
     assert len(shown) == 1, shown  # the placeholder became the answer: none lost, none twice, none stale
     assert "accept correction [1]" in shown[0] and "Sources" in shown[0]
+
+
+@pytest.mark.faults
+async def test_redis_killed_mid_burst_with_retries_across_the_gap_on_two_replicas(
+    tmp_path: Path,
+    model_env: dict[str, str],
+    llm_server: FakeAnthropic,
+    private_redis: PrivateRedis,  # noqa: F811 (fixture)
+) -> None:
+    """Two replicas share a Redis and the answers database. Redis is killed in the middle of a burst
+    (the replica goes on, claiming in the answers database) and started again; Slack then retries every
+    event of the burst at the other replica. Each question is answered once: none lost, none twice."""
+    slack = FakeSlack()
+    await slack.start()
+    llm_server.default = Reply(text="Corrigible systems accept correction [1]. ", chunk_delay_s=0.02)
+    extra = {"REDIS_URL": private_redis.url}
+    replicas: list[asyncio.subprocess.Process] = []
+    questions = [f"{q} ({n})" for n in range(2) for q in QUESTIONS]  # six distinct questions
+
+    async def deliver(http: aiohttp.ClientSession, port: int, n: int, *, retry: int = 0) -> None:
+        msg = slack.user_message(CHANNEL, f"<@{BOT_USER}> {questions[n]}", ts=f"1700000{n:03d}.000100")
+        body = event_callback(msg, f"EvBurst{n}")
+        headers = signed_headers(SECRET, body)
+        if retry:
+            headers |= {"x-slack-retry-num": str(retry), "x-slack-retry-reason": "http_timeout"}
+        async with http.post(f"http://127.0.0.1:{port}/slack/events", data=body, headers=headers) as r:
+            assert r.status == 200
+
+    try:
+        for name in ("store-a", "store-b"):
+            bot, port = await _start_bot(tmp_path, model_env, llm_server, slack, 30.0, store=name, **extra)
+            replicas.append(bot)
+            if name == "store-a":
+                port_a = port
+            else:
+                port_b = port
+        async with aiohttp.ClientSession() as http:
+            for n in range(3):
+                await deliver(http, port_a, n)
+            private_redis.stop()  # killed mid-burst
+            for n in range(3, 6):
+                await deliver(http, port_a, n)
+            await slack.wait_for(lambda: sum("Sources" in t for t in _threads(slack)) >= 6, within=90)
+            private_redis.start()
+            await asyncio.sleep(1.0)  # the replicas' next Redis call reconnects
+            # Slack did not get its acknowledgements in time (it thinks): every event again, at replica B.
+            for n in range(6):
+                await deliver(http, port_b, n, retry=1)
+            await asyncio.sleep(3.0)  # a duplicate, if there were one, would have shown by now
+    finally:
+        llm_server.default = Reply()
+        errors = []
+        for bot in replicas:
+            bot.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(bot.communicate(), timeout=60)
+            errors.append(err.decode())
+        await slack.stop()
+    shown = _threads(slack)
+    answered = sorted(
+        str(m["thread_ts"])
+        for m in slack.messages.get(CHANNEL, [])
+        if m.get("user") == BOT_USER and m.get("thread_ts")
+    )
+    assert len(shown) == 6, answered  # each question once: none lost, none answered again after the gap
+    assert all("accept correction [1]" in t and "Sources" in t and not t.endswith(" …") for t in shown), shown
+    assert all(bot.returncode == 0 for bot in replicas), [e[-2000:] for e in errors]
+    assert not any("Traceback" in e for e in errors), [e[-3000:] for e in errors]
