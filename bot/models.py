@@ -9,6 +9,9 @@ from typing import Literal
 # "error": the apology after a failure (stored so that moderators see failures in the report).
 Mode = Literal["llm", "retrieval-only", "abstain", "error"]
 Role = Literal["user", "assistant"]
+# How well the library covers a question: its articles answer it, come close (the nearest articles may
+# help, and the answer says what they do not cover), or do not cover it.
+Coverage = Literal["covered", "close", "not_covered"]
 
 DM = "dm"  # the community of direct messages: no community's moderators see them
 UNASSIGNED = "unassigned"  # stored before communities were recorded, and not resolvable: the operator's only
@@ -29,6 +32,7 @@ class Question:
     # Whose question it is: `discord:<guild id>`, `slack:<team id>`, or `dm` (direct messages, the terminal:
     # never shown to any community's moderators). Every stored row and shared key carries it.
     community: str = "dm"
+    place_name: str = ""  # the channel's name where the client knows it (the report shows it)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # a correlation id for logs
 
 
@@ -52,6 +56,8 @@ class Answer:
     usage: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: retrieval, first_token, done
     written_answer: str = ""  # the id of the aisafety.info article the reply leads with, if any
+    coverage: Coverage = "covered"
+    offtopic: bool = False  # declined by the gate, or far from every article (kept out of "to write")
 
     def to_json(self) -> dict[str, object]:
         return {

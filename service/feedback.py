@@ -194,6 +194,23 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE INDEX IF NOT EXISTS journal_expires ON journal (expires);
 """,
     ),
+    # What the report tells moderators: how well the library covered each question (`covered`, `close`,
+    # `not_covered`; NULL before this), whether it was off-topic (declined by the gate, or far from every
+    # article), the channel's name where the client knew it, and the topics a moderator marked written.
+    (
+        10,
+        """
+ALTER TABLE answers ADD COLUMN coverage TEXT;
+ALTER TABLE answers ADD COLUMN offtopic INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE answers ADD COLUMN place_name TEXT NOT NULL DEFAULT '';
+CREATE TABLE IF NOT EXISTS written_topics (
+    id {id},
+    community TEXT NOT NULL,
+    question TEXT NOT NULL,
+    created {real} NOT NULL
+);
+""",
+    ),
 ]
 
 
@@ -435,6 +452,7 @@ class FeedbackStore:
         answer: Answer,
         community: str,
         answer_id: int | None = None,
+        place_name: str = "",
     ) -> int:
         """Store an answer under its community (its question and text only when questions may be stored);
         returns its id: `answer_id` when the bot gave it one before posting (storing it again is a no-op,
@@ -454,22 +472,26 @@ class FeedbackStore:
             answer.text if keep else "",
             answer.mode,
             json.dumps(sources),
+            answer.coverage,
+            int(answer.offtopic),
+            place_name[:200] if keep else "",
         )
 
     def _insert_answer(self, answer_id: int | None, *values: Any) -> int:
-        columns = "created, community, platform, place, asker, question, answer, mode, sources"
+        columns = (
+            "created, community, platform, place, asker, question, answer, mode, sources, coverage, "
+            "offtopic, place_name"
+        )
+        marks = ", ".join("?" * len(values))
         with self._transaction() as db:
             if answer_id is None:
                 cur = self._execute(
-                    db,
-                    f"INSERT INTO answers ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    values,
+                    db, f"INSERT INTO answers ({columns}) VALUES ({marks}) RETURNING id", values
                 )
                 return int(cur.fetchone()[0])
             self._execute(
                 db,
-                f"INSERT INTO answers (id, {columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO NOTHING",
+                f"INSERT INTO answers (id, {columns}) VALUES (?, {marks}) ON CONFLICT (id) DO NOTHING",
                 (answer_id, *values),
             )
             return answer_id
@@ -487,6 +509,7 @@ class FeedbackStore:
             answer=answer,
             community=question.community,
             answer_id=answer_id,
+            place_name=question.place_name,
         )
 
     def record_vote(
@@ -666,8 +689,8 @@ class FeedbackStore:
         new ids; their times are kept. Returns (answers, votes) copied."""
         with other._transaction() as db:
             answers = db.execute(
-                "SELECT id, created, community, platform, place, asker, question, answer, mode, sources "
-                "FROM answers ORDER BY id"
+                "SELECT id, created, community, platform, place, asker, question, answer, mode, sources, "
+                "coverage, offtopic, place_name FROM answers ORDER BY id"
             ).fetchall()
             votes = db.execute("SELECT answer_id, voter, vote, created FROM votes").fetchall()
         ids = {old: self._insert_answer(None, *rest) for old, *rest in answers}

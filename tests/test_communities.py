@@ -212,6 +212,8 @@ def test_the_postgresql_migration_adds_the_community_too(pg_schema: str) -> None
         db.execute("DELETE FROM schema_migrations WHERE version >= 4")
         db.execute("ALTER TABLE answers DROP COLUMN community")
         db.execute("ALTER TABLE votes DROP COLUMN community")
+        db.execute("ALTER TABLE answers DROP COLUMN coverage, DROP COLUMN offtopic, DROP COLUMN place_name")
+        db.execute("DROP TABLE written_topics")
         db.execute(
             "CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, claimed DOUBLE PRECISION NOT NULL)"
         )
