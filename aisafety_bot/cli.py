@@ -123,10 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--table",
         metavar="NAME",
-        help="one table as CSV: by_day, most_asked, abstained, to_write (the questions not covered or 👎, "
-        "by topic, for article writers), downvoted, most_cited, never_cited",
+        help="one table as CSV (every row): by_day, most_asked, abstained, offtopic, to_write (the questions "
+        "not covered, close calls or 👎, by topic, for article writers), downvoted, written, most_cited, "
+        "never_cited, library",
     )
     p.add_argument("--community", type=_community, metavar="ID", help=COMMUNITY_HELP)
+    p.add_argument(
+        "--mark-written",
+        metavar="QUESTION",
+        help='mark a topic of "questions to write" written (in --community, or in every community): it '
+        "leaves the list until it is asked again",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("healthcheck", help="exit 0 if the running bot's /healthz answers (for containers)")

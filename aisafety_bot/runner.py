@@ -51,20 +51,18 @@ def live_report(
     """The report page's data source in the running bot: its own history, index and embedding model. A
     report (of one community, or with None of every one) is built once a minute, not again for each
     table downloaded from the page."""
-    from service.report import build_report, library_section
+    from service.report import stored_report
 
     built: dict[tuple[float, str | None], tuple[float, dict[str, Any]]] = {}  # -> (when, report)
 
     def build(days: float, community: str | None) -> dict[str, Any]:
-        articles = app.store.catalogue()
-        return build_report(
-            feedback.since(days, community=community),
+        return stored_report(
+            feedback,
             embed=app.embedder.embed_dense_only,
-            articles=articles,
+            articles=app.store.catalogue(),
             since_days=days,
             questions_stored=app.settings.store_questions,
             community=community,
-            library=library_section(feedback, days, len(articles)),
         )
 
     async def report(days: float, community: str | None = None) -> dict[str, Any]:
@@ -75,7 +73,22 @@ def live_report(
             built[(days, community)] = (time.monotonic(), data)
         return data
 
+    report.forget = built.clear  # type: ignore[attr-defined]
     return report
+
+
+def live_marks(
+    feedback: FeedbackStore, report: Callable[[float, str | None], Awaitable[dict[str, Any]]]
+) -> Callable[[str, str], Awaitable[None]]:
+    """The report page's "mark written": stored, and the page's next report is built afresh."""
+
+    async def mark(community: str, question: str) -> None:
+        await feedback.run(feedback.mark_written, community, question)
+        forget = getattr(report, "forget", None)
+        if forget is not None:
+            forget()
+
+    return mark
 
 
 async def run_platforms(app: App) -> None:
@@ -141,10 +154,12 @@ async def run_platforms(app: App) -> None:
                 # A moderator asked for it: the removal guard is lifted this once.
                 return (await library.sync_now(allow_large_removal=True)).to_json()
 
+            page_report = live_report(app, feedback)
             add_admin_routes(
                 site,
                 token=s.admin_token.get_secret_value(),
-                report=live_report(app, feedback),
+                report=page_report,
+                mark_written=live_marks(feedback, page_report),
                 sync=sync_from_page,
                 public_url=s.public_url,
                 metrics=app.metrics,

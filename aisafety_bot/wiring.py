@@ -51,7 +51,7 @@ class App:
         return HybridRetriever(store=self.store, embedder=self.embedder, mode=mode)
 
     def core(self, mode: SearchMode = "hybrid", *, use_llm: bool = True) -> AnswerCore:
-        from bot.core import AnswerCore
+        from bot.core import NO_KEY, AnswerCore
         from bot.observability import Observer
 
         s = self.settings
@@ -76,7 +76,7 @@ class App:
             max_question_chars=s.max_question_chars,
             deadline_s=s.answer_deadline_s,
             llm_unavailable_reason=(
-                "no ANTHROPIC_API_KEY is set" if use_llm else "the language model is switched off"
+                NO_KEY if use_llm else "the evaluation runs without the language model (add --llm to use it)"
             ),
             observer=Observer(self.metrics),
             budget=self.budget,

@@ -43,9 +43,17 @@ DATA = ROOT / "benchmarks" / "data"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 FOLDS = 5
 TOP_K = 5
-# The abstention threshold keeps cross-validated false abstentions on the project's answerable questions
-# at or below this: below the 3% goal, because members' questions are often chattier than ours.
+# The abstention model's three thresholds, read off out-of-fold probabilities (see `choose_thresholds`):
+# - "covered" (at or above: the articles answer it): the highest that keeps the answerable questions
+#   below it within MAX_FALSE_ABSTAIN, as sure as the single threshold used to be;
+# - "close" (at or above, below "covered": a close call, answered with the closest articles and a plain
+#   word on what they do not cover): the lowest that still refuses MIN_OFFTOPIC_REFUSED of the off-topic
+#   prompts (a point above the 95% goal, so that unseen folds keep it), never above "covered";
+# - "far" (below: far off-topic, no nearest articles listed): the highest at which the answerable
+#   questions below it stay within MAX_FAR_ANSWERABLE, never above "close".
 MAX_FALSE_ABSTAIN = 0.01
+MIN_OFFTOPIC_REFUSED = 0.96
+MAX_FAR_ANSWERABLE = 0.0
 # The written-answer threshold keeps the cross-validated precision (the lead article is one that answers
 # the question) at or above this.
 MIN_WRITTEN_PRECISION = 0.95
@@ -186,19 +194,68 @@ def probability(model: dict[str, Any], x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(z @ np.array(model["weights"]) + model["bias"])))
 
 
-def choose_threshold(p: np.ndarray, y: np.ndarray) -> float:
-    """The highest threshold whose false abstentions stay within MAX_FALSE_ABSTAIN."""
-    best = 0.05
-    for t in np.arange(0.05, 0.951, 0.01):
-        if ((p < t) & (y == 1)).sum() / max((y == 1).sum(), 1) <= MAX_FALSE_ABSTAIN:
-            best = float(t)
-    return round(best, 2)
+GRID = np.round(np.arange(0.01, 0.951, 0.01), 2)
 
 
-def abstention_rates(p: np.ndarray, y: np.ndarray, t: float) -> dict[str, float]:
+def choose_thresholds(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The "covered", "close" and "far" thresholds (see MAX_FALSE_ABSTAIN above) for these probabilities
+    of the answerable (y = 1) and off-topic (y = 0) questions."""
+    answerable, offtopic = p[y == 1], p[y == 0]
+
+    def below(group: np.ndarray, t: float) -> float:
+        return float((group < t).mean()) if len(group) else 0.0
+
+    covered = max((t for t in GRID if below(answerable, t) <= MAX_FALSE_ABSTAIN), default=GRID[0])
+    close = min((t for t in GRID if below(offtopic, t) >= MIN_OFFTOPIC_REFUSED), default=covered)
+    close = min(close, covered)
+    far = max((t for t in GRID if t <= close and below(answerable, t) <= MAX_FAR_ANSWERABLE), default=0.0)
+    return {"covered": float(covered), "close": float(close), "far": float(far)}
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """Each question's probability from the model fitted on the other folds."""
+    fold = np.array(folds(len(y), seed))
+    p = np.zeros(len(y))
+    for k in range(FOLDS):
+        p[fold == k] = probability(fit_logistic(x[fold != k], y[fold != k]), x[fold == k])
+    return p
+
+
+def cv_abstention(
+    x: np.ndarray, y: np.ndarray, choose_on: np.ndarray, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nested 5-fold cross-validation: each fold's thresholds are read off out-of-fold probabilities of
+    the other four (as the final ones are off all five; only the questions `choose_on` marks count),
+    then applied to the held-out fold. Returns the out-of-fold probabilities and each question's
+    held-out decision (2 covered, 1 close, 0 not covered, -1 not covered and far off-topic)."""
+    fold = np.array(folds(len(y), seed))
+    p = np.zeros(len(y))
+    decided = np.zeros(len(y), dtype=int)
+    for k in range(FOLDS):
+        train, test = fold != k, fold == k
+        inner = out_of_fold(x[train], y[train], seed + 1)
+        t = choose_thresholds(inner[choose_on[train]], y[train][choose_on[train]])
+        p[test] = probability(fit_logistic(x[train], y[train]), x[test])
+        decided[test] = np.select(
+            [p[test] >= t["covered"], p[test] >= t["close"], p[test] >= t["far"]], [2, 1, 0], -1
+        )
+    return p, decided
+
+
+def coverage_rates(decided: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """How the answerable (y = 1) and the off-topic (y = 0) questions fare: not covered (an abstention),
+    a close call, and (off-topic) far off-topic; the names `aisafety-bot eval --json` uses."""
+
+    def share(values: tuple[int, ...], label: int) -> float:
+        group = decided[y == label]
+        return round(float(np.isin(group, values).mean()), 3) if len(group) else 0.0
+
     return {
-        "abstained_offtopic": round(float(((p < t) & (y == 0)).sum() / max((y == 0).sum(), 1)), 3),
-        "false_abstain": round(float(((p < t) & (y == 1)).sum() / max((y == 1).sum(), 1)), 3),
+        "false_abstain": share((0, -1), 1),
+        "close_answerable": share((1,), 1),
+        "abstained_offtopic": share((0, -1), 0),
+        "close_offtopic": share((1,), 0),
+        "far_offtopic": share((-1,), 0),
     }
 
 
@@ -235,7 +292,10 @@ def main() -> int:
 
     answerable = load_eval(DATA / "ontopic.jsonl") + load_eval(DATA / "jargon.jsonl")
     offtopic = load_eval(DATA / "offtopic.jsonl")
-    items = answerable + offtopic
+    # Near misses: terse, slangy or indirect questions the library answers, the kind a single threshold
+    # turned away. The abstention model learns from them too; the thresholds are chosen on the sets above.
+    nearmiss = load_eval(DATA / "nearmiss.jsonl")
+    items = answerable + offtopic + nearmiss
     vectors = embed_questions(embedder, [searchable(i.question) or i.question for i in items])
     rankings = [store.rankings(v, limit=CANDIDATES) for v in vectors]
     out: dict[str, Any] = {"model": MODEL}
@@ -271,28 +331,27 @@ def main() -> int:
     ]
     x = np.array([rescoring.topic_features(f) for f in found])
     y = np.array([1.0 if i.relevant else 0.0 for i in items])
-    fold = folds(len(items), seed=1)
-    p = np.zeros(len(items))
-    thresholds = []
-    for k in range(FOLDS):
-        train = np.array(fold) != k
-        model = fit_logistic(x[train], y[train])
-        thresholds.append(choose_threshold(probability(model, x[train]), y[train]))
-        p[~train] = probability(model, x[~train])
-    cv_rates = [
-        abstention_rates(p[np.array(fold) == k], y[np.array(fold) == k], thresholds[k]) for k in range(FOLDS)
-    ]
+    base = np.arange(len(items)) < len(answerable) + len(offtopic)  # the goal's sets: no near misses
+    p, decided = cv_abstention(x, y, base)
     abstain = fit_logistic(x, y)
-    # The threshold is read off the out-of-fold probabilities: in-sample ones flatter the fit.
-    abstain["threshold"] = choose_threshold(p, y)
+    # The thresholds are read off the out-of-fold probabilities: in-sample ones flatter the fit.
+    abstain.update(choose_thresholds(p[base], y[base]))
     out["abstention"] = abstain
-    mean_rates = {key: round(sum(r[key] for r in cv_rates) / FOLDS, 3) for key in cv_rates[0]}
+    mean_rates = coverage_rates(decided[base], y[base])
     print(
-        f"abstention, {len(answerable)} answerable + {len(offtopic)} off-topic, {FOLDS}-fold CV: {mean_rates}"
+        f"abstention, {len(answerable)} answerable + {len(offtopic)} off-topic + {len(nearmiss)} near misses:"
+        f" thresholds covered {abstain['covered']}, close {abstain['close']}, far {abstain['far']}\n"
+        f"  {FOLDS}-fold CV (nested), on-topic + jargon + off-topic: {mean_rates}\n"
+        f"  {FOLDS}-fold CV (nested), near misses: {coverage_rates(decided[~base], y[~base])}"
     )
 
     # Written answer first: the top article's title cosine, where that article is from aisafety.info.
-    top = [(f[0], i) for f, i in zip(found, items, strict=True) if f and f[0].source == "aisafety.info"]
+    # (On the on-topic, jargon and off-topic sets only, as before the near misses came.)
+    top = [
+        (f[0], i)
+        for f, i, b in zip(found, items, base, strict=True)
+        if b and f and f[0].source == "aisafety.info"
+    ]
     tx = np.array([t.title_score for t, _ in top])
     good = np.array([t.article_id in i.relevant for t, i in top])
     fold = folds(len(top), seed=2)

@@ -30,7 +30,7 @@ THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(10)]
 
 
 def scores(items: list[EvalItem], vectors: dict, threshold: float) -> tuple[float, float, float]:
-    clusters = group_questions([i.question for i in items], vectors, threshold=threshold, members=True)
+    clusters = group_questions([i.question for i in items], vectors, topic=threshold, members=True)
     where = {q: n for n, g in enumerate(clusters) for q in g["members"]}
     tp = fp = fn = 0
     for a, b in itertools.combinations(items, 2):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,8 +273,26 @@ class Settings(BaseSettings):
     @field_validator("embedding_model_path")
     @classmethod
     def _model_folder(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_dir():
+        """A folder holding a model as fastembed's `specific_model_path` reads it: an .onnx file (at the
+        top or one folder down, as `onnx/model.onnx`) and `tokenizer.json`. Checked here, so a folder
+        without them is a bad setting (exit status 2), not a failure to load the model later."""
+        if value is None:
+            return None
+        if not value.is_dir():
             raise ValueError(f"{value} is not a folder; point it at a folder holding model.onnx")
+        missing = [
+            name
+            for name, found in (
+                (".onnx model file", any(value.glob("*.onnx")) or any(value.glob("*/*.onnx"))),
+                ("tokenizer.json", (value / "tokenizer.json").is_file()),
+            )
+            if not found
+        ]
+        if missing:
+            raise ValueError(
+                f"{value} holds no {' and no '.join(missing)}; point it at the folder holding the model's "
+                "model.onnx and tokenizer files"
+            )
         return value
 
     @field_validator("sources")
@@ -454,8 +473,23 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
-            lines.append(f"  {name}: {err['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid settings (environment variables or .env):\n" + "\n".join(lines)) from None
+        raise ConfigError(settings_message(exc)) from None
+    except UnicodeDecodeError as exc:  # the only text read here besides the environment: .env
+        raise ConfigError(
+            f"{Path.cwd() / '.env'} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+        ) from None
+
+
+def settings_message(exc: ValidationError) -> str:
+    """One line for every mistake: `NAME: what to change`, without pydantic's own prefixes ("Value
+    error, "), joined by "; ". A check of several settings together names them in its message."""
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]).upper()
+        text = " ".join(_PYDANTIC_PREFIX.sub("", err["msg"]).split())
+        parts.append(f"{name}: {text}" if name else text)
+    return "; ".join(parts) + " (in the environment or .env)"
+
+
+# What pydantic puts in front of a validator's own message.
+_PYDANTIC_PREFIX = re.compile(r"^(Value error|Assertion failed), ")

@@ -8,8 +8,9 @@ through four stages, each a method with a small frozen result:
   translated). -> `Understood`
 - retrieve: the search within the deadline, the passages for the prompt and the spare ones, and the
   answer aisafety.info's editors wrote, if one fits. -> `Prepared`
-- decide: abstain, English only, retrieval-only (no model, or its budget used up), or the model.
-  -> `Decision`
+- decide: how well the library covers the question (covered, a close call, not covered; see
+  `Coverage`), then abstain, English only, retrieval-only (no model, or its budget used up), or the
+  model. -> `Decision`
 - compose: the reply for that decision. The model's is streamed, its links and citations checked,
   and it falls back to the articles if the model fails.
 """
@@ -17,18 +18,19 @@ through four stages, each a method with a small frozen result:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from bot import prompts
+from bot import followup, prompts
 from bot.errors import LLMError, RetrievalError
-from bot.gate import searchable
+from bot.gate import find_instructions, searchable
 from bot.language import looks_english
 from bot.llm import LLM, Message, Usage
-from bot.models import Answer, Question, Source, Turn
+from bot.models import Answer, Coverage, Question, Source, Turn
 from bot.observability import Observer
 from bot.ports import Budget
 from retrieval import rescoring
@@ -48,17 +50,45 @@ USAGE_HINT = (
     "Ask me a question about AI safety or alignment, for example: *What is the orthogonality thesis?*"
 )
 
+# Why an answer is retrieval-only, for the operator's log: each names the setting to change.
+NO_KEY = "ANTHROPIC_API_KEY is not set; set it to have the language model write the answers"
+_LLM_HINTS = {
+    "timeout": "LLM_TIMEOUT_S sets how long to wait",
+    "connection": "check ANTHROPIC_BASE_URL and the network",
+    "rate-limited": "the Anthropic account's rate limit; LLM_MAX_RETRIES sets the retries",
+}
+
+
+def budget_spent(day: dt.date) -> str:
+    return (
+        f"the DAILY_TOKEN_BUDGET of {day.isoformat()} (UTC) is used up; answers have the model's words "
+        "again tomorrow, or raise DAILY_TOKEN_BUDGET (0: no budget)"
+    )
+
+
+def llm_failed(exc: LLMError | None, deadline_s: float) -> str:
+    """The model's failure as the operator reads it; `exc` None: the answer's deadline passed."""
+    if exc is None:
+        return f"the language model did not finish within ANSWER_DEADLINE_S ({deadline_s:g} s)"
+    hint = _LLM_HINTS.get(exc.kind, "")
+    return f"the language model failed ({exc})" + (f"; {hint}" if hint else "")
+
+
 # abstain: the library does not cover the question. english-only: it could not be searched at all.
 # retrieval-only: the articles without the model's words. llm: the model answers from the articles.
 Outcome = Literal["abstain", "english-only", "retrieval-only", "llm"]
 
 
 def heuristic_query(question: str, history: Sequence[Turn]) -> str:
-    """Without an LLM, a follow-up is searched together with the previous question of the conversation."""
-    previous = [t.text for t in history if t.role == "user"]
-    if not previous:
-        return question
-    return f"{previous[-1]} {question}"
+    """Without an LLM, a message that leans on the conversation ("why would it do that?") is searched
+    together with the previous question; one that stands alone (a new topic) is searched alone."""
+    return followup.thread_query(question, [t.text for t in history if t.role == "user"])
+
+
+def own_question(question: str, history: Sequence[Turn]) -> bool:
+    """The member's message says on its own what they ask: there is no earlier question, or it does
+    not lean on one. Only then may the reply lead with a written answer matched to the search."""
+    return not any(t.role == "user" for t in history) or not followup.depends_on_thread(question)
 
 
 @dataclass(frozen=True)
@@ -68,6 +98,7 @@ class Understood:
     text: str  # the question, stripped
     history: tuple[Turn, ...] = ()  # the recent turns that fit the token budget
     query: str = ""  # a self-contained English search query
+    own: bool = True  # the question stands on its own (no earlier turn it leans on): see own_question
     reply: Answer | None = None  # nothing to search: empty, too long, or only instructions to the bot
 
 
@@ -99,7 +130,22 @@ class Decision:
     outcome: Outcome
     prepared: Prepared
     reason: str = ""  # retrieval-only: why the model's words are missing
-    nearest: tuple[Source, ...] = ()  # abstain, english-only: the closest articles, to read next
+    nearest: tuple[Source, ...] = ()  # abstain: the closest articles, to read next (none when far off-topic)
+    # covered: the articles answer it. close: a close call, answered from the closest articles with a
+    # plain word on what they do not cover (outcome llm or retrieval-only). not_covered: abstain or
+    # english-only. See `AnswerCore.judge`.
+    coverage: Coverage = "covered"
+    offtopic: bool = False  # not covered, and far from every article: an off-topic request
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """How well the library covers a searched question (`AnswerCore.judge`)."""
+
+    coverage: Coverage
+    offtopic: bool = False  # only with not_covered: far off-topic (no nearest articles worth listing)
+    # only with not_covered: in another language with no model to translate it, so not really searched
+    english_only: bool = False
 
 
 class AnswerCore:
@@ -114,7 +160,7 @@ class AnswerCore:
         max_tokens: int = 1024,
         max_question_chars: int = 4000,
         deadline_s: float = 90.0,
-        llm_unavailable_reason: str = "no ANTHROPIC_API_KEY is set",
+        llm_unavailable_reason: str = NO_KEY,
         observer: Observer | None = None,
         budget: Budget | None = None,
     ):
@@ -129,10 +175,16 @@ class AnswerCore:
         self.llm_unavailable_reason = llm_unavailable_reason
         self.observer = observer or Observer()
         self.budget = budget
+        self._told: set[str] = set()  # the operator's reasons for retrieval-only answers, logged once
         if llm is None:
-            _log.warning(
-                "no language model configured (%s): answers are retrieval-only", llm_unavailable_reason
-            )
+            self.tell_operator(llm_unavailable_reason)
+
+    def tell_operator(self, reason: str) -> None:
+        """Why answers are retrieval-only, naming the setting to change: in the log, once per process
+        and reason. Members read a label written for them (prompts.retrieval_only_text)."""
+        if reason not in self._told:
+            self._told.add(reason)
+            _log.warning("retrieval-only answers: %s", reason)
 
     async def aclose(self) -> None:
         """Close the LLM client's connections."""
@@ -175,22 +227,32 @@ class AnswerCore:
         never searched; any other gets its trimmed history and its search query."""
         text = question.text.strip()
         if not text:
-            return Understood(text, reply=Answer(USAGE_HINT, (), "abstain"))
+            # Nothing was asked: not covered, and nothing to write an article about.
+            return Understood(
+                text, reply=Answer(USAGE_HINT, (), "abstain", coverage="not_covered", offtopic=True)
+            )
         if len(text) > self.max_question_chars:
             # Nothing this long is searched or sent to the model: a pasted document, a log, or an attempt
             # to crowd the instructions out of the prompt. The member is told how to ask instead.
-            reply = Answer(TOO_LONG.format(length=len(text), limit=self.max_question_chars), (), "abstain")
+            reply = Answer(
+                TOO_LONG.format(length=len(text), limit=self.max_question_chars),
+                (),
+                "abstain",
+                coverage="not_covered",
+            )
             return Understood(text, reply=reply)
         if self.declines(question):
             _log.info("declined a message of instructions to the bot, with no question in it")
-            return Understood(text, reply=Answer(prompts.abstain_text(()), (), "abstain"))
+            declined = Answer(prompts.abstain_text(()), (), "abstain", coverage="not_covered", offtopic=True)
+            return Understood(text, reply=declined)
         return await self._to_search(question)
 
     async def _to_search(self, question: Question) -> Understood:
         """The trimmed history and the search query, with no check of the question first."""
         history = prompts.trim_history(question.history, self.history_token_budget)
         query = await self.search_query(question, history)
-        return Understood(question.text.strip(), history, query)
+        own = own_question(searchable(question.text) or question.text, history)
+        return Understood(question.text.strip(), history, query, own=own)
 
     def declines(self, question: Question) -> bool:
         """Nothing but instructions aimed at the bot: no question to search, nothing for the model."""
@@ -229,7 +291,9 @@ class AnswerCore:
         and the written answer among them, if there is one."""
         found = await self.retrieve(understood.query)
         passages, spare = found[: self.top_k], found[self.top_k :]
-        written = rescoring.written_answer(passages)
+        # The banner names aisafety.info's question as the member's: never for a search that the
+        # thread's earlier question was glued to (or that a follow-up was condensed into).
+        written = rescoring.written_answer(passages) if understood.own else None
         prompt = prompts.user_message(
             understood.text, passages, understood.history, written=written is not None
         )
@@ -249,29 +313,63 @@ class AnswerCore:
     async def decide(
         self, understood: Understood, prepared: Prepared, *, found: list[Answer] | None = None
     ) -> Decision:
-        """What to reply with. A covered question's articles go into `found` at once, before the budget
-        is asked, so that an answer cut short from here on still has them."""
-        if self.should_abstain(prepared.passages):
-            nearest = tuple(_as_source(i, p) for i, p in enumerate(prepared.passages[:READ_NEXT], start=1))
-            if self.llm is None and not looks_english(understood.text):
-                # Not "the articles don't cover that": the question could not be searched at all.
-                return Decision("english-only", prepared, nearest=nearest)
-            return Decision("abstain", prepared, nearest=nearest)
+        """What to reply with. A question the library covers, or comes close to (a close call), is
+        answered: its articles go into `found` at once, before the budget is asked, so that an answer
+        cut short from here on still has them. One it does not cover is abstained on, with the nearest
+        articles unless it is far off-topic; without a language model, a question in another language
+        that the articles do not plainly cover could not really be searched: english-only, no articles."""
+        judged = self.judge(understood.text, prepared.passages)
+        coverage = judged.coverage
+        if judged.english_only:
+            # Not "the articles don't cover that": the question could not be searched at all, so the
+            # articles found for its words are no guide either.
+            return Decision("english-only", prepared, coverage="not_covered")
+        if coverage == "not_covered":
+            nearest: tuple[Source, ...] = ()
+            if not judged.offtopic:
+                nearest = tuple(
+                    _as_source(i, p) for i, p in enumerate(prepared.passages[:READ_NEXT], start=1)
+                )
+            return Decision(
+                "abstain", prepared, nearest=nearest, coverage="not_covered", offtopic=judged.offtopic
+            )
         if found is not None:
-            found.append(_offer(prepared, "the answer was cut short."))
+            found.append(_offer(prepared, coverage))
         if self.llm is None:
-            return Decision("retrieval-only", prepared, reason=self.llm_unavailable_reason)
+            return Decision("retrieval-only", prepared, reason=self.llm_unavailable_reason, coverage=coverage)
         if self.budget is not None and await self.budget.exhausted():
-            reason = "today's language-model budget is used up, so I'm answering from the articles only."
-            return Decision("retrieval-only", prepared, reason=reason)
-        return Decision("llm", prepared)
+            reason = budget_spent(dt.datetime.now(dt.UTC).date())
+            return Decision("retrieval-only", prepared, reason=reason, coverage=coverage)
+        return Decision("llm", prepared, coverage=coverage)
 
-    def should_abstain(self, passages: Sequence[Passage]) -> bool:
-        """The library does not cover the question: the calibrated decision over the articles' dense,
-        title, lead and BM25 evidence, or, with ABSTAIN_BELOW set, the best dense cosine below it."""
+    def judge(self, text: str, passages: Sequence[Passage]) -> Judgement:
+        """How well the library covers the question (`text`, as asked) with these articles found for it:
+
+        - covered: the calibrated abstention model is sure the articles answer it;
+        - close: a close call, below that but within the close band (`retrieval.rescoring.judge`): the
+          reply gives the closest articles and says plainly what they do not cover;
+        - not_covered: below the close band; `offtopic` when well below it too (far from every article).
+
+        A message that carried instructions to the bot is never a close call: only a question the
+        articles plainly cover reaches the model with them. Without a language model, a question in
+        another language that is not plainly covered is not_covered and `english_only` (its words were
+        searched untranslated). With ABSTAIN_BELOW set, the best dense cosine decides between covered
+        and not covered alone (no close band)."""
         if self.abstain_below is not None:
-            return not passages or max(p.dense_score for p in passages) < self.abstain_below
-        return not rescoring.covered(passages)
+            below = not passages or max(p.dense_score for p in passages) < self.abstain_below
+            judged = Judgement("not_covered") if below else Judgement("covered")
+        else:
+            topic = rescoring.judge(passages)
+            judged = Judgement(topic.coverage, topic.far)
+            if topic.coverage == "close" and find_instructions(text):
+                judged = Judgement("not_covered")
+        if judged.coverage != "covered" and self.llm is None and not looks_english(text):
+            return Judgement("not_covered", english_only=True)
+        return judged
+
+    def should_abstain(self, passages: Sequence[Passage], text: str = "") -> bool:
+        """The library does not cover the question (`judge` says not_covered): no close call either."""
+        return self.judge(text, passages).coverage == "not_covered"
 
     # Compose
 
@@ -286,10 +384,19 @@ class AnswerCore:
                 if decision.outcome == "abstain"
                 else prompts.ENGLISH_ONLY_TEXT
             )
-            yield Answer(text, (), "abstain", read_next=decision.nearest, search_query=query)
+            yield Answer(
+                text,
+                (),
+                "abstain",
+                read_next=decision.nearest,
+                search_query=query,
+                coverage="not_covered",
+                offtopic=decision.offtopic,
+            )
             return
+        coverage = decision.coverage
         if decision.outcome == "retrieval-only":
-            yield await self._retrieval_only(prepared, decision.reason)
+            yield await self._retrieval_only(prepared, decision.reason, coverage=coverage)
             return
 
         llm = self.llm
@@ -305,7 +412,7 @@ class AnswerCore:
             async with asyncio.timeout(remaining):
                 async for delta in llm.stream(
                     system=prompts.SYSTEM_PROMPT,
-                    messages=[Message("user", prepared.prompt)],
+                    messages=[Message("user", prompts.with_coverage_note(prepared.prompt, coverage))],
                     max_tokens=self.max_tokens,
                     usage=usage,
                 ):
@@ -313,11 +420,14 @@ class AnswerCore:
                     yield delta
         except (LLMError, TimeoutError) as exc:
             kind = exc.kind if isinstance(exc, LLMError) else "deadline"
-            _log.warning("LLM failed (%s); answering from retrieval only", kind)
+            _log.info("LLM failed (%s); answering from retrieval only", kind)
             await self._count_tokens(usage)
             self.observer.llm_failed(kind)
             yield await self._retrieval_only(
-                prepared, "the language model is unavailable right now.", interrupted=bool(parts)
+                prepared,
+                llm_failed(exc if isinstance(exc, LLMError) else None, self.deadline_s),
+                interrupted=bool(parts),
+                coverage=coverage,
             )
             return
 
@@ -326,7 +436,9 @@ class AnswerCore:
         text = prompts.unmask_links("".join(parts), library)
         cleaned, sources = prompts.renumber_citations(text, passages, keep_first=prepared.written is not None)
         if not cleaned:
-            yield await self._retrieval_only(prepared, "the language model gave an empty answer.")
+            yield await self._retrieval_only(
+                prepared, "the language model gave an empty answer", coverage=coverage
+            )
             return
         read_next = await self._read_next(sources, passages + spare)
         yield Answer(
@@ -337,6 +449,7 @@ class AnswerCore:
             search_query=query,
             usage={"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
             written_answer=prepared.written_id,
+            coverage=coverage,
         )
 
     async def _count_tokens(self, usage: Usage) -> None:
@@ -344,8 +457,11 @@ class AnswerCore:
             await self.budget.spend(usage.input_tokens + usage.output_tokens)
         self.observer.llm_tokens(usage.input_tokens, usage.output_tokens)
 
-    async def _retrieval_only(self, prepared: Prepared, reason: str, *, interrupted: bool = False) -> Answer:
-        offer = _offer(prepared, reason)
+    async def _retrieval_only(
+        self, prepared: Prepared, reason: str, *, interrupted: bool = False, coverage: Coverage = "covered"
+    ) -> Answer:
+        self.tell_operator(reason)
+        offer = _offer(prepared, coverage)
         read_next = await self._read_next(offer.sources, prepared.passages + prepared.spare)
         notice = "The answer was cut off; here is what the articles say instead." if interrupted else ""
         return replace(offer, read_next=read_next, notice=notice, search_query=prepared.query)
@@ -391,12 +507,15 @@ def _timed(item: str | Answer, started: float, timings: dict[str, float]) -> str
     return item
 
 
-def _offer(prepared: Prepared, reason: str) -> Answer:
+def _offer(prepared: Prepared, coverage: Coverage = "covered") -> Answer:
     """The retrieval-only answer: the passages found, numbered, with a short excerpt each; led by the
-    answer aisafety.info's editors wrote, when the question is essentially one of theirs."""
+    answer aisafety.info's editors wrote, when the question is essentially one of theirs. A close call
+    offers them as the closest the library has, which may help (`prompts.close_call_text`)."""
     sources = tuple(_as_source(i, p) for i, p in enumerate(prepared.passages, start=1))
-    text = prepared.lead + prompts.retrieval_only_text(sources, reason)
-    return Answer(text, sources, "retrieval-only", written_answer=prepared.written_id)
+    body = prompts.close_call_text(sources) if coverage == "close" else prompts.retrieval_only_text(sources)
+    return Answer(
+        prepared.lead + body, sources, "retrieval-only", written_answer=prepared.written_id, coverage=coverage
+    )
 
 
 def _as_source(n: int, p: Passage) -> Source:

@@ -27,7 +27,8 @@ class EvalItem:
 
 
 def load_eval(path: Path) -> list[EvalItem]:
-    """`{"q", "relevant", "kind"?}` lines, or two-turn `{"turns": [...], "relevant"}` follow-ups."""
+    """`{"q", "relevant", "kind"?}` lines, or conversations `{"turns": [...], "relevant", "kind"?}` whose
+    last turn is asked after the others (kind "followup" unless the row says, e.g. "topic_change")."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -48,13 +49,18 @@ def load_eval(path: Path) -> list[EvalItem]:
                 raise KeyError("relevant")
             if "turns" in row:
                 turns = [str(t) for t in row["turns"]]
+                if not turns:
+                    raise ValueError('"turns" is empty')
                 history = tuple(Turn("user", t) for t in turns[:-1])
-                items.append(EvalItem(turns[-1], history, frozenset(row["relevant"]), "followup"))
+                kind = str(row.get("kind") or "followup")  # "topic_change": a new topic asked in a thread
+                items.append(EvalItem(turns[-1], history, frozenset(row["relevant"]), kind))
             else:
                 kind = row.get("kind") or ("offtopic" if not row["relevant"] else "")
                 items.append(EvalItem(str(row["q"]), (), frozenset(row["relevant"]), kind))
         except json.JSONDecodeError as exc:
-            raise EvalFileError(f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+            raise EvalFileError(
+                f"{path}:{number}: not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
+            ) from None
         except KeyError as exc:
             raise EvalFileError(
                 f'{path}:{number}: missing {exc} (each line needs "q" or "turns", and "relevant": a list of ids)'
@@ -75,6 +81,8 @@ class _Tally:
     offtopic: int = 0
     abstained_offtopic: int = 0
     false_abstain: int = 0
+    close_answerable: int = 0
+    close_offtopic: int = 0
     total: int = 0
 
     def result(self) -> dict[str, Any]:
@@ -88,11 +96,15 @@ class _Tally:
             "offtopic": self.offtopic,
             "abstained_offtopic": round(self.abstained_offtopic / o, 4) if self.offtopic else None,
             "false_abstain": round(self.false_abstain / a, 4) if self.answerable else None,
+            "close_answerable": round(self.close_answerable / a, 4) if self.answerable else None,
+            "close_offtopic": round(self.close_offtopic / o, 4) if self.offtopic else None,
         }
 
 
 async def evaluate(core: AnswerCore, items: list[EvalItem], *, k: int = 5) -> dict[str, Any]:
-    """Hit rate@k and MRR over distinct articles; abstention on off-topic items and false abstentions."""
+    """Hit rate@k and MRR over distinct articles, and how the core judges each question's coverage
+    (`AnswerCore.judge`, the gate first): `false_abstain` (answerable) and `abstained_offtopic` count the
+    not_covered ones, `close_answerable` and `close_offtopic` the close calls."""
     overall = _Tally()
     by_kind: dict[str, _Tally] = defaultdict(_Tally)
     for item in items:
@@ -100,7 +112,12 @@ async def evaluate(core: AnswerCore, items: list[EvalItem], *, k: int = 5) -> di
         query = await core.search_query(question, item.history)
         found = await core.retriever.search(query, k=max(k, core.top_k))
         ranked = [p.article_id for p in found[:k]]
-        abstains = core.declines(question) or core.should_abstain(found[: core.top_k])
+        coverage = (
+            "not_covered"
+            if core.declines(question)
+            else core.judge(item.question, found[: core.top_k]).coverage
+        )
+        abstains, close = coverage == "not_covered", coverage == "close"
         for tally in (overall, by_kind[item.kind or "all"]):
             tally.total += 1
             if item.relevant:
@@ -111,9 +128,11 @@ async def evaluate(core: AnswerCore, items: list[EvalItem], *, k: int = 5) -> di
                     tally.rr += 1.0 / rank
                     tally.hits_at_1 += rank == 1
                 tally.false_abstain += abstains
+                tally.close_answerable += close
             else:
                 tally.offtopic += 1
                 tally.abstained_offtopic += abstains
+                tally.close_offtopic += close
     result = {"k": k, **overall.result()}
     result["by_kind"] = {kind: t.result() for kind, t in sorted(by_kind.items())}
     return result
@@ -124,6 +143,7 @@ def format_table(result: dict[str, Any]) -> str:
         return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
 
     cols = ["questions", "hit_rate", "hit_at_1", "mrr", "offtopic", "abstained_offtopic", "false_abstain"]
+    cols += ["close_answerable", "close_offtopic"]
     header = ["kind"] + [c if c != "hit_rate" else f"hit@{result['k']}" for c in cols]
     rows = [["all"] + [cell(result[c]) for c in cols]]
     for kind, r in result.get("by_kind", {}).items():

@@ -56,13 +56,18 @@ class Answer:
     usage: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: retrieval, first_token, done
     written_answer: str = ""  # the id of the aisafety.info article the reply leads with, if any
+    # covered: the articles answer it; close: a close call, answered with the closest articles and a plain
+    # word on what they do not cover (mode llm or retrieval-only); not_covered: every abstain reply.
     coverage: Coverage = "covered"
-    offtopic: bool = False  # declined by the gate, or far from every article (kept out of "to write")
+    # Declined by the gate (instructions to the bot), an empty message, or not covered and far from every
+    # article: an off-topic request, not a topic the library lacks (kept out of "to write").
+    offtopic: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
             "answer": self.text,
             "mode": self.mode,
+            "coverage": self.coverage,
             "sources": [{"n": s.n, "id": s.id, "title": s.title, "url": s.url} for s in self.sources],
             "read_next": [{"id": s.id, "title": s.title, "url": s.url} for s in self.read_next],
             "written_answer": self.written_answer or None,

@@ -67,20 +67,25 @@ class Observer:
         self, platform: str, question: Question, answer: Answer | None, *, first_sign_s: float | None = None
     ) -> None:
         outcome = answer.mode if answer is not None else "error"
+        coverage = answer.coverage if answer is not None and answer.mode != "error" else "-"
         timings = answer.timings if answer is not None else {}
         usage = answer.usage if answer is not None else {}
         if self.metrics is not None:
             self.metrics.questions.labels(platform, outcome).inc()
+            counter = getattr(self.metrics, "coverage", None)  # optional on the port, like the others below
+            if counter is not None and answer is not None and answer.mode != "error":
+                counter.labels(answer.coverage).inc()
             if first_sign_s is not None:
                 self.metrics.answer_latency.labels("first_sign").observe(first_sign_s)
             for stage in ("first_token", "done"):
                 if stage in timings:
                     self.metrics.answer_latency.labels(stage).observe(timings[stage])
         _log.info(
-            "answered id=%s platform=%s outcome=%s first_sign_ms=%s first_token_ms=%s total_ms=%s tokens_in=%d tokens_out=%d",
+            "answered id=%s platform=%s outcome=%s coverage=%s first_sign_ms=%s first_token_ms=%s total_ms=%s tokens_in=%d tokens_out=%d",
             question.id,
             platform,
             outcome,
+            coverage,
             _ms(first_sign_s),
             _ms(timings.get("first_token")),
             _ms(timings.get("done")),
@@ -91,6 +96,7 @@ class Observer:
                 "question_id": question.id,
                 "platform": platform,
                 "outcome": outcome,
+                "coverage": coverage,
                 "first_sign_ms": _ms(first_sign_s),
                 "first_token_ms": _ms(timings.get("first_token")),
                 "total_ms": _ms(timings.get("done")),

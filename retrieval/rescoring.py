@@ -10,7 +10,8 @@ with cross-validation (`benchmarks/calibrate.py`, weights in `calibration.json`)
 
 The same evidence decides whether the library covers a question at all: a logistic model over the best
 dense, title, lead and BM25 scores among the articles found (`on_topic`), calibrated on the project's
-own on-topic, jargon and off-topic sets.
+own on-topic, jargon and off-topic sets (and near misses), read with three thresholds (`judge`):
+covered, a close call, not covered, and, well below, far off-topic.
 """
 
 from __future__ import annotations
@@ -277,9 +278,43 @@ def on_topic(found: Sequence[Passage], model: Mapping[str, Any] | None = None) -
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
+# How well the library covers a question (the same values as `bot.models.Coverage`).
+Coverage = Literal["covered", "close", "not_covered"]
+
+
+@dataclass(frozen=True)
+class Topic:
+    """The abstention model's reading of a question, from the articles found for it.
+
+    - `covered`: `probability` at or above the calibrated "covered" threshold: the articles answer it.
+    - `close`: between the "close" and "covered" thresholds: a close call. The articles come near and
+      may help; the reply says plainly what they do not cover.
+    - `not_covered`: below "close": the library does not cover it.
+    `far` (only ever with `not_covered`): below the "far" threshold too, well below the close band: far
+    from every article, an off-topic request rather than a topic the library lacks, so no nearest
+    articles are worth listing and it is no candidate for a new article."""
+
+    coverage: Coverage
+    probability: float
+    far: bool = False
+
+
+def judge(found: Sequence[Passage], model: Mapping[str, Any] | None = None) -> Topic:
+    """Covered, a close call or not covered, from the calibrated thresholds of the abstention model."""
+    model = model or calibration()["abstention"]
+    if not found:
+        return Topic("not_covered", 0.0, far=True)
+    p = on_topic(found, model)
+    if p >= float(model["covered"]):
+        return Topic("covered", p)
+    if p >= float(model["close"]):
+        return Topic("close", p)
+    return Topic("not_covered", p, far=p < float(model["far"]))
+
+
 def covered(found: Sequence[Passage]) -> bool:
-    model = calibration()["abstention"]
-    return bool(found) and on_topic(found, model) >= float(model["threshold"])
+    """The library covers the question outright (not a close call)."""
+    return judge(found).coverage == "covered"
 
 
 def written_answer(found: Sequence[Passage], source: str = "aisafety.info") -> Passage | None:

@@ -154,6 +154,13 @@ def _related_ids(record: dict[str, Any], source: str) -> tuple[str, ...]:
     return tuple(ids)
 
 
+def json_error(exc: json.JSONDecodeError) -> str:
+    """The decoder's message with its place: some of its messages end in "at", to be followed by one
+    ("Invalid control character at", "Unterminated string starting at")."""
+    at = "" if exc.msg.endswith(" at") else " at"
+    return f"{exc.msg}{at} column {exc.colno}"
+
+
 def read_ard_jsonl(lines: Iterable[str], *, origin: str) -> Iterator[Item]:
     """Records in the Alignment Research Dataset schema, one JSON object a line."""
     for number, line in enumerate(lines, start=1):
@@ -162,7 +169,7 @@ def read_ard_jsonl(lines: Iterable[str], *, origin: str) -> Iterator[Item]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield SkippedRecord(origin, number, f"malformed JSON ({exc.msg})")
+            yield SkippedRecord(origin, number, f"malformed JSON ({json_error(exc)})")
             continue
         if not isinstance(record, dict):
             yield SkippedRecord(origin, number, "not a JSON object")

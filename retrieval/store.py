@@ -211,6 +211,11 @@ class QdrantStore:
             return StoreError(missing)
         if isinstance(exc, UnexpectedResponse) and exc.status_code in (401, 403):
             detail = f"HTTP {exc.status_code}: the server refused the API key; check QDRANT_API_KEY"
+        if _unreachable(exc):
+            detail += (
+                "; start the Qdrant server (or check its address and port in QDRANT_URL), or unset QDRANT_URL "
+                "to use the embedded store"
+            )
         return StoreError(f"Qdrant at {where} (QDRANT_URL): {detail}")
 
     # -- collections and the alias -------------------------------------------------------------

@@ -4,10 +4,11 @@ sets). The same data as `report --format json`, for a chosen period: a chart of 
 outcome, the tables, and each table as CSV. Server-rendered HTML; the chart is drawn by uPlot, served from
 `service/static` (no CDN: communities self-host offline too).
 
-The one route that changes anything, `POST /admin/sync` (sync the article library now), also requires
-the request to come from the page itself: its `Origin` (or, without one, its `Referer`) must be the
-page's own origin (as the request reached the bot, or PUBLIC_URL's behind a proxy), so no other site can
-make a signed-in browser start a sync.
+The routes that change anything, `POST /admin/sync` (sync the article library now) and
+`POST /admin/written` (mark a topic of "questions to write" written), also require the request to come
+from the page itself: its `Origin` (or, without one, its `Referer`) must be the page's own origin (as the
+request reached the bot, or PUBLIC_URL's behind a proxy), so no other site can make a signed-in browser
+start a sync or mark a topic.
 
 A wrong token and a refused sync are counted (`aisafety_rejected_requests_total{reason}`) and summed up
 in one log line a minute, never a line each. The login cookie is `Secure` when the connection is TLS or
@@ -31,10 +32,19 @@ from aiohttp import web
 
 from bot.errors import BotError
 from retrieval.errors import LibraryError
-from service.feedback import SYNCED
+from service.feedback import MAX_STORED_CHARS, SYNCED
 from service.metrics import Metrics
 from service.rejections import Rejections
-from service.report import BY_COMMUNITY, OUTCOMES, TABLES, table_csv, utc
+from service.report import (
+    BY_COMMUNITY,
+    CLOSE_CALL,
+    NO_ANSWERS,
+    OUTCOMES,
+    SHOWN,
+    TABLES,
+    table_csv,
+    utc,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -70,10 +80,12 @@ TITLES = {
     "by_day": "Answers per day",
     "most_asked": "Most asked",
     "abstained": "Questions the library did not cover",
-    "to_write": "Questions to write (not covered or voted down, by topic)",
+    "offtopic": "Off-topic (declined, or far from every article: not for the library)",
+    "to_write": "Questions to write (not covered, close calls or voted down, by topic)",
+    "written": "Topics marked written",
     "downvoted": "Answers voted down",
-    "most_cited": "Articles cited most",
-    "never_cited": "Articles never cited",
+    "most_cited": "Articles cited most (every source shown)",
+    "never_cited": "Articles never cited (never shown as a source)",
     "library": "The library",
 }
 # What the page says after a sync it asked for (`?synced=<outcome>`); any other value shows nothing, so
@@ -82,12 +94,15 @@ SYNCED_NOTICES = {
     "changed": "The library was synced: the changes are listed below.",
     "unchanged": "The library was synced: nothing had changed.",
 }
+WRITTEN_NOTICE = 'The topic was marked written: it leaves "questions to write" until it is asked again.'
 
 # The report of the last `days` days: of one community, or (None) the operator's view of all of them.
 ReportSource = Callable[[float, str | None], Awaitable[dict[str, Any]]]
 # Syncs the article library now; answers a JSON-ready dict with at least "outcome" (one of
 # service.feedback.SYNC_OUTCOMES) and a "reason" when the sync was refused or failed.
 SyncLibrary = Callable[[], Awaitable[dict[str, Any]]]
+# Marks a topic written: (community, question); the next report leaves it out of "questions to write".
+MarkWritten = Callable[[str, str], Awaitable[None]]
 # `discord:<guild id>`, `slack:<team id>`, `dm`, `unassigned`
 _COMMUNITY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
@@ -105,12 +120,14 @@ def add_admin_routes(
     sync: SyncLibrary | None = None,
     public_url: str | None = None,
     metrics: Metrics | None = None,
+    mark_written: MarkWritten | None = None,
 ) -> None:
     """Serve the report page on `app`. `report(days, community)` builds the report for the last `days`
     days. The ADMIN_TOKEN holder is the operator: every community, or one with `?community=ID`. With
     `sync`, the page has a button that syncs the library now (`POST /admin/sync`). `public_url`
     (PUBLIC_URL): the address browsers reach the bot at, behind a proxy. `metrics`: where refused logins
-    are counted (without them, only the minute's log line)."""
+    are counted (without them, only the minute's log line). With `mark_written`, each topic of "questions
+    to write" has a button that marks it written (`POST /admin/written`)."""
     session = session_value(token)
     rejections = metrics.rejections if metrics is not None else Rejections()
     rejected = metrics.rejected if metrics is not None else rejections.note
@@ -169,8 +186,12 @@ def add_admin_routes(
         days, community = days_of(request), community_of(request)
         data = await built(days, community)
         notice = SYNCED_NOTICES.get(request.query.get("synced", ""), "")
+        if request.query.get("written") == "1":
+            notice = WRITTEN_NOTICE
         return web.Response(
-            text=render_page(data, days, can_sync=sync is not None, notice=notice),
+            text=render_page(
+                data, days, can_sync=sync is not None, notice=notice, can_mark=mark_written is not None
+            ),
             content_type="text/html",
             headers=HEADERS,
         )
@@ -200,6 +221,34 @@ def add_admin_routes(
         if outcome not in SYNCED:
             return _not_synced(_one_line(str(result.get("reason", "")) or outcome), days, community)
         back = {"days": f"{days:g}"} | ({"community": community} if community else {}) | {"synced": outcome}
+        return web.Response(status=303, headers={**HEADERS, "Location": "/admin/?" + urlencode(back)})
+
+    async def mark(request: web.Request) -> web.Response:
+        """Mark a topic written (the form's `community` and `question`), then back to the page (303)."""
+        assert mark_written is not None  # the route exists only with `mark_written`
+        if not authorised(request):
+            raise web.HTTPUnauthorized(text="sign in on /admin/ first", headers=HEADERS)
+        refused = _cross_origin(request, public_origin)
+        if refused:
+            rejected("cross_origin")
+            raise web.HTTPForbidden(text=refused, headers=HEADERS)
+        days, view = days_of(request), community_of(request)
+        form = await request.post()
+        where = str(form.get("community", ""))
+        question = " ".join(str(form.get("question", "")).split())
+        if not _COMMUNITY.match(where) or (view is not None and where != view):
+            raise web.HTTPBadRequest(text="community must be the topic's community id", headers=HEADERS)
+        if not question or len(question) > MAX_STORED_CHARS:
+            raise web.HTTPBadRequest(
+                text=f"question must be the topic's question (1 to {MAX_STORED_CHARS} characters)",
+                headers=HEADERS,
+            )
+        try:
+            await mark_written(where, question)
+        except Exception as exc:
+            _log.exception("marking a topic written from the report page failed")
+            return _not_done("The topic was not marked written", _reason(exc), days, view, status=503)
+        back = {"days": f"{days:g}"} | ({"community": view} if view else {}) | {"written": "1"}
         return web.Response(status=303, headers={**HEADERS, "Location": "/admin/?" + urlencode(back)})
 
     async def login(request: web.Request) -> web.Response:
@@ -265,6 +314,8 @@ def add_admin_routes(
     app.router.add_get("/admin/static/{name}", asset)
     if sync is not None:
         app.router.add_post("/admin/sync", sync_now)  # a GET is 405: nothing changes on a link
+    if mark_written is not None:
+        app.router.add_post("/admin/written", mark)
 
 
 async def _flushed(rejections: Rejections) -> None:
@@ -311,9 +362,15 @@ def _reason(exc: Exception) -> str:
 
 
 def _not_synced(reason: str, days: float, community: str | None, *, status: int = 200) -> web.Response:
+    return _not_done("The library was not synced", reason, days, community, status=status)
+
+
+def _not_done(
+    title: str, reason: str, days: float, community: str | None, *, status: int = 200
+) -> web.Response:
     body = _frame(
-        "The library was not synced",
-        f"""<main class="login"><h1>The library was not synced</h1>
+        title,
+        f"""<main class="login"><h1>{_e(title)}</h1>
 <p class="error">{_e(reason)}</p>
 <p><a href="/admin/?{_query(days, community)}">Back to the report</a></p></main>""",
     )
@@ -379,15 +436,21 @@ def _table(
     name: str, head: list[str], rows: list[list[str]], query: str, empty: str, *, lead: str = ""
 ) -> str:
     """A section with its table (or a line saying it is empty), under `lead` (HTML) when given."""
-    csv = f'<a class="csv" href="/admin/csv/{name}.csv?{query}" download>CSV</a>'
+    link = f"/admin/csv/{name}.csv?{query}"
+    csv = f'<a class="csv" href="{link}" download>CSV</a>'
     top = f'<section id="{name}"><h2>{_e(TITLES[name])} {csv}</h2>{lead}'
     if not rows:
         return f'{top}<p class="empty">{_e(empty)}</p></section>'
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows[:SHOWN])
+    more = (
+        f'<p class="more">{len(rows) - SHOWN} more in the <a href="{link}" download>CSV</a>.</p>'
+        if len(rows) > SHOWN
+        else ""
+    )
     return (
         f'{top}<div class="scroll"><table>'
-        f"<thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div></section>"
+        f"<thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div>{more}</section>"
     )
 
 
@@ -423,11 +486,32 @@ def _library(report: dict[str, Any], query: str, *, can_sync: bool) -> str:
     )
 
 
-def render_page(report: dict[str, Any], days: float, *, can_sync: bool = False, notice: str = "") -> str:
-    """The report as the page; `can_sync`: show the sync button; `notice`: a line at the top (escaped)."""
+def _prev(report: dict[str, Any], value: Any, previous: Any) -> str:
+    """A count with the previous period's beside it, when the report compares periods."""
+    if "previous" not in report or previous is None:
+        return _e(value)
+    return f'{_e(value)} <span class="prev">(prev {_e(previous)})</span>'
+
+
+def _places(item: dict[str, Any]) -> str:
+    places = item.get("where") or []
+    return _e(", ".join([places] if isinstance(places, str) else places))
+
+
+def render_page(
+    report: dict[str, Any],
+    days: float,
+    *,
+    can_sync: bool = False,
+    notice: str = "",
+    can_mark: bool = False,
+) -> str:
+    """The report as the page; `can_sync`: show the sync button; `notice`: a line at the top (escaped);
+    `can_mark`: each topic to write has a button that marks it written."""
     stored = report.get("questions_stored", True)
     community = report.get("community")
     query = _query(days, community)
+    before = report.get("previous")
 
     def table(name: str, head: list[str], rows: list[list[str]], empty: str) -> str:
         """A table; in the operator's view of every community, the tables of members' questions say
@@ -443,8 +527,17 @@ def render_page(report: dict[str, Any], days: float, *, can_sync: bool = False, 
     no_text = "Questions are not stored (STORE_QUESTIONS=false): counts and sources only."
     counts = report.get("by_outcome", {})
     summary = "".join(
-        f'<li class="{o}"><span>{_e(counts.get(o, 0))}</span> {_e(LABELS[o])}</li>' for o in OUTCOMES
+        f'<li class="{o}"><span>{_e(counts.get(o, 0))}</span> {_e(LABELS[o])}'
+        + (f' <span class="prev">(prev {_e(before["by_outcome"].get(o, 0))})</span>' if before else "")
+        + "</li>"
+        for o in OUTCOMES
     )
+    for key, label in (("close_calls", f"{CLOSE_CALL}s"), ("off_topic", "off-topic")):
+        summary += (
+            f'<li class="{key}"><span>{_e(report.get(key, 0))}</span> {_e(label)}'
+            + (f' <span class="prev">(prev {_e(before.get(key, 0))})</span>' if before else "")
+            + "</li>"
+        )
     periods = "".join(
         f'<option value="{p}"{" selected" if p == days else ""}>last {p} day{"s" if p > 1 else ""}</option>'
         for p in PERIODS
@@ -456,48 +549,91 @@ def render_page(report: dict[str, Any], days: float, *, can_sync: bool = False, 
     def grouped(name: str) -> str:
         return table(
             name,
-            ["asked", "question", "other wordings"],
+            ["asked", "question", "other wordings", "last asked", "where"],
             [
                 [
-                    _e(g["count"]),
+                    _prev(report, g["count"], g.get("previous")),
                     _e(g["question"]),
                     _e(" | ".join(v for v in g["variants"] if v != g["question"])),
+                    _e(utc(g["asked"])) if g.get("asked") else "",
+                    _places(g),
                 ]
                 for g in report.get(name, [])
             ],
             no_text if not stored else "None in this period.",
         )
 
+    def mark_button(g: dict[str, Any]) -> str:
+        where = str(g.get("community") or community or "")
+        if not can_mark or not stored or not where:
+            return ""
+        return (
+            f'<form method="post" action="/admin/written?{query}" class="mark">'
+            f'<input type="hidden" name="community" value="{_e(where)}">'
+            f'<input type="hidden" name="question" value="{_e(g["question"])}">'
+            '<button type="submit" class="quiet">Mark written</button></form>'
+        )
+
+    def topic(g: dict[str, Any]) -> str:
+        again = (
+            f'<br><span class="prev">marked written {_e(utc(g["written"]))}, asked again since</span>'
+            if g.get("written")
+            else ""
+        )
+        return _e(g["question"]) + again + mark_button(g)
+
+    def answer(d: dict[str, Any]) -> str:
+        if not stored:
+            return "<em>not stored</em>"
+        close = f' <span class="prev">({_e(CLOSE_CALL)})</span>' if d.get("coverage") == "close" else ""
+        return f'<div class="answer">{_e(d.get("answer", ""))}</div>{close}'
+
+    empty = report.get("answers", 0) == 0 and not (before or {}).get("answers")
     sections = [
         f"""<section id="by_day"><h2>{_e(TITLES["by_day"])} <a class="csv"
 href="/admin/csv/by_day.csv?{query}" download>CSV</a></h2>
 <ul class="summary">{summary}</ul><div id="chart" role="img" aria-label="answers per day by outcome"></div>
 <script type="application/json" id="by-day-data">{chart_data}</script></section>""",
         grouped("most_asked"),
-        grouped("abstained"),
         table(
             "to_write",
-            ["questions", "not covered", "voted down", "topic", "examples"],
+            [
+                "questions",
+                "not covered",
+                f"{CLOSE_CALL}s",
+                "voted down",
+                "topic",
+                "other wordings",
+                "last asked",
+                "where",
+            ],
             [
                 [
-                    _e(g["count"]),
+                    _prev(report, g["count"], g.get("previous")),
                     _e(g["abstained"]),
+                    _e(g.get("close", 0)),
                     _e(g["downvoted"]),
-                    _e(g["question"]),
-                    _e(" | ".join(g["variants"])),
+                    topic(g),
+                    _e(" | ".join(v for v in g["variants"] if v != g["question"])),
+                    _e(utc(g["asked"])) if g.get("asked") else "",
+                    _places(g),
                 ]
                 for g in report.get("to_write", [])
             ],
             no_text if not stored else "None in this period.",
         ),
+        grouped("abstained"),
         table(
             "downvoted",
-            ["down", "up", "question", "sources"],
+            ["down", "up", "question", "answer", "asked", "where", "sources"],
             [
                 [
                     _e(d["down"]),
                     _e(d["up"]),
                     _e(d["question"]) if stored else "<em>not stored</em>",
+                    answer(d),
+                    _e(utc(d["asked"])) if d.get("asked") else "",
+                    _places(d),
                     ", ".join(_link(str(s.get("title", "")), str(s.get("url", ""))) for s in d["sources"])
                     or "no sources",
                 ]
@@ -505,28 +641,42 @@ href="/admin/csv/by_day.csv?{query}" download>CSV</a></h2>
             ],
             "No answer was voted down in this period.",
         ),
+        grouped("offtopic"),
+        table(
+            "written",
+            ["marked", "topic"],
+            [[_e(utc(w["marked"])), _e(w["question"])] for w in report.get("written", [])],
+            "No topic has been marked written.",
+        ),
         table(
             "most_cited",
-            ["cited", "article"],
-            [[_e(a["count"]), _link(a["title"], a["url"])] for a in report.get("most_cited", [])],
-            "No answer cited an article in this period.",
+            ["shown", "cited by an LLM answer", "article"],
+            [
+                [_e(a["count"]), _e(a.get("llm_cited", 0)), _link(a["title"], a["url"])]
+                for a in report.get("most_cited", [])
+            ],
+            "No answer showed an article in this period.",
         ),
         table(
             "never_cited",
             ["article"],
             [[_link(a["title"], a["url"])] for a in report.get("never_cited", [])],
-            "Every article was cited.",
+            "Every article was shown.",
         ),
         _library(report, query, can_sync=can_sync),
     ]
+    if empty:  # nothing to list but where answers come from, and the library
+        sections = [sections[0], sections[-1]]
     who = _e(community) if community else "every community"
     back = f' <a href="/admin/?days={days:g}">Every community</a>' if community else ""
     keep = f'<input type="hidden" name="community" value="{_e(community)}">' if community else ""
+    answers = _prev(report, report.get("answers", 0), (before or {}).get("answers"))
     body = f"""<header><h1>What {who} asked</h1>
 <form method="get" action="/admin/"><label for="days">Period</label>
 <select id="days" name="days">{periods}</select>{keep}<button type="submit">Show</button></form>
 <form method="post" action="/admin/logout"><button type="submit" class="quiet">Sign out</button></form></header>
 <main>{f'<p class="notice" role="status">{_e(notice)}</p>' if notice else ""}
-<p class="lead">{_e(report.get("answers", 0))} answers in the last {days:g} days.{back}</p>
+<p class="lead">{answers} answers in the last {days:g} days.{back}</p>
+{f'<p class="note">{_e(NO_ANSWERS)}</p>' if empty else ""}
 {"" if stored else f'<p class="note">{_e(no_text)}</p>'}{"".join(sections)}</main>"""
     return _frame("AI-safety bot: report", body, chart=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from bot.errors import ConfigError, StateClosed, StateTimeout
+from bot.errors import ConfigError, StartupError, StateClosed, StateTimeout
 from bot.models import UNASSIGNED, Answer, Question
 from retrieval.aisafety_info import SOURCE as AISAFETY_INFO
 from retrieval.aisafety_info import question_url
@@ -228,6 +228,9 @@ class FeedbackRow:
     down: int
     created: float = 0.0  # seconds since the epoch
     community: str = UNASSIGNED
+    coverage: str | None = None  # covered, close, not_covered; None for answers stored before it was
+    offtopic: bool = False  # declined by the gate, or far from every article
+    place_name: str = ""  # the channel's name, when the client knew it and questions are stored
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -313,7 +316,9 @@ class FeedbackStore:
             return db
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(
+            # A service that cannot be reached (or refuses the credentials), as for Qdrant, Discord and
+            # Slack: exit status 1, not a bad setting's 2.
+            raise StartupError(
                 f"DATABASE_URL: cannot connect to PostgreSQL at {database_where(url)} ({redact(reason, url)}); "
                 "check the host, port, database name and credentials"
             ) from None
@@ -545,7 +550,35 @@ class FeedbackStore:
                 "DELETE FROM votes WHERE answer_id IN (SELECT id FROM answers WHERE created < ?)",
                 (cutoff,),
             )
+            # A topic marked written only hides questions asked before the mark: older ones are gone.
+            self._execute(db, "DELETE FROM written_topics WHERE created < ?", (cutoff,))
             return int(self._execute(db, "DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount)
+
+    def mark_written(self, community: str, question: str, *, at: float | None = None) -> int:
+        """A moderator's note that an article now answers `question` in `community`: the report's
+        "questions to write" leaves out that topic's questions asked before now. Returns the mark's id."""
+        question = " ".join(question.split())[:MAX_STORED_CHARS]
+        if not community or not question:
+            raise ValueError("a topic is marked written with its community and its question")
+        with self._transaction() as db:
+            cur = self._execute(
+                db,
+                "INSERT INTO written_topics (community, question, created) VALUES (?, ?, ?) RETURNING id",
+                (community, question, time.time() if at is None else at),
+            )
+            return int(cur.fetchone()[0])
+
+    def written_topics(self, *, community: str | None = None) -> list[dict[str, Any]]:
+        """The topics marked written, oldest first: of one community, or (None) of every one."""
+        where, params = ("", ()) if community is None else (" WHERE community = ?", (community,))
+        with self._transaction() as db:
+            rows = self._execute(
+                db, f"SELECT id, community, question, created FROM written_topics{where} ORDER BY id", params
+            ).fetchall()
+        return [
+            {"id": int(i), "community": str(c), "question": str(q), "created": float(t)}
+            for i, c, q, t in rows
+        ]
 
     def since(self, days: float, *, community: str | None = None) -> list[FeedbackRow]:
         """Every answer of the last `days` days, oldest first, with its votes: of one community, or
@@ -569,7 +602,8 @@ class FeedbackStore:
         query = (
             "SELECT a.id, a.platform, a.place, a.asker, a.question, a.answer, a.mode, a.sources, "
             "COALESCE(SUM(CASE WHEN v.vote = 'up' THEN 1 ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN v.vote = 'down' THEN 1 ELSE 0 END), 0), a.created, a.community "
+            "COALESCE(SUM(CASE WHEN v.vote = 'down' THEN 1 ELSE 0 END), 0), a.created, a.community, "
+            "a.coverage, a.offtopic, a.place_name "
             "FROM answers a LEFT JOIN votes v ON v.answer_id = a.id " + tail
         )
         with self._transaction() as db:
@@ -740,6 +774,9 @@ def _row(r: tuple[Any, ...]) -> FeedbackRow:
         int(r[9]),
         float(r[10]),
         str(r[11]),
+        None if r[12] is None else str(r[12]),
+        bool(r[13]),
+        str(r[14] or ""),
     )
 
 

@@ -23,6 +23,15 @@ class Metrics:
             ["platform", "outcome"],
             registry=r,
         )
+        self.coverage = Counter(
+            "aisafety_coverage",
+            "Questions answered, by how well the library covers them: covered (the articles answer it), "
+            "close (a close call: the closest articles, with what they do not cover), not_covered",
+            ["coverage"],
+            registry=r,
+        )
+        for coverage in ("covered", "close", "not_covered"):
+            self.coverage.labels(coverage)  # every value shows, at 0, from the start
         self.answer_latency = Histogram(
             "aisafety_answer_latency_seconds",
             "Time from the question to the first visible sign of work, the first token, and the whole answer",

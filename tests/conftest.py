@@ -20,6 +20,7 @@ from typing import NoReturn
 import pytest
 import pytest_asyncio
 
+from bot.config import Settings
 from retrieval.edge_store import EdgeStore
 from retrieval.embeddings import FastEmbedder
 from retrieval.errors import EmbeddingError
@@ -57,6 +58,16 @@ MODEL_PATH = local_model_path()
 if MODEL_PATH is not None:
     # A local model: nothing needs the hub, and a broken copy must fail at once, not after 40 s of retries.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# The test inputs (README, Development): they choose what runs or skips, and nothing else. Every variable
+# the bot reads as a setting is taken out of this process's environment before any test runs (the model
+# path is kept in MODEL_PATH and given back through `model_env`), and the tests run in an empty folder
+# (`away_from_the_shell`), so that no setting a developer exported and no `.env` where pytest was started
+# changes a result. tests/test_env_isolation.py checks it.
+TEST_INPUTS = ("AISAFETY_SHARED", "EMBEDDING_MODEL_PATH", "CI", "HF_HUB_OFFLINE", "QDRANT_BIN", "CHROMIUM")
+SETTINGS = frozenset(name.upper() for name in Settings.model_fields)
+for _name in [k for k in os.environ if k.upper() in SETTINGS]:  # pydantic-settings ignores the case
+    del os.environ[_name]
 
 NO_MODEL = (
     "set EMBEDDING_MODEL_PATH to a folder with all-MiniLM-L6-v2's model.onnx and tokenizer files, or "
@@ -107,7 +118,7 @@ def clean_env(**settings: str) -> dict[str, str]:
         "AISAFETY_",
         "PUBLIC_URL",
     )
-    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k.upper() not in SETTINGS}
     return {**base, "PYTHONPATH": str(ROOT), **settings}
 
 
@@ -127,6 +138,7 @@ def cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.Com
         [sys.executable, "-m", "aisafety_bot", *args],
         env=env,
         cwd=env["HOME"],
+        stdin=subprocess.DEVNULL,  # never the terminal pytest was started from
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -136,6 +148,17 @@ def cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.Com
 def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def away_from_the_shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test runs in an empty folder, where no `.env` is read, with a data folder of the run's own
+    (the settings' defaults are under XDG_DATA_HOME): a developer's files are neither read nor written."""
+    folder = tmp_path_factory.mktemp("cwd")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setenv("XDG_DATA_HOME", str(folder / "data"))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,9 @@ async def test_a_moderator_signs_in_sees_the_chart_and_downloads_a_csv(
             assert (
                 data["answers"] == 3 and data["by_day"][-1]["llm"] + data["by_day"][-1]["retrieval-only"] >= 2
             )
+            # The real core called the pancake recipe off-topic: its own table, never "questions to write".
+            assert [g["question"] for g in data["offtopic"]] == ["best pancake recipe?"]
+            assert "best pancake recipe?" not in {g["question"] for g in data["to_write"] + data["abstained"]}
 
             ARTIFACTS.mkdir(exist_ok=True)
             async with async_playwright() as pw:
@@ -95,14 +98,22 @@ async def test_a_moderator_signs_in_sees_the_chart_and_downloads_a_csv(
                     await page.screenshot(path=str(ARTIFACTS / "admin-report.png"), full_page=True)
 
                     async with page.expect_download() as caught:
-                        await page.click("#abstained a.csv")
+                        await page.click("#offtopic a.csv")
                     download = await caught.value
-                    assert download.suggested_filename == "abstained-30d.csv"
+                    assert download.suggested_filename == "offtopic-30d.csv"
                     saved = ARTIFACTS / download.suggested_filename
                     await download.save_as(str(saved))
                     rows = list(csv.reader(io.StringIO(saved.read_text(encoding="utf-8"))))
                     # The operator's view: each question with the community (workspace) it was asked in.
-                    assert rows[0] == ["community", "count", "question", "variants"]
+                    assert rows[0] == [
+                        "community",
+                        "count",
+                        "question",
+                        "variants",
+                        "previous",
+                        "last_asked",
+                        "where",
+                    ]
                     assert rows[1][0] == "slack:T0001" and rows[1][2] == "best pancake recipe?"
 
                     await page.select_option("#days", "7")

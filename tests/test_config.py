@@ -83,12 +83,48 @@ SLACK = {"slack_bot_token": "xoxb-1", "slack_app_token": "xapp-1"}
 
 
 def one_setting_error(**settings: object) -> str:
-    """The line of the ConfigError that names the setting (the message has a heading line above it)."""
+    """The ConfigError of one mistake: one line, `NAME: what to change`, without pydantic's prefixes."""
     with pytest.raises(ConfigError) as err:
         load_settings(**settings)
-    lines = str(err.value).splitlines()[1:]
-    assert len(lines) == 1, err.value
-    return lines[0].strip()
+    message = str(err.value)
+    assert "\n" not in message and message.endswith(" (in the environment or .env)"), message
+    assert "Value error" not in message
+    return message.removesuffix(" (in the environment or .env)")
+
+
+def test_several_mistakes_are_one_line_naming_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOP_K", "0")
+    monkeypatch.setenv("LLM_TIMEOUT_S", "soon")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert str(err.value) == (
+        "LLM_TIMEOUT_S: Input should be a valid number, unable to parse string as a number; "
+        "TOP_K: Input should be greater than or equal to 1 (in the environment or .env)"
+    )
+
+
+def test_a_check_of_several_settings_has_no_pydantic_prefix() -> None:
+    line = one_setting_error(discord_shard_ids="0")
+    assert line == "DISCORD_SHARD_IDS is set but DISCORD_SHARD_COUNT is not: set the number of shards in all"
+
+
+def test_the_model_folder_must_hold_a_model(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    assert one_setting_error(embedding_model_path=folder) == (
+        f"EMBEDDING_MODEL_PATH: {folder} holds no .onnx model file and no tokenizer.json; point it at the "
+        "folder holding the model's model.onnx and tokenizer files"
+    )
+    (folder / "model.onnx").write_bytes(b"onnx")
+    assert one_setting_error(embedding_model_path=folder).startswith(
+        f"EMBEDDING_MODEL_PATH: {folder} holds no tokenizer.json;"
+    )
+    (folder / "tokenizer.json").write_text("{}")
+    assert load_settings(embedding_model_path=folder).embedding_model_path == folder
+    (folder / "model.onnx").unlink()
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "model.onnx").write_bytes(b"onnx")  # the layout some models have on the hub
+    assert load_settings(embedding_model_path=folder).embedding_model_path == folder
 
 
 def test_public_url_and_its_old_name() -> None:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bot import prompts
 from bot.core import AnswerCore
 from bot.models import Answer, Question, Turn
 from retrieval.embeddings import FastEmbedder
@@ -128,7 +129,8 @@ async def test_llm_errors_give_a_labelled_retrieval_only_answer(
     finally:
         llm_server.default = Reply()
     assert answer.mode == "retrieval-only"
-    assert answer.text.startswith("*Retrieval-only answer")
+    assert answer.text.startswith(f"*{prompts.RETRIEVAL_ONLY_LABEL}*")  # for members: no operator's reason
+    assert "ANTHROPIC" not in answer.text and kind not in answer.text
     assert answer.sources and answer.sources[0].url.startswith("https://")
     assert all(s.excerpt for s in answer.sources)
     assert len(llm_server.requests) == requests  # 408/429/5xx retried twice, the rest not at all
@@ -185,9 +187,11 @@ async def test_no_api_key_answers_from_retrieval(
         core = make_core(slice_store, embedder, None)
         first = await core.answer(Question(QUESTION))
         await core.answer(Question("what is a mesa-optimizer?"))
-    assert first.mode == "retrieval-only" and "ANTHROPIC_API_KEY" in first.text
+    assert first.mode == "retrieval-only" and first.text.startswith(f"*{prompts.RETRIEVAL_ONLY_LABEL}*")
+    assert "ANTHROPIC_API_KEY" not in first.text  # the operator's reason is for the log
     assert first.sources[0].id == "fixture:orthogonality"
-    assert caplog.text.count("no language model configured") == 1  # logged once, not per question
+    told = [r.getMessage() for r in caplog.records if "retrieval-only answers" in r.getMessage()]
+    assert len(told) == 1 and "ANTHROPIC_API_KEY is not set" in told[0]  # once, not per question
 
 
 @pytest.mark.parametrize(
@@ -203,7 +207,9 @@ async def test_off_topic_abstains_without_calling_the_llm(
     core = make_core(slice_store, embedder, llm_server)
     answer = await core.answer(Question(question))
     assert answer.mode == "abstain" and "don't cover that" in answer.text
-    assert answer.sources == () and len(answer.read_next) == 3
+    # Far from every article: not covered, marked off-topic, and no unrelated "nearest" articles listed.
+    assert answer.coverage == "not_covered" and answer.offtopic
+    assert answer.sources == () and answer.read_next == () and "nearest" not in answer.text
     assert llm_server.requests == []
 
 
@@ -336,7 +342,7 @@ async def test_without_a_model_a_question_in_another_language_is_told_why(
 ) -> None:
     core = make_core(slice_store, embedder, None)
     answer = await core.answer(Question("什么是人工智能对齐？"))
-    assert answer.mode == "abstain" and "only search the articles in English" in answer.text
+    assert answer.mode == "abstain" and answer.text == prompts.ENGLISH_ONLY_TEXT
     assert "don't cover" not in answer.text
     english = await core.answer(Question("what is the best pancake recipe?"))
     assert "don't cover" in english.text  # an English off-topic question still gets the usual reply

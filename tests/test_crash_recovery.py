@@ -57,7 +57,7 @@ async def _start(
         SOURCES=str(source),
         ANTHROPIC_API_KEY="sk-ant-test-secret-123",
         ANTHROPIC_BASE_URL=llm.url,
-        DISCORD_TOKEN="fake-token",
+        DISCORD_TOKEN="MTIzNDU2Nzg5MDEyMzQ1Njc4.Gx1234.fake-token",  # a bot token's shape, checked by `run`
         HEALTH_PORT=str(port),
         HEALTH_HOST="127.0.0.1",
         RATE_LIMIT_PER_MINUTE="0",

@@ -332,7 +332,7 @@ async def test_failures_still_get_a_reply(
         msg = await fake.user_says(fake.channel_id, mention(fake, "what is a mesa-optimizer?"))
         await fake.wait_for(
             lambda: (
-                "Retrieval-only" in "".join(final_texts(fake, msg["id"]))
+                "From the library's articles" in "".join(final_texts(fake, msg["id"]))
                 and "**Sources**" in "".join(final_texts(fake, msg["id"]))
             )
         )

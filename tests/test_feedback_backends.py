@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from bot.errors import ConfigError
+from bot.errors import StartupError
 from bot.models import Answer, Source
 from service.feedback import MIGRATIONS, FeedbackStore
 from tests.conftest import cli, home_env, need
@@ -162,7 +162,7 @@ def test_an_unreachable_database_is_one_line_without_the_password() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(StartupError) as caught:  # a service out of reach: exit status 1, not 2
         FeedbackStore(database_url=f"postgresql://bot:hunter2-secret@127.0.0.1:{port}/aisafety")
     message = str(caught.value)
     assert message.startswith(f"DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:{port}/aisafety")

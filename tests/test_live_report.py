@@ -41,9 +41,10 @@ def test_report_and_feedback_while_the_bot_runs(tmp_path: Path, model_env: dict[
     store.record_vote(answer_id, voter="slack:U2", vote="down")
     store.close()
 
-    # The bot: `run` without platform tokens is the terminal chat; it ingests, then waits for a question.
+    # The bot: the terminal chat (what `run` is on a terminal without platform tokens); it ingests, then
+    # waits for a question.
     bot = subprocess.Popen(
-        [sys.executable, "-m", "aisafety_bot", "run"],
+        [sys.executable, "-m", "aisafety_bot", "chat"],
         env=env,
         cwd=tmp_path,
         stdin=subprocess.PIPE,

@@ -154,7 +154,84 @@ async def test_bad_feedback_db_stops_run_before_connecting(
     assert not fake.requests  # nothing was sent to Discord
 
 
+async def test_a_malformed_discord_token_is_a_bad_setting_found_before_the_network(
+    run_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeDiscord()
+    await fake.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+    monkeypatch.setenv("DISCORD_TOKEN", "not-a-real-token")
+    try:
+        code, err = await run_bot(capsys)
+    finally:
+        await fake.stop()
+    assert code == 2 and one_line(err).startswith("error: DISCORD_TOKEN is malformed")
+    assert "not-a-real-token" not in err
+    assert not fake.requests  # nothing was sent to Discord
+
+
+def test_run_without_a_token_or_a_terminal_is_one_line(env: dict[str, str]) -> None:
+    """A container started with the tokens blank (as .env.example leaves them): exit status 2 at once,
+    so a restart policy does not loop on it in silence."""
+    started = time.monotonic()
+    code, out, err = run_cli(env, "run")  # standard input: /dev/null, not a terminal
+    line = one_line(err)
+    assert code == 2 and out == "" and time.monotonic() - started < 30
+    assert "DISCORD_TOKEN" in line and "SLACK_BOT_TOKEN" in line and "not a terminal" in line
+
+
 # -- settings and files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        ({"LLM_TIMEOUT_S": "0"}, ["LLM_TIMEOUT_S"]),
+        # A check of several settings together (pydantic calls it "Value error, ...").
+        ({"SYNC_EVERY_S": "60", "SOURCES": "aisafety.info"}, ["SYNC_EVERY_S"]),
+        ({"DISCORD_SHARD_IDS": "0"}, ["DISCORD_SHARD_IDS", "DISCORD_SHARD_COUNT"]),
+        ({"SLACK_BOT_TOKEN": "xoxb-test"}, ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"]),
+        ({"TOP_K": "many", "ADMIN_TOKEN": "short"}, ["TOP_K", "ADMIN_TOKEN"]),
+    ],
+)
+def test_a_bad_setting_is_one_line_with_status_2(
+    env: dict[str, str], settings: dict[str, str], names: list[str]
+) -> None:
+    code, _, err = run_cli(dict(env, **settings), "feedback")
+    line = one_line(err)
+    assert code == 2 and line.startswith("error: ") and all(name in line for name in names), line
+    assert "Value error" not in line and "Assertion failed" not in line and "xoxb-test" not in err
+
+
+def test_a_model_folder_without_a_model_is_a_bad_setting(env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "all-MiniLM-L6-v2"
+    folder.mkdir()
+    (folder / "README.md").write_text("the model files were not copied\n")
+    code, _, err = run_cli(dict(env, EMBEDDING_MODEL_PATH=str(folder)), "ingest")
+    line = one_line(err)
+    assert code == 2 and line.startswith(f"error: EMBEDDING_MODEL_PATH: {folder} holds no .onnx model file")
+    assert "tokenizer.json" in line
+
+
+def test_an_unreachable_database_is_status_1(env: dict[str, str]) -> None:
+    port = free_port()
+    url = f"postgresql://bot:hunter2-secret@127.0.0.1:{port}/aisafety"
+    code, _, err = run_cli(dict(env, DATABASE_URL=url), "feedback")
+    line = one_line(err)
+    assert code == 1 and line.startswith(
+        f"error: DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:{port}"
+    )
+    assert "hunter2" not in err
+
+
+def test_a_bad_env_file_is_one_line(env: dict[str, str]) -> None:
+    (Path(env["HOME"]) / ".env").write_bytes(b"TOP_K=\xff\xfe\n")
+    code, _, err = run_cli(env, "feedback")
+    assert (
+        code == 2
+        and one_line(err)
+        == f"error: {env['HOME']}/.env is not UTF-8 text (byte 6: invalid start byte); save it as UTF-8"
+    )
 
 
 def test_bad_feedback_db(env: dict[str, str], tmp_path: Path) -> None:
@@ -190,7 +267,9 @@ def test_eval_file_is_checked_before_anything_is_opened(env: dict[str, str], tmp
     bad = tmp_path / "questions.jsonl"
     bad.write_text('{"q": "what is corrigibility?", "relevant": ["a:1"]}\n{"q": "unfinished\n')
     code, _, err = run_cli(env, "eval", str(bad))
-    assert code == 2 and f"{bad}:2: not valid JSON" in one_line(err)
+    assert code == 2 and one_line(err).endswith(
+        f"{bad}:2: not valid JSON (Unterminated string starting at column 7)"
+    )
     bad.write_text('{"q": "what is corrigibility?"}\n')
     code, _, err = run_cli(env, "eval", str(bad))
     assert code == 2 and f"{bad}:1: missing 'relevant'" in one_line(err)
@@ -205,6 +284,9 @@ def test_qdrant_failure_names_the_url_never_the_key(env: dict[str, str]) -> None
     code, out, err = run_cli(env, "search", "what is corrigibility?")
     line = one_line(err)
     assert code == 1 and line.startswith(f"error: Qdrant at http://127.0.0.1:{port} (QDRANT_URL):")
+    assert line.endswith(
+        "start the Qdrant server (or check its address and port in QDRANT_URL), or unset QDRANT_URL to use the embedded store"
+    )
     assert "test-qdrant-key" not in out + err
 
 
@@ -254,3 +336,20 @@ def test_no_model_offline_is_one_line(env: dict[str, str], tmp_path: Path) -> No
     code, _, err = run_cli(env, "ingest", str(page))
     line = one_line(err)
     assert code == 1 and "cannot load embedding model" in line and "set EMBEDDING_MODEL_PATH" in line
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"id": "a", "text": "a line break\tin a string"}', "Invalid control character at column 34"),
+        ('{"id": "a", "text": "never closed', "Unterminated string starting at column 21"),
+        ('{"id": "a",}', "Expecting property name enclosed in double quotes at column 12"),
+        ("not json at all", "Expecting value at column 1"),
+    ],
+)
+def test_a_json_error_in_a_source_line_says_where(line: str, reason: str) -> None:
+    from retrieval.documents import SkippedRecord
+    from retrieval.sources import read_ard_jsonl
+
+    (skipped,) = list(read_ard_jsonl([line], origin="articles.jsonl"))
+    assert skipped == SkippedRecord("articles.jsonl", 1, f"malformed JSON ({reason})")

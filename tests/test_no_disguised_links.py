@@ -177,7 +177,7 @@ def test_slack_answers_previews_and_question_headers(text: str) -> None:
 def test_an_article_cannot_smuggle_a_link_into_a_retrieval_only_answer(text: str) -> None:
     """An article's excerpt and title are untrusted too: they reach the answer when the model cannot."""
     found = Source(1, "aisafety.info:1", f"Title {text}", LIBRARY[0], excerpt=text)
-    body = written_lead(found.title, found.url) + "\n\n" + retrieval_only_text([found], "no model.")
+    body = written_lead(found.title, found.url) + "\n\n" + retrieval_only_text([found])
     answer = Answer(body, (found,), "retrieval-only", read_next=(NEXT,))
     assert_discord_safe(discord.render(answer))
     assert_slack_safe(slack.render_text(answer))

@@ -443,7 +443,7 @@ async def test_llm_failure_and_retrieval_failure_still_reply(
     try:
         msg = await h.mention("what is a mesa-optimizer?")
         final = await h.fake.wait_for(lambda: h.answered(CHANNEL, msg["ts"]))
-        assert "Retrieval-only" in final[0]["text"] and "*Sources*" in final[0]["text"]
+        assert "From the library's articles" in final[0]["text"] and "*Sources*" in final[0]["text"]
     finally:
         llm_server.default = Reply()
 

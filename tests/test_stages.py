@@ -117,11 +117,13 @@ async def test_decide_names_each_outcome() -> None:
     abstain = await decide(core(UNCOVERED, FakeLLM()), "what is the best pancake recipe?")
     assert abstain.outcome == "abstain" and [s.id for s in abstain.nearest] == ["a1", "a2", "a3"]
     english_only = await decide(core(UNCOVERED), "什么是人工智能对齐？")
-    assert english_only.outcome == "english-only" and english_only.nearest
+    # Searched untranslated, its articles are no guide: none listed (issue 24).
+    assert english_only.outcome == "english-only" and english_only.nearest == ()
+    assert english_only.coverage == "not_covered"
     no_model = await decide(core(COVERED), "what is corrigibility?")
-    assert no_model.outcome == "retrieval-only" and no_model.reason == "no ANTHROPIC_API_KEY is set"
+    assert no_model.outcome == "retrieval-only" and "ANTHROPIC_API_KEY is not set" in no_model.reason
     spent = await decide(core(COVERED, FakeLLM(), FakeBudget(exhausted=True)), "what is corrigibility?")
-    assert spent.outcome == "retrieval-only" and "budget is used up" in spent.reason
+    assert spent.outcome == "retrieval-only" and "DAILY_TOKEN_BUDGET" in spent.reason
     model = await decide(core(COVERED, FakeLLM(), FakeBudget(exhausted=False)), "what is corrigibility?")
     assert model == Decision("llm", model.prepared)
 
@@ -131,7 +133,8 @@ async def test_decide_offers_the_articles_before_the_budget_is_asked() -> None:
     budget = FakeBudget(exhausted=False, seen=found)
     await decide(core(COVERED, FakeLLM(), budget), "what is corrigibility?", found)
     assert budget.offered_before_asked is True
-    assert [a.mode for a in found] == ["retrieval-only"] and "cut short" in found[0].text
+    assert [a.mode for a in found] == ["retrieval-only"]
+    assert found[0].text.startswith(f"*{prompts.RETRIEVAL_ONLY_LABEL}*")  # the apology says why
     uncovered: list[Answer] = []
     await decide(core(UNCOVERED, FakeLLM()), "what is the best pancake recipe?", uncovered)
     assert uncovered == []

@@ -85,7 +85,9 @@ def test_commands_import_only_what_they_use(
     code, modules, err = loaded(env, "ask", "what is a mesa-optimizer?")  # no API key: no SDK
     assert code == 0 and "anthropic" not in modules, err
 
-    code, modules, err = loaded(dict(env, ANTHROPIC_API_KEY="sk-ant-test-secret-123"), "run", stdin="/quit\n")
+    code, modules, err = loaded(
+        dict(env, ANTHROPIC_API_KEY="sk-ant-test-secret-123"), "chat", stdin="/quit\n"
+    )
     assert code == 0, err
     assert "anthropic" in modules  # the terminal chat with a key talks to the model...
     assert not modules & {"discord", "slack_bolt", "qdrant_client"}  # ...and needs no platform library

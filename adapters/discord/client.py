@@ -12,6 +12,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -222,6 +223,7 @@ class AiSafetyDiscord(discord.Client):
                 place=f"discord:{getattr(reply.channel, 'id', '')}",
                 community=community_of(message.guild.id if message.guild is not None else None),
             )
+            question = replace(question, place_name=channel_name(message.channel))
         except Exception:
             _log.exception("could not read a Discord message (%s)", why)
             await self.conversation.apologise(reply)
@@ -308,6 +310,7 @@ class AiSafetyDiscord(discord.Client):
             asker=f"discord:{interaction.user.id}",
             place=f"discord:{interaction.channel_id}",
             community=community,
+            place_name=channel_name(interaction.channel),
         )
         reply = FollowupReply(
             interaction.followup,
@@ -380,3 +383,12 @@ class ShardedAiSafetyDiscord(AiSafetyDiscord, discord.AutoShardedClient):
 
     def __init__(self, *, shard_count: int, shard_ids: list[int] | None = None, **kwargs: Any):
         super().__init__(shard_count=shard_count, shard_ids=shard_ids, **kwargs)
+
+
+def channel_name(channel: Any) -> str:
+    """The name of the channel a question was asked in, for the report: a thread's parent channel (a
+    thread's own name is the question), none in a direct message."""
+    if channel is None or isinstance(channel, discord.DMChannel | discord.GroupChannel):
+        return ""
+    parent = getattr(channel, "parent", None)
+    return str(getattr(parent if parent is not None else channel, "name", "") or "")

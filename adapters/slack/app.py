@@ -368,13 +368,25 @@ class SlackBot:
         claim = await self.conversation.claim(community, key, entry)
         if claim is not None:
             self.conversation.spawn(
-                self._answer_command(community, channel, user, text, private, claim=claim)
+                self._answer_command(
+                    community, channel, user, text, private, claim=claim, place_name=_channel_name(command)
+                )
             )
 
     async def _answer_command(
-        self, community: str, channel: str, user: str, text: str, private: bool, *, claim: Claim | None = None
+        self,
+        community: str,
+        channel: str,
+        user: str,
+        text: str,
+        private: bool,
+        *,
+        claim: Claim | None = None,
+        place_name: str = "",
     ) -> None:
-        question = Question(text, asker=f"slack:{user}", place=f"slack:{channel}", community=community)
+        question = Question(
+            text, asker=f"slack:{user}", place=f"slack:{channel}", community=community, place_name=place_name
+        )
         reply: ThreadReply | EphemeralReply
         if private:
             reply = EphemeralReply(self.client, channel, user)
@@ -528,6 +540,13 @@ def unescaped(question: Question) -> Question:
         text=unescape(question.text),
         history=tuple(Turn(t.role, unescape(t.text)) for t in question.history),
     )
+
+
+def _channel_name(command: Mapping[str, Any]) -> str:
+    """The channel's name a slash command carries (the report shows it); none for a direct message.
+    Events carry no name, so questions asked by a mention have none."""
+    name = str(command.get("channel_name") or "")
+    return "" if _direct_name(name) or name == "privategroup" else name
 
 
 def _direct_name(channel_name: object) -> bool:

@@ -17,31 +17,57 @@ from bot.config import Settings
 
 def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     """The report of every community (the operator's view), or of one with --community, with the
-    library's size and changes (the same in every view)."""
-    from service.report import TABLES, build_report, library_section, render, table_csv
+    library's size and changes (the same in every view) and the previous period's counts beside this
+    one's. With --mark-written, marks a topic of "questions to write" written instead."""
+    from service.report import TABLES, render, stored_report, table_csv
 
     if args.table and args.table not in TABLES:
         raise UsageError(f"there is no report table {args.table!r}: use one of {', '.join(TABLES)}")
     settings = ctx.settings
+    if getattr(args, "mark_written", None) is not None:
+        return mark_written(settings, args.mark_written, args.community)
     articles = library_articles(settings)
+    embedder = make_embedder(settings)
     store = open_feedback(settings)
     try:
         store.purge(settings.question_retention_days)
-        rows = store.since(args.since, community=args.community)
-        library = library_section(store, args.since, len(articles))
+        report = stored_report(
+            store,
+            embed=embedder.embed_dense_only,
+            articles=articles,
+            since_days=args.since,
+            questions_stored=settings.store_questions,
+            community=args.community,
+        )
     finally:
         store.close()
-    embedder = make_embedder(settings)
-    report = build_report(
-        rows,
-        embed=embedder.embed_dense_only,
-        articles=articles,
-        since_days=args.since,
-        questions_stored=settings.store_questions,
-        community=args.community,
-        library=library,
-    )
     print(table_csv(report, args.table) if args.table else render(report, args.format), end="")
+    return 0
+
+
+def mark_written(settings: Settings, question: str, community: str | None) -> int:
+    """`report --mark-written QUESTION`: the topic leaves "questions to write" until it is asked again
+    after now; in one community (--community) or in every community with stored answers."""
+    question = " ".join(question.split())
+    if not question:
+        raise UsageError("give the topic's question: report --mark-written \"why can't we turn it off?\"")
+    if not settings.store_questions:
+        raise UsageError(
+            "questions are not stored (STORE_QUESTIONS=false), so the report has no questions to write to mark"
+        )
+    store = open_feedback(settings)
+    try:
+        where = [community] if community else store.communities()
+        if not where:
+            raise UsageError("no community has stored answers yet; give the community with --community ID")
+        for name in where:
+            store.mark_written(name, question)
+    finally:
+        store.close()
+    print(
+        f'Marked written in {", ".join(where)}: {question!r} leaves "questions to write" '
+        "until it is asked again."
+    )
     return 0
 
 

@@ -12,11 +12,25 @@ from aisafety_bot.context import Context
 from bot.config import Settings
 from bot.errors import ConfigError
 
+# What `run` says when it has no platform and no terminal to chat on (a container with the tokens blank):
+# a bad setting, exit status 2, so that a restart policy does not loop on it in silence.
+NO_PLATFORM = (
+    "no platform token is set (DISCORD_TOKEN, or SLACK_BOT_TOKEN with SLACK_APP_TOKEN or "
+    "SLACK_SIGNING_SECRET) and standard input is not a terminal, so there is nothing to run: set a token "
+    "(in the environment or .env; see the README's Discord and Slack sections), or use `aisafety-bot chat` "
+    "or `aisafety-bot ask` for questions on standard input"
+)
+
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
-    """The platforms whose tokens are set (one process, one event loop), else the terminal chat."""
+    """The platforms whose tokens are set (one process, one event loop), else the terminal chat: on a
+    terminal only. Piped questions are `chat`'s and `ask`'s job."""
     if not platforms.enabled(ctx.settings):
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise ConfigError(NO_PLATFORM)
         return cmd_chat(ctx, args)
+    if ctx.settings.discord_token is not None:
+        _check_discord_token(ctx.settings.discord_token.get_secret_value())  # before any connection
     from aisafety_bot.runner import run_platforms
 
     asyncio.run(run_platforms(ctx.app))
@@ -38,22 +52,30 @@ def cmd_healthcheck(ctx: Context, args: argparse.Namespace) -> int:
         return 1
 
 
-def _application_id(settings: Settings) -> int:
+def _check_discord_token(token: str, *, or_else: str = "") -> int:
+    """The application id a bot token starts with; a token without a bot token's shape is a bad setting,
+    found here without a connection to Discord."""
     from adapters.discord.invite import MalformedToken, application_id_from_token
 
+    try:
+        return application_id_from_token(token)
+    except MalformedToken as exc:
+        raise ConfigError(
+            f"DISCORD_TOKEN is malformed: {exc}. Copy the bot token again from the developer portal "
+            f"(Bot -> Reset Token){or_else}"
+        ) from None
+
+
+def _application_id(settings: Settings) -> int:
     if settings.discord_application_id is not None:
         return settings.discord_application_id
     if settings.discord_token is None:
         raise ConfigError(
             "set DISCORD_APPLICATION_ID (the Application ID on the Discord developer portal) or DISCORD_TOKEN"
         )
-    try:
-        return application_id_from_token(settings.discord_token.get_secret_value())
-    except MalformedToken as exc:
-        raise ConfigError(
-            f"DISCORD_TOKEN is malformed: {exc}. Copy the bot token again from the developer portal "
-            "(Bot -> Reset Token), or set DISCORD_APPLICATION_ID instead"
-        ) from None
+    return _check_discord_token(
+        settings.discord_token.get_secret_value(), or_else=", or set DISCORD_APPLICATION_ID instead"
+    )
 
 
 def cmd_discord_invite(ctx: Context, args: argparse.Namespace) -> int:
