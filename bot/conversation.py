@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from bot.community import Deployment, MemorySettings, SettingsStore
 from bot.core import AnswerCore
 from bot.errors import BotError
 from bot.models import Answer, Question
@@ -111,6 +112,9 @@ class Conversation:
     leases: Leases
     writer: AnswerWriter | None = None
     journal: Journal = field(default_factory=MemoryJournal)
+    # Each community's own settings (bot/community.py) and the deployment's, which bound them.
+    settings: SettingsStore = field(default_factory=MemorySettings)
+    deployment: Deployment = field(default_factory=Deployment)
     state_timeout_s: float = STATE_TIMEOUT_S
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     handoffs_by_member: RateLimit = field(

@@ -211,6 +211,35 @@ CREATE TABLE IF NOT EXISTS written_topics (
 );
 """,
     ),
+    # Each community's own settings (`bot/community.py`), set by its admins in the platform: one JSON
+    # object a community; `updated` lets every replica's cache see a change within seconds.
+    (
+        11,
+        """
+CREATE TABLE IF NOT EXISTS community_settings (
+    community TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    updated {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS community_settings_updated ON community_settings (updated);
+""",
+    ),
+    # Slack workspaces that installed the app by OAuth (`adapters/slack/oauth.py`): one row a workspace
+    # (or org install), its bot token (rotating when the app uses token rotation), and the OAuth flow's
+    # one-time states.
+    (
+        12,
+        """
+CREATE TABLE IF NOT EXISTS slack_installations (
+    team_id TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL DEFAULT '',
+    installation TEXT NOT NULL,
+    installed {real} NOT NULL,
+    PRIMARY KEY (enterprise_id, team_id)
+);
+CREATE TABLE IF NOT EXISTS slack_oauth_states (state TEXT PRIMARY KEY, expires {real} NOT NULL);
+""",
+    ),
 ]
 
 
