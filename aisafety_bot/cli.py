@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("discord-invite", help="print the URL that adds the bot to a Discord server")
     p.set_defaults(func=cmd_discord_invite)
 
-    p = sub.add_parser("discord-sync", help="register the /ask and /help slash commands with Discord")
+    p = sub.add_parser("discord-sync", help="register the bot's slash commands with Discord")
     p.add_argument("--guild", type=int, help="a server id: commands show there at once (for testing)")
     p.set_defaults(func=cmd_discord_sync)
 

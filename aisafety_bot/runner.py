@@ -8,6 +8,7 @@ registered in `aisafety_bot/platforms.py`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -20,7 +21,9 @@ from bot.errors import ConfigError
 from bot.models import DM, UNASSIGNED
 
 if TYPE_CHECKING:
+    from bot.community import Deployment
     from bot.config import Settings
+    from bot.conversation import Services
     from bot.core import AnswerCore
     from bot.platform import Platform
     from bot.ports import Leases
@@ -35,6 +38,8 @@ REPORT_FRESH_S = 60.0
 READY_POLL_S = 0.5
 # How long to wait before trying again to find the digest channel's community after a failure.
 DIGEST_RETRY_S = 60.0
+# How often answers past their retention (the deployment's, or a community's shorter one) are deleted.
+PURGE_EVERY_S = 3600.0
 
 
 async def warm_up(core: AnswerCore) -> float:
@@ -105,8 +110,14 @@ async def run_platforms(app: App) -> None:
     feedback = open_feedback(s)
     shared = SharedState.from_settings(s, app.budget)
     app.budget = shared.budget
+    if shared.redis is not None:
+        # A community forgotten (the bot removed, the app uninstalled) loses its keys on Redis too.
+        from service.redis_state import forget_community
+
+        feedback.after_forget(functools.partial(forget_community, shared.redis))
     core = app.core()
-    services = shared.services(core, feedback, on_drop=core.observer.dropped)
+    services = shared.services(core, feedback, on_drop=core.observer.dropped, deployment=s.deployment())
+    await read_community_settings(services)
     from service.feedback import DatabaseWatch
 
     database = DatabaseWatch(feedback)
@@ -119,14 +130,14 @@ async def run_platforms(app: App) -> None:
             platform = registry.make_platform(name, s, services)
             started.append(platform)  # closed below even if it fails to start
             await platform.start()
-        digest = _digest_channel(s, started)
+        _digest_channel(s, started)  # DIGEST_CHANNEL names a platform that runs
         served = [a for p in started if (a := p.http_app()) is not None]
         if len(served) > 1:
             raise ConfigError("only one platform can receive its events over HTTP at a time")
         site = served[0] if served else web.Application()  # one aiohttp app: a platform's events and health
 
         await asyncio.to_thread(app.ensure_ingested)
-        await asyncio.to_thread(feedback.purge, s.question_retention_days)
+        await purge_old(feedback, services)
         seconds = await warm_up(core)
         _log.info("embedding model and index ready in %.1f s", seconds)
 
@@ -163,6 +174,7 @@ async def run_platforms(app: App) -> None:
                 sync=sync_from_page,
                 public_url=s.public_url,
                 metrics=app.metrics,
+                communities=lambda: feedback.run(feedback.communities),
             )
         from service.metrics import freeze_startup_heap
 
@@ -180,17 +192,22 @@ async def run_platforms(app: App) -> None:
 
         assigning = {p.name: asyncio.create_task(assign_communities(p, feedback)) for p in started}
         background = list(assigning.values())
+        # Which community owns ALLOWED_CHANNELS, HANDOFF_ROLE and DIGEST_CHANNEL: each applies there only.
+        owners = asyncio.create_task(follow_owners(s, started))
+        background.append(owners)
         # Questions a stopped process (this one before a crash, or another replica) left unfinished.
         background += [asyncio.create_task(recover(p)) for p in started]
         background.append(asyncio.create_task(library.run()))
         background.append(asyncio.create_task(database.run()))
         on_hangup(lambda: background.append(asyncio.create_task(library.on_signal())))
-        if digest is not None:
-            # The digest sums up its community's answers: older ones are given theirs first.
-            assigned = assigning[digest[0].name]
-            background.append(
-                asyncio.create_task(run_digest(app, feedback, services.leases, *digest, after=assigned))
+        # Each community's digest, in its own channel: older answers are given their community first.
+        background += [
+            asyncio.create_task(
+                run_digests(app, feedback, services.leases, p, after=_together(assigning[p.name], owners))
             )
+            for p in started
+        ]
+        background.append(asyncio.create_task(purge_every_day(feedback, services)))
 
         stopped = await _until_stopped([p.run() for p in started])
         if stopped:
@@ -213,6 +230,7 @@ async def run_platforms(app: App) -> None:
             await runner.cleanup()
         await core.aclose()
         await shared.aclose()
+        await close_settings(services)
         feedback.close()
 
 
@@ -339,61 +357,215 @@ async def assign_communities(platform: Platform, store: FeedbackStore) -> None:
     )
 
 
-async def run_digest(
+async def read_community_settings(services: Services) -> None:
+    """Every community's settings read before the first question (`SqlSettings.load`)."""
+    from service.community_settings import SqlSettings
+
+    if isinstance(services.settings, SqlSettings):
+        await services.settings.load()
+
+
+async def close_settings(services: Services) -> None:
+    from service.community_settings import SqlSettings
+
+    if isinstance(services.settings, SqlSettings):
+        await services.settings.aclose()
+
+
+async def follow_owners(settings: Settings, started: list[Platform]) -> None:
+    """Find the community that owns each of the environment's ids, once its platform is connected, and
+    give every conversation the deployment that knows them (`bot.community.effective`): ALLOWED_CHANNELS'
+    channels then apply in their own community only (until then, and for those not found, in every
+    community of their platform, as before); HANDOFF_ROLE is mentioned in its own community only (not
+    found: nowhere); DIGEST_CHANNEL carries its own community's digest (not found, or a direct message:
+    none). A platform whose lookup fails is asked again after DIGEST_RETRY_S."""
+    wanted: dict[str, list[str]] = {}  # platform -> places
+    for channel in settings.deployment().allowed_channels:
+        wanted.setdefault(channel.partition(":")[0], []).append(channel)
+    for value in (settings.handoff_role, settings.digest_channel):
+        if value is not None:
+            wanted.setdefault(value.partition(":")[0], []).append(value)
+    owners: dict[str, str] = {}
+
+    async def look_up(platform: Platform) -> None:
+        places = wanted.get(platform.name, [])
+        if not places:
+            return
+        await when_ready(platform)
+        while True:
+            try:
+                owners.update(await platform.communities_of(places))
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning(
+                    "%s: could not look up the communities of ALLOWED_CHANNELS, HANDOFF_ROLE or DIGEST_CHANNEL "
+                    "(%s: %s); trying again in %g s",
+                    platform.name,
+                    type(exc).__name__,
+                    exc,
+                    DIGEST_RETRY_S,
+                )
+                await asyncio.sleep(DIGEST_RETRY_S)
+        for place in places:
+            if place not in owners:
+                what = (
+                    "HANDOFF_ROLE"
+                    if place == settings.handoff_role
+                    else "DIGEST_CHANNEL"
+                    if place == settings.digest_channel
+                    else "ALLOWED_CHANNELS"
+                )
+                _log.warning("%s %s was not found, or the bot cannot see it: %s", what, place, _UNFOUND[what])
+        deployment = _owned(settings, owners)
+        for each in started:
+            each.conversation.deployment = deployment
+
+    await asyncio.gather(*(look_up(p) for p in started))
+
+
+# What an id of the environment whose community is not found means.
+_UNFOUND = {
+    "HANDOFF_ROLE": "no community is offered 'Ask a human' with it (a community can set its own role)",
+    "DIGEST_CHANNEL": "no digest is posted there",
+    "ALLOWED_CHANNELS": "it still limits every community of its platform",
+}
+
+
+def _owned(settings: Settings, owners: dict[str, str]) -> Deployment:
+    """The deployment with the owners found so far (a direct message owns no digest)."""
+    digest = owners.get(settings.digest_channel or "")
+    if digest in (DM, UNASSIGNED):
+        _log.warning(
+            "digest: DIGEST_CHANNEL %s is a direct message, not a community's channel: no digest",
+            settings.digest_channel,
+        )
+        digest = None
+    return settings.deployment(
+        channel_communities={c: owners[c] for c in settings.deployment().allowed_channels if c in owners},
+        handoff_community=owners.get(settings.handoff_role or ""),
+        digest_community=digest,
+    )
+
+
+async def run_digests(
     app: App,
     feedback: FeedbackStore,
     leases: Leases,
     platform: Platform,
-    channel: str,
     *,
     after: Awaitable[None] | None = None,
+    check_every_s: float | None = None,
 ) -> None:
-    """DIGEST_CHANNEL's digest: posted by its platform, in that platform's style, of that channel's
-    community (found once the platform is connected)."""
+    """Each of the platform's communities with a digest channel (its own choice, or DIGEST_CHANNEL in
+    the community that owns it) gets the digest of its own questions only, in that channel, at its own
+    period, once per period across replicas (`service.digest.Digest`). Checked every `check_every_s`."""
+    from service.digest import CHECK_EVERY_S
+
+    await when_ready(platform)
+    if after is not None:
+        await after
+    while True:
+        await digests_once(app, feedback, leases, platform)
+        await asyncio.sleep(CHECK_EVERY_S if check_every_s is None else check_every_s)
+
+
+async def digests_once(app: App, feedback: FeedbackStore, leases: Leases, platform: Platform) -> int:
+    """Post the digests that are due on `platform`; returns how many were posted. One community's
+    failure is logged and does not hold back the others'."""
     from service.digest import Digest
 
     s = app.settings
-    place = f"{platform.name}:{channel}"
-    await when_ready(platform)
-    while True:
+    conversation = platform.conversation
+    deployment = conversation.deployment
+    prefix = f"{platform.name}:"
+    try:
+        chosen = await conversation.settings.all()
+    except Exception as exc:  # the database: the communities with DIGEST_CHANNEL still get theirs
+        _log.warning("digest: could not read the communities' settings (%s)", type(exc).__name__)
+        chosen = {}
+    communities = {c for c in chosen if c.startswith(prefix)}
+    if deployment.digest_community is not None and deployment.digest_community.startswith(prefix):
+        communities.add(deployment.digest_community)
+    posted = 0
+    for community in sorted(communities):
+        applies = await conversation.effective(community)
+        channel = applies.digest_channel
+        if channel is None:
+            continue
+        # DIGEST_CHANNEL's community keeps the operator's link and the period names it always had.
+        operators = community == deployment.digest_community
+        digest = Digest(
+            store=feedback,
+            leases=leases,
+            embed=app.embedder.embed_dense_only,
+            post=_to_channel(platform, channel, community),
+            style=platform.digest_style,
+            every=applies.digest_every,
+            admin_url=s.public_link(f"/admin/?community={quote(community, safe=':')}") if operators else None,
+            questions_stored=applies.store_questions,
+            community=community,
+            lease_prefix="" if operators else f"{community}:",
+        )
         try:
-            community = (await platform.communities_of([place])).get(place)
-            break
+            posted += await digest.once()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             _log.warning(
-                "digest: could not look up DIGEST_CHANNEL %s (%s: %s); trying again in %g s",
-                place,
+                "digest of %s could not be posted (%s: %s); trying again later",
+                community,
                 type(exc).__name__,
                 exc,
-                DIGEST_RETRY_S,
             )
-            await asyncio.sleep(DIGEST_RETRY_S)
-    if community is None:
-        _log.warning("digest: DIGEST_CHANNEL %s was not found, or the bot cannot see it: no digest", place)
-        return
-    if community in (DM, UNASSIGNED):
-        # Members' direct messages are no community's: they are never summed up into anyone's channel.
-        _log.warning(
-            "digest: DIGEST_CHANNEL %s is a direct message, not a community's channel: no digest", place
-        )
-        return
-    if after is not None:
-        await after
+    return posted
 
-    async def to_channel(text: str) -> None:
-        await platform.post(channel, text)
 
-    _log.info("digest: %s to %s (community %s)", s.digest_every, place, community)
-    await Digest(
-        store=feedback,
-        leases=leases,
-        embed=app.embedder.embed_dense_only,
-        post=to_channel,
-        style=platform.digest_style,
-        every=s.digest_every,
-        admin_url=s.public_link(f"/admin/?community={quote(community, safe=':')}"),
-        questions_stored=s.store_questions,
-        community=community,
-    ).run()
+async def _together(*steps: Awaitable[None]) -> None:
+    for step in steps:
+        await step
+
+
+def _to_channel(platform: Platform, channel: str, community: str) -> Callable[[str], Awaitable[None]]:
+    """Post a community's digest in its channel, unless the platform finds that channel to be another
+    community's (a digest never reaches another community's members)."""
+
+    async def post(text: str) -> None:
+        place = f"{platform.name}:{channel}"
+        owner = (await platform.communities_of([place])).get(place)
+        if owner is not None and owner != community:
+            raise PermissionError(f"channel {channel} is not one of {community}'s")
+        await platform.post(channel, text, community=community)
+
+    return post
+
+
+async def purge_old(feedback: FeedbackStore, services: Services) -> int:
+    """Delete the answers older than QUESTION_RETENTION_DAYS, and those of each community that chose a
+    shorter retention older than that; returns how many."""
+    from bot.community import Deployment, effective
+
+    deployment = services.deployment or Deployment()
+    shorter: dict[str, float] = {}
+    if services.settings is not None:
+        for community, own in (await services.settings.all()).items():
+            days = effective(community, own, deployment).retention_days
+            if days < deployment.retention_days:
+                shorter[community] = days
+    return await feedback.run(feedback.purge, deployment.retention_days, shorter)
+
+
+async def purge_every_day(
+    feedback: FeedbackStore, services: Services, *, every_s: float = PURGE_EVERY_S
+) -> None:
+    """`purge_old` every `every_s` (the first is at start-up), so that a retention a community shortens
+    applies within a day."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await purge_old(feedback, services)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _log.warning("could not delete old answers (%s); trying again later", type(exc).__name__)

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from bot.config import Settings
 
 if TYPE_CHECKING:
+    from bot.community import Deployment
     from bot.conversation import Services
     from bot.core import AnswerCore
-    from bot.ports import Budget, Deduplicator, Journal, RateLimit, ThreadMemory
+    from bot.ports import Budget, Budgets, Deduplicator, Journal, RateLimit, ThreadMemory
     from retrieval.embeddings import FastEmbedder
     from retrieval.index import SearchMode, VectorStore
     from retrieval.ingest import IngestReport, ProgressStyle
@@ -204,13 +205,21 @@ class SharedState:
         return cls(limiter, RedisDedupe(link), RedisThreads(link), budget, link)
 
     def services(
-        self, core: AnswerCore, store: FeedbackStore, *, on_drop: Callable[[], None] | None = None
+        self,
+        core: AnswerCore,
+        store: FeedbackStore,
+        *,
+        on_drop: Callable[[], None] | None = None,
+        deployment: Deployment | None = None,
     ) -> Services:
         """What every platform's conversation uses. The leases (hand-offs, the digest) live where they
         are shared and kept best: PostgreSQL, else Redis, else the answers database. Answers are stored
-        after they are posted, through one queue (`bot/writer.py`; `on_drop`: one answer not stored)."""
+        after they are posted, through one queue (`bot/writer.py`; `on_drop`: one answer not stored).
+        Each community's settings are read from the answers database (`SqlSettings`), bounded by
+        `deployment` (the environment's, `Settings.deployment`)."""
         from bot.conversation import Services
         from bot.writer import AnswerWriter
+        from service.community_settings import SqlSettings
         from service.lease import choose_leases
 
         return Services(
@@ -223,7 +232,20 @@ class SharedState:
             writer=AnswerWriter(store, timeout_s=store.timeout_s, on_drop=on_drop),
             journal=self.journal(store),
             handoff_limits=self.handoff_limits(),
+            settings=SqlSettings(store),
+            deployment=deployment,
+            budgets=self.budgets(),
         )
+
+    def budgets(self) -> Budgets:
+        """Each community's tokens spent today: on Redis when replicas share it, else in this process."""
+        if self.redis is None:
+            from bot.ratelimit import MemoryBudgets
+
+            return MemoryBudgets()
+        from service.redis_state import RedisBudgets
+
+        return RedisBudgets(self.redis)
 
     def handoff_limits(self) -> tuple[RateLimit, RateLimit] | None:
         """ "Ask a human" counted per member and per community an hour across every replica on Redis

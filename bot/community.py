@@ -14,6 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Protocol
 
+# A deployment made from one platform's options alone (tests, the terminal chat, one community's bot):
+# its HANDOFF_ROLE applies in every community.
+EVERY = "*"
+
 DigestEvery = Literal["daily", "weekly", "monthly"]
 DIGEST_PERIODS: tuple[DigestEvery, ...] = ("daily", "weekly", "monthly")
 
@@ -56,17 +60,18 @@ class CommunitySettings:
 class Deployment:
     """The environment's settings as they bear on communities (see the module's rules)."""
 
-    allowed_channels: frozenset[str] = frozenset()  # `<platform>:<channel id>` or bare ids
+    allowed_channels: frozenset[str] = frozenset()  # `<platform>:<channel id>` (or bare ids)
     handoff: str | None = None  # `<platform>:<role or group id>`
-    handoff_community: str | None = None  # the community that owns HANDOFF_ROLE, once known
-    digest_channel: str | None = None
+    handoff_community: str | None = None  # the community that owns HANDOFF_ROLE, once known (EVERY: all)
+    digest_channel: str | None = None  # `<platform>:<channel id>`
     digest_community: str | None = None  # the community that owns DIGEST_CHANNEL, once known
     digest_every: DigestEvery = "weekly"
     rate_limit_per_minute: int = 5
     store_questions: bool = True
     retention_days: int = 90
     daily_token_budget: int = 0
-    channel_communities: Mapping[str, str] = field(default_factory=dict)  # ALLOWED_CHANNELS' owners
+    # ALLOWED_CHANNELS' owners (`<platform>:<channel id>` -> community), once looked up
+    channel_communities: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,25 +100,47 @@ def _ceiling(deployment: int, chosen: int | None) -> int:
     return min(deployment, chosen)
 
 
+def _bare(value: str | None) -> str | None:
+    """An id without its `<platform>:` prefix."""
+    return None if value is None else value.split(":", 1)[-1]
+
+
+def _platform(value: str) -> str | None:
+    """The platform an id or community names (`discord:123` -> discord); None for `dm` or a bare id."""
+    platform, colon, _ = value.partition(":")
+    return platform if colon else None
+
+
 def effective(community: str, own: CommunitySettings | None, deployment: Deployment) -> Effective:
-    """The settings that apply in `community`."""
+    """The settings that apply in `community`.
+
+    The deployment's ids: DIGEST_CHANNEL and HANDOFF_ROLE apply only in the community found to own them
+    (unknown: nowhere, so that no community is sent another's digest or pinged with a role id that names
+    nothing there). An ALLOWED_CHANNELS channel applies in its owner community only; while its owner is
+    not known (not yet looked up, or not found) it applies in every community of its platform, as the
+    one list did before communities: the safe side for an allow list."""
     own = own or CommunitySettings()
+    platform = _platform(community)
     env_channels = frozenset(
         c.split(":", 1)[-1]
         for c in deployment.allowed_channels
-        if deployment.channel_communities.get(c) in (None, community)
+        if deployment.channel_communities.get(c) == community
+        or (
+            c not in deployment.channel_communities and (platform is None or _platform(c) in (None, platform))
+        )
     )
+    own_retention = own.retention_days if own.retention_days and own.retention_days > 0 else None
     return Effective(
         community=community,
         allowed_channels=own.allowed_channels or env_channels,
         handoff=own.handoff
-        or (deployment.handoff if deployment.handoff_community in (None, community) else None),
+        or (_bare(deployment.handoff) if deployment.handoff_community in (community, EVERY) else None),
         digest_channel=own.digest_channel
-        or (deployment.digest_channel if deployment.digest_community == community else None),
+        or (_bare(deployment.digest_channel) if deployment.digest_community == community else None),
         digest_every=own.digest_every or deployment.digest_every,
         rate_limit_per_minute=_ceiling(deployment.rate_limit_per_minute, own.rate_limit_per_minute),
         store_questions=deployment.store_questions and (own.store_questions is not False),
-        retention_days=min(deployment.retention_days, own.retention_days or deployment.retention_days),
+        retention_days=min(deployment.retention_days, own_retention or deployment.retention_days),
         daily_token_budget=_ceiling(deployment.daily_token_budget, own.daily_token_budget),
     )
 
@@ -127,6 +154,10 @@ class SettingsStore(Protocol):
     async def set(self, community: str, settings: CommunitySettings) -> None: ...
 
     async def forget(self, community: str) -> None: ...
+
+    async def all(self) -> Mapping[str, CommunitySettings]:
+        """Every community that chose something (the digests, retention)."""
+        ...
 
 
 class MemorySettings:
@@ -143,6 +174,9 @@ class MemorySettings:
 
     async def forget(self, community: str) -> None:
         self._by_community.pop(community, None)
+
+    async def all(self) -> Mapping[str, CommunitySettings]:
+        return dict(self._by_community)
 
 
 def change(settings: CommunitySettings, **changes: Any) -> CommunitySettings:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.community import Deployment
 from bot.errors import ConfigError
 from bot.platform import PlatformOptions
 
@@ -34,11 +36,12 @@ class PlatformIds:
     channel: str  # an example channel id
     group: str  # what HANDOFF_ROLE names there
     numeric: bool = False  # ids are numbers
+    also: str = ""  # another variable that switches it on (Slack's OAuth: SLACK_CLIENT_ID)
 
 
 PLATFORM_IDS = {
     "discord": PlatformIds("DISCORD_TOKEN", "123456789012345678", "role", numeric=True),
-    "slack": PlatformIds("SLACK_BOT_TOKEN", "C0123456789", "user group"),
+    "slack": PlatformIds("SLACK_BOT_TOKEN", "C0123456789", "user group", also="SLACK_CLIENT_ID"),
 }
 
 # An example for the message when an http URL setting is wrong (the others: a Qdrant server's).
@@ -138,6 +141,12 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
+    # Installs by OAuth in any workspace, instead of SLACK_BOT_TOKEN's one (Basic Information -> App
+    # Credentials); HTTP mode, with PUBLIC_URL.
+    slack_client_id: str | None = Field(
+        None, description="the app's Client ID: installs by OAuth at <PUBLIC_URL>/slack/install"
+    )
+    slack_client_secret: SecretStr | None = None
     slack_http_port: int = Field(3000, ge=1, le=65535)
     slack_http_host: str = "0.0.0.0"
     slack_api_url: str | None = Field(
@@ -203,6 +212,8 @@ class Settings(BaseSettings):
         "slack_bot_token",
         "slack_app_token",
         "slack_signing_secret",
+        "slack_client_id",
+        "slack_client_secret",
         "slack_app_id",
         "abstain_below",
         "redis_url",
@@ -358,7 +369,11 @@ class Settings(BaseSettings):
         is. Kept as `platform:id`."""
         if value is None:
             return None
-        configured = [p for p, ids in PLATFORM_IDS.items() if info.data.get(ids.token.lower()) is not None]
+        configured = [
+            p
+            for p, ids in PLATFORM_IDS.items()
+            if any(info.data.get(v.lower()) is not None for v in (ids.token, ids.also) if v)
+        ]
         prefixes = " or ".join(f"{p}:" for p in PLATFORM_IDS)
         examples = " or ".join(f"{p}:{ids.channel}" for p, ids in PLATFORM_IDS.items())
         platform, colon, ident = value.strip().partition(":")
@@ -397,6 +412,49 @@ class Settings(BaseSettings):
             self.public_url = url.removesuffix("/admin") if url.endswith("/admin") else url
         return self
 
+    @model_validator(mode="after")
+    def _slack_oauth(self) -> Settings:
+        """Installs by OAuth: both credentials, HTTP mode (signed requests, a public address for the
+        redirect), and not beside SLACK_BOT_TOKEN."""
+        if (self.slack_client_id is None) != (self.slack_client_secret is None):
+            given, missing = (
+                ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
+                if self.slack_client_secret is None
+                else ("SLACK_CLIENT_SECRET", "SLACK_CLIENT_ID")
+            )
+            raise ValueError(
+                f"{given} is set but {missing} is not: set both (the app's Basic Information -> App "
+                "Credentials) to install by OAuth"
+            )
+        if not self.slack_oauth:
+            return self
+        if self.slack_bot_token is not None:
+            raise ValueError(
+                "SLACK_BOT_TOKEN and SLACK_CLIENT_ID are both set: set SLACK_BOT_TOKEN for one workspace, "
+                "or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET for installs by OAuth, not both"
+            )
+        if self.slack_app_token is not None:
+            raise ValueError(
+                "SLACK_APP_TOKEN (Socket Mode) is set with SLACK_CLIENT_ID: installs by OAuth need HTTP mode; "
+                "unset SLACK_APP_TOKEN and set SLACK_SIGNING_SECRET (see the README's Distributing the Slack app)"
+            )
+        if self.slack_signing_secret is None:
+            raise ValueError(
+                "SLACK_CLIENT_ID is set but SLACK_SIGNING_SECRET is not: installs by OAuth run in HTTP mode, "
+                "which checks Slack's signature (Basic Information -> App Credentials -> Signing Secret)"
+            )
+        if self.public_url is None:
+            raise ValueError(
+                "SLACK_CLIENT_ID is set but PUBLIC_URL is not: set it to the bot's public address "
+                "(Slack's redirect URL is <PUBLIC_URL>/slack/oauth_redirect)"
+            )
+        return self
+
+    @property
+    def slack_oauth(self) -> bool:
+        """Slack installs by OAuth (SLACK_CLIENT_ID and SLACK_CLIENT_SECRET), in any workspace."""
+        return self.slack_client_id is not None and self.slack_client_secret is not None
+
     def public_link(self, path: str) -> str | None:
         """The public address of `path` ("/admin/") on the bot's HTTP server; None without PUBLIC_URL."""
         if self.public_url is None:
@@ -405,8 +463,12 @@ class Settings(BaseSettings):
 
     @property
     def platforms(self) -> list[str]:
-        """The chat platforms whose token is set, in registration order."""
-        return [p for p, ids in PLATFORM_IDS.items() if getattr(self, ids.token.lower()) is not None]
+        """The chat platforms whose token (or Slack's OAuth credentials) is set, in registration order."""
+        return [
+            p
+            for p, ids in PLATFORM_IDS.items()
+            if any(getattr(self, v.lower()) is not None for v in (ids.token, ids.also) if v)
+        ]
 
     @property
     def digest_target(self) -> tuple[str, str] | None:
@@ -424,11 +486,38 @@ class Settings(BaseSettings):
             store_questions=self.store_questions,
         )
 
+    def deployment(
+        self,
+        *,
+        channel_communities: Mapping[str, str] | None = None,
+        handoff_community: str | None = None,
+        digest_community: str | None = None,
+    ) -> Deployment:
+        """The environment's values as they bear on each community (`bot.community`): the ids with
+        their platform (`discord:<id>`, `slack:<id>`; an ALLOWED_CHANNELS id is Discord's when numeric,
+        else Slack's), and the communities found to own them (looked up once the platforms connect)."""
+        return Deployment(
+            allowed_channels=frozenset(
+                f"{'discord' if c.isdigit() else 'slack'}:{c}" for c in self.allowed_channel_ids
+            ),
+            handoff=self.handoff_role,
+            handoff_community=handoff_community,
+            digest_channel=self.digest_channel,
+            digest_community=digest_community,
+            digest_every=self.digest_every,  # type: ignore[arg-type]  # checked by its pattern
+            rate_limit_per_minute=self.rate_limit_per_minute,
+            store_questions=self.store_questions,
+            retention_days=self.question_retention_days,
+            daily_token_budget=self.daily_token_budget,
+            channel_communities=dict(channel_communities or {}),
+        )
+
     @property
     def listen(self) -> tuple[str, int, str]:
         """Where the bot's HTTP server listens (host, port, and the variable that sets the port): Slack's
         port in HTTP mode, where Slack's events and the health routes share one server; else HEALTH_PORT."""
-        if self.slack_bot_token is not None and self.slack_app_token is None:
+        slack = self.slack_bot_token is not None or self.slack_oauth
+        if slack and self.slack_app_token is None:
             return self.slack_http_host, self.slack_http_port, "SLACK_HTTP_PORT"
         return self.health_host, self.health_port, "HEALTH_PORT"
 
@@ -449,6 +538,7 @@ class Settings(BaseSettings):
             self.slack_bot_token,
             self.slack_app_token,
             self.slack_signing_secret,
+            self.slack_client_secret,
             self.admin_token,
         )
         return [s.get_secret_value() for s in secrets if s]

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from bot.community import Deployment, MemorySettings, SettingsStore
+from bot.community import EVERY, Deployment, Effective, MemorySettings, SettingsStore, effective
 from bot.core import AnswerCore
 from bot.errors import BotError
 from bot.models import Answer, Question
@@ -31,9 +31,26 @@ from bot.platform import (
     PlatformOptions,
     thanks,
 )
-from bot.ports import AnswerStore, Claim, Deduplicator, Journal, Leases, RateLimit, ThreadMemory
+from bot.ports import (
+    AnswerStore,
+    Budget,
+    Budgets,
+    Claim,
+    Deduplicator,
+    Journal,
+    Leases,
+    RateLimit,
+    ThreadMemory,
+)
 from bot.prompts import unmask_links
-from bot.ratelimit import MemoryJournal, MemoryLeases, RateLimiter, RecentKeys, RecentThreads
+from bot.ratelimit import (
+    MemoryBudgets,
+    MemoryJournal,
+    MemoryLeases,
+    RateLimiter,
+    RecentKeys,
+    RecentThreads,
+)
 from bot.writer import AnswerWriter, new_answer_id
 
 _log = logging.getLogger(__name__)
@@ -93,6 +110,27 @@ class Services:
     journal: Journal | None = None  # None: one in this process
     # Hand-offs per member and per community an hour (None: counted in this process).
     handoff_limits: tuple[RateLimit, RateLimit] | None = None
+    # Each community's own settings and the deployment's (None: in this process, and the deployment
+    # made from each platform's options); each community's tokens spent today (None: in this process).
+    settings: SettingsStore | None = None
+    deployment: Deployment | None = None
+    budgets: Budgets | None = None
+
+
+# A conversation given no deployment makes one of its platform options (tests, the terminal chat).
+_FROM_OPTIONS = Deployment()
+
+
+def options_deployment(platform: str, options: PlatformOptions) -> Deployment:
+    """The deployment of a conversation made from its platform options alone, as one community's bot:
+    its hand-off role applies in every community of the platform."""
+    return Deployment(
+        allowed_channels=options.allowed_channels,
+        handoff=f"{platform}:{options.handoff}" if options.handoff else None,
+        handoff_community=EVERY,
+        rate_limit_per_minute=options.rate_limit_per_minute,
+        store_questions=options.store_questions,
+    )
 
 
 @dataclass
@@ -112,9 +150,11 @@ class Conversation:
     leases: Leases
     writer: AnswerWriter | None = None
     journal: Journal = field(default_factory=MemoryJournal)
-    # Each community's own settings (bot/community.py) and the deployment's, which bound them.
+    # Each community's own settings (bot/community.py) and the deployment's, which bound them (by
+    # default, made from `options`); each community's LLM tokens spent today.
     settings: SettingsStore = field(default_factory=MemorySettings)
-    deployment: Deployment = field(default_factory=Deployment)
+    deployment: Deployment = _FROM_OPTIONS
+    budgets: Budgets = field(default_factory=MemoryBudgets)
     state_timeout_s: float = STATE_TIMEOUT_S
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     handoffs_by_member: RateLimit = field(
@@ -143,11 +183,19 @@ class Conversation:
             writer=services.writer,
             journal=services.journal or MemoryJournal(),
         )
+        if services.settings is not None:
+            conversation.settings = services.settings
+        if services.deployment is not None:
+            conversation.deployment = services.deployment
+        if services.budgets is not None:
+            conversation.budgets = services.budgets
         if services.handoff_limits is not None:  # shared counters; else this process's own
             conversation.handoffs_by_member, conversation.handoffs_by_community = services.handoff_limits
         return conversation
 
     def __post_init__(self) -> None:
+        if self.deployment is _FROM_OPTIONS:
+            self.deployment = options_deployment(self.platform, self.options)
         if self.writer is None:
             self.writer = AnswerWriter(self.store, timeout_s=self.state_timeout_s)
 
@@ -202,12 +250,33 @@ class Conversation:
     def _member(self, community: str, asker: str) -> str:
         return f"{community}:{asker}"
 
+    # -- a community's settings ---------------------------------------------------------------------
+    async def effective(self, community: str) -> Effective:
+        """The settings that apply in `community`: its own choices within the deployment's ceilings
+        (`bot.community.effective`). Served from the settings' cache; if even that cannot answer in
+        time, the deployment's values apply."""
+        try:
+            async with asyncio.timeout(self.state_timeout_s):
+                own = await self.settings.get(community)
+        except Exception as exc:
+            _log.warning(
+                "could not read a community's settings (%s); the deployment's apply", type(exc).__name__
+            )
+            own = None
+        return effective(community, own, self.deployment)
+
+    async def stores_questions(self, community: str) -> bool:
+        """Whether a question's text may be kept (stored, journaled) in `community`."""
+        return (await self.effective(community)).store_questions
+
     # -- where the bot answers ---------------------------------------------------------------------
-    def allowed_in(self, channel_ids: Collection[str], *, direct: bool = False) -> bool:
-        """Direct messages always; elsewhere, when the allow list is empty or names the channel (or the
-        channel a thread belongs to)."""
-        allowed = self.options.allowed_channels
-        return direct or not allowed or bool(set(channel_ids) & allowed)
+    async def allowed_in(self, community: str, channel_ids: Collection[str], *, direct: bool = False) -> bool:
+        """Direct messages always; elsewhere, when the community's allow list is empty or names the
+        channel (or the channel a thread belongs to)."""
+        if direct:
+            return True
+        allowed = (await self.effective(community)).allowed_channels
+        return not allowed or bool(set(channel_ids) & allowed)
 
     # -- running answers in the background -----------------------------------------------------------
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
@@ -259,7 +328,7 @@ class Conversation:
         back if `call` fails), at most HANDOFFS_PER_MEMBER times an hour by one member and
         HANDOFFS_PER_COMMUNITY by one community, whatever the question rate limit. `thread`: where a
         release before per-answer hand-offs recorded one (that thread stays handed off)."""
-        if self.options.handoff is None:
+        if (await self.effective(community)).handoff is None:
             return HANDOFF_OFF
         name = f"handoff:{community}:{self.platform}:answer:{message}"
         try:
@@ -396,7 +465,8 @@ class Conversation:
 
     @property
     def store_questions(self) -> bool:
-        return self.options.store_questions
+        """The deployment's STORE_QUESTIONS; in a community, `stores_questions(community)`."""
+        return self.deployment.store_questions
 
     async def finish(self, claim: Claim | None) -> None:
         """The question is answered (or closed): its claim is done, and kept a day against redeliveries."""
@@ -462,7 +532,8 @@ class Conversation:
         if not question.text.strip():
             await _quietly(reply.say(self.usage), "the usage hint")
             return None
-        if not resumed and not await self.limiter.allow(self._member(question.community, question.asker)):
+        applies = await self.effective(question.community)
+        if not resumed and not await self._allow(question, applies):
             observer.rate_limited(self.platform)
             await _quietly(reply.say(SLOW_DOWN), "the slow-down notice")
             return None
@@ -474,12 +545,12 @@ class Conversation:
         found: list[Answer] = []  # the articles found, for an apology if the answer is cut short
         saved = False
         try:
-            final = await self._stream(question, reply, found, journaled)
+            final = await self._stream(question, reply, found, journaled, budget=self._budget(applies))
             # Posted first, stored after (`bot/writer.py`): the database never holds an answer.
             answer_id = new_answer_id()
             await reply.final(final, answer_id)
             saved = True
-            self._save(question, final, answer_id)
+            self._save(question, final, answer_id, applies)
         except asyncio.CancelledError:
             observer.answered(self.platform, question, None, first_sign_s=first_sign)
             try:
@@ -497,7 +568,8 @@ class Conversation:
             shown = final or next(iter(found), None)
             await self.apologise(reply, shown)
             if not saved:  # stored as an "error" answer: the moderators' report counts failures
-                self._save(question, Answer("", shown.sources if shown else (), "error"), new_answer_id())
+                error = Answer("", shown.sources if shown else (), "error")
+                self._save(question, error, new_answer_id(), applies)
             return None
         observer.answered(self.platform, question, final, first_sign_s=first_sign)
         return final
@@ -507,8 +579,32 @@ class Conversation:
         before the question could even be read."""
         await _quietly(reply.apologise(answer), "the apology", level=logging.ERROR)
 
+    async def _allow(self, question: Question, applies: Effective) -> bool:
+        """The member is within their community's rate limit (the limiter's own, or the community's
+        tighter one)."""
+        member = self._member(question.community, question.asker)
+        if applies.rate_limit_per_minute == self.deployment.rate_limit_per_minute:
+            return await self.limiter.allow(member)
+        return await self.limiter.allow(member, applies.rate_limit_per_minute)
+
+    def _budget(self, applies: Effective) -> Budget | None:
+        """The token budget an answer in this community counts against when the community chose a
+        smaller one than the deployment's: the deployment's (the core's) and its own, its tokens counted
+        in both from then on. None: the core's alone."""
+        if applies.daily_token_budget == self.deployment.daily_token_budget:
+            return None
+        return _CommunityBudget(
+            getattr(self.core, "budget", None), self.budgets, applies.community, applies.daily_token_budget
+        )
+
     async def _stream(
-        self, question: Question, reply: Reply, found: list[Answer], journaled: _Journaled | None = None
+        self,
+        question: Question,
+        reply: Reply,
+        found: list[Answer],
+        journaled: _Journaled | None = None,
+        *,
+        budget: Budget | None = None,
     ) -> Answer:
         """The core's answer, with throttled previews of the text so far. A failed preview is skipped, and
         so are the rest of that answer's previews: the platform is struggling, and the final answer is
@@ -517,7 +613,12 @@ class Conversation:
         last = 0.0  # the first words show at once; later previews wait for the interval
         previews = True
         final: Answer | None = None
-        async for item in self.core.stream(question, found=found):
+        answering = (
+            self.core.stream(question, found=found)
+            if budget is None
+            else self.core.stream(question, found=found, budget=budget)
+        )
+        async for item in answering:
             if isinstance(item, Answer):
                 final = item
                 continue
@@ -532,10 +633,46 @@ class Conversation:
         assert final is not None
         return final
 
-    def _save(self, question: Question, answer: Answer, answer_id: int) -> None:
-        """Queue the answer for storing (`AnswerWriter`): never waits on the database."""
+    def _save(self, question: Question, answer: Answer, answer_id: int, applies: Effective) -> None:
+        """Queue the answer for storing (`AnswerWriter`): never waits on the database. Where the
+        community keeps no questions, the row holds no text of the question or the answer, nor who asked
+        where: only its outcome and sources, for the counts."""
         assert self.writer is not None
+        if not applies.store_questions:
+            question = replace(question, text="", asker="", place="", place_name="", history=())
+            answer = replace(answer, text="")
         self.writer.submit(self.platform, question, answer, answer_id)
+
+
+class _CommunityBudget:
+    """One answer's token budget: the deployment's daily budget (the core's, for every community
+    together) and, when the community chose a smaller one, the community's own; tokens are counted in
+    both."""
+
+    def __init__(self, deployment: Budget | None, budgets: Budgets, community: str, daily_tokens: int):
+        self.deployment = deployment
+        self.budgets = budgets
+        self.community = community
+        self.daily_tokens = daily_tokens
+
+    async def exhausted(self) -> bool:
+        if self.deployment is not None and await self.deployment.exhausted():
+            return True
+        if self.daily_tokens <= 0:
+            return False
+        try:
+            return await self.budgets.spent(self.community) >= self.daily_tokens
+        except Exception as exc:
+            _log.warning("could not read a community's token budget (%s)", type(exc).__name__)
+            return False
+
+    async def spend(self, tokens: int) -> None:
+        if self.deployment is not None:
+            await self.deployment.spend(tokens)
+        try:
+            await self.budgets.spend(self.community, tokens)
+        except Exception as exc:
+            _log.warning("could not count a community's tokens (%s)", type(exc).__name__)
 
 
 class _Journaled:

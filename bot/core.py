@@ -201,12 +201,13 @@ class AnswerCore:
         return final
 
     async def stream(
-        self, question: Question, *, found: list[Answer] | None = None
+        self, question: Question, *, found: list[Answer] | None = None, budget: Budget | None = None
     ) -> AsyncIterator[str | Answer]:
         """Yield the answer text as it arrives, then the final `Answer` (always last, always present),
         which carries its timings: retrieval, first token and done, in seconds from the question.
         `found`, if given, receives the articles found as soon as the search is done (a retrieval-only
-        answer), so that an answer cut short still has something to offer."""
+        answer), so that an answer cut short still has something to offer. `budget`: the token budget this
+        answer counts against instead of the core's (its community's, `Conversation`)."""
         started = time.monotonic()
         timings: dict[str, float] = {}
         understood = await self.understand(question)
@@ -216,8 +217,8 @@ class AnswerCore:
         prepared = await self.retrieve_for(understood)
         timings["retrieval"] = time.monotonic() - started
         self.observer.retrieved(timings["retrieval"])
-        decision = await self.decide(understood, prepared, found=found)
-        async for item in self.compose(decision, started):
+        decision = await self.decide(understood, prepared, found=found, budget=budget)
+        async for item in self.compose(decision, started, budget=budget):
             yield _timed(item, started, timings)
 
     # Understand
@@ -311,7 +312,12 @@ class AnswerCore:
     # Decide
 
     async def decide(
-        self, understood: Understood, prepared: Prepared, *, found: list[Answer] | None = None
+        self,
+        understood: Understood,
+        prepared: Prepared,
+        *,
+        found: list[Answer] | None = None,
+        budget: Budget | None = None,
     ) -> Decision:
         """What to reply with. A question the library covers, or comes close to (a close call), is
         answered: its articles go into `found` at once, before the budget is asked, so that an answer
@@ -337,7 +343,8 @@ class AnswerCore:
             found.append(_offer(prepared, coverage))
         if self.llm is None:
             return Decision("retrieval-only", prepared, reason=self.llm_unavailable_reason, coverage=coverage)
-        if self.budget is not None and await self.budget.exhausted():
+        budget = self.budget if budget is None else budget
+        if budget is not None and await budget.exhausted():
             reason = budget_spent(dt.datetime.now(dt.UTC).date())
             return Decision("retrieval-only", prepared, reason=reason, coverage=coverage)
         return Decision("llm", prepared, coverage=coverage)
@@ -373,7 +380,9 @@ class AnswerCore:
 
     # Compose
 
-    async def compose(self, decision: Decision, started: float) -> AsyncIterator[str | Answer]:
+    async def compose(
+        self, decision: Decision, started: float, *, budget: Budget | None = None
+    ) -> AsyncIterator[str | Answer]:
         """Yield the reply the decision calls for: the model's text as it arrives, then the `Answer`.
         The model has what is left of the deadline counted from `started`."""
         prepared = decision.prepared
@@ -421,7 +430,7 @@ class AnswerCore:
         except (LLMError, TimeoutError) as exc:
             kind = exc.kind if isinstance(exc, LLMError) else "deadline"
             _log.info("LLM failed (%s); answering from retrieval only", kind)
-            await self._count_tokens(usage)
+            await self._count_tokens(usage, budget)
             self.observer.llm_failed(kind)
             yield await self._retrieval_only(
                 prepared,
@@ -431,7 +440,7 @@ class AnswerCore:
             )
             return
 
-        await self._count_tokens(usage)
+        await self._count_tokens(usage, budget)
         library = {p.url for p in passages + spare}
         text = prompts.unmask_links("".join(parts), library)
         cleaned, sources = prompts.renumber_citations(text, passages, keep_first=prepared.written is not None)
@@ -452,9 +461,10 @@ class AnswerCore:
             coverage=coverage,
         )
 
-    async def _count_tokens(self, usage: Usage) -> None:
-        if self.budget is not None:
-            await self.budget.spend(usage.input_tokens + usage.output_tokens)
+    async def _count_tokens(self, usage: Usage, budget: Budget | None = None) -> None:
+        budget = self.budget if budget is None else budget
+        if budget is not None:
+            await budget.spend(usage.input_tokens + usage.output_tokens)
         self.observer.llm_tokens(usage.input_tokens, usage.output_tokens)
 
     async def _retrieval_only(

@@ -43,6 +43,9 @@ class PlatformOptions:
     edit_interval_s: float = 1.2  # the least time between two edits of a streamed answer
     handoff: str | None = None  # the role (Discord) or user group (Slack) "Ask a human" mentions; None: off
     store_questions: bool = True  # STORE_QUESTIONS: the journal keeps a question's text only when true
+    # A community's signed link to its own report page (`/aisafety-report`); None, or a None link: the
+    # operator has not set PUBLIC_URL and ADMIN_TOKEN. Made by the composition root.
+    report_link: Callable[[str], str | None] | None = None
 
 
 def apology(answer: Answer | None, render: Callable[[Answer], str]) -> str:
@@ -90,8 +93,9 @@ class Platform(Protocol):
         """Connected and able to answer (for /readyz)."""
         ...
 
-    async def post(self, channel: str, text: str) -> None:
-        """A message of the bot's own in `channel` (the digest), mentioning no one."""
+    async def post(self, channel: str, text: str, *, community: str | None = None) -> None:
+        """A message of the bot's own in `channel` (the digest), mentioning no one. `community`: the
+        community the channel is of (a platform with one token per community posts with its own)."""
         ...
 
     async def resume(self, claim: Claim) -> None:

@@ -16,8 +16,9 @@ from bot.models import Answer, Question
 
 
 class RateLimit(Protocol):
-    async def allow(self, key: str) -> bool:
-        """True if the member behind `key` may ask now (and count this question)."""
+    async def allow(self, key: str, limit: int | None = None) -> bool:
+        """True if the member behind `key` may ask now (and count this question). `limit`: this call's
+        limit instead of the limiter's own (a community's tighter one; 0: none)."""
         ...
 
 
@@ -39,6 +40,15 @@ class Budget(Protocol):
     async def exhausted(self) -> bool: ...
 
     async def spend(self, tokens: int) -> None: ...
+
+
+class Budgets(Protocol):
+    """The LLM tokens each community spent today (UTC), counted by every replica together: a community's
+    own daily budget (`bot.community`) is checked against it."""
+
+    async def spent(self, community: str) -> int: ...
+
+    async def spend(self, community: str, tokens: int) -> None: ...
 
 
 class AnswerStore(Protocol):

@@ -1,7 +1,9 @@
-"""In-process versions of the rate-limit, de-duplication, thread-memory and lease ports (`bot/ports.py`)."""
+"""In-process versions of the rate-limit, de-duplication, thread-memory, lease and per-community budget ports
+(`bot/ports.py`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections import OrderedDict, defaultdict, deque
@@ -21,20 +23,44 @@ class RateLimiter:
         self.window_s = window_s
         self._seen: dict[str, deque[float]] = defaultdict(deque)
 
-    async def allow(self, key: str) -> bool:
-        return self.check(key)
+    async def allow(self, key: str, limit: int | None = None) -> bool:
+        return self.check(key, limit=limit)
 
-    def check(self, key: str, now: float | None = None) -> bool:
-        if self.per_minute <= 0:
+    def check(self, key: str, now: float | None = None, *, limit: int | None = None) -> bool:
+        """`limit`: this call's limit instead of `per_minute` (a community's own)."""
+        per_minute = self.per_minute if limit is None else limit
+        if per_minute <= 0:
             return True
         now = time.monotonic() if now is None else now
         times = self._seen[key]
         while times and now - times[0] >= self.window_s:
             times.popleft()
-        if len(times) >= self.per_minute:
+        if len(times) >= per_minute:
             return False
         times.append(now)
         return True
+
+
+class MemoryBudgets:
+    """Each community's LLM tokens spent today (UTC), in this process (`bot.ports.Budgets`)."""
+
+    def __init__(self) -> None:
+        self._day = ""
+        self._spent: dict[str, int] = {}
+
+    def _today(self) -> dict[str, int]:
+        day = dt.datetime.now(dt.UTC).date().isoformat()
+        if day != self._day:
+            self._day, self._spent = day, {}
+        return self._spent
+
+    async def spent(self, community: str) -> int:
+        return self._today().get(community, 0)
+
+    async def spend(self, community: str, tokens: int) -> None:
+        if tokens > 0:
+            spent = self._today()
+            spent[community] = spent.get(community, 0) + tokens
 
 
 class RecentKeys:

@@ -10,6 +10,12 @@ from the page itself: its `Origin` (or, without one, its `Referer`) must be the 
 request reached the bot, or PUBLIC_URL's behind a proxy), so no other site can make a signed-in browser
 start a sync or mark a topic.
 
+A community's moderators get a link of their own (`/aisafety-report`, `service/report_links.py`):
+`/admin/?scope=<token>` keeps the signed token in a cookie and shows, for a day, that community's page,
+CSV and JSON and marks topics in it only; a link edited to name another community, or expired, is
+refused (401). The ADMIN_TOKEN holder (the operator) sees every community, with a picker; only the
+operator can sync the library.
+
 A wrong token and a refused sync are counted (`aisafety_rejected_requests_total{reason}`) and summed up
 in one log line a minute, never a line each. The login cookie is `Secure` when the connection is TLS or
 PUBLIC_URL is https; `X-Forwarded-Proto` is never trusted (anyone can send it).
@@ -23,7 +29,8 @@ import html
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -45,11 +52,13 @@ from service.report import (
     table_csv,
     utc,
 )
+from service.report_links import LINK_TTL_S, link_key, verify
 
 _log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 COOKIE = "aisafety_admin"
+SCOPE_COOKIE = "aisafety_scope"  # a community's signed link (its moderators' view)
 PERIODS = (1, 7, 30, 90, 365)
 DEFAULT_DAYS = 30
 MAX_DAYS = 3650
@@ -94,6 +103,12 @@ SYNCED_NOTICES = {
     "changed": "The library was synced: the changes are listed below.",
     "unchanged": "The library was synced: nothing had changed.",
 }
+# What a refused community link is told (one line each).
+LINK_EXPIRED = "This report link has expired (links last a day): ask for a new one with /aisafety-report."
+LINK_INVALID = (
+    "This report link is not valid (it was changed or cut short): ask for a new one with /aisafety-report."
+)
+NOT_YOURS = "This report link shows one community only."
 WRITTEN_NOTICE = 'The topic was marked written: it leaves "questions to write" until it is asked again.'
 
 # The report of the last `days` days: of one community, or (None) the operator's view of all of them.
@@ -103,8 +118,25 @@ ReportSource = Callable[[float, str | None], Awaitable[dict[str, Any]]]
 SyncLibrary = Callable[[], Awaitable[dict[str, Any]]]
 # Marks a topic written: (community, question); the next report leaves it out of "questions to write".
 MarkWritten = Callable[[str, str], Awaitable[None]]
+# Every community with something stored (`FeedbackStore.communities`): the operator's picker.
+Communities = Callable[[], Awaitable[list[str]]]
 # `discord:<guild id>`, `slack:<team id>`, `dm`, `unassigned`
 _COMMUNITY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: the operator (`scope` None: every community) or one community's moderators."""
+
+    scope: str | None = None
+
+    @property
+    def operator(self) -> bool:
+        return self.scope is None
+
+
+class LinkRefused(Exception):
+    """A community link edited, cut short or expired: its one line is what the visitor is told."""
 
 
 def session_value(token: str) -> str:
@@ -121,14 +153,17 @@ def add_admin_routes(
     public_url: str | None = None,
     metrics: Metrics | None = None,
     mark_written: MarkWritten | None = None,
+    communities: Communities | None = None,
 ) -> None:
     """Serve the report page on `app`. `report(days, community)` builds the report for the last `days`
     days. The ADMIN_TOKEN holder is the operator: every community, or one with `?community=ID`. With
     `sync`, the page has a button that syncs the library now (`POST /admin/sync`). `public_url`
     (PUBLIC_URL): the address browsers reach the bot at, behind a proxy. `metrics`: where refused logins
     are counted (without them, only the minute's log line). With `mark_written`, each topic of "questions
-    to write" has a button that marks it written (`POST /admin/written`)."""
+    to write" has a button that marks it written (`POST /admin/written`). `communities`: the stored
+    communities, for the operator's picker. A community's link (`?scope=`) shows that community only."""
     session = session_value(token)
+    key = link_key(token)
     rejections = metrics.rejections if metrics is not None else Rejections()
     rejected = metrics.rejected if metrics is not None else rejections.note
     app.on_cleanup.append(lambda _: _flushed(rejections))  # the last window's line is not lost
@@ -143,6 +178,43 @@ def add_admin_routes(
             rejected("wrong_login")
             return False
         return hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), session.encode())
+
+    def scope_of(raw: str) -> str:
+        """The community a link names; `LinkRefused` when it was edited or has expired."""
+        community = verify(key, raw)
+        if community is not None and _COMMUNITY.match(community):
+            return community
+        if community is None and verify(key, raw, now=0.0) is not None:
+            raise LinkRefused(LINK_EXPIRED)  # intact, but out of date
+        rejected("wrong_login")
+        raise LinkRefused(LINK_INVALID)
+
+    def viewer(request: web.Request) -> Viewer | None:
+        """The operator (ADMIN_TOKEN), a community's moderators (their link's cookie), or None."""
+        if authorised(request):
+            return Viewer()
+        raw = request.cookies.get(SCOPE_COOKIE)
+        return Viewer(scope_of(raw)) if raw else None
+
+    def allowed(request: web.Request, nobody: str) -> Viewer:
+        """The viewer of a download or a form: 401 (with the link's own line) for anyone else."""
+        try:
+            found = viewer(request)
+        except LinkRefused as refused:
+            raise web.HTTPUnauthorized(text=str(refused), headers=HEADERS) from None
+        if found is None:
+            raise web.HTTPUnauthorized(text=nobody, headers=HEADERS)
+        return found
+
+    def chosen(request: web.Request, who: Viewer) -> str | None:
+        """The community shown: the operator's choice (None: every one), or the link's own, which no
+        parameter can change."""
+        if who.scope is None:
+            return community_of(request)
+        asked = request.query.get("community")
+        if asked and asked != who.scope:
+            raise web.HTTPForbidden(text=NOT_YOURS, headers=HEADERS)
+        return who.scope
 
     def days_of(request: web.Request) -> float:
         raw = request.query.get("days", str(DEFAULT_DAYS))
@@ -168,10 +240,10 @@ def add_admin_routes(
             )
         return raw
 
-    async def built(days: float, community: str | None) -> dict[str, Any]:
+    async def built(days: float, community: str | None, who: Viewer) -> dict[str, Any]:
         """The report, or a 503 that says what failed (the answers database, the index) in one line."""
         try:
-            return await report(days, community)
+            data = await report(days, community)
         except Exception as exc:
             _log.exception("the report page could not build the report")
             raise web.HTTPServiceUnavailable(
@@ -179,18 +251,56 @@ def add_admin_routes(
                 "Try again in a minute.",
                 headers=HEADERS,
             ) from None
+        if who.scope is not None and data.get("community") != who.scope:  # never another community's
+            raise web.HTTPInternalServerError(text="the report was built for another view", headers=HEADERS)
+        return data
+
+    def scoped(request: web.Request, raw: str) -> web.Response:
+        """A community's link opened: its token kept in a cookie (the page's downloads and forms carry
+        it), and on to the page without the token in the address. The operator is shown the community."""
+        try:
+            community = scope_of(raw)
+        except LinkRefused as refused:
+            return _login(status=401, note=str(refused))
+        if authorised(request):
+            return _see_other("/admin/?" + urlencode({"community": community}))
+        response = _see_other()
+        response.set_cookie(
+            SCOPE_COOKIE,
+            raw,
+            path="/admin",
+            httponly=True,
+            samesite="Lax",  # the link is opened from the platform: a top-level visit from another site
+            secure=secure or request.secure,
+            max_age=int(LINK_TTL_S),
+        )
+        return response
 
     async def page(request: web.Request) -> web.Response:
-        if not authorised(request):
+        raw = request.query.get("scope")
+        if raw is not None:
+            return scoped(request, raw)
+        try:
+            who = viewer(request)
+        except LinkRefused as refused:
+            return _login(status=401, note=str(refused))
+        if who is None:
             return _login(status=401)
-        days, community = days_of(request), community_of(request)
-        data = await built(days, community)
+        days, community = days_of(request), chosen(request, who)
+        data = await built(days, community, who)
         notice = SYNCED_NOTICES.get(request.query.get("synced", ""), "")
         if request.query.get("written") == "1":
             notice = WRITTEN_NOTICE
+        choices = await _listed(communities) if who.operator and communities is not None else None
         return web.Response(
             text=render_page(
-                data, days, can_sync=sync is not None, notice=notice, can_mark=mark_written is not None
+                data,
+                days,
+                can_sync=sync is not None and who.operator,
+                notice=notice,
+                can_mark=mark_written is not None,
+                choices=choices,
+                operator=who.operator,
             ),
             content_type="text/html",
             headers=HEADERS,
@@ -199,8 +309,10 @@ def add_admin_routes(
     async def sync_now(request: web.Request) -> web.Response:
         """Sync the library, then back to the page (303) with the outcome, or the outcome as JSON."""
         assert sync is not None  # the route exists only with `sync`
-        if not authorised(request):
-            raise web.HTTPUnauthorized(text="sign in on /admin/ first", headers=HEADERS)
+        if not allowed(request, "sign in on /admin/ first").operator:
+            raise web.HTTPForbidden(
+                text="only the operator (ADMIN_TOKEN) can sync the library", headers=HEADERS
+            )
         refused = _cross_origin(request, public_origin)
         if refused:
             rejected("cross_origin")
@@ -226,16 +338,17 @@ def add_admin_routes(
     async def mark(request: web.Request) -> web.Response:
         """Mark a topic written (the form's `community` and `question`), then back to the page (303)."""
         assert mark_written is not None  # the route exists only with `mark_written`
-        if not authorised(request):
-            raise web.HTTPUnauthorized(text="sign in on /admin/ first", headers=HEADERS)
+        who = allowed(request, "sign in on /admin/ first")
         refused = _cross_origin(request, public_origin)
         if refused:
             rejected("cross_origin")
             raise web.HTTPForbidden(text=refused, headers=HEADERS)
-        days, view = days_of(request), community_of(request)
+        days, view = days_of(request), chosen(request, who)
         form = await request.post()
         where = str(form.get("community", ""))
         question = " ".join(str(form.get("question", "")).split())
+        if who.scope is not None and where != who.scope:
+            raise web.HTTPForbidden(text=NOT_YOURS, headers=HEADERS)
         if not _COMMUNITY.match(where) or (view is not None and where != view):
             raise web.HTTPBadRequest(text="community must be the topic's community id", headers=HEADERS)
         if not question or len(question) > MAX_STORED_CHARS:
@@ -248,7 +361,9 @@ def add_admin_routes(
         except Exception as exc:
             _log.exception("marking a topic written from the report page failed")
             return _not_done("The topic was not marked written", _reason(exc), days, view, status=503)
-        back = {"days": f"{days:g}"} | ({"community": view} if view else {}) | {"written": "1"}
+        back = (
+            {"days": f"{days:g}"} | ({"community": view} if who.operator and view else {}) | {"written": "1"}
+        )
         return web.Response(status=303, headers={**HEADERS, "Location": "/admin/?" + urlencode(back)})
 
     async def login(request: web.Request) -> web.Response:
@@ -272,21 +387,21 @@ def add_admin_routes(
     async def logout(request: web.Request) -> web.Response:
         response = _see_other()
         response.del_cookie(COOKIE, path="/admin")
+        response.del_cookie(SCOPE_COOKIE, path="/admin")
         return response
 
     async def data(request: web.Request) -> web.Response:
-        if not authorised(request):
-            raise web.HTTPUnauthorized(text="send Authorization: Bearer <ADMIN_TOKEN>", headers=HEADERS)
-        return web.json_response(await built(days_of(request), community_of(request)), headers=HEADERS)
+        who = allowed(request, "send Authorization: Bearer <ADMIN_TOKEN>")
+        days, community = days_of(request), chosen(request, who)
+        return web.json_response(await built(days, community, who), headers=HEADERS)
 
     async def csv_table(request: web.Request) -> web.Response:
-        if not authorised(request):
-            raise web.HTTPUnauthorized(text="send Authorization: Bearer <ADMIN_TOKEN>", headers=HEADERS)
+        who = allowed(request, "send Authorization: Bearer <ADMIN_TOKEN>")
         table = request.match_info["table"]
         if table not in TABLES:
             raise web.HTTPNotFound(text=f"no table {table!r}; tables: {', '.join(TABLES)}", headers=HEADERS)
-        days, community = days_of(request), community_of(request)
-        body = table_csv(await built(days, community), table)
+        days, community = days_of(request), chosen(request, who)
+        body = table_csv(await built(days, community, who), table)
         return web.Response(
             text=body,
             content_type="text/csv",
@@ -320,6 +435,15 @@ def add_admin_routes(
 
 async def _flushed(rejections: Rejections) -> None:
     rejections.flush()
+
+
+async def _listed(communities: Communities) -> list[str]:
+    """The picker's communities; none (the picker shows the current choice only) if they cannot be read."""
+    try:
+        return [c for c in await communities() if _COMMUNITY.match(c)]
+    except Exception as exc:
+        _log.warning("the report page could not list the communities (%s)", type(exc).__name__)
+        return []
 
 
 def _own_origin(request: web.Request) -> str:
@@ -377,12 +501,15 @@ def _not_done(
     return web.Response(text=body, status=status, content_type="text/html", headers=HEADERS)
 
 
-def _see_other() -> web.Response:
-    return web.Response(status=303, headers={**HEADERS, "Location": "/admin/"})
+def _see_other(location: str = "/admin/") -> web.Response:
+    return web.Response(status=303, headers={**HEADERS, "Location": location})
 
 
-def _login(*, status: int, wrong: bool = False) -> web.Response:
-    note = '<p class="error">That is not the token.</p>' if wrong else ""
+def _login(*, status: int, wrong: bool = False, note: str = "") -> web.Response:
+    """The sign-in form (the operator's), under `note` (a refused community link's line)."""
+    if wrong:
+        note = "That is not the token."
+    note = f'<p class="error">{_e(note)}</p>' if note else ""
     body = _frame(
         "Sign in",
         f"""<main class="login"><h1>AI-safety bot: report</h1>{note}
@@ -505,9 +632,13 @@ def render_page(
     can_sync: bool = False,
     notice: str = "",
     can_mark: bool = False,
+    choices: Sequence[str] | None = None,
+    operator: bool = True,
 ) -> str:
     """The report as the page; `can_sync`: show the sync button; `notice`: a line at the top (escaped);
-    `can_mark`: each topic to write has a button that marks it written."""
+    `can_mark`: each topic to write has a button that marks it written; `choices`: the communities the
+    operator can pick from; `operator`: False for a community's moderators, who see theirs only (no
+    picker, no way to every community)."""
     stored = report.get("questions_stored", True)
     community = report.get("community")
     query = _query(days, community)
@@ -668,8 +799,17 @@ href="/admin/csv/by_day.csv?{query}" download>CSV</a></h2>
     if empty:  # nothing to list but where answers come from, and the library
         sections = [sections[0], sections[-1]]
     who = _e(community) if community else "every community"
-    back = f' <a href="/admin/?days={days:g}">Every community</a>' if community else ""
+    back = f' <a href="/admin/?days={days:g}">Every community</a>' if community and operator else ""
     keep = f'<input type="hidden" name="community" value="{_e(community)}">' if community else ""
+    if operator and choices is not None:
+        listed = sorted({*choices, *([community] if community else [])})
+        options = "".join(
+            f'<option value="{_e(c)}"{" selected" if c == community else ""}>{_e(c)}</option>' for c in listed
+        )
+        keep = (
+            '<label for="community">Community</label><select id="community" name="community">'
+            f'<option value=""{"" if community else " selected"}>every community</option>{options}</select>'
+        )
     answers = _prev(report, report.get("answers", 0), (before or {}).get("answers"))
     body = f"""<header><h1>What {who} asked</h1>
 <form method="get" action="/admin/"><label for="days">Period</label>

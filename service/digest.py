@@ -1,11 +1,12 @@
-"""A digest where the moderators are: `DIGEST_CHANNEL` gets a short summary of each period
-(`DIGEST_EVERY`: daily, weekly or monthly, in UTC) once the period is over: answers by outcome, the
-most asked questions, the questions the library did not cover, the number of 👎, the articles new on
-aisafety.info and a link to the report page (`PUBLIC_URL`). A replica takes the period's lease
-(`bot.ports.Leases`, chosen by `service.lease.choose_leases`) before it posts the digest and marks it
-done afterwards, so each period is posted once: across restarts, and by one replica when several share
-PostgreSQL or Redis. No one is pinged: the text is rendered by the platform's own escaping, and the
-posting adapter allows no mentions.
+"""A digest where the moderators are: each community's digest channel (its own choice, or
+`DIGEST_CHANNEL` in the community that owns it) gets a short summary of that community's questions
+only, for each period (its own, or `DIGEST_EVERY`: daily, weekly or monthly, in UTC) once the period is
+over: answers by outcome, the most asked questions, the questions the library did not cover, the number
+of 👎, the articles new on aisafety.info and, for DIGEST_CHANNEL, a link to the report page
+(`PUBLIC_URL`). A replica takes the period's lease (`bot.ports.Leases`, chosen by
+`service.lease.choose_leases`) before it posts the digest and marks it done afterwards, so each period is
+posted once: across restarts, and by one replica when several share PostgreSQL or Redis. No one is
+pinged: the text is rendered by the platform's own escaping, and the posting adapter allows no mentions.
 """
 
 from __future__ import annotations
@@ -173,9 +174,12 @@ class Digest:
         check_every_s: float = CHECK_EVERY_S,
         lease_ttl_s: float = LEASE_TTL_S,
         community: str | None = None,
+        lease_prefix: str = "",
     ):
         """`community`: the community of the channel the digest is posted in; only its answers are
-        summed up (another community's members' questions never reach its channel)."""
+        summed up (another community's members' questions never reach its channel). `lease_prefix`:
+        in front of each period's lease name (`<community>:`: each community's digest is its own; empty
+        for DIGEST_CHANNEL's, whose periods keep the names they had before communities)."""
         last_complete(every, 0)  # a bad period name fails here, at start-up
         self.store = store
         self.leases = leases
@@ -189,13 +193,14 @@ class Digest:
         self.check_every_s = check_every_s
         self.lease_ttl_s = lease_ttl_s
         self.community = community
+        self.lease_prefix = lease_prefix
 
     async def once(self) -> bool:
         """Post the last complete period's digest unless another replica has it or it is done; True when
         posted. A period without a single answer or library change is marked done and skipped (nothing
         to say)."""
         period = last_complete(self.every, self.clock())
-        lease = await self.leases.acquire(period.key, self.lease_ttl_s)
+        lease = await self.leases.acquire(self.lease_prefix + period.key, self.lease_ttl_s)
         if lease is None:
             return False
         try:

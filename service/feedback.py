@@ -7,6 +7,7 @@ Shared by every platform: an adapter records each answer it posts and each vote 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -15,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from bot.errors import ConfigError, StartupError, StateClosed, StateTimeout
-from bot.models import UNASSIGNED, Answer, Question
+from bot.models import DM, UNASSIGNED, Answer, Question
 from retrieval.aisafety_info import SOURCE as AISAFETY_INFO
 from retrieval.aisafety_info import question_url
 from retrieval.documents import ArticleChange
@@ -283,6 +284,8 @@ class FeedbackStore:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="answers-db")
         self._url = database_url
+        self._forget_hooks: list[tuple[asyncio.AbstractEventLoop, Callable[[str], Awaitable[object]]]] = []
+        self._forgetting: set[concurrent.futures.Future[None]] = set()
         self._db: Any = self._connect_postgres(database_url) if database_url else self._open(str(path))
         self._migrate()
 
@@ -570,9 +573,12 @@ class FeedbackStore:
         """`record_vote` from an event loop, on the database's own threads, within `timeout_s`."""
         return await self.run(self.record_vote, answer_id, voter=voter, vote=vote, community=community)
 
-    def purge(self, retention_days: float) -> int:
-        """Delete answers (with their question text) and votes older than the retention period."""
-        cutoff = time.time() - retention_days * 86400
+    def purge(self, retention_days: float, shorter: Mapping[str, float] | None = None) -> int:
+        """Delete answers (with their question text) and votes older than the retention period, and
+        those of each community in `shorter` older than its own (shorter) retention. Returns how many
+        answers went."""
+        now = time.time()
+        cutoff = now - retention_days * 86400
         with self._transaction() as db:
             self._execute(
                 db,
@@ -581,7 +587,24 @@ class FeedbackStore:
             )
             # A topic marked written only hides questions asked before the mark: older ones are gone.
             self._execute(db, "DELETE FROM written_topics WHERE created < ?", (cutoff,))
-            return int(self._execute(db, "DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount)
+            gone = int(self._execute(db, "DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount)
+            for community, days in (shorter or {}).items():
+                own = now - min(days, retention_days) * 86400
+                self._execute(
+                    db,
+                    "DELETE FROM votes WHERE answer_id IN "
+                    "(SELECT id FROM answers WHERE community = ? AND created < ?)",
+                    (community, own),
+                )
+                self._execute(
+                    db, "DELETE FROM written_topics WHERE community = ? AND created < ?", (community, own)
+                )
+                gone += int(
+                    self._execute(
+                        db, "DELETE FROM answers WHERE community = ? AND created < ?", (community, own)
+                    ).rowcount
+                )
+            return gone
 
     def mark_written(self, community: str, question: str, *, at: float | None = None) -> int:
         """A moderator's note that an article now answers `question` in `community`: the report's
@@ -646,10 +669,72 @@ class FeedbackStore:
         )
 
     def communities(self) -> list[str]:
-        """Every community with stored answers (the operator's list)."""
+        """Every community with anything stored: answers, votes, settings, topics marked written or a
+        Slack installation (the operator's list, and what start-up compares with the servers the bot is
+        still in)."""
         with self._transaction() as db:
-            rows = self._execute(db, "SELECT DISTINCT community FROM answers ORDER BY community").fetchall()
-        return [str(r[0]) for r in rows]
+            rows = self._execute(
+                db,
+                "SELECT community FROM answers UNION SELECT community FROM votes "
+                "UNION SELECT community FROM community_settings UNION SELECT community FROM written_topics "
+                "UNION SELECT 'slack:' || team_id FROM slack_installations",
+            ).fetchall()
+        return sorted({str(r[0]) for r in rows})
+
+    def forget_community(self, community: str) -> dict[str, int]:
+        """Delete everything stored of `community` (`discord:<guild>`, `slack:<team>`), in one
+        transaction: its answers with their questions, votes, journal entries, leases and claims (hand-offs,
+        its digests), settings, topics marked written and Slack installation. Returns the rows deleted per
+        table. Another community's rows are never touched: `discord:1` is not `discord:12`. Then the hooks
+        of `after_forget` (Redis's copies) run, best effort."""
+        platform, _, ident = community.partition(":")
+        if not platform or not ident or community in (DM, UNASSIGNED):
+            raise ValueError(f"a community to forget is <platform>:<id>, not {community!r}")
+        counts: dict[str, int] = {}
+        with self._transaction() as db:
+            run = functools.partial(self._execute, db)
+            counts["votes"] = int(
+                run(
+                    "DELETE FROM votes WHERE community = ? OR answer_id IN "
+                    "(SELECT id FROM answers WHERE community = ?)",
+                    (community, community),
+                ).rowcount
+            )
+            counts["answers"] = int(run("DELETE FROM answers WHERE community = ?", (community,)).rowcount)
+            for table, column in (("journal", "key"), ("leases", "name"), ("claims", "name")):
+                names = [
+                    str(r[0])
+                    for r in run(
+                        f"SELECT {column} FROM {table} WHERE {column} LIKE ? ESCAPE '\\'",
+                        ("%" + _like(community) + "%",),
+                    ).fetchall()
+                    if names_community(str(r[0]), community)
+                ]
+                counts[table] = 0
+                for name in names:
+                    counts[table] += int(run(f"DELETE FROM {table} WHERE {column} = ?", (name,)).rowcount)
+            for table in ("community_settings", "written_topics"):
+                counts[table] = int(run(f"DELETE FROM {table} WHERE community = ?", (community,)).rowcount)
+            counts["slack_installations"] = (
+                int(run("DELETE FROM slack_installations WHERE team_id = ?", (ident,)).rowcount)
+                if platform == "slack"
+                else 0
+            )
+        self._after_forget(community)
+        return counts
+
+    def after_forget(self, hook: Callable[[str], Awaitable[object]]) -> None:
+        """Run `hook(community)` on this event loop after each community is forgotten (from any thread):
+        the copies kept outside the database (Redis's rate limits, threads, journal), best effort."""
+        self._forget_hooks.append((asyncio.get_running_loop(), hook))
+
+    def _after_forget(self, community: str) -> None:
+        for loop, hook in self._forget_hooks:
+            if loop.is_closed():
+                continue
+            future = asyncio.run_coroutine_threadsafe(_best_effort(hook, community), loop)
+            self._forgetting.add(future)
+            future.add_done_callback(self._forgetting.discard)
 
     def unassigned_places(self, platform: str) -> list[str]:
         """The places (`discord:<channel>`, `slack:<channel>`) of answers stored before communities were
@@ -782,6 +867,27 @@ def database_where(url: str) -> str:
 def redact(text: str, url: str) -> str:
     password = urlsplit(url).password
     return text.replace(password, "***") if password else text
+
+
+def _like(text: str) -> str:
+    """`text` matched literally by LIKE ... ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def names_community(name: str, community: str) -> bool:
+    """Whether a key of the journal or a lease's name belongs to `community`: the key starts with it
+    (`<community>:<platform>:...`, the journal's), or with one word and then it (`handoff:<community>:...`,
+    `digest:<community>:...`). Whole parts only: `discord:12:...` is not `discord:1`'s."""
+    parts = name.split(":")
+    size = community.count(":") + 1
+    return any(":".join(parts[start : start + size]) == community for start in (0, 1))
+
+
+async def _best_effort(hook: Callable[[str], Awaitable[object]], community: str) -> None:
+    try:
+        await hook(community)
+    except Exception as exc:
+        _log.warning("could not forget a community's copies outside the database (%s)", type(exc).__name__)
 
 
 def _of(community: str | None) -> tuple[str, tuple[str, ...]]:

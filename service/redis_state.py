@@ -2,9 +2,9 @@
 
 Every replica talking to one Redis (or Valkey) shares: Slack event de-duplication (set-if-absent with a
 TTL longer than Slack's retry window), the per-member rate limit (one atomic script per question), the
-daily token budget, and which threads are the bot's. When Redis cannot be reached, each port answers
-from its in-process version instead, the fault is logged once, `degraded()` says so (and `/readyz`
-shows it), and Redis is tried again every `RETRY_S` seconds.
+daily token budget (the deployment's and each community's), and which threads are the bot's. When Redis
+cannot be reached, each port answers from its in-process version instead, the fault is logged once,
+`degraded()` says so (and `/readyz` shows it), and Redis is tried again every `RETRY_S` seconds.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from bot.observability import TokenBudget
-from bot.ratelimit import RateLimiter, RecentKeys, RecentThreads
+from bot.ratelimit import MemoryBudgets, RateLimiter, RecentKeys, RecentThreads
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -119,17 +119,19 @@ class RedisRateLimit:
         self.local = RateLimiter(per_minute, window_s=window_s)
         self._script: Any = None
 
-    async def allow(self, key: str) -> bool:
-        if self.per_minute <= 0:
+    async def allow(self, key: str, limit: int | None = None) -> bool:
+        """`limit`: this call's limit instead of `per_minute` (a community's own; 0: none)."""
+        per_minute = self.per_minute if limit is None else limit
+        if per_minute <= 0:
             return True
 
         async def op(client: Any) -> bool:
             if self._script is None:
                 self._script = client.register_script(_RATE_SCRIPT)
-            args = [time.time(), self.window_s, self.per_minute, uuid.uuid4().hex]
+            args = [time.time(), self.window_s, per_minute, uuid.uuid4().hex]
             return bool(await self._script(keys=[self.link.key(self.kind, key)], args=args))
 
-        return await self.link.run(op, lambda: self.local.allow(key))
+        return await self.link.run(op, lambda: self.local.allow(key, limit))
 
 
 class RedisDedupe:
@@ -213,6 +215,75 @@ class RedisBudget:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.incrby(self._today(), tokens)
                 pipe.expire(self._today(), 2 * 24 * 3600)
+                await pipe.execute()
+
+        await self.link.run(op, _nothing)
+
+
+async def forget_community(link: RedisLink, community: str) -> int:
+    """Delete `community`'s keys (its members' rate limits, event ids, threads, journal claims and
+    hand-off leases), as `FeedbackStore.forget_community` does its rows; returns how many went. Keys of
+    another community never match: `discord:1` is not `discord:12`. While Redis is out of reach nothing
+    is deleted (those keys expire by themselves, all but done hand-offs)."""
+    from service.feedback import names_community
+
+    pattern = link.prefix + "*" + "".join("\\" + c if c in "*?[]\\" else c for c in community) + "*"
+
+    def ours(key: str) -> bool:
+        _kind, _, rest = key[len(link.prefix) :].partition(":")
+        return key.startswith(link.prefix) and names_community(rest, community)
+
+    async def op(client: Any) -> int:
+        gone = 0
+        batch: list[str] = []
+        async for key in client.scan_iter(match=pattern, count=500):
+            if ours(key):
+                batch.append(key)
+            if len(batch) >= 500:
+                gone += int(await client.unlink(*batch))
+                batch = []
+        if batch:
+            gone += int(await client.unlink(*batch))
+        expiring = link.key("journal-expiring")
+        members = [m async for m, _ in client.zscan_iter(expiring) if names_community(m, community)]
+        if members:
+            await client.zrem(expiring, *members)
+        return gone
+
+    return await link.run(op, _none_gone)
+
+
+async def _none_gone() -> int:
+    return 0
+
+
+class RedisBudgets:
+    """Each community's LLM tokens spent today (UTC), counted by every replica together: one counter per
+    community and day, kept two days. During an outage, this process's own count answers."""
+
+    def __init__(self, link: RedisLink):
+        self.link = link
+        self.local = MemoryBudgets()
+
+    def _key(self, community: str) -> str:
+        return self.link.key("community-budget", dt.datetime.now(dt.UTC).date().isoformat(), community)
+
+    async def spent(self, community: str) -> int:
+        async def op(client: Any) -> int:
+            return int(await client.get(self._key(community)) or 0)
+
+        return await self.link.run(op, lambda: self.local.spent(community))
+
+    async def spend(self, community: str, tokens: int) -> None:
+        await self.local.spend(community, tokens)
+        if tokens <= 0:
+            return
+        key = self._key(community)
+
+        async def op(client: Any) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.incrby(key, tokens)
+                pipe.expire(key, 2 * 24 * 3600)
                 await pipe.execute()
 
         await self.link.run(op, _nothing)

@@ -7,6 +7,7 @@ method with 429 once, and pushes Socket Mode envelopes, checking their acknowled
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import time
@@ -42,6 +43,10 @@ def event_callback(message: dict[str, Any], event_id: str, *, kind: str = "app_m
     ).encode()
 
 
+class _Refused(Exception):
+    """A method's `ok: false` answer, with its error."""
+
+
 BOT_USER = "UBOT0001"
 BOT_ID = "BBOT0001"
 
@@ -51,6 +56,25 @@ class Call:
     method: str
     args: dict[str, Any]
     at: float
+    token: str = ""  # the bearer token the call was made with ("" for none)
+    client: str = ""  # the client id of HTTP Basic auth (oauth.v2.access)
+
+
+@dataclass
+class Grant:
+    """A workspace that installs the app by OAuth: what oauth.v2.access answers for its code, and
+    auth.test for its bot token."""
+
+    team_id: str
+    team_name: str
+    bot_user_id: str
+    installer: str = "UINSTALL1"
+    rotating: bool = False  # token rotation: the bot token expires (`expires_in`) and has a refresh token
+    expires_in: int = 43200
+
+
+CLIENT_ID = "111.222"
+CLIENT_SECRET = "fake-client-secret"
 
 
 @dataclass
@@ -65,6 +89,13 @@ class FakeSlack:
     by_method: dict[str, list[Call]] = field(default_factory=dict)
     first_reply: dict[str, tuple[str, float]] = field(default_factory=dict)  # thread_ts -> (reply ts, time)
     first_update: dict[str, float] = field(default_factory=dict)  # message ts -> time of its first update
+    admins: set[str] = field(default_factory=set)  # users.info: these members are workspace admins
+    owners: set[str] = field(default_factory=set)  # users.info: these members are workspace owners
+    responses: list[dict[str, Any]] = field(default_factory=list)  # what was POSTed to a response_url
+    # OAuth installs: a code the authorize page gave -> its workspace; the tokens granted -> workspace
+    codes: dict[str, Grant] = field(default_factory=dict)
+    tokens: dict[str, Grant] = field(default_factory=dict)
+    refresh_tokens: dict[str, Grant] = field(default_factory=dict)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ws: list[web.WebSocketResponse] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -118,7 +149,14 @@ class FakeSlack:
                 args.update(await request.json())
             else:
                 args.update(dict(await request.post()))
-        call = Call(method, args, asyncio.get_running_loop().time())
+        auth = request.headers.get("Authorization", "")
+        kind, _, credentials = auth.partition(" ")
+        bearer = credentials if kind == "Bearer" else str(args.get("token") or "")
+        client = ""
+        if kind == "Basic":
+            client = base64.b64decode(credentials).decode().partition(":")[0]
+            args["_secret_ok"] = base64.b64decode(credentials).decode() == f"{CLIENT_ID}:{CLIENT_SECRET}"
+        call = Call(method, args, asyncio.get_running_loop().time(), token=bearer, client=client)
         self.calls.append(call)
         self.by_method.setdefault(method, []).append(call)
         self._changed.set()
@@ -135,9 +173,68 @@ class FakeSlack:
         handler = getattr(self, "m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
-        return web.json_response({"ok": True, **handler(args)})
+        try:
+            return web.json_response({"ok": True, **handler(args)})
+        except _Refused as refused:
+            return web.json_response({"ok": False, "error": str(refused)})
+
+    def grant(self, grant: Grant) -> str:
+        """The code Slack's authorize page would give a browser that installs the app in `grant`'s
+        workspace (the test plays the browser and Slack's page)."""
+        code = f"code-{grant.team_id}-{next(self._ts)}"
+        self.codes[code] = grant
+        return code
+
+    def tokens_used(self, method: str) -> list[str]:
+        return [c.token for c in self.named(method)]
+
+    def _issue(self, grant: Grant) -> dict[str, Any]:
+        n = next(self._ts)
+        token = f"xoxb-{grant.team_id}-{n}"
+        self.tokens[token] = grant
+        issued: dict[str, Any] = {"access_token": token, "token_type": "bot"}
+        if grant.rotating:
+            refresh = f"xoxe-1-{grant.team_id}-{n}"
+            self.refresh_tokens[refresh] = grant
+            issued.update(refresh_token=refresh, expires_in=grant.expires_in)
+        return issued
+
+    def m_oauth_v2_access(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A code exchanged for a bot token (client id and secret as HTTP Basic auth), or a rotating
+        token refreshed (grant_type=refresh_token)."""
+        if not args.pop("_secret_ok", False):
+            raise _Refused("invalid_client_id")
+        if args.get("grant_type") == "refresh_token":
+            grant = self.refresh_tokens.pop(str(args.get("refresh_token")), None)
+            if grant is None:
+                raise _Refused("invalid_refresh_token")
+            return self._issue(grant)
+        found = self.codes.pop(str(args.get("code")), None)
+        if found is None:
+            raise _Refused("invalid_code")
+        return {
+            **self._issue(found),
+            "scope": "app_mentions:read,chat:write,commands,users:read",
+            "bot_user_id": found.bot_user_id,
+            "app_id": "A0001",
+            "team": {"id": found.team_id, "name": found.team_name},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "authed_user": {"id": found.installer},
+        }
 
     def m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        grant = self.tokens.get(self.calls[-1].token)
+        if grant is not None:  # a token granted by an OAuth install: that workspace's bot
+            return {
+                "url": f"https://{grant.team_id.lower()}.slack.com/",
+                "team": grant.team_name,
+                "user": "aisafety-bot",
+                "team_id": grant.team_id,
+                "user_id": grant.bot_user_id,
+                "bot_id": f"B{grant.team_id}",
+                "is_enterprise_install": False,
+            }
         return {
             "url": "https://example.slack.com/",
             "team": "AI Safety",
@@ -204,6 +301,29 @@ class FakeSlack:
         msgs = [m for m in msgs if float(m["ts"]) <= latest]
         return {"messages": list(reversed(msgs))[: int(args.get("limit", 100))], "has_more": False}
 
+    def m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Slack's `users.info` (`users:read`): a member; an admin or owner when listed as one."""
+        user = str(args["user"])
+        return {
+            "user": {
+                "id": user,
+                "team_id": "T0001",
+                "name": user.lower(),
+                "deleted": False,
+                "is_bot": False,
+                "is_admin": user in self.admins or user in self.owners,
+                "is_owner": user in self.owners,
+                "is_primary_owner": False,
+                "is_restricted": False,
+            }
+        }
+
+    async def respond(self, request: web.Request) -> web.Response:
+        """A slash command's `response_url` (`/respond`): what was sent there is kept in `responses`."""
+        self.responses.append(await request.json())
+        self._changed.set()
+        return web.Response(text="ok")
+
     def m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"url": self.url.replace("http", "ws") + "/socket"}
 
@@ -250,6 +370,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self.api)
         app.router.add_get("/socket", self.socket)
+        app.router.add_post("/respond", self.respond)
         self._runner, self.url = await serve_loopback(app)
         return self.url
 

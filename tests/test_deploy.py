@@ -252,7 +252,7 @@ async def _replica(host: str, port: int, stopping: set[str]) -> web.AppRunner:
         await request.read()
         if host in stopping:
             return web.Response(status=503)
-        return web.Response(text=f"{host} {request.method} {request.path}")
+        return web.Response(text=f"{host} {request.method} {request.path_qs}")
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
@@ -304,6 +304,10 @@ async def test_nginx_routes_slack_and_the_report_page_to_every_replica_even_thos
                     assert nginx.returncode is None, await nginx.stderr.read()  # type: ignore[union-attr]
                     await asyncio.sleep(0.05)
             assert await ask("POST", "/slack/events") == (200, f"{first} POST /slack/events")
+            # Slack installs by OAuth: the install page, and Slack's redirect back with its query.
+            assert await ask("GET", "/slack/install") == (200, f"{first} GET /slack/install")
+            redirect = "/slack/oauth_redirect?code=c0de&state=5tate"
+            assert await ask("GET", redirect) == (200, f"{first} GET {redirect}")
             assert await ask("GET", "/admin/") == (200, f"{first} GET /admin/")
             assert await ask("GET", "/admin/report.json") == (200, f"{first} GET /admin/report.json")
             for path in ("/", "/metrics", "/healthz", "/readyz", "/administrator", "/slackers"):

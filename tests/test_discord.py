@@ -481,7 +481,7 @@ async def test_slash_commands_are_synced_on_purpose(fake_discord: FakeDiscord) -
     from adapters.discord.client import sync_commands
 
     names = await sync_commands("fake-token")
-    assert sorted(names) == ["ask", "help"]
+    assert sorted(names) == ["aisafety-report", "aisafety-settings", "ask", "help"]  # admins': commands.py
     put = fake_discord.calls("PUT", f"/applications/{fake_discord.app_id}/commands")
     assert len(put) == 1
     ask = next(c for c in put[0].body if c["name"] == "ask")

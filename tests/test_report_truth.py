@@ -428,3 +428,56 @@ async def test_the_channel_name_is_stored_where_the_client_knows_it(tmp_path: Pa
     (row,) = store.since(1)
     store.close()
     assert row.place_name == "ai-safety"
+
+
+async def test_off_topic_requests_asked_through_the_core_land_in_the_offtopic_table(
+    tmp_path: Path, embedder: FastEmbedder
+) -> None:
+    """Issue 24: at least 90% of an off-topic set lands in the `offtopic` table (never in "questions to
+    write"), and answerable questions rarely do. Measured through the real core (no language model) and
+    the real answers database, on a sample: every 4th prompt of benchmarks/data/offtopic.jsonl, and every
+    6th of ontopic.jsonl and jargon.jsonl, searched in a store of those questions' articles plus every
+    10th aisafety.info article as distractors. The whole sets on the whole corpus (and the near misses,
+    which do worse) are measured by benchmarks/offtopic_table.py."""
+    from bot.core import AnswerCore
+    from bot.evaluate import load_eval
+    from bot.models import Question
+    from retrieval.edge_store import EdgeStore
+    from retrieval.ingest import ingest
+    from retrieval.search import HybridRetriever
+    from service.report import to_write_candidate
+    from tests.conftest import ROOT, corpus_rows, read_rows, write_jsonl
+
+    data = ROOT / "benchmarks" / "data"
+    offtopic = [i.question for i in load_eval(data / "offtopic.jsonl")][::4]
+    answerable = [
+        i
+        for i in (load_eval(data / "ontopic.jsonl") + load_eval(data / "jargon.jsonl"))[::6]
+        if i.relevant and all(a.startswith(("aisafety.info:", "ai-safety-atlas:")) for a in i.relevant)
+    ]
+    distractors = [str(r["id"]) for r in read_rows("aisafety.info.jsonl")[::10]]
+    ids = sorted({a for i in answerable for a in i.relevant} | set(distractors))
+    source = write_jsonl(tmp_path / "articles.jsonl", corpus_rows(ids))
+    store = EdgeStore(alias="offtopic", path=str(tmp_path / "qdrant"))
+    feedback = FeedbackStore(tmp_path / "f.sqlite3")
+    try:
+        ingest(store=store, embedder=embedder, sources=[str(source)])
+        core = AnswerCore(retriever=HybridRetriever(store=store, embedder=embedder), llm=None)
+        for q in [*offtopic, *(i.question for i in answerable)]:
+            _put(feedback, q, await core.answer(Question(q, community="slack:T1")))
+    finally:
+        store.close()
+    rows = feedback.since(1)
+    feedback.close()
+    assert len(offtopic) == 50 and len(answerable) >= 40, (len(offtopic), len(answerable))
+    report = build_report(
+        rows, embed=embedder.embed_dense_only, articles={}, since_days=1, community="slack:T1"
+    )
+    in_table = {r.question for r in rows if r.offtopic}
+    assert sum(g["count"] for g in report["offtopic"]) == len([r for r in rows if r.offtopic])
+    to_write = {r.question for r in rows if to_write_candidate(r)}
+    landed = sum(q in in_table for q in offtopic) / len(offtopic)
+    assert landed >= 0.9, landed
+    assert not in_table & to_write
+    wrongly = [i.question for i in answerable if i.question in in_table]
+    assert len(wrongly) <= 0.1 * len(answerable), wrongly

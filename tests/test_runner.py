@@ -20,12 +20,12 @@ import pytest
 from aiohttp import web
 
 from aisafety_bot import platforms as registry
-from aisafety_bot.runner import assign_communities, run_digest, run_platforms
+from aisafety_bot.runner import assign_communities, digests_once, follow_owners, run_digests, run_platforms
 from aisafety_bot.wiring import open_app
 from bot.config import load_settings
 from bot.conversation import Conversation, Services
 from bot.models import UNASSIGNED, Answer, Source
-from bot.platform import Style
+from bot.platform import PlatformOptions, Style
 from bot.ratelimit import MemoryLeases
 from service.feedback import FeedbackStore
 from tests.conftest import write_jsonl
@@ -80,7 +80,7 @@ class Smoke:
     async def resume(self, claim: Any) -> None:
         self.resumed.append(claim)
 
-    async def post(self, channel: str, text: str) -> None:
+    async def post(self, channel: str, text: str, *, community: str | None = None) -> None:
         self.posted.append((channel, text))
         self.changed.set()
 
@@ -144,35 +144,54 @@ async def test_older_answers_get_the_community_of_their_place(
     store.close()
 
 
+def _digest_conversation(store: FeedbackStore, settings: Any) -> Conversation:
+    """A conversation with the deployment of `settings` (no library behind it: only its settings)."""
+    conversation = Conversation.in_process(
+        "smoke",
+        core=SimpleNamespace(),
+        store=store,
+        options=PlatformOptions(),
+        usage="",  # type: ignore[arg-type]
+    )
+    conversation.deployment = settings.deployment()
+    return conversation
+
+
 async def test_the_digest_is_its_channels_platforms_in_its_style(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = _store(tmp_path / "f.sqlite3", community="smoke:team1", ago_s=86400)
+    settings = load_settings(digest_every="daily", public_url="https://bot.example.org")
+    settings.digest_channel = "smoke:CMODS"  # a made-up platform's channel (the setting names real ones)
     app = SimpleNamespace(
-        settings=load_settings(digest_every="daily", public_url="https://bot.example.org"),
+        settings=settings,
         embedder=SimpleNamespace(embed_dense_only=lambda texts: [[1.0, 0.0] for _ in texts]),
     )
-    platform = Smoke(found={"smoke:CMODS": "smoke:team1"})
-    digest = asyncio.create_task(run_digest(app, store, MemoryLeases(), platform, "CMODS"))  # type: ignore[arg-type]
+    platform = Smoke(_digest_conversation(store, settings), found={"smoke:CMODS": "smoke:team1"})
+    await follow_owners(settings, [platform])  # type: ignore[list-item]
+    assert platform.conversation.deployment.digest_community == "smoke:team1"
+    digest = asyncio.create_task(run_digests(app, store, MemoryLeases(), platform))  # type: ignore[arg-type]
     try:
         await platform.wait_for(lambda: platform.posted)
     finally:
         digest.cancel()
         await asyncio.gather(digest, return_exceptions=True)
-    assert platform.asked == [["smoke:CMODS"]]
+    assert platform.asked[0] == ["smoke:CMODS"]
     channel, text = platform.posted[0]
     assert channel == "CMODS" and text.startswith("<b>AI-safety bot digest: ")
     # The link opens the report of the channel's own community.
     assert "The full report <https://bot.example.org/admin/?community=smoke:team1>" in text
 
     # A channel the platform cannot find gets no digest: it is not known whose questions it may show.
-    lost = Smoke()
-    await asyncio.wait_for(run_digest(app, store, MemoryLeases(), lost, "CGONE"), 5)  # type: ignore[arg-type]
+    lost = Smoke(_digest_conversation(store, settings))
+    await follow_owners(settings, [lost])  # type: ignore[list-item]
+    assert await digests_once(app, store, MemoryLeases(), lost) == 0  # type: ignore[arg-type]
     assert lost.posted == []
     # Nor does a direct message: members' direct messages are never summed up into anyone's channel.
-    direct = Smoke(found={"smoke:DMOD": "dm"})
-    await asyncio.wait_for(run_digest(app, store, MemoryLeases(), direct, "DMOD"), 5)  # type: ignore[arg-type]
-    assert direct.asked == [["smoke:DMOD"]] and direct.posted == []
+    direct = Smoke(_digest_conversation(store, settings), found={"smoke:CMODS": "dm"})
+    await follow_owners(settings, [direct])  # type: ignore[list-item]
+    assert await digests_once(app, store, MemoryLeases(), direct) == 0  # type: ignore[arg-type]
+    assert direct.asked == [["smoke:CMODS"]] and direct.posted == []
     store.close()
 
 
@@ -180,12 +199,15 @@ async def test_the_digest_waits_for_older_answers_to_get_their_community(tmp_pat
     """At the first start after the upgrade, yesterday's answers are still unassigned: the digest of
     their community is made only once they have been given it."""
     store = _store(tmp_path / "f.sqlite3", ago_s=86400)  # unassigned
+    settings = load_settings(digest_every="daily")
+    settings.digest_channel = "smoke:CMODS"
     app = SimpleNamespace(
-        settings=load_settings(digest_every="daily"),
+        settings=settings,
         embedder=SimpleNamespace(embed_dense_only=lambda texts: [[1.0, 0.0] for _ in texts]),
     )
     platform = Smoke(
-        found={"smoke:CMODS": "smoke:team1", "smoke:C1": "smoke:team1", "smoke:C2": "smoke:team1"}
+        _digest_conversation(store, settings),
+        found={"smoke:CMODS": "smoke:team1", "smoke:C1": "smoke:team1", "smoke:C2": "smoke:team1"},
     )
     assigned = asyncio.Event()
 
@@ -194,8 +216,9 @@ async def test_the_digest_waits_for_older_answers_to_get_their_community(tmp_pat
         await assign_communities(platform, store)
 
     backfill = asyncio.create_task(assigning())
+    await follow_owners(app.settings, [platform])  # type: ignore[list-item]
     digest = asyncio.create_task(
-        run_digest(app, store, MemoryLeases(), platform, "CMODS", after=backfill)  # type: ignore[arg-type]
+        run_digests(app, store, MemoryLeases(), platform, after=backfill)  # type: ignore[arg-type]
     )
     try:
         await asyncio.sleep(0.3)

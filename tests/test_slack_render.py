@@ -118,13 +118,26 @@ def test_manifest_has_exactly_what_the_bot_uses() -> None:
         "chat_postEphemeral": {"chat:write"},
         "conversations_replies": {"channels:history", "groups:history"},
         "conversations_history": {"im:history"},
+        "users_info": {"users:read"},  # /aisafety-settings and /aisafety-report: is the member an admin
     }
     assert methods == set(needs), "a new Web API method: add it (and its scope) here and to the manifest"
     listeners = set(re.findall(r'self\.app\.(?:event|command)\("([^"]+)"\)', source))
-    assert listeners == {"app_mention", "message", "/ask"}
-    assert commands == {"/ask"}
+    # app_uninstalled / tokens_revoked: a workspace that removes the app is forgotten (OAuth installs).
+    assert listeners == {"app_mention", "message", "/ask", "app_uninstalled", "tokens_revoked"}
+    admin_commands = set(re.findall(r'\bapp\.command\("([^"]+)"\)', source)) - listeners
+    assert admin_commands == {"/aisafety-settings", "/aisafety-report"}  # adapters/slack/commands.py
+    assert commands == {"/ask"} | admin_commands
+    slash = {"/ask"} | admin_commands
     assert scopes == set().union(*needs.values()) | {"app_mentions:read", "commands"}
-    assert events == {"app_mention", "message.channels", "message.groups", "message.im"}
+    assert events == {
+        "app_mention",
+        "message.channels",
+        "message.groups",
+        "message.im",
+        "app_uninstalled",
+        "tokens_revoked",
+    }
+    assert listeners - slash <= {e.split(".")[0] for e in events}
     assert manifest["settings"]["interactivity"]["is_enabled"] is True  # the 👍 / 👎 buttons
     assert Path(ROOT / "slack-app-manifest.yml").exists()
 

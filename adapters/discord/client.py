@@ -11,14 +11,15 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 import discord
 from discord import app_commands
 
+from adapters.discord.commands import admin_commands
 from adapters.discord.render import (
     Said,
     community_of,
@@ -90,8 +91,9 @@ async def help_command(interaction: discord.Interaction[Any]) -> None:
     await interaction.response.send_message(USAGE, ephemeral=True)
 
 
-def _command_definitions() -> list[app_commands.Command[Any, ..., None]]:
-    return [ask_command, help_command]
+def _command_definitions() -> list[app_commands.Command[Any, ..., None] | app_commands.Group]:
+    """Every slash command: /ask and /help for members, and the server admins' own (commands.py)."""
+    return [ask_command, help_command, *admin_commands()]
 
 
 class AiSafetyDiscord(discord.Client):
@@ -142,9 +144,13 @@ class AiSafetyDiscord(discord.Client):
             _log.info("synced %d slash commands", len(synced))
 
     # -- which messages are for us ---------------------------------------------------------------
-    def _allowed(self, channel: Any) -> bool:
+    async def _allowed(self, channel: Any, guild: discord.Guild | None) -> bool:
+        """The bot answers in this channel (its server's allow list)."""
         ids = {str(getattr(channel, "id", "")), str(getattr(channel, "parent_id", "") or "")}
-        return self.conversation.allowed_in(ids, direct=isinstance(channel, discord.DMChannel))
+        community = community_of(guild.id if guild is not None else None)
+        return await self.conversation.allowed_in(
+            community, ids, direct=isinstance(channel, discord.DMChannel)
+        )
 
     def _addressed(self, message: discord.Message) -> str | None:
         """Why this message is for the bot: 'dm', 'mention', 'thread' or 'reply'; None if it isn't."""
@@ -164,7 +170,7 @@ class AiSafetyDiscord(discord.Client):
 
     async def on_message(self, message: discord.Message) -> None:
         why = self._addressed(message)
-        if why is None or not self._allowed(message.channel):
+        if why is None or not await self._allowed(message.channel, message.guild):
             return
         # The gateway's event loop must not wait for an answer.
         self.conversation.spawn(self._claim_message(message, why))
@@ -191,7 +197,8 @@ class AiSafetyDiscord(discord.Client):
     async def _answer_message(self, message: discord.Message, why: str, claim: Claim | None = None) -> None:
         assert self.user is not None
         started = time.monotonic()
-        handoff = self.conversation.options.handoff is not None and message.guild is not None  # not in DMs
+        # "Ask a human" where the server has a hand-off role (never in DMs).
+        handoff = message.guild is not None and await self._handoff_in(message.guild.id)
         recorded = claim.entry if claim is not None else {}
         reply = ThreadReply(
             message.channel, handoff=handoff, preview=self._preview_of(message.channel, recorded)
@@ -300,7 +307,7 @@ class AiSafetyDiscord(discord.Client):
             "channel": interaction.channel_id,
             "guild": interaction.guild_id,
         }
-        if self.conversation.store_questions:
+        if await self.conversation.stores_questions(community):
             entry["question"] = question
         claim = await self.conversation.claim(community, f"interaction:{interaction.id}", entry)
         if claim is None:
@@ -315,7 +322,7 @@ class AiSafetyDiscord(discord.Client):
         reply = FollowupReply(
             interaction.followup,
             private,
-            handoff=self.conversation.options.handoff is not None and interaction.guild_id is not None,
+            handoff=interaction.guild_id is not None and await self._handoff_in(interaction.guild_id),
         )
         await self.conversation.answer(q, reply, started=started, claim=claim)
 
@@ -326,7 +333,7 @@ class AiSafetyDiscord(discord.Client):
         reply = FollowupReply(
             followup,
             bool(e.get("private")),
-            handoff=self.conversation.options.handoff is not None and e.get("guild") is not None,
+            handoff=bool(e.get("guild")) and await self._handoff_in(e.get("guild")),
         )
         if not e.get("question"):  # not kept (STORE_QUESTIONS=false): the member gets the apology
             await self.conversation.apologise(reply)
@@ -339,6 +346,66 @@ class AiSafetyDiscord(discord.Client):
             community=community_of(e.get("guild")),
         )
         await self.conversation.answer(q, reply, claim=claim)
+
+    # -- leaving a server forgets it -------------------------------------------------------------
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """The bot was removed from a server (or the server was deleted): everything stored of that
+        community goes. discord.py does not call this for a server that is only unavailable (an outage:
+        GUILD_DELETE with `unavailable`)."""
+        await self._forget([community_of(guild.id)], "a server removed the bot")
+
+    async def on_ready(self) -> None:
+        """Servers that removed the bot while it was not connected: READY lists every server of this
+        process's shards (those in an outage too, as unavailable), and `ready` comes once every shard's
+        has. Each READY (a new session after a long disconnection too) is compared again."""
+        self.conversation.spawn(self._forget_departed())
+
+    async def _forget_departed(self) -> None:
+        store = _forgetting_store(self.conversation)
+        if store is None or not self.is_ready():
+            return
+        present = {g.id for g in self.guilds}
+        count = self.shard_count or 1
+        shard_ids = getattr(self, "shard_ids", None)
+        mine = set(shard_ids) if shard_ids is not None else None
+        if mine is None and count > 1 and self.shard_id is not None:
+            mine = {self.shard_id}
+        try:
+            stored = await store.run(store.communities)
+        except Exception as exc:
+            _log.warning("could not compare the stored servers with the bot's (%s)", type(exc).__name__)
+            return
+        gone = []
+        for community in stored:
+            platform, _, ident = community.partition(":")
+            if platform != "discord" or not ident.isdigit() or int(ident) in present:
+                continue
+            if mine is not None and (int(ident) >> 22) % count not in mine:
+                continue  # another process's shard has this server
+            gone.append(community)
+        if gone:
+            await self._forget(gone, f"{len(gone)} server(s) removed the bot while it was away")
+
+    async def _forget(self, communities: list[str], why: str) -> None:
+        """Delete these communities' stored rows; one INFO line with the counts (no names)."""
+        store = _forgetting_store(self.conversation)
+        if store is None:
+            return
+        total: dict[str, int] = {}
+        try:
+            for community in communities:
+                for table, n in (await store.run(store.forget_community, community)).items():
+                    total[table] = total.get(table, 0) + n
+        except Exception as exc:
+            _log.warning("%s; its stored questions could not be deleted (%s)", why, type(exc).__name__)
+            return
+        deleted = ", ".join(f"{n} {table}" for table, n in total.items() if n) or "nothing was stored"
+        _log.info("Discord: %s; deleted %s", why, deleted)
+
+    async def _handoff_in(self, guild_id: Any) -> bool:
+        """Answers in this server carry "Ask a human": it has a hand-off role (its own, or HANDOFF_ROLE
+        when that role is this server's)."""
+        return (await self.conversation.effective(community_of(guild_id))).handoff is not None
 
     async def post(self, channel_id: str, text: str) -> None:
         """A message of the bot's own (the digest) in a channel, split at Discord's limit; the client
@@ -365,6 +432,23 @@ async def sync_commands(token: str, *, guild_id: int | None = None) -> list[str]
             tree.copy_global_to(guild=guild)
         synced = await tree.sync(guild=guild)
     return [c.name for c in synced]
+
+
+@runtime_checkable
+class _Forgets(Protocol):
+    """The answers store's part in forgetting a community (`service.feedback.FeedbackStore`)."""
+
+    async def run(self, call: Callable[..., Any], *args: Any) -> Any: ...
+
+    def communities(self) -> list[str]: ...
+
+    def forget_community(self, community: str) -> dict[str, int]: ...
+
+
+def _forgetting_store(conversation: Conversation) -> _Forgets | None:
+    """The conversation's store, when it keeps communities' rows (a test's fake may not)."""
+    store = conversation.store
+    return store if isinstance(store, _Forgets) else None
 
 
 def _unreachable(exc: BaseException) -> str:

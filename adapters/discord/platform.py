@@ -48,23 +48,26 @@ class DiscordPlatform:
     async def resume(self, claim: Claim) -> None:
         await self.client.resume(claim)
 
-    async def post(self, channel: str, text: str) -> None:
-        await self.client.post(channel, text)
+    async def post(self, channel: str, text: str, *, community: str | None = None) -> None:
+        await self.client.post(channel, text)  # one token for every server
 
     async def communities_of(self, places: Sequence[str]) -> dict[str, str]:
         """Each `discord:<channel id>` looked up (the client's cache, else Discord): a channel or thread of
-        a server is that server's; a direct message is `dm`. Channels gone or hidden from the bot are left
-        out."""
+        a server is that server's; a direct message is `dm`; a role (HANDOFF_ROLE) is the server's that
+        has it, among this process's servers. Channels gone or hidden from the bot are left out."""
         found: dict[str, str] = {}
         failed: Exception | None = None  # the last passing failure (a 5xx, the network)
         for place in places:
             platform, _, ident = place.partition(":")
             if platform != NAME or not ident.isdigit():
                 continue
+            cached: Any = self.client.get_channel(int(ident))
+            role_of = None if cached is not None else _guild_with_role(self.client.guilds, int(ident))
+            if role_of is not None:
+                found[place] = community_of(role_of)
+                continue
             try:
-                channel: Any = self.client.get_channel(int(ident)) or await self.client.fetch_channel(
-                    int(ident)
-                )
+                channel: Any = cached or await self.client.fetch_channel(int(ident))
             except (discord.NotFound, discord.Forbidden, discord.InvalidData):
                 continue
             except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
@@ -83,6 +86,11 @@ class DiscordPlatform:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _guild_with_role(guilds: Sequence[discord.Guild], role: int) -> int | None:
+    """The server that has this role, if it is one of `guilds` (role ids are unique)."""
+    return next((g.id for g in guilds if g.get_role(role) is not None), None)
 
 
 def make_platform(settings: Settings, services: Services) -> DiscordPlatform:

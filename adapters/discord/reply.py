@@ -77,7 +77,8 @@ class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"a
             # Only under an answer the bot posted there: a crafted interaction names no other place.
             await interaction.followup.send(HANDOFF_NOT_OURS, ephemeral=True)
             return
-        role = int(client.conversation.options.handoff or 0)
+        community = community_of(interaction.guild_id)
+        role = int((await client.conversation.effective(community)).handoff or 0)  # this server's own
 
         async def call() -> None:
             await interaction.channel.send(  # type: ignore[union-attr]
@@ -88,7 +89,7 @@ class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"a
             )
 
         said = await client.conversation.handoff(
-            community_of(interaction.guild_id),
+            community,
             f"discord:{interaction.user.id}",
             f"{interaction.channel_id}:{answer.id}",
             call,

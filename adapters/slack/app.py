@@ -7,16 +7,18 @@ Handlers only translate: raw payloads become plain values for `slack_render`, th
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import re
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
@@ -24,7 +26,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.commands import AdminCommands
 from adapters.slack.http import refused_while_stopping, signed_requests_only, team_and_app
+from adapters.slack.oauth import OAuth
 from adapters.slack.render import (
     HANDOFF_ACTION,
     community_of,
@@ -57,53 +61,199 @@ _SLACK_ENTITY = re.compile(r"&(amp|lt|gt);")
 _UNESCAPED = {"amp": "&", "lt": "<", "gt": ">"}
 
 
+class Workspace(NamedTuple):
+    """A workspace installed by OAuth, as one request or answer sees it: a Web API client holding that
+    workspace's own bot token, and the bot's user id there."""
+
+    client: AsyncWebClient
+    bot_user_id: str
+    team_id: str
+    enterprise_id: str = ""
+
+
+# The workspace the current request (and the answer tasks it starts, which copy it) is for; unset with
+# SLACK_BOT_TOKEN, where the bot's one client and identity serve.
+_HERE: contextvars.ContextVar[Workspace | None] = contextvars.ContextVar("slack_workspace", default=None)
+
+
 class SlackBot:
     def __init__(
         self,
         *,
         conversation: Conversation,
-        token: str,
+        token: str | None = None,
         signing_secret: str = "",
         base_url: str | None = None,
         app_id: str | None = None,
+        oauth: OAuth | None = None,
     ):
         """`conversation`: this platform's answers and its only way to stored state (votes, the rate
         limit, event de-duplication, thread memory, hand-offs), made by
         `Conversation.for_platform("slack", ..., usage=USAGE)`. `app_id` (SLACK_APP_ID): signed requests
-        for any other app are dropped."""
+        for any other app are dropped. `token` (SLACK_BOT_TOKEN): one workspace; or `oauth`: any
+        workspace that installs the app, each answered with its own token (HTTP mode only)."""
         self.conversation = conversation
+        self.oauth = oauth
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
-        self.client = AsyncWebClient(token=token, timeout=15, **kwargs)
+        self._client = AsyncWebClient(token=None if oauth else token, timeout=15, **kwargs)
         # slack_sdk retries connection errors by default; Slack's 429s and 5xx are retried too.
-        self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
-        self.client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
+        self._client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+        self._client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
+        installs: dict[str, Any] = {}
+        self._authorize: AsyncInstallationStoreAuthorize | None = None
+        if oauth is not None:
+            # Each request's workspace is looked up in the installations (refreshing a rotating token
+            # when it is about to expire), and the bot's identity there is kept per token.
+            self._authorize = AsyncInstallationStoreAuthorize(
+                logger=bolt_logger(),
+                installation_store=oauth.installations,
+                client_id=oauth.client_id,
+                client_secret=oauth.client_secret,
+                token_rotation_expiration_minutes=oauth.rotate_before_min,
+                cache_enabled=True,
+                client=self._client,
+            )
+            installs = {
+                "oauth_settings": oauth.settings(),
+                "installation_store": oauth.installations,
+                "authorize": self._authorize,
+            }
         self.app = AsyncApp(
-            client=self.client,
+            client=self._client,
             signing_secret=signing_secret,
             process_before_response=False,
             # HTTP mode checks every signature before a body is parsed (adapters/slack/http.py), so bolt
             # need not check it again; Socket Mode has no signatures.
             request_verification_enabled=False,
             logger=bolt_logger(),
+            **installs,
         )
-        self.bot_user_id = ""
+        self._bot_user_id = ""
         self.team_id = ""  # the workspace of SLACK_BOT_TOKEN: events name their own, this is the fallback
         self.org_id = ""  # the organisation, when the app is installed organisation-wide
         self.app_id = app_id or ""
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._socket: Any = None
+        self.app.use(self._bind_workspace)
+        self.app.event("app_uninstalled")(self._on_uninstalled)
+        self.app.event("tokens_revoked")(self._on_tokens_revoked)
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self.app.command("/ask")(self._on_ask)
+        # /aisafety-settings and /aisafety-report, for workspace admins (adapters/slack/commands.py).
+        AdminCommands(conversation, default_team=lambda: self.team_id).register(self.app)
         self.app.action(re.compile(r"^feedback_(up|down)$"))(self._on_feedback)
         self.app.action(HANDOFF_ACTION)(self._on_handoff)
 
+    @property
+    def client(self) -> AsyncWebClient:
+        """The Web API client of the workspace being answered: with OAuth, the one holding that
+        workspace's own token (bolt's, per request); with SLACK_BOT_TOKEN, the bot's one client."""
+        here = _HERE.get()
+        return here.client if here is not None else self._client
+
+    @property
+    def bot_user_id(self) -> str:
+        """The bot's user id in the workspace being answered (each workspace gives the bot its own)."""
+        here = _HERE.get()
+        return here.bot_user_id if here is not None else self._bot_user_id
+
+    @bot_user_id.setter
+    def bot_user_id(self, value: str) -> None:
+        self._bot_user_id = value
+
     async def identify(self) -> None:
         """Who the bot is on this workspace (to spot its own mention and its own messages).
-        Also gives the Web API client one HTTP session for the process instead of one per call."""
-        if self.client.session is None:
-            self.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-        self.bot_user_id, self.team_id, self.org_id = await check_bot_token(self.client)
+        Also gives the Web API client one HTTP session for the process instead of one per call (the
+        clients bolt makes for each request share it). With OAuth there is no workspace to ask yet:
+        each request names its own, and the bot waits for installs."""
+        if self._client.session is None:
+            self._client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        if self.oauth is None:
+            self.bot_user_id, self.team_id, self.org_id = await check_bot_token(self._client)
+
+    # -- workspaces installed by OAuth -------------------------------------------------------------
+    async def _bind_workspace(self, context: AsyncBoltContext, next_: Callable[[], Awaitable[None]]) -> None:
+        """bolt's middleware: with OAuth, the request's workspace (its client and the bot's user id
+        there, found by bolt's authorize) is the one this request and the answers it starts use."""
+        if self.oauth is not None and context.bot_token:
+            _HERE.set(
+                Workspace(
+                    context.client,
+                    str(context.bot_user_id or ""),
+                    str(context.team_id or ""),
+                    str(context.enterprise_id or ""),
+                )
+            )
+        await next_()
+
+    async def workspace(self, team_id: str, enterprise_id: str = "") -> Workspace | None:
+        """An installed workspace outside a request (an answer resumed after a restart, the digest):
+        its current token (refreshed if it is about to expire), or None when it is not installed."""
+        if self.oauth is None or self._authorize is None:
+            return None
+        context = AsyncBoltContext({"client": self._client})
+        found = await self._authorize(
+            context=context, enterprise_id=enterprise_id or None, team_id=team_id or None, user_id=None
+        )
+        if found is None or not found.bot_token:
+            return None
+        client = AsyncWebClient(
+            token=found.bot_token,
+            base_url=self._client.base_url,
+            timeout=self._client.timeout,
+            session=self._client.session,
+            retry_handlers=list(self._client.retry_handlers),
+        )
+        return Workspace(client, str(found.bot_user_id or ""), team_id, enterprise_id)
+
+    def _where(self) -> dict[str, str]:
+        """The workspace a journal entry must be resumed in (OAuth only: the token is per workspace)."""
+        here = _HERE.get()
+        return {"team": here.team_id, "enterprise": here.enterprise_id} if here is not None else {}
+
+    async def owner(self, payload: Mapping[str, Any]) -> str:
+        """`not_ours`, and with OAuth: "wrong_team" for a signed request from a workspace (or
+        organisation) that has not installed the app, or has uninstalled it."""
+        why = self.not_ours(payload)
+        if why or self.oauth is None:
+            return why
+        team, org, _ = team_and_app(payload)
+        if not team and not org:
+            return ""  # names no workspace (Slack's URL verification)
+        found = await self.oauth.installations.async_find_installation(
+            enterprise_id=org or None, team_id=team or None, is_enterprise_install=not team
+        )
+        return "" if found is not None else "wrong_team"
+
+    async def _on_uninstalled(self, body: dict[str, Any]) -> None:
+        """A workspace removed the app: its installation and everything stored of it are deleted."""
+        await self._forget(body)
+
+    async def _on_tokens_revoked(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """The bot's token was revoked (the app removed by an admin, or its scopes taken away): the
+        installation is gone, and with it what is stored of the workspace. Members' own tokens (the
+        app asks for none) are dropped only."""
+        tokens = event.get("tokens") or {}
+        if tokens.get("bot"):
+            await self._forget(body)
+        elif self.oauth is not None:
+            for user in tokens.get("oauth") or []:
+                await self.oauth.installations.async_delete_installation(
+                    enterprise_id=body.get("enterprise_id"), team_id=body.get("team_id"), user_id=str(user)
+                )
+
+    async def _forget(self, body: Mapping[str, Any]) -> None:
+        team, enterprise = str(body.get("team_id") or ""), str(body.get("enterprise_id") or "")
+        if self.oauth is None:
+            _log.info("Slack workspace %s removed the app", team or enterprise)
+            return
+        await self.oauth.installations.async_delete_all(
+            enterprise_id=enterprise or None, team_id=team or None
+        )
+        _log.info("Slack workspace %s removed the app: its installation is deleted", team or enterprise)
+        if team:
+            await self.oauth.rows.forget(community_of(team, ""))
 
     def not_ours(self, payload: Mapping[str, Any]) -> str:
         """Why a signed request is not for this bot: "wrong_app" when SLACK_APP_ID is set and it names
@@ -130,13 +280,13 @@ class SlackBot:
             _log.debug("refused a request to /slack/events (%s)", reason)
 
     # -- events ----------------------------------------------------------------------------------
-    def _ignored(self, event: Mapping[str, Any]) -> bool:
+    async def _ignored(self, event: Mapping[str, Any], community: str) -> bool:
         if event.get("bot_id") or event.get("subtype") or not event.get("user"):
             return True  # other bots, the bot itself, edits and other system messages
         if event.get("user") == self.bot_user_id:
             return True
-        return not self.conversation.allowed_in(
-            {str(event.get("channel"))}, direct=event.get("channel_type") == "im"
+        return not await self.conversation.allowed_in(
+            community, {str(event.get("channel"))}, direct=event.get("channel_type") == "im"
         )
 
     def _community(self, body: Mapping[str, Any], event: Mapping[str, Any]) -> str:
@@ -154,7 +304,7 @@ class SlackBot:
         back resumed: this delivery continues it."""
         kept = ("channel", "ts", "thread_ts", "user", "channel_type", "team")
         recorded = {k: event[k] for k in kept if event.get(k)}
-        if self.conversation.store_questions:
+        if await self.conversation.stores_questions(community):
             recorded["text"] = event.get("text") or ""
         entry = {
             "kind": "event",
@@ -162,13 +312,32 @@ class SlackBot:
             "thread": thread,
             "follow_up": follow_up,
             "community": community,
+            **self._where(),
         }
         return await self.conversation.claim(
             community, f"message:{event.get('channel')}:{event.get('ts')}", entry
         )
 
     async def resume(self, claim: Claim) -> None:
-        """Continue a question a stopped process left unfinished (`Conversation.recover`)."""
+        """Continue a question a stopped process left unfinished (`Conversation.recover`); with OAuth,
+        with its workspace's token (an uninstalled workspace's is closed unanswered)."""
+        if self.oauth is None:
+            await self._resume(claim)
+            return
+        here = await self.workspace(
+            str(claim.entry.get("team") or ""), str(claim.entry.get("enterprise") or "")
+        )
+        if here is None:
+            _log.info("an unfinished question's workspace has no installation: not resumed")
+            await self.conversation.finish(claim)
+            return
+        bound = _HERE.set(here)
+        try:
+            await self._resume(claim)
+        finally:
+            _HERE.reset(bound)
+
+    async def _resume(self, claim: Claim) -> None:
         e = claim.entry
         if e.get("kind") == "command":
             await self._answer_command(
@@ -233,7 +402,7 @@ class SlackBot:
 
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         community = self._community(body, event)
-        if self._ignored(event):
+        if await self._ignored(event, community):
             return
         thread_ts = str(event.get("thread_ts") or event["ts"])
         claim = await self._claim(community, event, thread_ts)
@@ -243,7 +412,8 @@ class SlackBot:
         self.conversation.spawn(self._answer_event(event, thread_ts, community, claim=claim))
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        if self._ignored(event):
+        community = self._community(body, event)
+        if await self._ignored(event, community):
             return
         is_dm = event.get("channel_type") == "im"
         if not is_dm and mentions_bot(str(event.get("text") or ""), self.bot_user_id):
@@ -251,7 +421,6 @@ class SlackBot:
         thread_ts = event.get("thread_ts")
         if not is_dm and (not thread_ts or thread_ts == event.get("ts")):
             return  # a channel message not addressed to the bot
-        community = self._community(body, event)
         channel = str(event.get("channel"))
         known = None if is_dm else await self.conversation.thread_is_ours(community, channel, str(thread_ts))
         if known is False:
@@ -310,7 +479,7 @@ class SlackBot:
             self.client,
             channel,
             thread_ts,
-            handoff=self._handoff_in(channel),
+            handoff=await self._handoff_in(community, channel),
             ts=str(placeholder) if placeholder else None,
         )
         try:
@@ -342,17 +511,17 @@ class SlackBot:
             await ack(text=USAGE)
             return
         channel, user = str(command["channel_id"]), str(command["user_id"])
-        if not self.conversation.allowed_in({channel}, direct=channel.startswith("D")):
-            await ack(
-                text="I don't answer in this channel; ask me in one of the channels I'm set up for, or in a DM."
-            )
-            return
-        await ack()
         community = community_of(
             str(command.get("team_id") or self.team_id),
             channel,
             direct=_direct_name(command.get("channel_name")),
         )
+        if not await self.conversation.allowed_in(community, {channel}, direct=channel.startswith("D")):
+            await ack(
+                text="I don't answer in this channel; ask me in one of the channels I'm set up for, or in a DM."
+            )
+            return
+        await ack()
         entry: dict[str, Any] = {
             "kind": "command",
             "community": community,
@@ -361,8 +530,9 @@ class SlackBot:
             "private": private,
             # As long as the command's response_url lasts: after that, an unfinished one is closed.
             "expires_at": time.time() + RESPONSE_URL_S,
+            **self._where(),
         }
-        if self.conversation.store_questions:
+        if await self.conversation.stores_questions(community):
             entry["text"] = text
         key = f"command:{command.get('trigger_id') or command.get('command_ts') or time.time_ns()}"
         claim = await self.conversation.claim(community, key, entry)
@@ -398,7 +568,7 @@ class SlackBot:
                 channel,
                 None,
                 header=header,
-                handoff=self._handoff_in(channel),
+                handoff=await self._handoff_in(community, channel),
                 ts=str(placeholder) if placeholder else None,
             )
         if not text:  # resumed, its text not kept (STORE_QUESTIONS=false): closed with the apology
@@ -445,15 +615,18 @@ class SlackBot:
             await self.client.chat_postEphemeral(channel=channel, user=user, text=HANDOFF_NOT_OURS)
             return
 
+        community = self._action_community(body, channel)
+        group = (await self.conversation.effective(community)).handoff  # this workspace's own
+
         async def call() -> None:
             await self.client.chat_postMessage(
                 channel=channel,
                 thread_ts=thread_ts,
-                text=handoff_message(f"<!subteam^{self.conversation.options.handoff}>"),
+                text=handoff_message(f"<!subteam^{group}>"),
             )
 
         said = await self.conversation.handoff(
-            self._action_community(body, channel),
+            community,
             f"slack:{user}",
             f"{channel}:{answer_ts}",
             call,
@@ -467,9 +640,12 @@ class SlackBot:
         team = (body.get("team") or {}).get("id") or self.team_id
         return community_of(str(team), channel, direct=_direct_name((body.get("channel") or {}).get("name")))
 
-    def _handoff_in(self, channel: str) -> bool:
-        """Answers in this channel carry "Ask a human": with HANDOFF_ROLE, and not in direct messages."""
-        return self.conversation.options.handoff is not None and not channel.startswith("D")
+    async def _handoff_in(self, community: str, channel: str) -> bool:
+        """Answers in this channel carry "Ask a human": the workspace has a hand-off user group (its own,
+        or HANDOFF_ROLE when that group is this workspace's), and not in direct messages."""
+        if channel.startswith("D"):
+            return False
+        return (await self.conversation.effective(community)).handoff is not None
 
     # -- running ---------------------------------------------------------------------------------
     def web_app(self) -> web.Application:
@@ -478,7 +654,7 @@ class SlackBot:
         app = self.app.web_app(path="/slack/events")
         app.middlewares.append(refused_while_stopping(lambda: self.conversation.closing))
         app.middlewares.append(
-            signed_requests_only(self._verifier, owner=self.not_ours, rejected=self._rejected)
+            signed_requests_only(self._verifier, owner=self.owner, rejected=self._rejected)
         )
         return app
 
@@ -501,20 +677,29 @@ class SlackBot:
     async def connected(self) -> bool:
         """Ready to receive: the Socket Mode connection is up (HTTP mode is ready once served)."""
         if self._socket is None:
-            return bool(self.bot_user_id)
+            return self.oauth is not None or bool(self.bot_user_id)
         return bool(await self._socket.client.is_connected())
 
-    async def post(self, channel: str, text: str) -> None:
-        """A message of the bot's own (the digest) in a channel, as mrkdwn without link previews."""
-        await self.client.chat_postMessage(channel=channel, text=text, unfurl_links=False, unfurl_media=False)
+    async def post(self, channel: str, text: str, *, community: str | None = None) -> None:
+        """A message of the bot's own (the digest) in a channel, as mrkdwn without link previews. With
+        OAuth, `community` (`slack:<team>`) names the workspace whose token posts it."""
+        client = self.client
+        if self.oauth is not None:
+            team = (community or "").removeprefix("slack:")
+            here = await self.workspace(team) if community and team != community else None
+            if here is None:
+                _log.warning("not posted in %s: its workspace is not installed", channel)
+                return
+            client = here.client
+        await client.chat_postMessage(channel=channel, text=text, unfurl_links=False, unfurl_media=False)
 
     async def close(self) -> None:
         await self.conversation.drain(0)  # answers still running when the bot closes apologise
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
-        if self.client.session is not None and not self.client.session.closed:
-            await self.client.session.close()
+        if self._client.session is not None and not self._client.session.closed:
+            await self._client.session.close()
 
 
 def answer_id_of(value: object) -> int | None:

@@ -1,5 +1,5 @@
 """Slack's HTTP mode: only requests Slack signed reach bolt, only in the shape Slack sends, and only for
-the bot's own workspace and app.
+the bot's own workspace (with OAuth: a workspace that installed it) and app.
 
 Refused requests are reported to `rejected(reason)` (the running bot counts them and sums them up in one
 log line a minute), never logged one by one: a stranger's traffic costs the log nothing.
@@ -7,9 +7,10 @@ log line a minute), never logged one by one: a stranger's traffic costs the log 
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,8 +19,9 @@ from slack_sdk.signature import SignatureVerifier
 
 _log = logging.getLogger(__name__)
 
-# Why a signed request is not for this bot ("wrong_team", "wrong_app"), or "" when it is.
-Owner = Callable[[Mapping[str, Any]], str]
+# Why a signed request is not for this bot ("wrong_team", "wrong_app"), or "" when it is; with OAuth
+# the answer is awaited (the installations are looked up).
+Owner = Callable[[Mapping[str, Any]], str | Awaitable[str]]
 Rejected = Callable[[str], None]
 
 
@@ -70,7 +72,8 @@ def signed_requests_only(
         if payload is None:
             report("malformed")
             return web.Response(status=400)
-        why = owner(payload) if owner is not None else ""
+        found = owner(payload) if owner is not None else ""
+        why = await found if inspect.isawaitable(found) else found
         if why:
             report(why)
             return web.Response(status=200)  # acknowledged, so Slack does not retry it; not acted on

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from adapters.slack.app import USAGE, SlackBot
+from adapters.slack.oauth import INSTALL_PATH, REDIRECT_PATH, InstallationRows, OAuth
 from adapters.slack.render import DIGEST_STYLE, community_of
 from bot.conversation import Conversation, Services
 from bot.platform import Style
@@ -52,11 +53,13 @@ class SlackPlatform:
     async def resume(self, claim: Claim) -> None:
         await self.bot.resume(claim)
 
-    async def post(self, channel: str, text: str) -> None:
-        await self.bot.post(channel, text)
+    async def post(self, channel: str, text: str, *, community: str | None = None) -> None:
+        """With OAuth, `community` names the workspace whose token posts."""
+        await self.bot.post(channel, text, community=community)
 
     async def communities_of(self, places: Sequence[str]) -> dict[str, str]:
-        """`slack:D...` is a direct message (`dm`); any other channel is of the bot token's workspace."""
+        """`slack:D...` is a direct message (`dm`); any other channel is of the bot token's workspace
+        (with OAuth, of none known here: answers carry their workspace from the start)."""
         found: dict[str, str] = {}
         for place in places:
             platform, _, channel = place.partition(":")
@@ -74,15 +77,32 @@ class SlackPlatform:
         await self.bot.close()
 
 
-def make_platform(settings: Settings, services: Services) -> SlackPlatform:
-    """The Slack app for SLACK_BOT_TOKEN: Socket Mode with SLACK_APP_TOKEN, else HTTP mode."""
-    assert settings.slack_bot_token is not None
+def make_platform(
+    settings: Settings, services: Services, *, installations: InstallationRows | None = None
+) -> SlackPlatform:
+    """The Slack app for SLACK_BOT_TOKEN: Socket Mode with SLACK_APP_TOKEN, else HTTP mode. Or, with
+    SLACK_CLIENT_ID and SLACK_CLIENT_SECRET, installed by OAuth in any workspace (HTTP mode), the
+    installations kept in `installations` (the answers database)."""
     conversation = Conversation.for_platform(
         NAME, services, options=settings.platform_options(NAME), usage=USAGE
     )
+    oauth = None
+    if settings.slack_oauth:
+        assert settings.slack_client_id and settings.slack_client_secret and settings.public_url
+        if installations is None:
+            raise ValueError("installing by OAuth needs somewhere to keep the installations")
+        oauth = OAuth(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+            redirect_uri=f"{settings.public_url}{REDIRECT_PATH}",
+            rows=installations,
+        )
+    else:
+        assert settings.slack_bot_token is not None
     bot = SlackBot(
         conversation=conversation,
-        token=settings.slack_bot_token.get_secret_value(),
+        token=settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None,
+        oauth=oauth,
         signing_secret=settings.slack_signing_secret.get_secret_value()
         if settings.slack_signing_secret
         else "",
@@ -90,6 +110,13 @@ def make_platform(settings: Settings, services: Services) -> SlackPlatform:
         app_id=settings.slack_app_id,
     )
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
-    if app_token is None:
+    if oauth is not None:
+        _log.info(
+            "Slack: installs by OAuth at %s%s, HTTP mode on port %d (/slack/events)",
+            settings.public_url,
+            INSTALL_PATH,
+            settings.slack_http_port,
+        )
+    elif app_token is None:
         _log.info("Slack: HTTP mode on port %d (/slack/events)", settings.slack_http_port)
     return SlackPlatform(bot=bot, app_token=app_token)

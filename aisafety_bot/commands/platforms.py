@@ -16,7 +16,7 @@ from bot.errors import ConfigError
 # a bad setting, exit status 2, so that a restart policy does not loop on it in silence.
 NO_PLATFORM = (
     "no platform token is set (DISCORD_TOKEN, or SLACK_BOT_TOKEN with SLACK_APP_TOKEN or "
-    "SLACK_SIGNING_SECRET) and standard input is not a terminal, so there is nothing to run: set a token "
+    "SLACK_SIGNING_SECRET, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET) and standard input is not a terminal, so there is nothing to run: set a token "
     "(in the environment or .env; see the README's Discord and Slack sections), or use `aisafety-bot chat` "
     "or `aisafety-bot ask` for questions on standard input"
 )
@@ -86,7 +86,7 @@ def cmd_discord_invite(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_discord_sync(ctx: Context, args: argparse.Namespace) -> int:
-    """Register /ask and /help with Discord (globally; it can take up to an hour to show everywhere)."""
+    """Register the slash commands with Discord (globally; it can take up to an hour to show everywhere)."""
     from adapters.discord.client import sync_commands
 
     token = ctx.settings.discord_token
