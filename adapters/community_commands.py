@@ -179,7 +179,14 @@ def describe(now: Effective, own: CommunitySettings, deployment: Deployment, mar
     lines.append(f"• Digest: {digest}{mark(own.digest_channel)}, {now.digest_every}{mark(own.digest_every)}")
     lines.append(
         "• Rate limit: "
-        + _limit(now.rate_limit_per_minute, own.rate_limit_per_minute, deployment.rate_limit_per_minute)
+        + _ceilinged(
+            now.rate_limit_per_minute,
+            own.rate_limit_per_minute,
+            deployment.rate_limit_per_minute,
+            amount="questions a minute per member",
+            none="no limit",
+            noun="limit",
+        )
     )
     if now.store_questions:
         stored = f"yes{mark(own.store_questions)}, kept {now.retention_days} days"
@@ -192,7 +199,14 @@ def describe(now: Effective, own: CommunitySettings, deployment: Deployment, mar
     lines.append(f"• Questions stored: {stored}")
     lines.append(
         "• Daily token budget: "
-        + _budget(now.daily_token_budget, own.daily_token_budget, deployment.daily_token_budget)
+        + _ceilinged(
+            now.daily_token_budget,
+            own.daily_token_budget,
+            deployment.daily_token_budget,
+            amount="tokens a day",
+            none="none",
+            noun="budget",
+        )
     )
     return "\n".join(lines)
 
@@ -205,23 +219,13 @@ def _capped(chosen: int, applied: int, unit: str) -> str:
     )
 
 
-def _limit(applied: int, chosen: int | None, ceiling: int) -> str:
-    text = f"{applied:,} questions a minute per member" if applied else "no limit"
+def _ceilinged(applied: int, chosen: int | None, ceiling: int, *, amount: str, none: str, noun: str) -> str:
+    """A number the community may lower under the deployment's ceiling (0: none), as it applies."""
+    text = f"{applied:,} {amount}" if applied else none
     if chosen is None:
         return text
     if chosen == applied:
         return text + " (set here)"
     if chosen == 0:
-        return text + f" (you chose no limit: this deployment's limit of {ceiling:,} applies)"
-    return text + f" (you chose {chosen:,}: capped at this deployment's {ceiling:,})"
-
-
-def _budget(applied: int, chosen: int | None, ceiling: int) -> str:
-    text = f"{applied:,} tokens a day" if applied else "none"
-    if chosen is None:
-        return text
-    if chosen == applied:
-        return text + " (set here)"
-    if chosen == 0:
-        return text + f" (you chose none: this deployment's budget of {ceiling:,} applies)"
+        return text + f" (you chose {none}: this deployment's {noun} of {ceiling:,} applies)"
     return text + f" (you chose {chosen:,}: capped at this deployment's {ceiling:,})"

@@ -11,7 +11,7 @@ these rules; every reader of a community's settings goes through it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 # A deployment made from one platform's options alone (tests, the terminal chat, one community's bot):
@@ -177,8 +177,3 @@ class MemorySettings:
 
     async def all(self) -> Mapping[str, CommunitySettings]:
         return dict(self._by_community)
-
-
-def change(settings: CommunitySettings, **changes: Any) -> CommunitySettings:
-    """`settings` with some values changed (None: back to the deployment's)."""
-    return replace(settings, **changes)

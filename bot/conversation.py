@@ -463,11 +463,6 @@ class Conversation:
             _log.info("could not record a step of an answer (%s)", type(exc).__name__)
         return replace(claim, entry=entry)
 
-    @property
-    def store_questions(self) -> bool:
-        """The deployment's STORE_QUESTIONS; in a community, `stores_questions(community)`."""
-        return self.deployment.store_questions
-
     async def finish(self, claim: Claim | None) -> None:
         """The question is answered (or closed): its claim is done, and kept a day against redeliveries."""
         if claim is None or not claim.holder:

@@ -521,12 +521,13 @@ def _offer(prepared: Prepared, coverage: Coverage = "covered") -> Answer:
     """The retrieval-only answer: the passages found, numbered, with a short excerpt each; led by the
     answer aisafety.info's editors wrote, when the question is essentially one of theirs. A close call
     offers them as the closest the library has, which may help (`prompts.close_call_text`)."""
-    sources = tuple(_as_source(i, p) for i, p in enumerate(prepared.passages, start=1))
+    sources = tuple(_as_source(i, p, excerpt=True) for i, p in enumerate(prepared.passages, start=1))
     body = prompts.close_call_text(sources) if coverage == "close" else prompts.retrieval_only_text(sources)
     return Answer(
         prepared.lead + body, sources, "retrieval-only", written_answer=prepared.written_id, coverage=coverage
     )
 
 
-def _as_source(n: int, p: Passage) -> Source:
-    return Source(n, p.article_id, p.title, p.url, prompts.excerpt(p.text))
+def _as_source(n: int, p: Passage, *, excerpt: bool = False) -> Source:
+    """A passage as a listed source; with its excerpt only where a reply shows it (retrieval-only)."""
+    return Source(n, p.article_id, p.title, p.url, prompts.excerpt(p.text) if excerpt else "")

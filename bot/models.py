@@ -63,6 +63,10 @@ class Answer:
     # article: an off-topic request, not a topic the library lacks (kept out of "to write").
     offtopic: bool = False
 
+    def library(self) -> list[str]:
+        """The addresses the answer may link behind a label: its own sources and read-next articles."""
+        return [s.url for s in (*self.sources, *self.read_next)]
+
     def to_json(self) -> dict[str, object]:
         return {
             "answer": self.text,

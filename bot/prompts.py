@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Sequence
 from urllib.parse import urlsplit
@@ -146,12 +147,14 @@ def renumber_citations(
     for original, new in order.items():
         if new not in sources:
             p = passages[original - 1]
-            sources[new] = Source(new, p.article_id, p.title, p.url, excerpt(p.text))
+            sources[new] = Source(new, p.article_id, p.title, p.url)  # the model's words quote them
     return cleaned.strip(), [sources[n] for n in sorted(sources)]
 
 
+@functools.lru_cache(maxsize=4096)
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """The start of a passage as plain text (its Markdown read, see bot/plaintext.py), cut at a word."""
+    """The start of a passage as plain text (its Markdown read, see bot/plaintext.py), cut at a word.
+    Remembered: the library's passages recur across questions, and reading Markdown is not free."""
     flat = plain_text(text)
     if len(flat) <= limit:
         return flat

@@ -35,6 +35,19 @@ DROP_LOG_EVERY_S = 60.0
 _sequence = itertools.count(random.randrange(1 << 20))
 
 
+MAX_ANSWER_ID = 2**63 - 1  # the largest id the answers store holds (a signed 64-bit integer)
+
+
+def answer_id_of(value: object) -> int | None:
+    """An answer id as a platform hands it back (a button's value): a whole number from 1 to
+    MAX_ANSWER_ID written in plain digits, else None."""
+    text = value if isinstance(value, str) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ANSWER_ID))):
+        return None
+    answer_id = int(text)
+    return answer_id if 1 <= answer_id <= MAX_ANSWER_ID else None
+
+
 def new_answer_id(now: float | None = None) -> int:
     """A unique positive 63-bit id: the time in milliseconds, then 20 bits of a per-process counter that
     starts at random (replicas answering in the same millisecond do not collide but by a 1-in-a-million
@@ -72,7 +85,6 @@ class AnswerWriter:
         self._failing_since: float | None = None
         self._dropped = 0  # since the last log line
         self._last_drop_log = -DROP_LOG_EVERY_S
-        self.written = 0
         self.dropped = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -139,7 +151,6 @@ class AnswerWriter:
                 await asyncio.sleep(self.retry_s)
                 continue
             self._queue.popleft()
-            self.written += 1
             if self._failing_since is not None:
                 _log.info("the answers database answers again; %d answers waiting", len(self._queue))
                 self._failing_since = None

@@ -93,6 +93,9 @@ def _cite_the_feed(run: Run) -> None:
             run("UPDATE answers SET sources = ? WHERE id = ?", (json.dumps(moved), answer_id))
 
 
+JOURNAL_KEEP_S = 86400.0  # done journal entries are kept a day (service/journal.py), then purged
+
+
 # Versioned migrations: each runs once, in order, in one transaction, and is recorded in
 # schema_migrations; a database from before this table existed is upgraded in place (version 1 is the
 # schema it already has, created only where missing). {id} and {real} are the dialect's column types.
@@ -588,6 +591,12 @@ class FeedbackStore:
             # A topic marked written only hides questions asked before the mark: older ones are gone.
             self._execute(db, "DELETE FROM written_topics WHERE created < ?", (cutoff,))
             gone = int(self._execute(db, "DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount)
+            # Journal entries finished (or abandoned) more than a day ago: redeliveries are over by then.
+            self._execute(
+                db,
+                "DELETE FROM journal WHERE created < ? AND (expires IS NULL OR expires < ?)",
+                (now - JOURNAL_KEEP_S, now),
+            )
             for community, days in (shorter or {}).items():
                 own = now - min(days, retention_days) * 86400
                 self._execute(

@@ -16,12 +16,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bot.ports import Claim
+from service.feedback import JOURNAL_KEEP_S
+from service.redis_state import _nothing
 
 if TYPE_CHECKING:
     from service.feedback import FeedbackStore
     from service.redis_state import RedisLink
 
-KEEP_S = 86400.0  # done claims (and abandoned ones) are forgotten after a day
+# Done claims (and abandoned ones) are forgotten after a day: Redis expires its keys, and the answers
+# database's rows go with the hourly purge (`FeedbackStore.purge`).
+KEEP_S = JOURNAL_KEEP_S
 
 
 def _dump(entry: Mapping[str, Any]) -> str:
@@ -58,11 +62,6 @@ class SqlJournal:
         holder = uuid.uuid4().hex
         with self.store._transaction() as db:
             run = self.store._execute
-            run(
-                db,
-                "DELETE FROM journal WHERE created < ? AND (expires IS NULL OR expires < ?)",
-                (now - KEEP_S, now),
-            )
             # A new row, or a claim whose holder stopped renewing it before it was done: ours now.
             row = run(
                 db,
@@ -252,7 +251,3 @@ class RedisJournal:
 
 async def _no_keys() -> list[str]:
     return []
-
-
-async def _nothing() -> None:
-    return None

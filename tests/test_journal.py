@@ -24,6 +24,7 @@ from service.journal import RedisJournal, SqlJournal
 from service.metrics import Metrics
 from service.redis_state import RedisLink
 from tests.test_feedback_backends import pg_schema  # noqa: F401 (fixture)
+from tests.test_leases import backend  # noqa: F401 (fixture: memory, SQLite, PostgreSQL, Redis)
 from tests.test_redis_state import REDIS_URL, PrivateRedis, prefix, private_redis  # noqa: F401 (fixtures)
 
 SHORT = 0.3  # seconds: a claim that expires within the test
@@ -32,17 +33,8 @@ LONG = 60.0
 Replicas = Callable[[], Journal]
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    if request.param == "postgres":
-        return "postgres", str(request.getfixturevalue("pg_schema"))
-    if request.param == "redis":
-        return "redis", str(request.getfixturevalue("prefix"))
-    return request.param, str(tmp_path / "answers.sqlite3")
-
-
 @pytest_asyncio.fixture
-async def replicas(backend: tuple[str, str], tmp_path: Path) -> AsyncIterator[Replicas]:
+async def replicas(backend: tuple[str, str], tmp_path: Path) -> AsyncIterator[Replicas]:  # noqa: F811
     """A factory of journals on one shared backend: each call is another replica."""
     kind, where = backend
     memory = MemoryJournal()
@@ -365,3 +357,22 @@ async def test_answers_left_when_the_database_is_closed_are_dropped_quietly(
         assert await writer.flush(2) == 0
     assert writer.dropped == 1
     assert [r.levelname for r in caplog.records if r.name == "bot.writer"] == ["WARNING"]
+
+
+async def test_the_hourly_purge_forgets_journal_entries_finished_over_a_day_ago(tmp_path: Path) -> None:
+    """Claiming does no cleanup (it is on every question's path): the purge the bot runs at start-up and
+    every hour deletes entries done more than a day ago, and keeps recent and unfinished ones."""
+    store = FeedbackStore(tmp_path / "answers.sqlite3")
+    journal = SqlJournal(store)
+    old, recent, flying = [await journal.claim(f"slack:T1:k{n}", {}, LONG) for n in range(3)]
+    assert old and recent and flying
+    await journal.done(old)
+    await journal.done(recent)
+    with store._transaction() as db:
+        store._execute(db, "UPDATE journal SET created = created - 2 * 86400 WHERE key = ?", (old.key,))
+    store.purge(90)
+    with store._transaction() as db:
+        left = {r[0] for r in store._execute(db, "SELECT key FROM journal", ()).fetchall()}
+    assert left == {recent.key, flying.key}
+    assert await journal.claim(old.key, {}, LONG) is not None  # a redelivery a day late is a new question
+    store.close()

@@ -33,6 +33,7 @@ from bot.conversation import Claim, Conversation
 from bot.errors import StartupError
 from bot.models import Question
 from bot.platform import VOTE_FAILED
+from bot.writer import answer_id_of
 
 _log = logging.getLogger(__name__)
 
@@ -46,15 +47,6 @@ USAGE = (
 
 # An interaction's token lets the bot follow it up for this long (Discord's rule).
 INTERACTION_TOKEN_S = 15 * 60.0
-MAX_ANSWER_ID = 2**63 - 1  # the largest id the answers store holds (a signed 64-bit integer)
-
-
-def answer_id_of(text: str) -> int | None:
-    """A button's answer id: a whole number from 1 to MAX_ANSWER_ID written in plain digits, else None."""
-    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ANSWER_ID))):
-        return None
-    answer_id = int(text)
-    return answer_id if 1 <= answer_id <= MAX_ANSWER_ID else None
 
 
 class CheckedFeedbackButton(

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from adapters.markdown import Dialect, rewrite, scrub
-from bot.models import DM, Answer, Question, Source, Turn
+from bot.models import DM, Answer, Question, Turn
 from bot.platform import Style
 from bot.textsplit import split_text
 
@@ -185,28 +185,20 @@ def plain(text: str) -> str:
 DIGEST_STYLE = Style(clean=plain, bold=lambda s: f"**{s}**", link=bot_link)
 
 
-def _link(s: Source) -> str:
-    # Angle brackets stop Discord from unfurling every source into a preview card.
-    return bot_link(s.title, s.url)
-
-
-def library_of(answer: Answer) -> list[str]:
-    """The addresses an answer may link behind a label: its own sources and read-next articles."""
-    return [s.url for s in (*answer.sources, *answer.read_next)]
-
-
 def render(answer: Answer) -> str:
     """The answer in Discord markdown, numbered sources and "read next" links beneath it. The model's
     text is escaped (`to_markdown`): the only masked links are the bot's, to the answer's articles."""
     parts = []
     if answer.notice:
         parts.append(f"*{plain(answer.notice)}*")
-    parts.append(to_markdown(answer.text, library_of(answer)))
+    parts.append(to_markdown(answer.text, answer.library()))
     if answer.sources:
-        parts.append("**Sources**\n" + "\n".join(f"[{s.n}] {_link(s)}" for s in answer.sources))
+        parts.append(
+            "**Sources**\n" + "\n".join(f"[{s.n}] {bot_link(s.title, s.url)}" for s in answer.sources)
+        )
     if answer.read_next:
         heading = "**Nearest articles**" if answer.mode == "abstain" else "**Read next**"
-        parts.append(heading + "\n" + "\n".join(f"• {_link(s)}" for s in answer.read_next))
+        parts.append(heading + "\n" + "\n".join(f"• {bot_link(s.title, s.url)}" for s in answer.read_next))
     return "\n\n".join(parts)
 
 

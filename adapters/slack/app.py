@@ -42,6 +42,7 @@ from adapters.slack.setup import bolt_logger, check_app_token, check_bot_token
 from bot.conversation import Claim, Conversation
 from bot.models import Question, Turn
 from bot.platform import HANDOFF_NOT_OURS, handoff_message
+from bot.writer import answer_id_of
 
 _log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ PRIVATE_FLAG = "--private"
 # A slash command's response_url lasts this long (Slack's rule): an unfinished /ask is closed after it.
 RESPONSE_URL_S = 30 * 60.0
 DIRECT_CHANNEL_TYPES = ("im", "mpim")  # a direct message, and a group direct message
-MAX_ANSWER_ID = 2**63 - 1  # the largest id the answers store holds (a signed 64-bit integer)
 # The only entities Slack writes in message and command text: `&`, `<` and `>` as typed.
 _SLACK_ENTITY = re.compile(r"&(amp|lt|gt);")
 _UNESCAPED = {"amp": "&", "lt": "<", "gt": ">"}
@@ -700,15 +700,6 @@ class SlackBot:
             self._socket = None
         if self._client.session is not None and not self._client.session.closed:
             await self._client.session.close()
-
-
-def answer_id_of(value: object) -> int | None:
-    """A button's answer id: a whole number from 1 to MAX_ANSWER_ID written in plain digits, else None."""
-    text = value if isinstance(value, str) else ""
-    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ANSWER_ID))):
-        return None
-    answer_id = int(text)
-    return answer_id if 1 <= answer_id <= MAX_ANSWER_ID else None
 
 
 def unescape(text: str) -> str:

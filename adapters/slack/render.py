@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from adapters.markdown import Dialect, rewrite, scrub
-from bot.models import DM, Answer, Question, Source, Turn
+from bot.models import DM, Answer, Question, Turn
 from bot.platform import HANDOFF_LABEL, Style
 from bot.textsplit import split_text
 
@@ -133,32 +133,23 @@ def to_mrkdwn(markdown: str, library: Iterable[str] = ()) -> str:
     return rewrite(markdown, DIALECT, library)
 
 
-def _link(s: Source) -> str:
-    return bot_link(s.title, s.url)
-
-
 # The digest in Slack mrkdwn: members' text escaped (no link, no mention, no @channel can come out of it).
 DIGEST_STYLE = Style(clean=escape, bold=lambda s: f"*{s}*", link=bot_link)
-
-
-def library_of(answer: Answer) -> list[str]:
-    """The addresses an answer may link behind a label: its own sources and read-next articles."""
-    return [s.url for s in (*answer.sources, *answer.read_next)]
 
 
 def sources_mrkdwn(answer: Answer) -> str:
     parts = []
     if answer.sources:
-        parts.append("*Sources*\n" + "\n".join(f"[{s.n}] {_link(s)}" for s in answer.sources))
+        parts.append("*Sources*\n" + "\n".join(f"[{s.n}] {bot_link(s.title, s.url)}" for s in answer.sources))
     if answer.read_next:
         heading = "*Nearest articles*" if answer.mode == "abstain" else "*Read next*"
-        parts.append(heading + "\n" + "\n".join(f"• {_link(s)}" for s in answer.read_next))
+        parts.append(heading + "\n" + "\n".join(f"• {bot_link(s.title, s.url)}" for s in answer.read_next))
     return "\n\n".join(parts)
 
 
 def _body(answer: Answer) -> str:
     """The answer as mrkdwn, after its notice (why it is retrieval-only, for instance) if it has one."""
-    body = to_mrkdwn(answer.text, library_of(answer))
+    body = to_mrkdwn(answer.text, answer.library())
     return f"_{escape(answer.notice)}_\n\n{body}" if answer.notice else body
 
 
