@@ -306,6 +306,13 @@ def add_admin_routes(
             headers=HEADERS,
         )
 
+    def same_origin(request: web.Request) -> None:
+        """A change of state only from the page itself (403 otherwise, counted)."""
+        refused = _cross_origin(request, public_origin)
+        if refused:
+            rejected("cross_origin")
+            raise web.HTTPForbidden(text=refused, headers=HEADERS)
+
     async def sync_now(request: web.Request) -> web.Response:
         """Sync the library, then back to the page (303) with the outcome, or the outcome as JSON."""
         assert sync is not None  # the route exists only with `sync`
@@ -313,10 +320,7 @@ def add_admin_routes(
             raise web.HTTPForbidden(
                 text="only the operator (ADMIN_TOKEN) can sync the library", headers=HEADERS
             )
-        refused = _cross_origin(request, public_origin)
-        if refused:
-            rejected("cross_origin")
-            raise web.HTTPForbidden(text=refused, headers=HEADERS)
+        same_origin(request)
         days, community = days_of(request), community_of(request)
         wants_json = "application/json" in request.headers.get("Accept", "")
         try:
@@ -333,16 +337,13 @@ def add_admin_routes(
         if outcome not in SYNCED:
             return _not_synced(_one_line(str(result.get("reason", "")) or outcome), days, community)
         back = {"days": f"{days:g}"} | ({"community": community} if community else {}) | {"synced": outcome}
-        return web.Response(status=303, headers={**HEADERS, "Location": "/admin/?" + urlencode(back)})
+        return _see_other("/admin/?" + urlencode(back))
 
     async def mark(request: web.Request) -> web.Response:
         """Mark a topic written (the form's `community` and `question`), then back to the page (303)."""
         assert mark_written is not None  # the route exists only with `mark_written`
         who = allowed(request, "sign in on /admin/ first")
-        refused = _cross_origin(request, public_origin)
-        if refused:
-            rejected("cross_origin")
-            raise web.HTTPForbidden(text=refused, headers=HEADERS)
+        same_origin(request)
         days, view = days_of(request), chosen(request, who)
         form = await request.post()
         where = str(form.get("community", ""))
@@ -364,7 +365,7 @@ def add_admin_routes(
         back = (
             {"days": f"{days:g}"} | ({"community": view} if who.operator and view else {}) | {"written": "1"}
         )
-        return web.Response(status=303, headers={**HEADERS, "Location": "/admin/?" + urlencode(back)})
+        return _see_other("/admin/?" + urlencode(back))
 
     async def login(request: web.Request) -> web.Response:
         form = await request.post()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -27,7 +28,6 @@ SAME_QUESTION = 0.93
 # Wordings of one question (SAME_QUESTION) always share a topic too.
 SAME_TOPIC = 0.7
 OUTCOMES = ("llm", "retrieval-only", "abstain", "error")
-COVERAGE = ("covered", "close", "not_covered")
 DAY = 86400
 SHOWN = 20  # rows of each table on the page and in Markdown; CSV and JSON have every row
 Embed = Callable[[Sequence[str]], list[list[float]]]
@@ -50,6 +50,7 @@ _FILLER = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def content_words(question: str) -> frozenset[str]:
     """A question's content words, lower case and cut to their first six letters (a crude stem:
     "optimizers" and "optimiser" meet), without filler."""
@@ -385,8 +386,10 @@ def stored_report(
     the period before's for comparison, the topics marked written and the library's log."""
     now = time.time() if now is None else now
     start = now - since_days * DAY
+    # This period and the one before it, in one query (oldest first, so each part keeps its order).
+    both = feedback.between(start - since_days * DAY, now + 1, community=community)
     return build_report(
-        feedback.between(start, now + 1, community=community),
+        [r for r in both if r.created >= start],
         embed=embed,
         articles=articles,
         since_days=since_days,
@@ -394,7 +397,7 @@ def stored_report(
         now=now,
         community=community,
         library=library_section(feedback, since_days, len(articles), now=now),
-        previous=feedback.between(start - since_days * DAY, start, community=community),
+        previous=[r for r in both if r.created < start],
         written=feedback.written_topics(community=community),
     )
 

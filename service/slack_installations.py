@@ -50,10 +50,6 @@ class SqlInstallations:
                 ).rowcount
             )
 
-    def count(self) -> int:
-        with self.store._transaction() as db:
-            return int(self.store._execute(db, "SELECT COUNT(*) FROM slack_installations").fetchone()[0])
-
     async def save(self, enterprise_id: str, team_id: str, installation: str) -> None:
         await self.store.run(self._save, enterprise_id, team_id, installation)
 
