@@ -19,6 +19,7 @@ from aisafety_bot import platforms as registry
 from aisafety_bot.wiring import App, SharedState, open_feedback
 from bot.errors import ConfigError
 from bot.models import DM, UNASSIGNED
+from retrieval.vocabulary import EMPTY, Vocabulary
 
 if TYPE_CHECKING:
     from bot.community import Deployment
@@ -50,6 +51,16 @@ async def warm_up(core: AnswerCore) -> float:
     return time.monotonic() - started
 
 
+def library_vocabulary(app: App) -> Vocabulary:
+    """The library's vocabulary for the report's grouping of wordings; without it (the index unreachable
+    now) every word counts the same, and the report is still built."""
+    try:
+        return app.store.vocabulary()
+    except Exception as exc:
+        _log.warning("report: the library's vocabulary could not be read (%s); words weigh the same", exc)
+        return EMPTY
+
+
 def live_report(
     app: App, feedback: FeedbackStore
 ) -> Callable[[float, str | None], Awaitable[dict[str, Any]]]:
@@ -68,6 +79,7 @@ def live_report(
             since_days=days,
             questions_stored=app.settings.store_questions,
             community=community,
+            vocabulary=library_vocabulary(app),
         )
 
     async def report(days: float, community: str | None = None) -> dict[str, Any]:
@@ -507,6 +519,7 @@ async def digests_once(app: App, feedback: FeedbackStore, leases: Leases, platfo
             questions_stored=applies.store_questions,
             community=community,
             lease_prefix="" if operators else f"{community}:",
+            vocabulary=lambda: library_vocabulary(app),
         )
         try:
             posted += await digest.once()

@@ -58,6 +58,7 @@ from retrieval.index import (
     ranked,
     search_plan,
 )
+from retrieval.vocabulary import EMPTY, Vocabulary
 
 _log = logging.getLogger(__name__)
 
@@ -89,6 +90,21 @@ def _catalogue_path(root: Path, collection: str) -> Path:
     return root / CATALOGUES / f"{collection}.json"
 
 
+def _vocabulary_path(root: Path, collection: str) -> Path:
+    return root / CATALOGUES / f"{collection}.words.json"
+
+
+def read_vocabulary(path: str, alias: str) -> Vocabulary | None:
+    """The live collection's vocabulary (`retrieval.vocabulary`), read without the store's lock; None
+    when it has not been written yet."""
+    root = Path(path)
+    try:
+        collection = json.loads((root / ALIASES).read_text(encoding="utf-8"))[alias]
+        return Vocabulary.from_json(json.loads(_vocabulary_path(root, str(collection)).read_text("utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
 def read_catalogue(path: str, alias: str) -> dict[str, tuple[str, str]] | None:
     """The live collection's articles as {id: (title, url)}, read without the store's lock (both files
     are replaced atomically); None when there is no catalogue for `alias` yet."""
@@ -111,6 +127,7 @@ class EdgeStore:
         self._alias_file = self.root / ALIASES
         self._shards: dict[str, Any] = {}
         self._live_name: str | None = None
+        self._vocabulary: tuple[str, Vocabulary] | None = None  # (collection, its vocabulary)
         self._lock = threading.RLock()
         try:
             self._collections.mkdir(parents=True, exist_ok=True)
@@ -140,21 +157,30 @@ class EdgeStore:
             name = self._aliases().get(self.alias)
             if name and (self._collections / name).is_dir():
                 self._live_name = name
-                if not _catalogue_path(self.root, name).exists():  # built before catalogues existed
+                # Built before catalogues (or vocabularies) existed.
+                if not (
+                    _catalogue_path(self.root, name).exists() and _vocabulary_path(self.root, name).exists()
+                ):
                     self.write_catalogue()
         return self._live_name
 
     def write_catalogue(self) -> None:
-        """Record the live collection's articles (id, title, url) for readers without the lock."""
+        """Record the live collection's articles (id, title, url) and its vocabulary for readers without
+        the lock."""
         name = self._live_name
         if name is None:
             return
         articles = {aid: list(entry) for aid, entry in self._catalogue(name).items()}
+        words = Vocabulary.from_texts(
+            str(p.get("text", "")) for p in self._scroll(name, ["text"], first_only=False)
+        )
+        self._vocabulary = (name, words)
         try:
             target = _catalogue_path(self.root, name)
             target.parent.mkdir(exist_ok=True)
             _write_json_atomically(target, articles)
-        except OSError as exc:  # only the report's "never cited" list depends on it
+            _write_json_atomically(_vocabulary_path(self.root, name), words.to_json())
+        except OSError as exc:  # only the report depends on them
             _log.warning("could not write the article catalogue: %s", exc)
 
     def _scroll(self, collection: str, fields: list[str], *, first_only: bool) -> Iterator[dict[str, Any]]:
@@ -260,6 +286,7 @@ class EdgeStore:
                 shard.close()
             shutil.rmtree(self._collections / name, ignore_errors=True)
             _catalogue_path(self.root, name).unlink(missing_ok=True)
+            _vocabulary_path(self.root, name).unlink(missing_ok=True)
             if name == self._live_name:
                 self._live_name = None
 
@@ -379,3 +406,18 @@ class EdgeStore:
 
     def _catalogue(self, collection: str) -> dict[str, tuple[str, str]]:
         return catalogue_of(self._scroll(collection, CATALOGUE_FIELDS, first_only=True))
+
+    def vocabulary(self) -> Vocabulary:
+        live = self.live_collection()
+        if live is None:
+            return EMPTY
+        known = self._vocabulary
+        if known is None or known[0] != live:
+            known = (
+                live,
+                Vocabulary.from_texts(
+                    str(p.get("text", "")) for p in self._scroll(live, ["text"], first_only=False)
+                ),
+            )
+            self._vocabulary = known
+        return known[1]

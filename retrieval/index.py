@@ -18,6 +18,7 @@ from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded, SparseVec
 from retrieval.errors import StoreError as StoreError  # re-exported: callers import it from here
 from retrieval.rescoring import DENSE, LEAD, SPARSE, TITLE, Hit, SearchMode
+from retrieval.vocabulary import Vocabulary
 
 __all__ = ["DENSE", "LEAD", "SPARSE", "TITLE", "Hit", "SearchMode", "StoreError"]
 
@@ -186,6 +187,10 @@ class VectorStore(Protocol):
 
     def catalogue(self) -> dict[str, tuple[str, str]]:
         """Every article of the live collection as {id: (title, url)}, from first passages only."""
+        ...
+
+    def vocabulary(self) -> Vocabulary:
+        """What the live collection's passages say about words (`retrieval.vocabulary`), for the report."""
         ...
 
     def close(self) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from operator import attrgetter
@@ -49,11 +50,14 @@ from retrieval.index import (
     ranked,
     search_plan,
 )
+from retrieval.vocabulary import EMPTY, Vocabulary
 
 _log = logging.getLogger(__name__)
 
 # Passages per upsert request during an ingest.
 UPSERT_BATCH = 256
+# How long the vocabulary read from the collection is kept (`QdrantStore.vocabulary`).
+VOCABULARY_FRESH_S = 3600.0
 
 # Qdrant compresses a large response on the fly and sends it in chunks; on a kept-alive connection the
 # last chunk then waits for the client's delayed acknowledgement: 40 ms added to every search whose
@@ -125,6 +129,7 @@ class QdrantStore:
         write_consistency: int | None = None,
     ):
         self.alias = alias
+        self._vocabulary: tuple[str, float, Vocabulary] | None = None  # (collection, when read, vocabulary)
         self._pending: list[models.PointStruct] = []
         self._pending_in = ""
         # How a new collection is spread over a cluster (None: the server's defaults, one shard, one copy).
@@ -415,3 +420,16 @@ class QdrantStore:
         if live is None:
             return {}
         return catalogue_of(self._scroll(live, first_only=True, fields=CATALOGUE_FIELDS))
+
+    def vocabulary(self) -> Vocabulary:
+        """Read from every passage once and kept VOCABULARY_FRESH_S (another replica's sync may change the
+        collection; a vocabulary changes slowly)."""
+        live = self.live_collection()
+        if live is None:
+            return EMPTY
+        known = self._vocabulary
+        if known is None or known[0] != live or time.monotonic() - known[1] > VOCABULARY_FRESH_S:
+            texts = (str(p.get("text", "")) for p in self._scroll(live, first_only=False, fields=["text"]))
+            known = (live, time.monotonic(), Vocabulary.from_texts(texts))
+            self._vocabulary = known
+        return known[2]

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from bot.platform import Style
 from bot.ports import Lease, Leases
 from retrieval.aisafety_info import SOURCE as AISAFETY_INFO
+from retrieval.vocabulary import Vocabulary
 from service.feedback import FeedbackStore
 from service.report import Embed, build_report
 
@@ -175,11 +176,13 @@ class Digest:
         lease_ttl_s: float = LEASE_TTL_S,
         community: str | None = None,
         lease_prefix: str = "",
+        vocabulary: Callable[[], Vocabulary] | None = None,
     ):
         """`community`: the community of the channel the digest is posted in; only its answers are
         summed up (another community's members' questions never reach its channel). `lease_prefix`:
         in front of each period's lease name (`<community>:`: each community's digest is its own; empty
-        for DIGEST_CHANNEL's, whose periods keep the names they had before communities)."""
+        for DIGEST_CHANNEL's, whose periods keep the names they had before communities). `vocabulary`:
+        reads the library's (`retrieval.vocabulary`) for grouping wordings."""
         last_complete(every, 0)  # a bad period name fails here, at start-up
         self.store = store
         self.leases = leases
@@ -194,6 +197,7 @@ class Digest:
         self.lease_ttl_s = lease_ttl_s
         self.community = community
         self.lease_prefix = lease_prefix
+        self.vocabulary = vocabulary
 
     async def once(self) -> bool:
         """Post the last complete period's digest unless another replica has it or it is done; True when
@@ -210,6 +214,7 @@ class Digest:
             news = library_news(await asyncio.to_thread(self.store.library_changes, period.start, period.end))
             said = bool(rows or news)
             if said:
+                words = await asyncio.to_thread(self.vocabulary) if self.vocabulary else None
                 report = await asyncio.to_thread(
                     build_report,
                     rows,
@@ -219,6 +224,7 @@ class Digest:
                     questions_stored=self.questions_stored,
                     now=period.end - 1,
                     community=self.community,
+                    vocabulary=words,
                 )
                 await self.post(
                     digest_text(report, period, self.style, admin_url=self.admin_url, library=news)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import math
@@ -14,15 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import numpy as np
-
+from retrieval.vocabulary import Vocabulary
 from service.feedback import FeedbackRow, FeedbackStore
+from service.wordings import SAME_QUESTION, Wordings, embed_questions
 
-# Two questions are one question asked in other words when their `likeness` (the cosine of their
-# vectors plus SHARED_WORDS times the share of their content words in common) reaches SAME_QUESTION:
-# both chosen by cross-validation on benchmarks/data/wording_pairs.jsonl (benchmarks/wordings.py).
-SHARED_WORDS = 0.5
-SAME_QUESTION = 0.93
 # Cosine to a cluster's first question above which a question joins it, for "questions to write": one
 # topic asked in different words (chosen on the project's own questions, see benchmarks/topics.py).
 # Wordings of one question (SAME_QUESTION) always share a topic too.
@@ -33,81 +27,32 @@ SHOWN = 20  # rows of each table on the page and in Markdown; CSV and JSON have 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 
 
-def wording(question: str) -> str:
-    """What a question's vector is made of: its words without case, and with the field's shorthand spelled
-    out (`retrieval.glossary`), so that "RLHF" and "reinforcement learning from human feedback" meet."""
-    from retrieval.glossary import expand
-
-    return expand(" ".join(question.split()))
-
-
-# Words that say nothing of what a question is about.
-_FILLER = frozenset(
-    """a an the is are was were be been do does did doesn don what whats how why when who which where can
-    could would should will i me my we us you your it its to of in on for and or but not no with about from
-    by as at that this there their they them just so like please explain tell mean means meaning simple
-    simply terms term someone anyone any some ai isn isnt cant can't couldn couldnt""".split()
-)
-
-
-@functools.lru_cache(maxsize=4096)
-def content_words(question: str) -> frozenset[str]:
-    """A question's content words, lower case and cut to their first six letters (a crude stem:
-    "optimizers" and "optimiser" meet), without filler."""
-    out = set()
-    for raw in re.findall(r"[a-z0-9'-]+", question.lower()):
-        word = raw.strip("'-").removesuffix("'s")
-        if word in _FILLER or len(word) < 2:
-            continue
-        out.add((word.rstrip("s") if len(word) > 3 else word)[:6])
-    return frozenset(out)
-
-
-def likeness(a: str, b: str, vectors: dict[str, np.ndarray]) -> float:
-    """How much two questions are one question: their vectors' cosine, plus SHARED_WORDS times the
-    share of content words they have in common (which tells "inner alignment" from "outer alignment",
-    whose vectors are close). Compared with SAME_QUESTION."""
-    wa, wb = content_words(a), content_words(b)
-    shared = len(wa & wb) / len(wa | wb) if wa | wb else 1.0
-    return float(vectors[a] @ vectors[b]) + SHARED_WORDS * shared
-
-
-def embed_questions(questions: Sequence[str], embed: Embed) -> dict[str, np.ndarray]:
-    """Each distinct question's unit vector, embedded once for every section of the report."""
-    texts = sorted({q for q in questions if q.strip()})
-    if not texts:
-        return {}
-    vectors = np.asarray(embed([wording(t) for t in texts]), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9
-    return dict(zip(texts, vectors, strict=True))
-
-
-def clusters(
-    questions: Sequence[str], vectors: dict[str, np.ndarray], *, topic: float | None = None
-) -> list[list[int]]:
-    """The questions' positions grouped greedily, in order: each joins the first group whose first
-    question it is one question with (`likeness` at least SAME_QUESTION), or with `topic`, whose first
-    question's vector is at least that close by cosine. Blank questions are left out."""
-    heads: list[str] = []
-    groups: list[list[int]] = []
+def clusters(questions: Sequence[str], vectors: Wordings, *, topic: float | None = None) -> list[list[int]]:
+    """The questions' positions grouped: wordings of one question together (`Wordings.groups`), and with
+    `topic`, groups whose first questions' vectors are at least that close by cosine together too, in
+    order (each joins the first such group). Blank questions are left out."""
+    positions: dict[str, list[int]] = {}
     for n, text in enumerate(questions):
-        if text not in vectors:
-            continue
-        for head, group in zip(heads, groups, strict=True):
-            if (topic is not None and float(vectors[head] @ vectors[text]) >= topic) or (
-                likeness(head, text, vectors) >= SAME_QUESTION
-            ):
-                group.append(n)
+        if text in vectors:
+            positions.setdefault(text, []).append(n)
+    texts = list(positions)
+    heads: list[str] = []
+    merged: list[list[str]] = []
+    for group in vectors.groups(texts):
+        head = texts[group[0]]
+        for k, other in enumerate(heads):
+            if topic is not None and float(vectors[other] @ vectors[head]) >= topic:
+                merged[k] += [texts[g] for g in group]
                 break
         else:
-            heads.append(text)
-            groups.append([n])
-    return groups
+            heads.append(head)
+            merged.append([texts[g] for g in group])
+    return [sorted(n for t in group for n in positions[t]) for group in merged]
 
 
 def group_questions(
     questions: Sequence[str],
-    vectors: dict[str, np.ndarray],
+    vectors: Wordings,
     *,
     topic: float | None = None,
     members: bool = False,
@@ -133,7 +78,7 @@ def where(row: FeedbackRow) -> str:
 
 def group_rows(
     rows: Sequence[FeedbackRow],
-    vectors: dict[str, np.ndarray],
+    vectors: Wordings,
     *,
     previous: Sequence[FeedbackRow] | None = None,
 ) -> list[dict[str, Any]]:
@@ -172,7 +117,7 @@ def to_write_candidate(row: FeedbackRow) -> bool:
 
 
 def _unwritten(
-    rows: Sequence[FeedbackRow], marks: Sequence[dict[str, Any]], vectors: dict[str, np.ndarray]
+    rows: Sequence[FeedbackRow], marks: Sequence[dict[str, Any]], vectors: Wordings
 ) -> tuple[list[FeedbackRow], dict[int, float]]:
     """The rows no topic marked written covers (a mark covers the questions of its topic asked before
     it), and for each row asked again after a mark on its topic, that mark's time (by answer id)."""
@@ -187,7 +132,7 @@ def _unwritten(
             and m["question"] in vectors
             and (
                 float(vectors[m["question"]] @ vec) >= SAME_TOPIC
-                or likeness(m["question"], r.question, vectors) >= SAME_QUESTION
+                or vectors.likeness(m["question"], r.question) >= SAME_QUESTION
             )
         ]
         if any(when > r.created for when in near):
@@ -200,7 +145,7 @@ def _unwritten(
 
 def topic_rows(
     rows: Sequence[FeedbackRow],
-    vectors: dict[str, np.ndarray],
+    vectors: Wordings,
     *,
     marks: Sequence[dict[str, Any]] = (),
     previous: Sequence[FeedbackRow] | None = None,
@@ -254,6 +199,7 @@ def build_report(
     library: dict[str, Any] | None = None,
     previous: Sequence[FeedbackRow] | None = None,
     written: Sequence[dict[str, Any]] = (),
+    vocabulary: Vocabulary | None = None,
 ) -> dict[str, Any]:
     """What the community asked in the last `since_days` days. Without stored questions
     (`STORE_QUESTIONS=false`) only counts and sources: the question sections are empty.
@@ -263,14 +209,16 @@ def build_report(
     answer and topic names it. `library`: the library's state and changes (`library_section`), the same
     in every view. `previous`: the answers of the period before (as long), whose counts are shown beside
     this period's. `written`: the topics moderators marked written (`FeedbackStore.written_topics`).
-    Every table is complete: the page and Markdown show its first SHOWN rows."""
+    `vocabulary`: the library's (`retrieval.vocabulary`), which tells wordings of one question from
+    different questions better; without it every word counts the same. Every table is complete: the
+    page and Markdown show its first SHOWN rows."""
     for given in (rows, previous or []):
         if community is not None and any(r.community != community for r in given):
             raise ValueError(f"a report of {community} was given another community's answers")
     marks = [m for m in written if community is None or m["community"] == community]
     before = list(previous or [])
     texts = [r.question for r in [*rows, *before]] + [m["question"] for m in marks]
-    vectors = embed_questions(texts if questions_stored else [], embed)
+    vectors = embed_questions(texts if questions_stored else [], embed, vocabulary)
     shown = Counter(str(s["id"]) for r in rows for s in r.sources)
     cited = Counter(str(s["id"]) for r in rows for s in r.sources if r.mode == "llm")
     most_asked: list[dict[str, Any]] = []
@@ -381,6 +329,7 @@ def stored_report(
     questions_stored: bool = True,
     community: str | None = None,
     now: float | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> dict[str, Any]:
     """The report of the last `since_days` days as the answers database has it: the period's answers,
     the period before's for comparison, the topics marked written and the library's log."""
@@ -399,6 +348,7 @@ def stored_report(
         library=library_section(feedback, since_days, len(articles), now=now),
         previous=[r for r in both if r.created < start],
         written=feedback.written_topics(community=community),
+        vocabulary=vocabulary,
     )
 
 

@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.models import Answer, Source
 from retrieval.errors import SourceError
+from retrieval.vocabulary import Vocabulary
 from service.admin import COOKIE, add_admin_routes
 from service.feedback import FeedbackStore
 from service.report import build_report
@@ -274,7 +275,7 @@ async def test_the_running_bot_builds_a_report_once_for_the_page_and_its_downloa
 
     app = SimpleNamespace(
         embedder=SimpleNamespace(embed_dense_only=embed),
-        store=SimpleNamespace(catalogue=catalogue),
+        store=SimpleNamespace(catalogue=catalogue, vocabulary=Vocabulary),
         settings=SimpleNamespace(store_questions=True),
     )
     report = live_report(app, store)  # type: ignore[arg-type]

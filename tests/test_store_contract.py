@@ -75,6 +75,27 @@ def test_both_stores_list_the_same_articles(stores: dict[str, VectorStore]) -> N
     assert set(embedded) == set(stores["server"].article_states(stores["server"].live_collection() or ""))
 
 
+def test_both_stores_read_the_same_vocabulary_and_the_embedded_one_keeps_it_beside_the_index(
+    stores: dict[str, VectorStore], slice_file: Path
+) -> None:
+    """The report's vocabulary (`retrieval.vocabulary`) is the library's passages' as the ingest cut
+    them; the embedded store writes it beside the index, so that `report` reads it while the running
+    bot holds the store's lock."""
+    from retrieval.chunking import chunk_document
+    from retrieval.edge_store import read_vocabulary
+    from retrieval.ingest import IngestReport, load_documents
+    from retrieval.vocabulary import Vocabulary
+
+    docs = load_documents([str(slice_file)], IngestReport())
+    expected = Vocabulary.from_texts(c.text for d in docs for c in chunk_document(d))
+    embedded, server = (stores[name].vocabulary() for name in ("embedded", "server"))
+    assert embedded == server == expected and expected.passages > 5
+    edge = stores["embedded"]
+    assert isinstance(edge, EdgeStore)
+    assert read_vocabulary(str(edge.root), edge.alias) == expected  # the store is open: its lock is held
+    assert read_vocabulary(str(edge.root), "no-such-alias") is None
+
+
 def test_a_sparse_search_without_terms_finds_nothing_on_both(stores: dict[str, VectorStore]) -> None:
     no_terms = Embedded([0.01] * 384, SparseVec([], []))
     assert stores["embedded"].search(no_terms, limit=5, mode="sparse") == []

@@ -13,6 +13,7 @@ from pathlib import Path
 from aisafety_bot.context import Context, UsageError
 from aisafety_bot.wiring import make_embedder, open_feedback, open_store
 from bot.config import Settings
+from retrieval.vocabulary import Vocabulary
 
 
 def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
@@ -26,7 +27,7 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     settings = ctx.settings
     if getattr(args, "mark_written", None) is not None:
         return mark_written(settings, args.mark_written, args.community)
-    articles = library_articles(settings)
+    articles, vocabulary = library_articles(settings)
     embedder = make_embedder(settings)
     store = open_feedback(settings)
     try:
@@ -38,6 +39,7 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
             since_days=args.since,
             questions_stored=settings.store_questions,
             community=args.community,
+            vocabulary=vocabulary,
         )
     finally:
         store.close()
@@ -71,25 +73,28 @@ def mark_written(settings: Settings, question: str, community: str | None) -> in
     return 0
 
 
-def library_articles(settings: Settings) -> dict[str, tuple[str, str]]:
-    """Every article of the live index (title, url), for the report's "never cited" list. The embedded
-    store may be held by the running bot: then its catalogue file is read, which needs no lock."""
-    from retrieval.edge_store import StoreInUse, read_catalogue
+def library_articles(settings: Settings) -> tuple[dict[str, tuple[str, str]], Vocabulary]:
+    """Every article of the live index (title, url), for the report's "never cited" list, and the
+    library's vocabulary, for its grouping of wordings. The embedded store may be held by the running
+    bot: then the files it keeps beside the index are read, which needs no lock."""
+    from retrieval.edge_store import StoreInUse, read_catalogue, read_vocabulary
+    from retrieval.vocabulary import EMPTY
 
     try:
         store = open_store(settings)
     except StoreInUse:
         catalogue = read_catalogue(str(settings.qdrant_path), settings.qdrant_collection)
+        vocabulary = read_vocabulary(str(settings.qdrant_path), settings.qdrant_collection)
         if catalogue is None:
             print(
                 "note: the running bot holds the index and it has no article list yet, so the report "
                 "leaves out the articles never cited (run `aisafety-bot ingest` once, or stop the bot)",
                 file=sys.stderr,
             )
-            return {}
-        return catalogue
+            return {}, vocabulary or EMPTY
+        return catalogue, vocabulary or EMPTY
     try:
-        return store.catalogue()
+        return store.catalogue(), store.vocabulary()
     finally:
         store.close()
 
