@@ -33,6 +33,8 @@ from bot.llm import LLM, Message, Usage
 from bot.models import Answer, Coverage, Question, Source, Turn
 from bot.observability import Observer
 from bot.ports import Budget
+from bot.smalltalk import REPLIES as SMALL_TALK
+from bot.smalltalk import small_talk
 from retrieval import rescoring
 from retrieval.documents import Passage
 from retrieval.errors import LibraryError
@@ -246,6 +248,11 @@ class AnswerCore:
             _log.info("declined a message of instructions to the bot, with no question in it")
             declined = Answer(prompts.abstain_text(()), (), "abstain", coverage="not_covered", offtopic=True)
             return Understood(text, reply=declined)
+        kind = small_talk(text)
+        if kind is not None:
+            # A greeting or thanks: a friendly word at once, nothing searched, no article to write.
+            reply = Answer(SMALL_TALK[kind], (), "abstain", coverage="not_covered", offtopic=True)
+            return Understood(text, reply=reply)
         return await self._to_search(question)
 
     async def _to_search(self, question: Question) -> Understood:
@@ -324,7 +331,7 @@ class AnswerCore:
         cut short from here on still has them. One it does not cover is abstained on, with the nearest
         articles unless it is far off-topic; without a language model, a question in another language
         that the articles do not plainly cover could not really be searched: english-only, no articles."""
-        judged = self.judge(understood.text, prepared.passages)
+        judged = self.judge(understood.text, prepared.passages, fresh=not understood.history)
         coverage = judged.coverage
         if judged.english_only:
             # Not "the articles don't cover that": the question could not be searched at all, so the
@@ -349,13 +356,16 @@ class AnswerCore:
             return Decision("retrieval-only", prepared, reason=reason, coverage=coverage)
         return Decision("llm", prepared, coverage=coverage)
 
-    def judge(self, text: str, passages: Sequence[Passage]) -> Judgement:
+    def judge(self, text: str, passages: Sequence[Passage], *, fresh: bool = True) -> Judgement:
         """How well the library covers the question (`text`, as asked) with these articles found for it:
 
         - covered: the calibrated abstention model is sure the articles answer it;
         - close: a close call, below that but within the close band (`retrieval.rescoring.judge`): the
           reply gives the closest articles and says plainly what they do not cover;
-        - not_covered: below the close band; `offtopic` when well below it too (far from every article).
+        - not_covered: below the close band; `offtopic` when well below it too (far from every article),
+          unless, asked `fresh` (no thread before it), an "it" or "this" in it points at something it never
+          names ("why not just unplug it"): in an AI-safety community that is the AI, so the question is on
+          the community's subject though its words are far from every article (`followup.points_at_unnamed`).
 
         A message that carried instructions to the bot is never a close call: only a question the
         articles plainly cover reaches the model with them. Without a language model, a question in
@@ -367,7 +377,7 @@ class AnswerCore:
             judged = Judgement("not_covered") if below else Judgement("covered")
         else:
             topic = rescoring.judge(passages)
-            judged = Judgement(topic.coverage, topic.far)
+            judged = Judgement(topic.coverage, topic.far and not (fresh and followup.points_at_unnamed(text)))
             if topic.coverage == "close" and find_instructions(text):
                 judged = Judgement("not_covered")
         if judged.coverage != "covered" and self.llm is None and not looks_english(text):

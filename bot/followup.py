@@ -449,3 +449,16 @@ def _that_points_back(tokens: list[str], i: int) -> bool:
         before = tokens[i - 2] if i > 1 else ""
         return before == "" or before in _PUNCT or before in _WH or before in _CONJ or before in _FILLERS
     return False
+
+
+def points_at_unnamed(text: str) -> bool:
+    """An "it", "this" or "that" in the message points at something it never names ("why not just
+    unplug it", "who's even working on this stuff"): asked in an AI-safety community with no thread
+    before it, what it points at is the community's subject, so the message is on its topic even when
+    its words are not (`bot.core` does not call such a question far off-topic)."""
+    tokens = _tokens(text.lower().replace("\u2019", "'").replace("\u2018", "'"))
+    for i, tok in enumerate(tokens):
+        if tok in _IT or tok in _DEMONSTRATIVE or tok == "that":
+            if _points_back(tokens, i, tok) == "pronoun":
+                return True
+    return False

@@ -1,0 +1,134 @@
+"""Small talk gets a friendly word and counts as off-topic; a question whose "it" points at nothing it
+names is on the community's subject, so it is never called far off-topic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.core import AnswerCore
+from bot.followup import points_at_unnamed
+from bot.models import Question
+from bot.smalltalk import REPLIES, small_talk
+from retrieval.documents import Passage
+
+DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("hi", "greeting"),
+        ("Hello there!", "greeting"),
+        ("good morning everyone 👋", "greeting"),
+        ("<@123456> hey", "greeting"),
+        ("thanks!", "thanks"),
+        ("Thank you so much, that was really helpful", "thanks"),
+        ("thx", "thanks"),
+        ("are you there?", "presence"),
+        ("is this thing on?", "presence"),
+        ("who are you?", "about"),
+        ("what can you do", "about"),
+        ("help", "about"),
+    ],
+)
+def test_small_talk_is_recognised(text: str, kind: str) -> None:
+    assert small_talk(text) == kind
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hi, what is inner alignment?",
+        "thanks, but why would it resist being shut down?",
+        "who are the people working on AI safety?",
+        "help me understand corrigibility",
+        "what can you do about a misaligned AI?",
+        "is this thing on the alignment forum true?",
+        "hey can we just turn it off",
+        "",
+        "👍",
+    ],
+)
+def test_a_message_with_a_question_is_not_small_talk(text: str) -> None:
+    assert small_talk(text) is None
+
+
+def test_no_question_the_library_answers_is_taken_for_small_talk() -> None:
+    """Every answerable question the project wrote (on-topic, jargon, near misses, follow-ups)."""
+    questions = [
+        json.loads(line)["q"]
+        for name in ("ontopic", "jargon", "nearmiss")
+        for line in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    questions += [
+        turn
+        for line in (DATA / "followups_topics.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+        for turn in json.loads(line)["turns"]
+    ]
+    assert len(questions) > 600
+    assert [q for q in questions if small_talk(q)] == []
+
+
+class _NoSearch:
+    """A retriever that must not be used."""
+
+    async def search(self, query: str, *, k: int = 5) -> list[object]:
+        raise AssertionError("small talk was searched")
+
+    async def articles(self, article_ids: object) -> dict[str, object]:
+        raise AssertionError("small talk was searched")
+
+
+async def test_small_talk_is_answered_at_once_and_counts_as_off_topic() -> None:
+    core = AnswerCore(retriever=_NoSearch(), llm=None)  # type: ignore[arg-type]
+    for text, kind in (
+        ("thanks, that was helpful!", "thanks"),
+        ("hello", "greeting"),
+        ("who are you?", "about"),
+    ):
+        answer = await core.answer(Question(text))
+        assert answer.text == REPLIES[kind]  # type: ignore[index]
+        assert answer.sources == () and answer.offtopic and answer.coverage == "not_covered"
+    await core.aclose()
+
+
+@pytest.mark.parametrize(
+    ("text", "unnamed"),
+    [
+        ("why not just unplug it", True),
+        ("cant we keep it offline in a locked room", True),
+        ("who's even working on this stuff", True),
+        ("ok but it's a program. ctrl+c?", True),
+        ("why can't we turn the AI off if it misbehaves?", False),  # "it" is the AI, named
+        ("is it possible to align AI?", False),  # an "it" that points nowhere
+        ("how likely is it that AI kills us?", False),
+        ("what's the best pizza topping?", False),
+        ("this intelligence explosion idea, is it real?", False),
+    ],
+)
+def test_an_it_that_points_at_nothing_named_is_found(text: str, unnamed: bool) -> None:
+    assert points_at_unnamed(text) is unnamed
+
+
+def _far() -> list[Passage]:
+    """Articles found far below every threshold: a far off-topic reading."""
+    return [
+        Passage(
+            "a", "Some article", "https://example.org/a", "text", 0.1, 0.05, title_score=0.05, lead_score=0.05
+        )
+    ]
+
+
+def test_a_far_question_about_an_unnamed_it_is_on_the_communitys_subject() -> None:
+    core = AnswerCore(retriever=_NoSearch(), llm=None)  # type: ignore[arg-type]
+    plain = core.judge("what's the best pizza topping?", _far())
+    assert plain.coverage == "not_covered" and plain.offtopic
+    skeptic = core.judge("why not just unplug it", _far())
+    assert skeptic.coverage == "not_covered" and not skeptic.offtopic
+    # In a thread the "it" is the thread's subject, which may be off-topic itself.
+    assert core.judge("why not just unplug it", _far(), fresh=False).offtopic
