@@ -182,7 +182,7 @@ def main() -> int:
     )
     described = [p for p in pairs if p["kind"] == "described"]
     both = wordings.Wordings(vectors, vocabulary)
-    got = np.mean([both.likeness(p["a"], p["b"]) >= wordings.SAME_QUESTION for p in described])
+    got = np.mean([both.same(p["a"], p["b"]) for p in described])
     print(f"  described pairs ({len(described)}), as single pairs: grouped {got:.3f}")
     return 0
 

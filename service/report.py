@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 from retrieval.vocabulary import Vocabulary
 from service.feedback import FeedbackRow, FeedbackStore
-from service.wordings import SAME_QUESTION, Wordings, embed_questions
+from service.wordings import Wordings, embed_questions
 
 # Cosine to a cluster's first question above which a question joins it, for "questions to write": one
 # topic asked in different words (chosen on the project's own questions, see benchmarks/topics.py).
-# Wordings of one question (SAME_QUESTION) always share a topic too.
+# Wordings of one question (`service.wordings`) always share a topic too.
 SAME_TOPIC = 0.7
 OUTCOMES = ("llm", "retrieval-only", "abstain", "error")
 DAY = 86400
@@ -130,10 +130,7 @@ def _unwritten(
             for m in marks
             if vec is not None
             and m["question"] in vectors
-            and (
-                float(vectors[m["question"]] @ vec) >= SAME_TOPIC
-                or vectors.likeness(m["question"], r.question) >= SAME_QUESTION
-            )
+            and (float(vectors[m["question"]] @ vec) >= SAME_TOPIC or vectors.same(m["question"], r.question))
         ]
         if any(when > r.created for when in near):
             continue

@@ -73,8 +73,12 @@ class Wordings:
         plain = not vocabulary.passages
         self.vectors = vectors
         self.vocabulary = vocabulary
-        self.shared_words = shared_words or (SHARED_WORDS_PLAIN if plain else SHARED_WORDS)
-        self.same_question = same_question or (SAME_QUESTION_PLAIN if plain else SAME_QUESTION)
+        if shared_words is None:
+            shared_words = SHARED_WORDS_PLAIN if plain else SHARED_WORDS
+        if same_question is None:
+            same_question = SAME_QUESTION_PLAIN if plain else SAME_QUESTION
+        self.shared_words = shared_words
+        self.same_question = same_question
         self.contrast_seen = contrast_seen
 
     def __contains__(self, question: object) -> bool:
@@ -108,6 +112,10 @@ class Wordings:
         wa, wb = content_words(a), content_words(b)
         score = float(self.vectors[a] @ self.vectors[b]) + self.shared_words * self.shared(wa, wb)
         return score - CONTRAST if self.told_apart(wa, wb) else score
+
+    def same(self, a: str, b: str) -> bool:
+        """Whether two questions are one question asked in other words (taken alone, as a pair)."""
+        return self.likeness(a, b) >= self.same_question
 
     def groups(self, texts: Sequence[str]) -> list[list[int]]:
         """Distinct questions (all known here) grouped by average linkage of `likeness`: each group as

@@ -99,6 +99,9 @@ def test_questions_the_library_sets_side_by_side_are_never_one_question() -> Non
     w.vectors |= {"what does Anthropic work on?": same, "what does OpenAI work on?": same}
     assert w.likeness("what does Anthropic work on?", "what does Anthropic work on?") >= w.same_question
     assert w.likeness("what does Anthropic work on?", "what does OpenAI work on?") < w.same_question
+    assert w.same("what does Anthropic work on?", "what does Anthropic work on?")
+    assert not w.same("what does Anthropic work on?", "what does OpenAI work on?")
+    assert Wordings({}, EMPTY, shared_words=0.0).shared_words == 0.0  # a constant given is kept, even 0
 
 
 def test_average_linkage_does_not_chain_a_to_c_through_b() -> None:
