@@ -48,6 +48,8 @@ TOO_LONG = (
     "That question is too long for me ({length:,} characters; the limit is {limit:,}). Please ask it in "
     "a sentence or two, or split it into shorter questions."
 )
+# What an "it" that points at nothing it names is, in the communities the bot serves (`retrieve_for`).
+SUBJECT = "AI"
 USAGE_HINT = (
     "Ask me a question about AI safety or alignment, for example: *What is the orthogonality thesis?*"
 )
@@ -59,6 +61,28 @@ _LLM_HINTS = {
     "connection": "check ANTHROPIC_BASE_URL and the network",
     "rate-limited": "the Anthropic account's rate limit; LLM_MAX_RETRIES sets the retries",
 }
+
+
+def with_evidence(found: Sequence[Passage], other: Sequence[Passage]) -> list[Passage]:
+    """`found` in its order, each article with the better of its scores in `found` and in `other` (the
+    same question read another way): the evidence the coverage decision weighs."""
+    better = {p.article_id: p for p in other}
+    out = []
+    for p in found:
+        q = better.get(p.article_id)
+        out.append(
+            p
+            if q is None
+            else replace(
+                p,
+                dense_score=max(p.dense_score, q.dense_score),
+                title_score=max(p.title_score, q.title_score),
+                lead_score=max(p.lead_score, q.lead_score),
+                bm25_score=max(p.bm25_score, q.bm25_score),
+                offtopic_cosine=min(p.offtopic_cosine, q.offtopic_cosine),
+            )
+        )
+    return out
 
 
 def budget_spent(day: dt.date) -> str:
@@ -297,7 +321,7 @@ class AnswerCore:
     async def retrieve_for(self, understood: Understood) -> Prepared:
         """Search for the question: the best passages for the prompt, the rest spare for reading next,
         and the written answer among them, if there is one."""
-        found = await self.retrieve(understood.query)
+        query, found = await self.search(understood.text, understood.query, fresh=not understood.history)
         passages, spare = found[: self.top_k], found[self.top_k :]
         # The banner names aisafety.info's question as the member's: never for a search that the
         # thread's earlier question was glued to (or that a follow-up was condensed into).
@@ -305,12 +329,30 @@ class AnswerCore:
         prompt = prompts.user_message(
             understood.text, passages, understood.history, written=written is not None
         )
-        return Prepared(understood.query, passages, spare, prompt, written)
+        return Prepared(query, passages, spare, prompt, written)
 
-    async def retrieve(self, query: str) -> list[Passage]:
+    async def search(
+        self, text: str, query: str, *, fresh: bool, k: int | None = None
+    ) -> tuple[str, list[Passage]]:
+        """The passages found for the question (`text`, searched as `query`), and the query that found
+        them. "why not just unplug it", asked in an AI-safety community with no thread before it
+        (`fresh`): "it" is the community's subject, so when the words alone find nothing that covers the
+        question at all, it is searched again with the subject named, and each article found keeps its
+        place but takes the better evidence of the two readings (`with_evidence`) when that comes close
+        or covers the question."""
+        found = await self.retrieve(query, k=k)
+        if fresh and followup.points_at_unnamed(text):
+            if rescoring.judge(found[: self.top_k]).coverage == "not_covered":
+                named = await self.retrieve(f"{query} ({SUBJECT})", k=k)
+                both = with_evidence(found, named)
+                if rescoring.judge(both[: self.top_k]).coverage != "not_covered":
+                    return query, both
+        return query, found
+
+    async def retrieve(self, query: str, *, k: int | None = None) -> list[Passage]:
         try:
             async with asyncio.timeout(self.deadline_s):  # a stuck search ends in an apology, not silence
-                return await self.retriever.search(query, k=self.top_k + READ_NEXT)
+                return await self.retriever.search(query, k=k or self.top_k + READ_NEXT)
         except LibraryError as exc:  # the store, the embedding model: one base, one user-facing error
             raise RetrievalError(str(exc)) from exc
         except TimeoutError as exc:

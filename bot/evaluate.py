@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.models import Question, Turn
+from bot.smalltalk import small_talk
 
 if TYPE_CHECKING:
     from bot.core import AnswerCore
@@ -103,19 +104,20 @@ class _Tally:
 
 async def evaluate(core: AnswerCore, items: list[EvalItem], *, k: int = 5) -> dict[str, Any]:
     """Hit rate@k and MRR over distinct articles, and how the core judges each question's coverage
-    (`AnswerCore.judge`, the gate first): `false_abstain` (answerable) and `abstained_offtopic` count the
+    (`AnswerCore.search` and `AnswerCore.judge`, the gate and small talk first): `false_abstain` (answerable) and `abstained_offtopic` count the
     not_covered ones, `close_answerable` and `close_offtopic` the close calls."""
     overall = _Tally()
     by_kind: dict[str, _Tally] = defaultdict(_Tally)
     for item in items:
         question = Question(item.question, item.history)
         query = await core.search_query(question, item.history)
-        found = await core.retriever.search(query, k=max(k, core.top_k))
+        fresh = not item.history
+        _, found = await core.search(item.question, query, fresh=fresh, k=max(k, core.top_k))
         ranked = [p.article_id for p in found[:k]]
         coverage = (
             "not_covered"
-            if core.declines(question)
-            else core.judge(item.question, found[: core.top_k]).coverage
+            if core.declines(question) or small_talk(item.question)
+            else core.judge(item.question, found[: core.top_k], fresh=fresh).coverage
         )
         abstains, close = coverage == "not_covered", coverage == "close"
         for tally in (overall, by_kind[item.kind or "all"]):

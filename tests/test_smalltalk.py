@@ -132,3 +132,57 @@ def test_a_far_question_about_an_unnamed_it_is_on_the_communitys_subject() -> No
     assert skeptic.coverage == "not_covered" and not skeptic.offtopic
     # In a thread the "it" is the thread's subject, which may be off-topic itself.
     assert core.judge("why not just unplug it", _far(), fresh=False).offtopic
+
+
+def _passage(article: str, strength: float) -> Passage:
+    return Passage(
+        article,
+        f"Article {article}",
+        f"https://example.org/{article}",
+        "text",
+        strength,
+        strength,
+        title_score=strength,
+        lead_score=strength,
+        bm25_score=10.0 * strength,
+    )
+
+
+class _Readings:
+    """A retriever whose articles come close only when the question names the subject: the same two
+    articles, in the order the plain words find them, far; named, close enough to cover it."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    async def search(self, query: str, *, k: int = 5) -> list[Passage]:
+        self.queries.append(query)
+        if query.endswith("(AI)"):
+            return [_passage("b", 0.9), _passage("a", 0.85)]
+        return [_passage("a", 0.1), _passage("b", 0.05)]
+
+    async def articles(self, article_ids: object) -> dict[str, object]:
+        return {}
+
+
+async def test_an_unnamed_it_is_searched_again_as_the_communitys_subject() -> None:
+    readings = _Readings()
+    core = AnswerCore(retriever=readings, llm=None)  # type: ignore[arg-type]
+    query, found = await core.search("why not just unplug it", "why not just unplug it", fresh=True)
+    assert readings.queries == ["why not just unplug it", "why not just unplug it (AI)"]
+    assert query == "why not just unplug it"
+    assert [p.article_id for p in found] == ["a", "b"]  # the plain words' order, the named evidence
+    assert found[0].dense_score == 0.85 and found[1].title_score == 0.9
+    assert core.judge("why not just unplug it", found).coverage == "covered"
+    answer = await core.answer(Question("why not just unplug it"))
+    assert answer.mode == "retrieval-only" and [s.id for s in answer.sources][:1] == ["a"]
+
+    readings.queries.clear()
+    _, found = await core.search("why not just unplug it", "why not just unplug it", fresh=False)
+    assert readings.queries == ["why not just unplug it"]  # in a thread, "it" is the thread's subject
+    assert core.judge("why not just unplug it", found, fresh=False).coverage == "not_covered"
+
+    readings.queries.clear()
+    _, found = await core.search("what's the best pizza?", "what's the best pizza?", fresh=True)
+    assert readings.queries == ["what's the best pizza?"]  # nothing unnamed: searched once
+    await core.aclose()
