@@ -48,7 +48,7 @@ TOO_LONG = (
     "That question is too long for me ({length:,} characters; the limit is {limit:,}). Please ask it in "
     "a sentence or two, or split it into shorter questions."
 )
-# What an "it" that points at nothing it names is, in the communities the bot serves (`retrieve_for`).
+# What an "it" that points at nothing it names is, in the communities the bot serves (`AnswerCore.search`).
 SUBJECT = "AI"
 USAGE_HINT = (
     "Ask me a question about AI safety or alignment, for example: *What is the orthogonality thesis?*"
@@ -321,7 +321,7 @@ class AnswerCore:
     async def retrieve_for(self, understood: Understood) -> Prepared:
         """Search for the question: the best passages for the prompt, the rest spare for reading next,
         and the written answer among them, if there is one."""
-        query, found = await self.search(understood.text, understood.query, fresh=not understood.history)
+        found = await self.search(understood.text, understood.query, fresh=not understood.history)
         passages, spare = found[: self.top_k], found[self.top_k :]
         # The banner names aisafety.info's question as the member's: never for a search that the
         # thread's earlier question was glued to (or that a follow-up was condensed into).
@@ -329,13 +329,10 @@ class AnswerCore:
         prompt = prompts.user_message(
             understood.text, passages, understood.history, written=written is not None
         )
-        return Prepared(query, passages, spare, prompt, written)
+        return Prepared(understood.query, passages, spare, prompt, written)
 
-    async def search(
-        self, text: str, query: str, *, fresh: bool, k: int | None = None
-    ) -> tuple[str, list[Passage]]:
-        """The passages found for the question (`text`, searched as `query`), and the query that found
-        them. "why not just unplug it", asked in an AI-safety community with no thread before it
+    async def search(self, text: str, query: str, *, fresh: bool, k: int | None = None) -> list[Passage]:
+        """The passages found for the question (`text`, searched as `query`). "why not just unplug it", asked in an AI-safety community with no thread before it
         (`fresh`): "it" is the community's subject, so when the words alone find nothing that covers the
         question at all, it is searched again with the subject named, and each article found keeps its
         place but takes the better evidence of the two readings (`with_evidence`) when that comes close
@@ -346,8 +343,8 @@ class AnswerCore:
                 named = await self.retrieve(f"{query} ({SUBJECT})", k=k)
                 both = with_evidence(found, named)
                 if rescoring.judge(both[: self.top_k]).coverage != "not_covered":
-                    return query, both
-        return query, found
+                    return both
+        return found
 
     async def retrieve(self, query: str, *, k: int | None = None) -> list[Passage]:
         try:

@@ -112,7 +112,7 @@ async def evaluate(core: AnswerCore, items: list[EvalItem], *, k: int = 5) -> di
         question = Question(item.question, item.history)
         query = await core.search_query(question, item.history)
         fresh = not item.history
-        _, found = await core.search(item.question, query, fresh=fresh, k=max(k, core.top_k))
+        found = await core.search(item.question, query, fresh=fresh, k=max(k, core.top_k))
         ranked = [p.article_id for p in found[:k]]
         coverage = (
             "not_covered"
