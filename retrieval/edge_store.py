@@ -57,6 +57,7 @@ from retrieval.index import (
     passage_points,
     ranked,
     search_plan,
+    vocabulary_of,
 )
 from retrieval.vocabulary import EMPTY, Vocabulary
 
@@ -166,15 +167,21 @@ class EdgeStore:
 
     def write_catalogue(self) -> None:
         """Record the live collection's articles (id, title, url) and its vocabulary for readers without
-        the lock."""
+        the lock, from one pass over its passages."""
         name = self._live_name
         if name is None:
             return
-        articles = {aid: list(entry) for aid, entry in self._catalogue(name).items()}
-        words = Vocabulary.from_texts(
-            str(p.get("text", "")) for p in self._scroll(name, ["text"], first_only=False)
-        )
+        first: list[dict[str, Any]] = []
+
+        def passages() -> Iterator[dict[str, Any]]:
+            for pl in self._scroll(name, [*CATALOGUE_FIELDS, "chunk", "text"], first_only=False):
+                if pl.get("chunk") == 0:
+                    first.append(pl)
+                yield pl
+
+        words = vocabulary_of(passages())
         self._vocabulary = (name, words)
+        articles = {aid: list(entry) for aid, entry in catalogue_of(first).items()}
         try:
             target = _catalogue_path(self.root, name)
             target.parent.mkdir(exist_ok=True)
@@ -408,16 +415,15 @@ class EdgeStore:
         return catalogue_of(self._scroll(collection, CATALOGUE_FIELDS, first_only=True))
 
     def vocabulary(self) -> Vocabulary:
+        """The live collection's vocabulary: kept since this process wrote it, else read from the file
+        written beside the index (`write_catalogue`)."""
         live = self.live_collection()
         if live is None:
             return EMPTY
-        known = self._vocabulary
-        if known is None or known[0] != live:
-            known = (
-                live,
-                Vocabulary.from_texts(
-                    str(p.get("text", "")) for p in self._scroll(live, ["text"], first_only=False)
-                ),
-            )
-            self._vocabulary = known
-        return known[1]
+        if self._vocabulary is None or self._vocabulary[0] != live:
+            words = read_vocabulary(str(self.root), self.alias)
+            if words is None:  # unreadable: written again
+                self.write_catalogue()
+            else:
+                self._vocabulary = (live, words)
+        return self._vocabulary[1] if self._vocabulary else EMPTY

@@ -271,6 +271,11 @@ def _state(pl: dict[str, Any], chunks: int) -> ArticleState:
 CATALOGUE_FIELDS = ["article_id", "title", "url"]
 
 
+def vocabulary_of(payloads: Iterable[dict[str, Any]]) -> Vocabulary:
+    """The library's vocabulary (`retrieval.vocabulary`) from every passage's payload (its `text`)."""
+    return Vocabulary.from_texts(str(pl.get("text") or "") for pl in payloads)
+
+
 def catalogue_of(first_passages: Iterable[dict[str, Any]]) -> dict[str, tuple[str, str]]:
     """{article id: (title, url)} from the articles' first passages' payloads (`CATALOGUE_FIELDS`)."""
     return {

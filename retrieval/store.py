@@ -49,6 +49,7 @@ from retrieval.index import (
     passage_points,
     ranked,
     search_plan,
+    vocabulary_of,
 )
 from retrieval.vocabulary import EMPTY, Vocabulary
 
@@ -429,7 +430,10 @@ class QdrantStore:
             return EMPTY
         known = self._vocabulary
         if known is None or known[0] != live or time.monotonic() - known[1] > VOCABULARY_FRESH_S:
-            texts = (str(p.get("text", "")) for p in self._scroll(live, first_only=False, fields=["text"]))
-            known = (live, time.monotonic(), Vocabulary.from_texts(texts))
+            known = (
+                live,
+                time.monotonic(),
+                vocabulary_of(self._scroll(live, first_only=False, fields=["text"])),
+            )
             self._vocabulary = known
         return known[2]

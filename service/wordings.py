@@ -15,7 +15,7 @@ benchmarks/data/wording_pairs.jsonl (`benchmarks/wordings.py`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -86,12 +86,6 @@ class Wordings:
 
     def __getitem__(self, question: str) -> np.ndarray:
         return self.vectors[question]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.vectors)
-
-    def __len__(self) -> int:
-        return len(self.vectors)
 
     def get(self, question: str) -> np.ndarray | None:
         return self.vectors.get(question)

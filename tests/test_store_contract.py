@@ -152,3 +152,17 @@ def test_an_alias_beginning_with_another_keeps_its_collections(
     with closing(opened["server"]("lib")) as lib, closing(opened["server"]("lib_v2")) as lib_v2:
         for name in lib.build_collections() + lib_v2.build_collections():
             lib.drop_collection(name)
+
+
+def test_the_embedded_store_reads_its_vocabulary_back_when_opened_again(
+    tmp_path: Path, embedder: FastEmbedder, slice_file: Path
+) -> None:
+    """Written once after the ingest; a process opening the store later reads it from the file."""
+    first = EdgeStore(alias="again", path=str(tmp_path / "store"))
+    with closing(first):
+        ingest(store=first, embedder=embedder, sources=[str(slice_file)])
+        written = first.vocabulary()
+    assert written.passages > 5
+    again = EdgeStore(alias="again", path=str(tmp_path / "store"))
+    with closing(again):
+        assert again.vocabulary() == written
