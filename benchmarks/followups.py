@@ -97,7 +97,8 @@ async def offtopic_in_threads(core: AnswerCore, firsts: list[str], prompts: list
             ("now", await core.search_query(Question(prompt, history), history)),
         ):
             found = await core.retriever.search(query, k=core.top_k)
-            abstained[name] += core.declines(Question(prompt)) or core.should_abstain(found)
+            not_covered = core.judge(prompt, found, fresh=False).coverage == "not_covered"
+            abstained[name] += core.declines(Question(prompt)) or not_covered
     return {name: round(n / len(prompts), 3) for name, n in abstained.items()}
 
 

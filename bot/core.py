@@ -423,10 +423,6 @@ class AnswerCore:
             return Judgement("not_covered", english_only=True)
         return judged
 
-    def should_abstain(self, passages: Sequence[Passage], text: str = "") -> bool:
-        """The library does not cover the question (`judge` says not_covered): no close call either."""
-        return self.judge(text, passages).coverage == "not_covered"
-
     # Compose
 
     async def compose(

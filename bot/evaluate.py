@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.models import Question, Turn
-from bot.smalltalk import small_talk
+from retrieval.sources import json_error
 
 if TYPE_CHECKING:
     from bot.core import AnswerCore
@@ -59,9 +59,7 @@ def load_eval(path: Path) -> list[EvalItem]:
                 kind = row.get("kind") or ("offtopic" if not row["relevant"] else "")
                 items.append(EvalItem(str(row["q"]), (), frozenset(row["relevant"]), kind))
         except json.JSONDecodeError as exc:
-            raise EvalFileError(
-                f"{path}:{number}: not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
-            ) from None
+            raise EvalFileError(f"{path}:{number}: not valid JSON ({json_error(exc)})") from None
         except KeyError as exc:
             raise EvalFileError(
                 f'{path}:{number}: missing {exc} (each line needs "q" or "turns", and "relevant": a list of ids)'
@@ -104,21 +102,19 @@ class _Tally:
 
 async def evaluate(core: AnswerCore, items: list[EvalItem], *, k: int = 5) -> dict[str, Any]:
     """Hit rate@k and MRR over distinct articles, and how the core judges each question's coverage
-    (`AnswerCore.search` and `AnswerCore.judge`, the gate and small talk first): `false_abstain` (answerable) and `abstained_offtopic` count the
+    (`AnswerCore.understand`, `search` and `judge`, as the bot reads, searches and judges it): `false_abstain` (answerable) and `abstained_offtopic` count the
     not_covered ones, `close_answerable` and `close_offtopic` the close calls."""
     overall = _Tally()
     by_kind: dict[str, _Tally] = defaultdict(_Tally)
     for item in items:
-        question = Question(item.question, item.history)
-        query = await core.search_query(question, item.history)
-        fresh = not item.history
-        found = await core.search(item.question, query, fresh=fresh, k=max(k, core.top_k))
-        ranked = [p.article_id for p in found[:k]]
-        coverage = (
-            "not_covered"
-            if core.declines(question) or small_talk(item.question)
-            else core.judge(item.question, found[: core.top_k], fresh=fresh).coverage
-        )
+        understood = await core.understand(Question(item.question, item.history))
+        if understood.reply is not None:  # declined, small talk, empty or too long: nothing searched
+            ranked, coverage = [], understood.reply.coverage or "not_covered"
+        else:
+            fresh = not understood.history
+            found = await core.search(understood.text, understood.query, fresh=fresh, k=max(k, core.top_k))
+            ranked = [p.article_id for p in found[:k]]
+            coverage = core.judge(understood.text, found[: core.top_k], fresh=fresh).coverage
         abstains, close = coverage == "not_covered", coverage == "close"
         for tally in (overall, by_kind[item.kind or "all"]):
             tally.total += 1

@@ -26,6 +26,7 @@ project's own two-turn conversations (`benchmarks/data/followups_topics.jsonl`, 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -233,6 +234,7 @@ _CATAPHORA_WH = frozenset("how whether if what which who when where why".split()
 _TIME_IT = frozenset("today tomorrow now raining snowing".split())
 
 
+@functools.lru_cache(maxsize=1024)  # asked of one message by the query, the banner and each later turn
 def dependence(text: str) -> str | None:
     """The rule by which the message leans on the earlier turns, or None when it stands alone."""
     raw = text.lower().replace("\u2019", "'").replace("\u2018", "'")
@@ -451,6 +453,7 @@ def _that_points_back(tokens: list[str], i: int) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1024)  # asked of one question by the search and by the coverage decision
 def points_at_unnamed(text: str) -> bool:
     """An "it", "this" or "that" in the message points at something it never names ("why not just
     unplug it", "who's even working on this stuff"): asked in an AI-safety community with no thread

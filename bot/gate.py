@@ -8,6 +8,7 @@ the whole message still goes to the model only as data inside <question>.
 
 from __future__ import annotations
 
+import functools
 import re
 
 _VERBS = r"(?:ignore|disregard|forget|override|bypass|skip|drop)"
@@ -64,6 +65,7 @@ def without_instructions(text: str) -> str:
     return " ".join(c for c in _clauses(text) if not _instruction(c))
 
 
+@functools.lru_cache(maxsize=1024)  # read several times per answer (the gate, the query, the prompt)
 def searchable(text: str) -> str | None:
     """What of the text is searched: the text itself when it holds no instruction to the bot; else the
     rest of it, or None when nothing of substance is left (one pass over the clauses)."""

@@ -168,7 +168,12 @@ RETRIEVAL_ONLY_LABEL = "From the library's articles (no AI-written summary this 
 def retrieval_only_text(sources: Sequence[Source]) -> str:
     """A member's reply without the model's words: the label, then each article found with its excerpt,
     each its own paragraph. Why the model's words are missing is for the operator: the core logs it."""
-    parts = [f"*{RETRIEVAL_ONLY_LABEL}*"]
+    return _listing(RETRIEVAL_ONLY_LABEL, sources)
+
+
+def _listing(label: str, sources: Sequence[Source]) -> str:
+    """The label, then each source with its excerpt, each its own paragraph."""
+    parts = [f"*{label}*"]
     for s in sources:
         title = literal(s.title) + ("" if s.title.endswith(("?", "!", ".")) else ":")
         parts.append(f"[{s.n}] {title} {literal(s.excerpt)}")
@@ -207,9 +212,7 @@ def with_coverage_note(prompt: str, coverage: str) -> str:
 def close_call_text(sources: Sequence[Source]) -> str:
     """A member's reply to a close call without the model's words: the closest articles, offered as
     possibly helpful rather than as the answer, each with its excerpt in its own paragraph."""
-    parts = [f"*{CLOSE_CALL_LABEL}*"]
-    parts += [f"[{s.n}] {literal(s.title)}: {literal(s.excerpt)}" for s in sources]
-    return "\n\n".join(parts)
+    return _listing(CLOSE_CALL_LABEL, sources)
 
 
 def unmask_links(text: str, allowed: Collection[str]) -> str:

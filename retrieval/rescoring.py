@@ -312,11 +312,6 @@ def judge(found: Sequence[Passage], model: Mapping[str, Any] | None = None) -> T
     return Topic("not_covered", p, far=p < float(model["far"]))
 
 
-def covered(found: Sequence[Passage]) -> bool:
-    """The library covers the question outright (not a close call)."""
-    return judge(found).coverage == "covered"
-
-
 def written_answer(found: Sequence[Passage], source: str = "aisafety.info") -> Passage | None:
     """The best article when the question is essentially its title (an aisafety.info question, whose
     answer the site's editors wrote): its title cosine at or above the calibrated threshold."""

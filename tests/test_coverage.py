@@ -102,7 +102,10 @@ def test_judge_reads_three_bands_and_far_below_them(calibrated: None) -> None:
     near, far = rescoring.judge(found(NOT_COVERED)), rescoring.judge(found(FAR))
     assert near.coverage == far.coverage == "not_covered" and not near.far and far.far
     assert rescoring.judge([]) == rescoring.Topic("not_covered", 0.0, far=True)
-    assert rescoring.covered(found(COVERED)) and not rescoring.covered(found(CLOSE))
+    assert (
+        rescoring.judge(found(COVERED)).coverage == "covered"
+        and rescoring.judge(found(CLOSE)).coverage != "covered"
+    )
 
 
 def test_the_shipped_thresholds_are_ordered() -> None:

@@ -124,8 +124,8 @@ def test_the_topic_decision_rises_with_the_evidence_and_needs_some() -> None:
     weak = [_passage(0.2, 0.15, 0.2, 2.0)]
     strong = [_passage(0.7, 0.8, 0.6, 20.0)]
     assert rescoring.on_topic(weak) < rescoring.on_topic(strong)
-    assert not rescoring.covered(weak) and rescoring.covered(strong)
-    assert not rescoring.covered([])
+    assert rescoring.judge(weak).coverage != "covered" and rescoring.judge(strong).coverage == "covered"
+    assert rescoring.judge([]).coverage != "covered"
     assert rescoring.topic_features(weak + strong) == [0.7, 0.8, 0.6, math.log1p(20.0), 0.0]
 
 
