@@ -18,7 +18,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,7 +28,6 @@ from retrieval.documents import Chunk, Document, Passage
 from retrieval.embeddings import Embedded
 from retrieval.index import (
     ARTICLE_VECTOR_FULL_SCAN_KB,
-    CATALOGUE_FIELDS,
     DEAD,
     DENSE,
     DENSE_VECTORS,
@@ -36,6 +35,7 @@ from retrieval.index import (
     HNSW_EF_CONSTRUCT,
     HNSW_M,
     INDEXED_FIELDS,
+    LIBRARY_FIELDS,
     NO_INDEX,
     SPARSE,
     STATE_FIELDS,
@@ -51,13 +51,12 @@ from retrieval.index import (
     best_articles,
     builds_of,
     by_passage,
-    catalogue_of,
     collection_name,
     first_passages,
+    library_of,
     passage_points,
     ranked,
     search_plan,
-    vocabulary_of,
 )
 from retrieval.vocabulary import EMPTY, Vocabulary
 
@@ -95,27 +94,48 @@ def _vocabulary_path(root: Path, collection: str) -> Path:
     return root / CATALOGUES / f"{collection}.words.json"
 
 
+def _json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _read_live(path: str, alias: str, file_of: Callable[[Path, str], Path]) -> Any:
+    """A JSON file kept beside the live collection of `alias`, read without the store's lock (the
+    alias file and it are replaced atomically); None when there is none yet or it is unreadable."""
+    root = Path(path)
+    aliases = _json_or_none(root / ALIASES)
+    collection = aliases.get(alias) if isinstance(aliases, dict) else None
+    return None if collection is None else _json_or_none(file_of(root, str(collection)))
+
+
+def _articles(data: Any) -> dict[str, tuple[str, str]] | None:
+    try:
+        return {str(k): (str(v[0]), str(v[1])) for k, v in data.items()}
+    except (TypeError, IndexError, AttributeError):
+        return None
+
+
+def _words(data: Any) -> Vocabulary | None:
+    try:
+        return Vocabulary.from_json(data)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
 def read_vocabulary(path: str, alias: str) -> Vocabulary | None:
     """The live collection's vocabulary (`retrieval.vocabulary`), read without the store's lock; None
     when it has not been written yet."""
-    root = Path(path)
-    try:
-        collection = json.loads((root / ALIASES).read_text(encoding="utf-8"))[alias]
-        return Vocabulary.from_json(json.loads(_vocabulary_path(root, str(collection)).read_text("utf-8")))
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return None
+    data = _read_live(path, alias, _vocabulary_path)
+    return None if data is None else _words(data)
 
 
 def read_catalogue(path: str, alias: str) -> dict[str, tuple[str, str]] | None:
-    """The live collection's articles as {id: (title, url)}, read without the store's lock (both files
-    are replaced atomically); None when there is no catalogue for `alias` yet."""
-    root = Path(path)
-    try:
-        collection = json.loads((root / ALIASES).read_text(encoding="utf-8"))[alias]
-        articles = json.loads(_catalogue_path(root, str(collection)).read_text(encoding="utf-8"))
-        return {str(k): (str(v[0]), str(v[1])) for k, v in articles.items()}
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return None
+    """The live collection's articles as {id: (title, url)}, read without the store's lock; None when
+    there is no catalogue for `alias` yet."""
+    data = _read_live(path, alias, _catalogue_path)
+    return None if data is None else _articles(data)
 
 
 class EdgeStore:
@@ -128,7 +148,8 @@ class EdgeStore:
         self._alias_file = self.root / ALIASES
         self._shards: dict[str, Any] = {}
         self._live_name: str | None = None
-        self._vocabulary: tuple[str, Vocabulary] | None = None  # (collection, its vocabulary)
+        # The live collection's catalogue and vocabulary, as last written or read: (collection, both).
+        self._library: tuple[str, dict[str, tuple[str, str]], Vocabulary] | None = None
         self._lock = threading.RLock()
         try:
             self._collections.mkdir(parents=True, exist_ok=True)
@@ -158,34 +179,22 @@ class EdgeStore:
             name = self._aliases().get(self.alias)
             if name and (self._collections / name).is_dir():
                 self._live_name = name
-                # Built before catalogues (or vocabularies) existed.
-                if not (
-                    _catalogue_path(self.root, name).exists() and _vocabulary_path(self.root, name).exists()
-                ):
-                    self.write_catalogue()
+                self._known(name)  # read, or written when built before they existed
         return self._live_name
 
     def write_catalogue(self) -> None:
         """Record the live collection's articles (id, title, url) and its vocabulary for readers without
-        the lock, from one pass over its passages."""
+        the lock, from one pass over its passages (each page of it under the lock, not the whole pass:
+        searches go on meanwhile). Kept for this process's `catalogue` and `vocabulary` too."""
         name = self._live_name
         if name is None:
             return
-        first: list[dict[str, Any]] = []
-
-        def passages() -> Iterator[dict[str, Any]]:
-            for pl in self._scroll(name, [*CATALOGUE_FIELDS, "chunk", "text"], first_only=False):
-                if pl.get("chunk") == 0:
-                    first.append(pl)
-                yield pl
-
-        words = vocabulary_of(passages())
-        self._vocabulary = (name, words)
-        articles = {aid: list(entry) for aid, entry in catalogue_of(first).items()}
+        articles, words = library_of(self._scroll(name, LIBRARY_FIELDS, first_only=False))
+        self._library = (name, articles, words)
         try:
             target = _catalogue_path(self.root, name)
             target.parent.mkdir(exist_ok=True)
-            _write_json_atomically(target, articles)
+            _write_json_atomically(target, {aid: list(entry) for aid, entry in articles.items()})
             _write_json_atomically(_vocabulary_path(self.root, name), words.to_json())
         except OSError as exc:  # only the report depends on them
             _log.warning("could not write the article catalogue: %s", exc)
@@ -278,10 +287,10 @@ class EdgeStore:
             aliases[self.alias] = collection
             _write_json_atomically(self._alias_file, aliases)
             self._live_name = collection
-            self.write_catalogue()
             for name in self.build_collections():
                 if name != collection:
                     self.drop_collection(name)
+        self.write_catalogue()
 
     def build_collections(self) -> list[str]:
         return builds_of(self.alias, (p.name for p in self._collections.iterdir()))
@@ -357,7 +366,7 @@ class EdgeStore:
             for name, shard in self._shards.items():
                 self._optimise(name)
                 shard.flush()
-            self.write_catalogue()
+        self.write_catalogue()
 
     # -- reading -------------------------------------------------------------------------------
     def count(self) -> int:
@@ -409,21 +418,21 @@ class EdgeStore:
 
     def catalogue(self) -> dict[str, tuple[str, str]]:
         live = self.live_collection()
-        return self._catalogue(live) if live else {}
-
-    def _catalogue(self, collection: str) -> dict[str, tuple[str, str]]:
-        return catalogue_of(self._scroll(collection, CATALOGUE_FIELDS, first_only=True))
+        return self._known(live)[1] if live else {}
 
     def vocabulary(self) -> Vocabulary:
-        """The live collection's vocabulary: kept since this process wrote it, else read from the file
-        written beside the index (`write_catalogue`)."""
         live = self.live_collection()
-        if live is None:
-            return EMPTY
-        if self._vocabulary is None or self._vocabulary[0] != live:
-            words = read_vocabulary(str(self.root), self.alias)
-            if words is None:  # unreadable: written again
+        return self._known(live)[2] if live else EMPTY
+
+    def _known(self, live: str) -> tuple[str, dict[str, tuple[str, str]], Vocabulary]:
+        """The live collection's catalogue and vocabulary: kept since this process wrote or read them,
+        else read from the files beside the index, else written again."""
+        if self._library is None or self._library[0] != live:
+            articles = _articles(_json_or_none(_catalogue_path(self.root, live)))
+            words = _words(_json_or_none(_vocabulary_path(self.root, live)))
+            if articles is None or words is None:
                 self.write_catalogue()
             else:
-                self._vocabulary = (live, words)
-        return self._vocabulary[1] if self._vocabulary else EMPTY
+                self._library = (live, articles, words)
+        assert self._library is not None
+        return self._library

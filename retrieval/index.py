@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -269,6 +269,25 @@ def _state(pl: dict[str, Any], chunks: int) -> ArticleState:
 
 # The payload fields of the list of articles (`catalogue`): the report's "never cited".
 CATALOGUE_FIELDS = ["article_id", "title", "url"]
+
+
+# The payload fields of `library_of`: the catalogue's and the passages' text.
+LIBRARY_FIELDS = [*CATALOGUE_FIELDS, "chunk", "text"]
+
+
+def library_of(payloads: Iterable[dict[str, Any]]) -> tuple[dict[str, tuple[str, str]], Vocabulary]:
+    """The catalogue (`catalogue_of`, from the first passages) and the vocabulary (`vocabulary_of`) of a
+    collection, in one pass over every passage's payload (`LIBRARY_FIELDS`)."""
+    first: list[dict[str, Any]] = []
+
+    def every() -> Iterator[dict[str, Any]]:
+        for pl in payloads:
+            if pl.get("chunk") == 0:
+                first.append(pl)
+            yield pl
+
+    words = vocabulary_of(every())
+    return catalogue_of(first), words
 
 
 def vocabulary_of(payloads: Iterable[dict[str, Any]]) -> Vocabulary:

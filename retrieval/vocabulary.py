@@ -16,7 +16,6 @@ written by hand: a deployment's library, not this project's, decides.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -134,9 +133,6 @@ class Vocabulary:
             {frozenset((str(a), str(b))): int(c) for a, b, c in data.get("pairs", [])},
             frozenset(str(n) for n in data.get("names", [])),
         )
-
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
 
 
 EMPTY = Vocabulary()

@@ -58,7 +58,7 @@ def test_the_vocabulary_counts_passages_pairs_side_by_side_and_names() -> None:
     assert not v.contrast({stem("inner")}, {stem("outer")}, seen=50)
     assert v.contrast({stem("anthropic")}, {stem("openai")}, seen=5)  # a name on each side
     assert not v.contrast({stem("anthropic")}, set(), seen=5)  # a name on one side only
-    again = Vocabulary.from_json(json.loads(v.dumps()))
+    again = Vocabulary.from_json(json.loads(json.dumps(v.to_json())))
     assert again == v
 
 
