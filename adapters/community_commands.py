@@ -157,11 +157,6 @@ async def change(
 
 
 # -- what applies ------------------------------------------------------------------------------------
-def _bare(ident: str) -> str:
-    """An id without the `<platform>:` the environment's values carry."""
-    return ident.split(":", 1)[-1]
-
-
 def describe(now: Effective, own: CommunitySettings, deployment: Deployment, marks: Marks) -> str:
     """Every setting as it applies in the community, marking the community's own choices ("set here")
     and saying where the deployment's ceiling caps one."""
@@ -171,11 +166,11 @@ def describe(now: Effective, own: CommunitySettings, deployment: Deployment, mar
         return here if chosen not in (None, frozenset()) else ""
 
     lines = [f"Settings for this {marks.place} (the others are the deployment's defaults):"]
-    channels = ", ".join(marks.channel(_bare(c)) for c in sorted(now.allowed_channels))
+    channels = ", ".join(marks.channel(c) for c in sorted(now.allowed_channels))
     lines.append(f"• Channels I answer in: {channels or 'every channel'}{mark(own.allowed_channels)}")
-    handoff = marks.handoff(_bare(now.handoff)) if now.handoff else "off (no role or group set)"
+    handoff = marks.handoff(now.handoff) if now.handoff else "off (no role or group set)"
     lines.append(f"• Ask a human calls: {handoff}{mark(own.handoff)}")
-    digest = marks.channel(_bare(now.digest_channel)) if now.digest_channel else "no channel (no digest)"
+    digest = marks.channel(now.digest_channel) if now.digest_channel else "no channel (no digest)"
     lines.append(f"• Digest: {digest}{mark(own.digest_channel)}, {now.digest_every}{mark(own.digest_every)}")
     lines.append(
         "• Rate limit: "

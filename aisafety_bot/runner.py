@@ -486,6 +486,7 @@ async def run_digests(
 async def digests_once(app: App, feedback: FeedbackStore, leases: Leases, platform: Platform) -> int:
     """Post the digests that are due on `platform`; returns how many were posted. One community's
     failure is logged and does not hold back the others'."""
+    from bot.community import effective
     from service.digest import Digest
 
     s = app.settings
@@ -502,7 +503,7 @@ async def digests_once(app: App, feedback: FeedbackStore, leases: Leases, platfo
         communities.add(deployment.digest_community)
     posted = 0
     for community in sorted(communities):
-        applies = await conversation.effective(community)
+        applies = effective(community, chosen.get(community), deployment)  # the settings just read
         channel = applies.digest_channel
         if channel is None:
             continue

@@ -40,13 +40,16 @@ def clusters(questions: Sequence[str], vectors: Wordings, *, topic: float | None
     merged: list[list[str]] = []
     for group in vectors.groups(texts):
         head = texts[group[0]]
-        for k, other in enumerate(heads):
-            if topic is not None and float(vectors[other] @ vectors[head]) >= topic:
-                merged[k] += [texts[g] for g in group]
-                break
-        else:
+        k = None
+        if topic is not None:  # without a topic, no group heads are compared at all
+            k = next(
+                (n for n, other in enumerate(heads) if float(vectors[other] @ vectors[head]) >= topic), None
+            )
+        if k is None:
             heads.append(head)
             merged.append([texts[g] for g in group])
+        else:
+            merged[k] += [texts[g] for g in group]
     return [sorted(n for t in group for n in positions[t]) for group in merged]
 
 

@@ -280,11 +280,14 @@ class SlackBot:
             _log.debug("refused a request to /slack/events (%s)", reason)
 
     # -- events ----------------------------------------------------------------------------------
-    async def _ignored(self, event: Mapping[str, Any], community: str) -> bool:
-        if event.get("bot_id") or event.get("subtype") or not event.get("user"):
-            return True  # other bots, the bot itself, edits and other system messages
-        if event.get("user") == self.bot_user_id:
-            return True
+    def _not_a_member(self, event: Mapping[str, Any]) -> bool:
+        """Other bots, the bot itself, edits and other system messages."""
+        return bool(event.get("bot_id") or event.get("subtype") or not event.get("user")) or (
+            event.get("user") == self.bot_user_id
+        )
+
+    async def _not_allowed(self, event: Mapping[str, Any], community: str) -> bool:
+        """The community's settings keep the bot out of this channel."""
         return not await self.conversation.allowed_in(
             community, {str(event.get("channel"))}, direct=event.get("channel_type") == "im"
         )
@@ -402,7 +405,7 @@ class SlackBot:
 
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         community = self._community(body, event)
-        if await self._ignored(event, community):
+        if self._not_a_member(event) or await self._not_allowed(event, community):
             return
         thread_ts = str(event.get("thread_ts") or event["ts"])
         claim = await self._claim(community, event, thread_ts)
@@ -412,15 +415,17 @@ class SlackBot:
         self.conversation.spawn(self._answer_event(event, thread_ts, community, claim=claim))
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        community = self._community(body, event)
-        if await self._ignored(event, community):
+        if self._not_a_member(event):
             return
         is_dm = event.get("channel_type") == "im"
         if not is_dm and mentions_bot(str(event.get("text") or ""), self.bot_user_id):
             return  # the app_mention delivery of the same message answers it
         thread_ts = event.get("thread_ts")
         if not is_dm and (not thread_ts or thread_ts == event.get("ts")):
-            return  # a channel message not addressed to the bot
+            return  # a channel message not addressed to the bot: its settings are not even read
+        community = self._community(body, event)
+        if await self._not_allowed(event, community):
+            return
         channel = str(event.get("channel"))
         known = None if is_dm else await self.conversation.thread_is_ours(community, channel, str(thread_ts))
         if known is False:
