@@ -250,10 +250,7 @@ def build_report(
         "community": community,
         "since_days": since_days,
         "questions_stored": questions_stored,
-        "answers": len(rows),
-        "by_outcome": dict(Counter(r.mode for r in rows)),
-        "close_calls": sum(r.coverage == "close" for r in rows),
-        "off_topic": sum(r.offtopic for r in rows),
+        **_counts(rows),
         "by_day": by_day(rows, since_days, now=now),
         "most_asked": _most(most_asked),
         "abstained": _most(abstained),
@@ -298,13 +295,18 @@ def build_report(
         ],
     }
     if previous is not None:
-        report["previous"] = {
-            "answers": len(before),
-            "by_outcome": dict(Counter(r.mode for r in before)),
-            "close_calls": sum(r.coverage == "close" for r in before),
-            "off_topic": sum(r.offtopic for r in before),
-        }
+        report["previous"] = _counts(before)
     return report if library is None else report | {"library": library}
+
+
+def _counts(rows: Sequence[FeedbackRow]) -> dict[str, Any]:
+    """The outcome summary of a period: answers, by outcome, close calls and off-topic requests."""
+    return {
+        "answers": len(rows),
+        "by_outcome": dict(Counter(r.mode for r in rows)),
+        "close_calls": sum(r.coverage == "close" for r in rows),
+        "off_topic": sum(r.offtopic for r in rows),
+    }
 
 
 def library_section(
