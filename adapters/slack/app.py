@@ -110,6 +110,7 @@ class SlackBot:
                 client_id=oauth.client_id,
                 client_secret=oauth.client_secret,
                 token_rotation_expiration_minutes=oauth.rotate_before_min,
+                bot_only=True,  # no user tokens are asked for: one lookup a request, not two
                 cache_enabled=True,
                 client=self._client,
             )
@@ -248,12 +249,11 @@ class SlackBot:
         if self.oauth is None:
             _log.info("Slack workspace %s removed the app", team or enterprise)
             return
-        await self.oauth.installations.async_delete_all(
-            enterprise_id=enterprise or None, team_id=team or None
-        )
-        _log.info("Slack workspace %s removed the app: its installation is deleted", team or enterprise)
-        if team:
+        if team:  # the workspace's installation goes with everything else stored of it
             await self.oauth.rows.forget(community_of(team, ""))
+        else:  # an organisation-wide installation: no community of its own
+            await self.oauth.installations.async_delete_all(enterprise_id=enterprise or None, team_id=None)
+        _log.info("Slack workspace %s removed the app: its installation is deleted", team or enterprise)
 
     def not_ours(self, payload: Mapping[str, Any]) -> str:
         """Why a signed request is not for this bot: "wrong_app" when SLACK_APP_ID is set and it names

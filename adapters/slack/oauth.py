@@ -148,13 +148,13 @@ class SqlInstallationStore(AsyncInstallationStore):
         return found.to_bot() if found is not None and found.bot_token else None
 
     async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
-        await self.rows.delete(*_key(enterprise_id, team_id, team_id is None))
+        await self.async_delete_all(enterprise_id=enterprise_id, team_id=team_id)
 
     async def async_delete_installation(
         self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None
     ) -> None:
         if user_id is None:
-            await self.rows.delete(*_key(enterprise_id, team_id, team_id is None))
+            await self.async_delete_all(enterprise_id=enterprise_id, team_id=team_id)
             return
         found = await self._find(enterprise_id, team_id, team_id is None)
         if found is not None and found.user_id == user_id and found.user_token:
