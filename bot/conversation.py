@@ -318,17 +318,19 @@ class Conversation:
         community: str,
         asker: str,
         message: str,
-        call: Callable[[], Awaitable[None]],
+        call: Callable[[str], Awaitable[None]],
         *,
         thread: str | None = None,
     ) -> str:
         """A member pressed "Ask a human" under the answer `message` (the platform's id for that message,
-        one the bot posted); `call` posts the one message that mentions the moderators. Returns what to
+        one the bot posted); `call` posts the one message that mentions the moderators, given the community's
+        hand-off role or group as read here (read once: the mention and the check never disagree). Returns what to
         tell the member. The moderators are called at most once per answer (a lease marked done, given
         back if `call` fails), at most HANDOFFS_PER_MEMBER times an hour by one member and
         HANDOFFS_PER_COMMUNITY by one community, whatever the question rate limit. `thread`: where a
         release before per-answer hand-offs recorded one (that thread stays handed off)."""
-        if (await self.effective(community)).handoff is None:
+        role = (await self.effective(community)).handoff
+        if role is None:
             return HANDOFF_OFF
         name = f"handoff:{community}:{self.platform}:answer:{message}"
         try:
@@ -358,7 +360,7 @@ class Conversation:
                     await self.leases.release(lease)
             return SLOW_DOWN if allowed is False else HANDOFF_FAILED
         try:
-            await call()
+            await call(role)
         except asyncio.CancelledError:
             # Stopped while posting: the message has most likely gone out, and a second ping is worse
             # than none, so the thread counts as handed off.

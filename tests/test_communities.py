@@ -405,7 +405,7 @@ async def test_votes_on_older_answers_count_and_hand_offs_before_communities_sta
 
     calls: list[str] = []
 
-    async def call() -> None:
+    async def call(role: str) -> None:
         calls.append("pinged")
 
     # The thread was handed off by the previous release (whole threads then): the moderators are not
@@ -433,7 +433,7 @@ async def test_a_stop_while_the_moderators_are_called_leaves_the_thread_handed_o
     conversation = _conversation(FeedbackStore(), rate_limit_per_minute=0, handoff="777")
     started = asyncio.Event()
 
-    async def slow_call() -> None:
+    async def slow_call(role: str) -> None:
         started.set()
         await asyncio.sleep(30)
 
@@ -443,7 +443,7 @@ async def test_a_stop_while_the_moderators_are_called_leaves_the_thread_handed_o
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    async def call() -> None:
+    async def call(role: str) -> None:
         raise AssertionError("the moderators were called twice")
 
     assert await conversation.handoff("discord:42", "discord:8", "9001", call) == HANDOFF_ALREADY

@@ -300,13 +300,13 @@ async def test_the_handoff_role_is_each_communitys_own(tmp_path: Path) -> None:
     assert (await conversation.effective(B)).handoff is None  # HANDOFF_ROLE is A's role, not B's
     called: list[str] = []
 
-    async def call() -> None:
-        called.append("pinged")
+    async def call(role: str) -> None:
+        called.append(role)
 
     assert await conversation.handoff(B, "discord:9", "1:2", call) == HANDOFF_OFF and called == []
     await settings.set(B, CommunitySettings(handoff="888"))
     assert (await conversation.effective(B)).handoff == "888"
-    assert await conversation.handoff(B, "discord:9", "1:2", call) == HANDOFF_ASKED and called == ["pinged"]
+    assert await conversation.handoff(B, "discord:9", "1:2", call) == HANDOFF_ASKED and called == ["888"]
     store.close()
 
 

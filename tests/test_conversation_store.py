@@ -69,7 +69,8 @@ class Calls:
         self.made = 0
         self.fail = fail
 
-    async def __call__(self) -> None:
+    async def __call__(self, role: str) -> None:
+        assert role  # the role or group the conversation read, to mention
         self.made += 1
         if self.made <= self.fail:
             raise ConnectionError("the platform is down")

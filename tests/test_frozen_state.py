@@ -180,7 +180,7 @@ async def test_a_frozen_answers_database_still_answers_and_says_what_it_could_no
         said = await conversation.vote("slack:T1", answer_id, voter="slack:U2", vote="up")
         assert said == VOTE_FAILED
 
-        async def call() -> None:
+        async def call(role: str) -> None:
             raise AssertionError("the moderators were called without a record that keeps it to once")
 
         assert await conversation.handoff("slack:T1", "slack:U2", "C1:1.0", call) == HANDOFF_FAILED
@@ -222,7 +222,7 @@ async def test_a_frozen_redis_hands_off_from_this_process(
     conversation = _conversation(store, RedisLeases(link))
     calls: list[str] = []
 
-    async def call() -> None:
+    async def call(role: str) -> None:
         calls.append("pinged")
 
     os.kill(private_redis.proc.pid, signal.SIGSTOP)

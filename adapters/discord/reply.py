@@ -78,13 +78,12 @@ class HandoffButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"a
             await interaction.followup.send(HANDOFF_NOT_OURS, ephemeral=True)
             return
         community = community_of(interaction.guild_id)
-        role = int((await client.conversation.effective(community)).handoff or 0)  # this server's own
 
-        async def call() -> None:
+        async def call(role: str) -> None:  # this server's own role
             await interaction.channel.send(  # type: ignore[union-attr]
-                handoff_message(f"<@&{role}>"),
+                handoff_message(f"<@&{int(role)}>"),
                 allowed_mentions=discord.AllowedMentions(
-                    everyone=False, users=False, replied_user=False, roles=[discord.Object(role)]
+                    everyone=False, users=False, replied_user=False, roles=[discord.Object(int(role))]
                 ),
             )
 

@@ -621,9 +621,8 @@ class SlackBot:
             return
 
         community = self._action_community(body, channel)
-        group = (await self.conversation.effective(community)).handoff  # this workspace's own
 
-        async def call() -> None:
+        async def call(group: str) -> None:  # this workspace's own user group
             await self.client.chat_postMessage(
                 channel=channel,
                 thread_ts=thread_ts,
