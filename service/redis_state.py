@@ -211,13 +211,20 @@ class RedisBudget:
         if tokens <= 0:
             return
 
-        async def op(client: Any) -> None:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.incrby(self._today(), tokens)
-                pipe.expire(self._today(), 2 * 24 * 3600)
-                await pipe.execute()
+        await _count_today(self.link, self._today(), tokens)
 
-        await self.link.run(op, _nothing)
+
+async def _count_today(link: RedisLink, key: str, tokens: int) -> None:
+    """Add `tokens` to a day's count, kept two days (a budget's day is UTC's; a late reader still finds
+    it); nothing when Redis cannot be reached (the process's own count stands)."""
+
+    async def op(client: Any) -> None:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.incrby(key, tokens)
+            pipe.expire(key, 2 * 24 * 3600)
+            await pipe.execute()
+
+    await link.run(op, _nothing)
 
 
 async def forget_community(link: RedisLink, community: str) -> int:
@@ -278,12 +285,4 @@ class RedisBudgets:
         await self.local.spend(community, tokens)
         if tokens <= 0:
             return
-        key = self._key(community)
-
-        async def op(client: Any) -> None:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.incrby(key, tokens)
-                pipe.expire(key, 2 * 24 * 3600)
-                await pipe.execute()
-
-        await self.link.run(op, _nothing)
+        await _count_today(self.link, self._key(community), tokens)
