@@ -28,6 +28,7 @@ from retrieval.index import VectorStore
 from retrieval.ingest import ingest
 from tests import fixture_articles
 from tests.fake_anthropic import FakeAnthropic
+from tests.fake_slack import FakeSlack
 from tests.qdrant_server import QdrantServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,6 +221,15 @@ def qdrant_server() -> Iterator[QdrantServer]:
 @pytest_asyncio.fixture(scope="session")
 async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
     fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest_asyncio.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    """A fake Slack Web API (and OAuth pages) on 127.0.0.1, one per test."""
+    fake = FakeSlack()
     await fake.start()
     yield fake
     await fake.stop()

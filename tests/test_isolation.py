@@ -87,11 +87,7 @@ from tests.test_settings_commands import (
     said,
     scope_of,
 )
-from tests.test_slack_oauth import (
-    SECRET,
-    Installed,
-    fake_slack,  # noqa: F401  (a fixture)
-)
+from tests.test_slack_oauth import SECRET, Installed
 from tests.test_slack_oauth import A as GRANT_1
 from tests.test_slack_oauth import B as GRANT_2
 
@@ -236,7 +232,7 @@ def replica_conversation(
 async def world(
     request: pytest.FixtureRequest,
     fake_discord: FakeDiscord,  # noqa: F811
-    fake_slack: FakeSlack,  # noqa: F811
+    fake_slack: FakeSlack,
     slice_store: VectorStore,
     embedder: FastEmbedder,
     tmp_path: Path,

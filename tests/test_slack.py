@@ -154,14 +154,6 @@ def feedback_of(platform_bot: Any) -> FeedbackStore:
 
 
 @pytest_asyncio.fixture
-async def fake_slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest_asyncio.fixture
 async def start_slack(
     fake_slack: FakeSlack,
     slice_store: VectorStore,

@@ -145,14 +145,6 @@ async def stored_communities(h: Installed, wait_for: int = 0) -> list[str]:
     return found
 
 
-@pytest_asyncio.fixture
-async def fake_slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     """Where the answers (and installations) are kept: an SQLite file, or a PostgreSQL schema."""
