@@ -89,6 +89,9 @@ _DEMONSTRATIVE = frozenset(("this", "these", "those"))
 _DEICTIC_NEXT = frozenset(
     "century decade year years month week day days time era generation who which kind sort type".split()
 )
+# "any of this", "all of that", "how much of this": a share of the whole discussion, not of a noun the same
+# message names ("i only care about my kids' generation, does any of this matter for them?").
+_SHARE_OF = frozenset("any all some none much most half part each".split())
 # Nouns an "it" or "its" in the same message most likely means: "would an AI let us shut it down?"
 _IT_NOUNS = frozenset(
     "ai agi asi system model llm chatbot superintelligence agent robot machine program network tool "
@@ -392,8 +395,12 @@ def _noun_before(tokens: list[str], i: int, *, plural: bool = False) -> bool:
 def _points(tokens: list[str], i: int) -> bool:
     """Whether "this", "that" or "these" points at an earlier turn: not when it names its own thing
     ("this intelligence explosion idea", "this idea where two AIs argue"), nor when its noun came earlier.
-    After "does", "can", "would"... it is the subject and a verb follows ("does that apply to LLMs?")."""
-    prev = tokens[i - 1] if i > 0 else ""
+    After "does", "can", "would"... it is the subject and a verb follows ("does that apply to LLMs?").
+    A share of it ("any of this", "does all of that matter") is a share of the whole discussion, whatever
+    the message named before it."""
+    share = i >= 2 and tokens[i - 1] == "of" and tokens[i - 2] in _SHARE_OF
+    head = i - 2 if share else i  # "does any of this..." is inverted as "does this..." is
+    prev = tokens[head - 1] if head > 0 else ""
     if prev not in _DO_MODALS:
         run = []
         for t in tokens[i + 1 :]:
@@ -405,7 +412,7 @@ def _points(tokens: list[str], i: int) -> bool:
         after = tokens[i + 1 + len(run)] if i + 1 + len(run) < len(tokens) else ""
         if run and run[-1] in _GENERIC_HEADS and after in _HEAD_SAYS_WHICH:
             return False
-    return not _bound(tokens, i)
+    return share or not _bound(tokens, i)
 
 
 def _expletive(tokens: list[str], i: int) -> bool:

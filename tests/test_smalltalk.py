@@ -109,6 +109,12 @@ async def test_small_talk_is_answered_at_once_and_counts_as_off_topic() -> None:
         ("how likely is it that AI kills us?", False),
         ("what's the best pizza topping?", False),
         ("this intelligence explosion idea, is it real?", False),
+        # "any of this": a share of the whole discussion, even after a noun of the message's own.
+        ("my kids are 4 and 7. does any of this affect them?", True),
+        ("I read a few blog posts, how much of that is hype", True),
+        ("I work in finance, should all of this worry me", True),
+        ("is any of this research funded by the labs?", False),  # "this" names its own noun
+        ("which of these risks is worst: misuse or accidents?", False),  # no share of anything before
     ],
 )
 def test_an_it_that_points_at_nothing_named_is_found(text: str, unnamed: bool) -> None:
