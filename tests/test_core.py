@@ -157,8 +157,11 @@ async def test_slow_llm_times_out_to_retrieval_only(
 async def test_answer_deadline_cuts_a_slow_stream(
     slice_store: VectorStore, embedder: FastEmbedder, llm_server: FakeAnthropic
 ) -> None:
-    llm_server.script.append(Reply(text="word " * 40 + "[1].", chunk_delay_s=0.1))
-    core = make_core(slice_store, embedder, llm_server, deadline_s=1.0)
+    # A 10 s stream against a 2 s deadline, the search warmed first: under a loaded machine the search
+    # alone must not eat the deadline before the first words arrive.
+    llm_server.script.append(Reply(text="word " * 100 + "[1].", chunk_delay_s=0.1))
+    core = make_core(slice_store, embedder, llm_server, deadline_s=2.0)
+    await core.retrieve(QUESTION)
     deltas, answer = await collect(core, Question(QUESTION))
     assert deltas and answer.mode == "retrieval-only"
     assert answer.notice
