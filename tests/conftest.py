@@ -95,7 +95,7 @@ def read_rows(name: str) -> list[dict[str, object]]:
 def corpus_rows(ids: list[str]) -> list[dict[str, object]]:
     """Real articles by id, from the shared corpus."""
     rows = {}
-    for name in ("aisafety.info.jsonl", "ai-safety-atlas.jsonl"):
+    for name in ("aisafety.info.jsonl", "ai-safety-atlas.jsonl", "distill.jsonl"):
         for row in read_rows(name):
             rows[row["id"]] = row
     return [rows[i] for i in ids]

@@ -263,3 +263,24 @@ async def test_the_written_answer_lead_is_only_for_the_members_own_question(
     # The same question asked again in the thread, on its own, leads with the editors' answer.
     again = await core.answer(Question("why can't we just turn the AI off if it misbehaves?", history))
     assert again.written_answer == OFF_SWITCH
+
+
+async def test_the_shared_follow_ups_are_still_found(tmp_path: Path, embedder: FastEmbedder) -> None:
+    """The shared follow-up conversations (../shared/eval/followups.jsonl: a check, never tuned on) keep
+    hit@5 at 0.93 or above, each second turn searched as the bot searches it, in a store of their
+    articles and every 10th aisafety.info article as distractors (on the whole corpus: `aisafety-bot eval`,
+    BENCHMARKS.md)."""
+    from tests.conftest import need_corpus, read_rows
+
+    items = load_eval(need_corpus().parent / "eval" / "followups.jsonl")
+    distractors = [str(r["id"]) for r in read_rows("aisafety.info.jsonl")[::10]]
+    ids = sorted({a for i in items for a in i.relevant} | set(distractors))
+    source = write_jsonl(tmp_path / "articles.jsonl", corpus_rows(ids))
+    store = EdgeStore(alias="shared-followups", path=str(tmp_path / "qdrant"))
+    try:
+        ingest(store=store, embedder=embedder, sources=[str(source)])
+        result = await evaluate(_core(store, embedder), items)
+    finally:
+        store.close()
+    assert len(items) >= 15 and all(i.history for i in items), len(items)
+    assert result["hit_rate"] >= 0.93, result

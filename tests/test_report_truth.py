@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from aiohttp import web
 
 from bot.models import Answer, Source
@@ -443,29 +444,32 @@ async def test_the_channel_name_is_stored_where_the_client_knows_it(tmp_path: Pa
     assert row.place_name == "ai-safety"
 
 
-async def test_off_topic_requests_asked_through_the_core_land_in_the_offtopic_table(
-    tmp_path: Path, embedder: FastEmbedder
-) -> None:
-    """Issue 24: at least 90% of an off-topic set lands in the `offtopic` table (never in "questions to
-    write"), and answerable questions rarely do. Measured through the real core (no language model) and
-    the real answers database, on a sample: every 4th prompt of benchmarks/data/offtopic.jsonl, and every
-    6th of ontopic.jsonl and jargon.jsonl, searched in a store of those questions' articles plus every
-    10th aisafety.info article as distractors. The whole sets on the whole corpus (and the near misses,
-    which do worse) are measured by benchmarks/offtopic_table.py."""
+@pytest_asyncio.fixture(scope="module")
+async def asked_through_the_core(
+    tmp_path_factory: pytest.TempPathFactory, embedder: FastEmbedder
+) -> dict[str, Any]:
+    """A sample of the project's sets asked through the real core (no language model) and stored in the
+    real answers database: every 4th prompt of benchmarks/data/offtopic.jsonl, every 6th of
+    ontopic.jsonl and jargon.jsonl and every 2nd near miss (nearmiss.jsonl), searched in a store of those
+    questions' articles plus every 10th aisafety.info article as distractors. The whole sets on the whole
+    corpus are measured by benchmarks/offtopic_table.py."""
     from bot.core import AnswerCore
     from bot.evaluate import load_eval
     from bot.models import Question
     from retrieval.edge_store import EdgeStore
     from retrieval.ingest import ingest
     from retrieval.search import HybridRetriever
-    from service.report import to_write_candidate
     from tests.conftest import ROOT, corpus_rows, read_rows, write_jsonl
 
+    tmp_path = tmp_path_factory.mktemp("offtopic-table")
     data = ROOT / "benchmarks" / "data"
     offtopic = [i.question for i in load_eval(data / "offtopic.jsonl")][::4]
     answerable = [
         i
-        for i in (load_eval(data / "ontopic.jsonl") + load_eval(data / "jargon.jsonl"))[::6]
+        for i in (
+            (load_eval(data / "ontopic.jsonl") + load_eval(data / "jargon.jsonl"))[::6]
+            + load_eval(data / "nearmiss.jsonl")[::2]
+        )
         if i.relevant and all(a.startswith(("aisafety.info:", "ai-safety-atlas:")) for a in i.relevant)
     ]
     distractors = [str(r["id"]) for r in read_rows("aisafety.info.jsonl")[::10]]
@@ -473,24 +477,66 @@ async def test_off_topic_requests_asked_through_the_core_land_in_the_offtopic_ta
     source = write_jsonl(tmp_path / "articles.jsonl", corpus_rows(ids))
     store = EdgeStore(alias="offtopic", path=str(tmp_path / "qdrant"))
     feedback = FeedbackStore(tmp_path / "f.sqlite3")
+    answers: dict[str, Answer] = {}
     try:
         ingest(store=store, embedder=embedder, sources=[str(source)])
         core = AnswerCore(retriever=HybridRetriever(store=store, embedder=embedder), llm=None)
         for q in [*offtopic, *(i.question for i in answerable)]:
-            _put(feedback, q, await core.answer(Question(q, community="slack:T1")))
+            answers[q] = await core.answer(Question(q, community="slack:T1"))
+            _put(feedback, q, answers[q])
     finally:
         store.close()
     rows = feedback.since(1)
     feedback.close()
-    assert len(offtopic) == 50 and len(answerable) >= 40, (len(offtopic), len(answerable))
+    return {
+        "offtopic": offtopic,
+        "answerable": [i.question for i in answerable],
+        "answers": answers,
+        "rows": rows,
+        "in_table": {r.question for r in rows if r.offtopic},
+    }
+
+
+async def test_off_topic_requests_asked_through_the_core_land_in_the_offtopic_table(
+    asked_through_the_core: dict[str, Any], embedder: FastEmbedder
+) -> None:
+    """Issue 24: at least 90% of an off-topic set lands in the `offtopic` table (never in "questions to
+    write"), and few answerable questions do (of all of them; of those that abstain: below)."""
+    from service.report import to_write_candidate
+
+    asked = asked_through_the_core
+    offtopic, answerable, rows, in_table = (
+        asked["offtopic"],
+        asked["answerable"],
+        asked["rows"],
+        asked["in_table"],
+    )
+    assert len(offtopic) == 50 and len(answerable) >= 70, (len(offtopic), len(answerable))
     report = build_report(
         rows, embed=embedder.embed_dense_only, articles={}, since_days=1, community="slack:T1"
     )
-    in_table = {r.question for r in rows if r.offtopic}
     assert sum(g["count"] for g in report["offtopic"]) == len([r for r in rows if r.offtopic])
     to_write = {r.question for r in rows if to_write_candidate(r)}
     landed = sum(q in in_table for q in offtopic) / len(offtopic)
     assert landed >= 0.9, landed
     assert not in_table & to_write
-    wrongly = [i.question for i in answerable if i.question in in_table]
+    wrongly = [q for q in answerable if q in in_table]
     assert len(wrongly) <= 0.1 * len(answerable), wrongly
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 24, point 5, not met yet: 'just pull the plug lol' abstains and is far from every "
+    "article (BENCHMARKS.md, Off-topic table)",
+)
+async def test_answerable_questions_that_abstain_rarely_land_in_the_offtopic_table(
+    asked_through_the_core: dict[str, Any],
+) -> None:
+    """Issue 24's second figure: of the answerable questions that abstain (not covered), at most 10% in
+    the `offtopic` table. Strict: when the goal is met this test passes and the mark must go."""
+    asked = asked_through_the_core
+    abstaining = [q for q in asked["answerable"] if asked["answers"][q].coverage == "not_covered"]
+    assert abstaining, "no answerable question of the sample abstains: the figure would say nothing"
+    far = [q for q in abstaining if q in asked["in_table"]]
+    assert len(far) <= 0.1 * len(abstaining), (far, abstaining)
