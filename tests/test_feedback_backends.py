@@ -112,6 +112,42 @@ def test_answers_votes_retention_and_privacy_on_both(open_store) -> None:  # typ
     assert (row.question, row.answer, row.asker, row.mode) == ("", "", "", "llm")
 
 
+def test_coverage_offtopic_and_channel_name_read_back_on_both(open_store) -> None:  # type: ignore[no-untyped-def]
+    """The report's newer columns (a close call, an off-topic request, the channel's name) round-trip on
+    both databases, and a private store keeps no channel name."""
+    store: FeedbackStore = open_store()
+    close = Answer("Close [1].", ANSWER.sources, "retrieval-only", coverage="close")
+    offtopic = Answer("Not covered.", (), "abstain", coverage="not_covered", offtopic=True)
+    for n, answer in enumerate((close, offtopic, ANSWER)):
+        store.record_answer(
+            platform="slack",
+            community="slack:1",
+            place="C1",
+            asker="U1",
+            question=f"q{n}?",
+            answer=answer,
+            place_name="ai-safety",
+        )
+    rows = sorted(store.since(1), key=lambda r: r.question)
+    assert [(r.coverage, r.offtopic, r.mode, r.place_name) for r in rows] == [
+        ("close", False, "retrieval-only", "ai-safety"),
+        ("not_covered", True, "abstain", "ai-safety"),
+        ("covered", False, "llm", "ai-safety"),
+    ]
+    private: FeedbackStore = open_store(store_questions=False)
+    private.record_answer(
+        platform="slack",
+        community="slack:2",
+        place="C2",
+        asker="U2",
+        question="q?",
+        answer=close,
+        place_name="secret-channel",
+    )
+    (row,) = private.since(1, community="slack:2")
+    assert (row.coverage, row.place_name) == ("close", "")
+
+
 def test_a_vote_clicked_on_any_replica_counts_once(open_store) -> None:  # type: ignore[no-untyped-def]
     a: FeedbackStore = open_store()
     b: FeedbackStore = open_store()

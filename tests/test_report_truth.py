@@ -269,6 +269,28 @@ def test_a_topic_marked_written_leaves_until_it_is_asked_again(tmp_path: Path) -
     store.close()
 
 
+def test_a_mark_covers_the_rewordings_of_its_topic_by_meaning(tmp_path: Path, embedder: FastEmbedder) -> None:
+    """With the real embedding model: a topic marked written takes the other wordings of its question
+    out of "to write" with it, not a different question."""
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    rewordings = [
+        "why can't we just switch the AI off?",
+        "Why can't we simply turn an AI off?",
+        "why cant we just turn off the AI",
+    ]
+    others = ["what is a quantilizer", "who funds AI safety research?"]
+    for q in rewordings + others:
+        _put(store, q, Answer("no", (), "abstain"), at=NOW - 2 * DAY)
+    store.mark_written("slack:T1", "Why can't we just turn the AI off?", at=NOW - DAY)
+    report = stored_report(
+        store, embed=embedder.embed_dense_only, articles=ARTICLES, since_days=7, community="slack:T1", now=NOW
+    )
+    store.close()
+    to_write = sorted(q for g in report["to_write"] for q in [g["question"], *g["variants"]])
+    assert to_write == sorted(others), to_write
+    assert sum(g["count"] for g in report["to_write"]) == len(others)
+
+
 async def _site(store: FeedbackStore) -> AsyncIterator[str]:
     async def report(days: float, community: str | None) -> dict[str, Any]:
         return stored_report(store, embed=toy_embed, articles=ARTICLES, since_days=days, community=community)

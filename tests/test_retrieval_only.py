@@ -185,6 +185,21 @@ async def test_members_read_a_label_and_the_operator_the_reason_once(
     assert len(told) == 1 and setting in told[0]  # once for three answers, naming the setting
 
 
+async def test_each_reason_is_told_once_in_a_process_that_meets_two(caplog: pytest.LogCaptureFixture) -> None:
+    """One process (one core) whose key is refused, then whose budget runs out: each reason once."""
+    budget = FakeBudget(exhausted=False)
+    c = core(COVERED, FailingLLM(), budget)
+    with caplog.at_level(logging.WARNING, logger="bot.core"):
+        for q in ("what is corrigibility?", "what is shutdown?"):
+            assert (await c.answer(Question(q))).mode == "retrieval-only"
+        budget.is_exhausted = True
+        for q in ("what is reward hacking?", "what is ELK?", "what is corrigibility?"):
+            assert (await c.answer(Question(q))).mode == "retrieval-only"
+    told = [r.getMessage() for r in caplog.records if "retrieval-only answers" in r.getMessage()]
+    assert len(told) == 2, told
+    assert "check ANTHROPIC_API_KEY" in told[0] and "DAILY_TOKEN_BUDGET" in told[1], told
+
+
 async def test_without_a_model_another_language_gets_one_sentence() -> None:
     c = core(UNCOVERED)  # an English search for a German question finds nothing close
     answer = await c.answer(Question("Was ist Reward Hacking?"))
