@@ -61,19 +61,23 @@ def library_vocabulary(app: App) -> Vocabulary:
         return EMPTY
 
 
-def live_report(
-    app: App, feedback: FeedbackStore
-) -> Callable[[float, str | None], Awaitable[dict[str, Any]]]:
+class LiveReport:
     """The report page's data source in the running bot: its own history, index and embedding model. A
     report (of one community, or with None of every one) is built once a minute, not again for each
-    table downloaded from the page."""
-    from service.report import stored_report
+    table downloaded from the page; a topic marked written on the page (`mark`) is stored and the next
+    report built afresh."""
 
-    built: dict[tuple[float, str | None], tuple[float, dict[str, Any]]] = {}  # -> (when, report)
+    def __init__(self, app: App, feedback: FeedbackStore):
+        self.app = app
+        self.feedback = feedback
+        self._built: dict[tuple[float, str | None], tuple[float, dict[str, Any]]] = {}  # -> (when, report)
 
-    def build(days: float, community: str | None) -> dict[str, Any]:
+    def _build(self, days: float, community: str | None) -> dict[str, Any]:
+        from service.report import stored_report
+
+        app = self.app
         return stored_report(
-            feedback,
+            self.feedback,
             embed=app.embedder.embed_dense_only,
             articles=app.store.catalogue(),
             since_days=days,
@@ -82,30 +86,17 @@ def live_report(
             vocabulary=library_vocabulary(app),
         )
 
-    async def report(days: float, community: str | None = None) -> dict[str, Any]:
-        when, data = built.get((days, community), (0.0, {}))
+    async def __call__(self, days: float, community: str | None = None) -> dict[str, Any]:
+        when, data = self._built.get((days, community), (0.0, {}))
         if time.monotonic() - when > REPORT_FRESH_S:
-            data = await asyncio.to_thread(build, days, community)
-            built.clear()  # one report kept: the one the page shows now
-            built[(days, community)] = (time.monotonic(), data)
+            data = await asyncio.to_thread(self._build, days, community)
+            self._built.clear()  # one report kept: the one the page shows now
+            self._built[(days, community)] = (time.monotonic(), data)
         return data
 
-    report.forget = built.clear  # type: ignore[attr-defined]
-    return report
-
-
-def live_marks(
-    feedback: FeedbackStore, report: Callable[[float, str | None], Awaitable[dict[str, Any]]]
-) -> Callable[[str, str], Awaitable[None]]:
-    """The report page's "mark written": stored, and the page's next report is built afresh."""
-
-    async def mark(community: str, question: str) -> None:
-        await feedback.run(feedback.mark_written, community, question)
-        forget = getattr(report, "forget", None)
-        if forget is not None:
-            forget()
-
-    return mark
+    async def mark(self, community: str, question: str) -> None:
+        await self.feedback.run(self.feedback.mark_written, community, question)
+        self._built.clear()
 
 
 async def run_platforms(app: App) -> None:
@@ -177,12 +168,12 @@ async def run_platforms(app: App) -> None:
                 # A moderator asked for it: the removal guard is lifted this once.
                 return (await library.sync_now(allow_large_removal=True)).to_json()
 
-            page_report = live_report(app, feedback)
+            page_report = LiveReport(app, feedback)
             add_admin_routes(
                 site,
                 token=s.admin_token.get_secret_value(),
                 report=page_report,
-                mark_written=live_marks(feedback, page_report),
+                mark_written=page_report.mark,
                 sync=sync_from_page,
                 public_url=s.public_url,
                 metrics=app.metrics,

@@ -6,12 +6,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
+from retrieval.rescoring import Coverage
+
 # "error": the apology after a failure (stored so that moderators see failures in the report).
 Mode = Literal["llm", "retrieval-only", "abstain", "error"]
 Role = Literal["user", "assistant"]
-# How well the library covers a question: its articles answer it, come close (the nearest articles may
-# help, and the answer says what they do not cover), or do not cover it.
-Coverage = Literal["covered", "close", "not_covered"]
 
 DM = "dm"  # the community of direct messages: no community's moderators see them
 UNASSIGNED = "unassigned"  # stored before communities were recorded, and not resolvable: the operator's only

@@ -278,7 +278,8 @@ def on_topic(found: Sequence[Passage], model: Mapping[str, Any] | None = None) -
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
-# How well the library covers a question (the same values as `bot.models.Coverage`).
+# How well the library covers a question: its articles answer it, come close (the nearest articles may
+# help, and the answer says what they do not cover), or do not cover it (`bot.models` uses it too).
 Coverage = Literal["covered", "close", "not_covered"]
 
 

@@ -259,7 +259,7 @@ async def test_when_the_report_cannot_be_built_the_page_says_so_in_one_line(
 async def test_the_running_bot_builds_a_report_once_for_the_page_and_its_downloads(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from aisafety_bot.runner import live_report
+    from aisafety_bot.runner import LiveReport
 
     store = history(tmp_path / "f.sqlite3")
     embedded: list[int] = []
@@ -278,12 +278,16 @@ async def test_the_running_bot_builds_a_report_once_for_the_page_and_its_downloa
         store=SimpleNamespace(catalogue=catalogue, vocabulary=Vocabulary),
         settings=SimpleNamespace(store_questions=True),
     )
-    report = live_report(app, store)  # type: ignore[arg-type]
+    report = LiveReport(app, store)  # type: ignore[arg-type]
     first = await report(30)
     assert first["answers"] == 5 and len(embedded) == 1 and len(listed) == 1
     assert await report(30) is first and len(embedded) == 1  # a table downloaded right after: no rebuild
     week = await report(7)
     assert week["since_days"] == 7 and len(embedded) == 2 and len(listed) == 2
+    # A topic marked written on the page: stored, and the next report is built afresh.
+    await report.mark("slack:T1", "what is a quantilizer")
+    assert [w["question"] for w in store.written_topics()] == ["what is a quantilizer"]
+    assert await report(7) is not week and len(embedded) == 3
     store.close()
 
 
