@@ -134,16 +134,20 @@ async def change(
     store: SettingsStore,
     deployment: Deployment,
     community: str,
-    changes: Mapping[str, Any],
+    changes: Mapping[str, Any] | Callable[[CommunitySettings], Mapping[str, Any]],
     marks: Marks,
 ) -> str:
-    """Make a change an admin asked for in `community` and say what now applies (one line if refused)."""
+    """Make a change an admin asked for in `community` and say what now applies (one line if refused).
+    `changes` may be a function of the community's own settings, read once here ("add this channel to
+    the list"); it may raise `Refused`."""
     try:
         own = await store.get(community)
     except Exception as exc:
         _log.warning("could not read a community's settings (%s)", type(exc).__name__)
         return UNREAD
     try:
+        if callable(changes):
+            changes = changes(own)
         new = checked(own, deployment, changes)
     except Refused as exc:
         return str(exc)

@@ -19,6 +19,7 @@ from adapters import community_commands as cc
 from adapters.discord.render import community_of
 
 if TYPE_CHECKING:
+    from bot.community import CommunitySettings
     from bot.conversation import Conversation
 
 _log = logging.getLogger(__name__)
@@ -106,19 +107,15 @@ class SettingsCommands(
     | token-budget | reset`."""
 
     async def _change(
-        self, interaction: discord.Interaction[Any], changes: Callable[[], dict[str, Any]]
+        self, interaction: discord.Interaction[Any], changes: Callable[[CommunitySettings], dict[str, Any]]
     ) -> None:
-        """Admins only: the change `changes()` gives (a `Refused` is the reply), saved and shown."""
+        """Admins only: the change `changes(own)` gives from the server's own settings (a `Refused` is the
+        reply), saved and shown."""
         community = await admitted(interaction)
         if community is None:
             return
-        try:
-            wanted = changes()
-        except cc.Refused as exc:
-            await say(interaction, str(exc))
-            return
         conversation = conversation_of(interaction)
-        text = await cc.change(conversation.settings, conversation.deployment, community, wanted, MARKS)
+        text = await cc.change(conversation.settings, conversation.deployment, community, changes, MARKS)
         await say(interaction, text)
 
     @app_commands.command(
@@ -146,17 +143,7 @@ class SettingsCommands(
         remove: Channel | None = None,
         every: bool = False,
     ) -> None:
-        community = await admitted(interaction)
-        if community is None:
-            return
-        try:
-            own = await conversation_of(interaction).settings.get(community)
-        except Exception as exc:
-            _log.warning("could not read a server's settings (%s)", type(exc).__name__)
-            await say(interaction, cc.UNREAD)
-            return
-
-        def listed() -> dict[str, Any]:
+        def listed(own: CommunitySettings) -> dict[str, Any]:
             if not (add or remove or every):
                 raise cc.Refused(
                     "Give a channel to add or remove, or every: True to answer in every channel."
@@ -173,7 +160,7 @@ class SettingsCommands(
     @app_commands.command(name="handoff", description="The role the Ask a human button calls")
     @app_commands.describe(role="The moderators' role")
     async def handoff(self, interaction: discord.Interaction[Any], role: discord.Role) -> None:
-        def chosen() -> dict[str, Any]:
+        def chosen(own: CommunitySettings) -> dict[str, Any]:
             if role.id == interaction.guild_id:
                 raise cc.Refused("Pick a moderators' role, not @everyone.")
             return {"handoff": str(role.id)}
@@ -188,7 +175,7 @@ class SettingsCommands(
         channel: Channel | None = None,
         every: Literal["daily", "weekly", "monthly"] | None = None,
     ) -> None:
-        def chosen() -> dict[str, Any]:
+        def chosen(own: CommunitySettings) -> dict[str, Any]:
             changes: dict[str, Any] = {}
             if channel is not None:
                 changes["digest_channel"] = _channel(channel)
@@ -205,19 +192,19 @@ class SettingsCommands(
     async def rate_limit(
         self, interaction: discord.Interaction[Any], per_minute: app_commands.Range[int, 0, cc.MAX_RATE]
     ) -> None:
-        await self._change(interaction, lambda: {"rate_limit_per_minute": per_minute})
+        await self._change(interaction, lambda own: {"rate_limit_per_minute": per_minute})
 
     @app_commands.command(name="store-questions", description="Whether members' questions are stored")
     @app_commands.describe(on="Store questions (for the report page and the digest)")
     async def store_questions(self, interaction: discord.Interaction[Any], on: bool) -> None:
-        await self._change(interaction, lambda: {"store_questions": on})
+        await self._change(interaction, lambda own: {"store_questions": on})
 
     @app_commands.command(name="retention", description="How long stored questions are kept")
     @app_commands.describe(days="Days to keep questions")
     async def retention(
         self, interaction: discord.Interaction[Any], days: app_commands.Range[int, 1, cc.MAX_RETENTION_DAYS]
     ) -> None:
-        await self._change(interaction, lambda: {"retention_days": days})
+        await self._change(interaction, lambda own: {"retention_days": days})
 
     @app_commands.command(name="token-budget", description="The most tokens the bot spends here a day")
     @app_commands.describe(tokens="Tokens a day (0: the deployment's budget)")
@@ -226,12 +213,12 @@ class SettingsCommands(
         interaction: discord.Interaction[Any],
         tokens: app_commands.Range[int, 0, cc.MAX_TOKEN_BUDGET],
     ) -> None:
-        await self._change(interaction, lambda: {"daily_token_budget": tokens})
+        await self._change(interaction, lambda own: {"daily_token_budget": tokens})
 
     @app_commands.command(name="reset", description="Put a setting back to the deployment's default")
     @app_commands.describe(setting="The setting to reset")
     async def reset(self, interaction: discord.Interaction[Any], setting: Setting) -> None:
-        await self._change(interaction, lambda: {FIELDS[setting]: None})
+        await self._change(interaction, lambda own: {FIELDS[setting]: None})
 
     async def on_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
