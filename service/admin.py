@@ -32,7 +32,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
@@ -560,20 +560,31 @@ def _community_link(community: str, days: float) -> str:
     return f'<a href="/admin/?{_query(days, community)}">{_e(community)}</a>' if community else ""
 
 
+T = TypeVar("T")
+
+
 def _table(
-    name: str, head: list[str], rows: list[list[str]], query: str, empty: str, *, lead: str = ""
+    name: str,
+    head: list[str],
+    items: Sequence[T],
+    row: Callable[[T], list[str]],
+    query: str,
+    empty: str,
+    *,
+    lead: str = "",
 ) -> str:
-    """A section with its table (or a line saying it is empty), under `lead` (HTML) when given."""
+    """A section with its table (or a line saying it is empty), under `lead` (HTML) when given: the
+    first SHOWN items, each made a row of HTML cells by `row`, and how many more the CSV holds."""
     link = f"/admin/csv/{name}.csv?{query}"
     csv = f'<a class="csv" href="{link}" download>CSV</a>'
     top = f'<section id="{name}"><h2>{_e(TITLES[name])} {csv}</h2>{lead}'
-    if not rows:
+    if not items:
         return f'{top}<p class="empty">{_e(empty)}</p></section>'
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows[:SHOWN])
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row(item)) + "</tr>" for item in items[:SHOWN])
     more = (
-        f'<p class="more">{len(rows) - SHOWN} more in the <a href="{link}" download>CSV</a>.</p>'
-        if len(rows) > SHOWN
+        f'<p class="more">{len(items) - SHOWN} more in the <a href="{link}" download>CSV</a>.</p>'
+        if len(items) > SHOWN
         else ""
     )
     return (
@@ -600,14 +611,11 @@ def _library(report: dict[str, Any], query: str, *, can_sync: bool) -> str:
         if can_sync
         else ""
     )
-    rows = [
-        [_e(utc(c["time"])), _e(c["change"]), _link(str(c["title"]), str(c["url"]))]
-        for c in (library or {}).get("changes", [])
-    ]
     return _table(
         "library",
         ["when", "change", "article"],
-        rows,
+        (library or {}).get("changes", []),
+        lambda c: [_e(utc(c["time"])), _e(c["change"]), _link(str(c["title"]), str(c["url"]))],
         query,
         "No article changed in this period.",
         lead=facts + button,
@@ -645,16 +653,19 @@ def render_page(
     query = _query(days, community)
     before = report.get("previous")
 
-    def table(name: str, head: list[str], rows: list[list[str]], empty: str) -> str:
-        """A table; in the operator's view of every community, the tables of members' questions say
-        where each was asked."""
+    def table(name: str, head: list[str], row: Callable[[dict[str, Any]], list[str]], empty: str) -> str:
+        """The report's table `name`, each item a row by `row`; in the operator's view of every
+        community, the tables of members' questions say where each was asked."""
         if name in BY_COMMUNITY and community is None:
-            head = ["community", *head]
-            rows = [
-                [_community_link(str(item.get("community", "")), days), *row]
-                for item, row in zip(report.get(name, []), rows, strict=True)
-            ]
-        return _table(name, head, rows, query, empty)
+            return _table(
+                name,
+                ["community", *head],
+                report.get(name, []),
+                lambda item: [_community_link(str(item.get("community", "")), days), *row(item)],
+                query,
+                empty,
+            )
+        return _table(name, head, report.get(name, []), row, query, empty)
 
     no_text = "Questions are not stored (STORE_QUESTIONS=false): counts and sources only."
     counts = report.get("by_outcome", {})
@@ -682,15 +693,12 @@ def render_page(
         return table(
             name,
             ["asked", "question", "other wordings", "last asked", "where"],
-            [
-                [
-                    _prev(report, g["count"], g.get("previous")),
-                    _e(g["question"]),
-                    _e(" | ".join(v for v in g["variants"] if v != g["question"])),
-                    _e(utc(g["asked"])) if g.get("asked") else "",
-                    _places(g),
-                ]
-                for g in report.get(name, [])
+            lambda g: [
+                _prev(report, g["count"], g.get("previous")),
+                _e(g["question"]),
+                _e(" | ".join(v for v in g["variants"] if v != g["question"])),
+                _e(utc(g["asked"])) if g.get("asked") else "",
+                _places(g),
             ],
             no_text if not stored else "None in this period.",
         )
@@ -739,18 +747,15 @@ href="/admin/csv/by_day.csv?{query}" download>CSV</a></h2>
                 "last asked",
                 "where",
             ],
-            [
-                [
-                    _prev(report, g["count"], g.get("previous")),
-                    _e(g["abstained"]),
-                    _e(g.get("close", 0)),
-                    _e(g["downvoted"]),
-                    topic(g),
-                    _e(" | ".join(v for v in g["variants"] if v != g["question"])),
-                    _e(utc(g["asked"])) if g.get("asked") else "",
-                    _places(g),
-                ]
-                for g in report.get("to_write", [])
+            lambda g: [
+                _prev(report, g["count"], g.get("previous")),
+                _e(g["abstained"]),
+                _e(g.get("close", 0)),
+                _e(g["downvoted"]),
+                topic(g),
+                _e(" | ".join(v for v in g["variants"] if v != g["question"])),
+                _e(utc(g["asked"])) if g.get("asked") else "",
+                _places(g),
             ],
             no_text if not stored else "None in this period.",
         ),
@@ -758,18 +763,15 @@ href="/admin/csv/by_day.csv?{query}" download>CSV</a></h2>
         table(
             "downvoted",
             ["down", "up", "question", "answer", "asked", "where", "sources"],
-            [
-                [
-                    _e(d["down"]),
-                    _e(d["up"]),
-                    _e(d["question"]) if stored else "<em>not stored</em>",
-                    answer(d),
-                    _e(utc(d["asked"])) if d.get("asked") else "",
-                    _places(d),
-                    ", ".join(_link(str(s.get("title", "")), str(s.get("url", ""))) for s in d["sources"])
-                    or "no sources",
-                ]
-                for d in report.get("downvoted", [])
+            lambda d: [
+                _e(d["down"]),
+                _e(d["up"]),
+                _e(d["question"]) if stored else "<em>not stored</em>",
+                answer(d),
+                _e(utc(d["asked"])) if d.get("asked") else "",
+                _places(d),
+                ", ".join(_link(str(s.get("title", "")), str(s.get("url", ""))) for s in d["sources"])
+                or "no sources",
             ],
             "No answer was voted down in this period.",
         ),
@@ -777,22 +779,19 @@ href="/admin/csv/by_day.csv?{query}" download>CSV</a></h2>
         table(
             "written",
             ["marked", "topic"],
-            [[_e(utc(w["marked"])), _e(w["question"])] for w in report.get("written", [])],
+            lambda w: [_e(utc(w["marked"])), _e(w["question"])],
             "No topic has been marked written.",
         ),
         table(
             "most_cited",
             ["shown", "cited by an LLM answer", "article"],
-            [
-                [_e(a["count"]), _e(a.get("llm_cited", 0)), _link(a["title"], a["url"])]
-                for a in report.get("most_cited", [])
-            ],
+            lambda a: [_e(a["count"]), _e(a.get("llm_cited", 0)), _link(a["title"], a["url"])],
             "No answer showed an article in this period.",
         ),
         table(
             "never_cited",
             ["article"],
-            [[_link(a["title"], a["url"])] for a in report.get("never_cited", [])],
+            lambda a: [_link(a["title"], a["url"])],
             "Every article was shown.",
         ),
         _library(report, query, can_sync=can_sync),
