@@ -7,7 +7,6 @@ Shared by every platform: an adapter records each answer it posts and each vote 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import json
@@ -287,8 +286,7 @@ class FeedbackStore:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="answers-db")
         self._url = database_url
-        self._forget_hooks: list[tuple[asyncio.AbstractEventLoop, Callable[[str], Awaitable[object]]]] = []
-        self._forgetting: set[concurrent.futures.Future[None]] = set()
+        self._forget_hooks: list[Callable[[str], Awaitable[object]]] = []
         self._db: Any = self._connect_postgres(database_url) if database_url else self._open(str(path))
         self._migrate()
 
@@ -694,8 +692,8 @@ class FeedbackStore:
         """Delete everything stored of `community` (`discord:<guild>`, `slack:<team>`), in one
         transaction: its answers with their questions, votes, journal entries, leases and claims (hand-offs,
         its digests), settings, topics marked written and Slack installation. Returns the rows deleted per
-        table. Another community's rows are never touched: `discord:1` is not `discord:12`. Then the hooks
-        of `after_forget` (Redis's copies) run, best effort."""
+        table. Another community's rows are never touched: `discord:1` is not `discord:12`. The copies
+        kept outside the database go too when it is forgotten through `forget`."""
         platform, _, ident = community.partition(":")
         if not platform or not ident or community in (DM, UNASSIGNED):
             raise ValueError(f"a community to forget is <platform>:<id>, not {community!r}")
@@ -729,21 +727,20 @@ class FeedbackStore:
                 if platform == "slack"
                 else 0
             )
-        self._after_forget(community)
+        return counts
+
+    async def forget(self, community: str) -> dict[str, int]:
+        """Forget `community` (`forget_community`, off the event loop), then its copies kept outside the
+        database (the hooks of `after_forget`: Redis's rate limits, threads, journal), each awaited, best
+        effort: an unreachable Redis is logged and its keys expire by themselves."""
+        counts: dict[str, int] = await self.run(self.forget_community, community)
+        for hook in self._forget_hooks:
+            await _best_effort(hook, community)
         return counts
 
     def after_forget(self, hook: Callable[[str], Awaitable[object]]) -> None:
-        """Run `hook(community)` on this event loop after each community is forgotten (from any thread):
-        the copies kept outside the database (Redis's rate limits, threads, journal), best effort."""
-        self._forget_hooks.append((asyncio.get_running_loop(), hook))
-
-    def _after_forget(self, community: str) -> None:
-        for loop, hook in self._forget_hooks:
-            if loop.is_closed():
-                continue
-            future = asyncio.run_coroutine_threadsafe(_best_effort(hook, community), loop)
-            self._forgetting.add(future)
-            future.add_done_callback(self._forgetting.discard)
+        """Have `forget` await `hook(community)` after the database's rows are deleted."""
+        self._forget_hooks.append(hook)
 
     def unassigned_places(self, platform: str) -> list[str]:
         """The places (`discord:<channel>`, `slack:<channel>`) of answers stored before communities were

@@ -84,8 +84,8 @@ class SqlInstallations:
 
     # -- leaving ----------------------------------------------------------------------------------
     async def forget(self, community: str) -> None:
-        """Everything stored of a community that uninstalled the app (`FeedbackStore.forget_community`)."""
-        counts = await self.store.run(self.store.forget_community, community)
+        """Everything stored of a community that uninstalled the app (`FeedbackStore.forget`)."""
+        counts = await self.store.forget(community)
         _log.info(
             "forgot %s: %s",
             community,

@@ -386,7 +386,7 @@ class AiSafetyDiscord(discord.Client):
         total: dict[str, int] = {}
         try:
             for community in communities:
-                for table, n in (await store.run(store.forget_community, community)).items():
+                for table, n in (await store.forget(community)).items():
                     total[table] = total.get(table, 0) + n
         except Exception as exc:
             _log.warning("%s; its stored questions could not be deleted (%s)", why, type(exc).__name__)
@@ -434,7 +434,7 @@ class _Forgets(Protocol):
 
     def communities(self) -> list[str]: ...
 
-    def forget_community(self, community: str) -> dict[str, int]: ...
+    async def forget(self, community: str) -> dict[str, int]: ...
 
 
 def _forgetting_store(conversation: Conversation) -> _Forgets | None:
