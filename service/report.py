@@ -84,14 +84,17 @@ def group_rows(
     vectors: Wordings,
     *,
     previous: Sequence[FeedbackRow] | None = None,
+    topic: float | None = None,
+    counts: Callable[[list[FeedbackRow]], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The period's questions grouped by wording, most asked first: each group with its most common
-    wording, the other wordings, when it was last asked and where; with `previous` (the period before),
-    how many of the previous period's questions were the same question."""
+    """The period's questions grouped by wording (and with `topic`, by topic: `clusters`), most asked
+    first: each group with its most common wording, the other wordings, when it was last asked and
+    where, and what `counts` says of its rows; with `previous` (the period before), how many of the
+    previous period's questions were the same question."""
     before = list(previous or [])
     every = [*rows, *before]
     out = []
-    for group in clusters([r.question for r in every], vectors):
+    for group in clusters([r.question for r in every], vectors, topic=topic):
         now = [every[n] for n in group if n < len(rows)]
         if not now:
             continue  # asked only in the previous period
@@ -101,6 +104,7 @@ def group_rows(
         item: dict[str, Any] = {
             "question": top,
             "count": len(now),
+            **(counts(now) if counts is not None else {}),
             "variants": sorted(set(texts) - {top})[:5],
             "asked": max(r.created for r in now),
             "where": [w for w, _ in places.most_common(3)],
@@ -159,32 +163,19 @@ def topic_rows(
         if previous is None
         else _unwritten([r for r in previous if to_write_candidate(r)], marks, vectors)[0]
     )
-    every = [*mine, *(before or [])]
-    out = []
-    for group in clusters([r.question for r in every], vectors, topic=SAME_TOPIC):
-        now = [every[n] for n in group if n < len(mine)]
-        if not now:
-            continue
-        texts = [r.question for r in now]
-        top = Counter(texts).most_common(1)[0][0]
+
+    def counts(now: list[FeedbackRow]) -> dict[str, Any]:
         marked = [again[r.answer_id] for r in now if r.answer_id in again]
-        item: dict[str, Any] = {
-            "question": top,
-            "count": len(now),
+        return {
             "abstained": sum(
                 r.coverage != "close" and (r.mode == "abstain" or r.coverage == "not_covered") for r in now
             ),
             "close": sum(r.coverage == "close" for r in now),
             "downvoted": sum(r.down > 0 for r in now),
-            "variants": sorted(set(texts) - {top})[:5],
-            "asked": max(r.created for r in now),
-            "where": [w for w, _ in Counter(where(r) for r in now).most_common(3)],
             "written": max(marked) if marked else None,
         }
-        if previous is not None:
-            item["previous"] = len(group) - len(now)
-        out.append(item)
-    return sorted(out, key=lambda g: (-g["count"], g["question"]))
+
+    return group_rows(mine, vectors, previous=before, topic=SAME_TOPIC, counts=counts)
 
 
 def build_report(
