@@ -71,6 +71,7 @@ class LiveReport:
         self.app = app
         self.feedback = feedback
         self._built: dict[tuple[float, str | None], tuple[float, dict[str, Any]]] = {}  # -> (when, report)
+        self._marks = 0  # topics marked written so far: a build begun before a mark is not kept
 
     def _build(self, days: float, community: str | None) -> dict[str, Any]:
         from service.report import stored_report
@@ -89,13 +90,16 @@ class LiveReport:
     async def __call__(self, days: float, community: str | None = None) -> dict[str, Any]:
         when, data = self._built.get((days, community), (0.0, {}))
         if time.monotonic() - when > REPORT_FRESH_S:
+            marks = self._marks
             data = await asyncio.to_thread(self._build, days, community)
             self._built.clear()  # one report kept: the one the page shows now
-            self._built[(days, community)] = (time.monotonic(), data)
+            if marks == self._marks:
+                self._built[(days, community)] = (time.monotonic(), data)
         return data
 
     async def mark(self, community: str, question: str) -> None:
         await self.feedback.run(self.feedback.mark_written, community, question)
+        self._marks += 1
         self._built.clear()
 
 

@@ -307,7 +307,7 @@ def _lead(tokens: list[str]) -> str | None:
     return None
 
 
-def _points_back(tokens: list[str], i: int, tok: str) -> str | None:
+def _points_back(tokens: list[str], i: int, tok: str, *, fresh: bool = False) -> str | None:
     prev = tokens[i - 1] if i > 0 else ""
     nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
     at_end = nxt == "" or nxt in _PUNCT
@@ -321,9 +321,9 @@ def _points_back(tokens: list[str], i: int, tok: str) -> str | None:
         return "pronoun"
     if tok in _IT and not _expletive(tokens, i) and not _bound(tokens, i) and not _noun_before(tokens, i):
         return "pronoun"
-    if tok in _DEMONSTRATIVE and nxt not in _DEICTIC_NEXT and _points(tokens, i):
+    if tok in _DEMONSTRATIVE and nxt not in _DEICTIC_NEXT and _points(tokens, i, fresh=fresh):
         return "pronoun"
-    if tok == "that" and _that_points_back(tokens, i) and _points(tokens, i):
+    if tok == "that" and _that_points_back(tokens, i) and _points(tokens, i, fresh=fresh):
         return "pronoun"
     if tok in ("one", "ones") and prev not in _NOT_ONE and not _bound(tokens, i):
         if prev in _ONE_BEFORE or nxt in _AUX or (at_end and (prev in _NO_TOPIC or prev in _ONE_VERBS)):
@@ -392,13 +392,14 @@ def _noun_before(tokens: list[str], i: int, *, plural: bool = False) -> bool:
     return any(t in _IT_NOUNS or (t.endswith(tuple(_IT_NOUNS)) and "-" in t) for t in before)
 
 
-def _points(tokens: list[str], i: int) -> bool:
+def _points(tokens: list[str], i: int, *, fresh: bool = False) -> bool:
     """Whether "this", "that" or "these" points at an earlier turn: not when it names its own thing
     ("this intelligence explosion idea", "this idea where two AIs argue"), nor when its noun came earlier.
     After "does", "can", "would"... it is the subject and a verb follows ("does that apply to LLMs?").
-    A share of it ("any of this", "does all of that matter") is a share of the whole discussion, whatever
-    the message named before it."""
-    share = i >= 2 and tokens[i - 1] == "of" and tokens[i - 2] in _SHARE_OF
+    In a message asked `fresh` (no thread before it), a share of it ("any of this", "does all of that
+    matter") is a share of the whole subject, whatever the message named before it; in a thread, a noun
+    named before it still binds it, so such a message is not glued to the thread's earlier turns."""
+    share = fresh and i >= 2 and tokens[i - 1] == "of" and tokens[i - 2] in _SHARE_OF
     head = i - 2 if share else i  # "does any of this..." is inverted as "does this..." is
     prev = tokens[head - 1] if head > 0 else ""
     if prev not in _DO_MODALS:
@@ -469,6 +470,6 @@ def points_at_unnamed(text: str) -> bool:
     tokens = _tokens(text.lower().replace("\u2019", "'").replace("\u2018", "'"))
     for i, tok in enumerate(tokens):
         if tok in _IT or tok in _DEMONSTRATIVE or tok == "that":
-            if _points_back(tokens, i, tok) == "pronoun":
+            if _points_back(tokens, i, tok, fresh=True) == "pronoun":
                 return True
     return False

@@ -46,6 +46,8 @@ class DatabaseTimeout(StateTimeout):
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
+# The longest `forget` waits for the copies kept outside the database (a scan of Redis's keys).
+FORGET_COPIES_S = 60.0
 
 MIGRATION_LOCK = 0x61697361  # PostgreSQL advisory lock key held while migrating
 
@@ -891,7 +893,8 @@ def names_community(name: str, community: str) -> bool:
 
 async def _best_effort(hook: Callable[[str], Awaitable[object]], community: str) -> None:
     try:
-        await hook(community)
+        async with asyncio.timeout(FORGET_COPIES_S):  # a slow Redis gives up like an unreachable one
+            await hook(community)
     except Exception as exc:
         _log.warning("could not forget a community's copies outside the database (%s)", type(exc).__name__)
 

@@ -96,6 +96,8 @@ def corpus_rows(ids: list[str]) -> list[dict[str, object]]:
     """Real articles by id, from the shared corpus."""
     rows = {}
     for name in ("aisafety.info.jsonl", "ai-safety-atlas.jsonl", "distill.jsonl"):
+        if name == "distill.jsonl" and not any(i.startswith("distill:") for i in ids):
+            continue
         for row in read_rows(name):
             rows[row["id"]] = row
     return [rows[i] for i in ids]

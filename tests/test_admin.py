@@ -291,6 +291,39 @@ async def test_the_running_bot_builds_a_report_once_for_the_page_and_its_downloa
     store.close()
 
 
+async def test_a_report_built_while_a_topic_is_marked_is_not_kept(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from aisafety_bot.runner import LiveReport
+
+    store = history(tmp_path / "f.sqlite3")
+    building, release = threading.Event(), threading.Event()
+    builds: list[int] = []
+
+    def embed(texts: Sequence[str]) -> list[list[float]]:
+        builds.append(1)
+        building.set()
+        release.wait(10)
+        return toy_embed(texts)
+
+    app = SimpleNamespace(
+        embedder=SimpleNamespace(embed_dense_only=embed),
+        store=SimpleNamespace(catalogue=lambda: ARTICLES, vocabulary=Vocabulary),
+        settings=SimpleNamespace(store_questions=True),
+    )
+    report = LiveReport(app, store)  # type: ignore[arg-type]
+    first = asyncio.create_task(report(30))
+    await asyncio.to_thread(building.wait, 10)  # the build has read the answers, before the mark
+    await report.mark("slack:T1", "what is a quantilizer")
+    release.set()
+    await first
+    await report(30)  # built again: the one begun before the mark was not kept
+    assert len(builds) == 2
+    store.close()
+
+
 LIBRARY = {
     "articles": 412,
     "last_sync": 1_790_000_000.0,  # 2026-09-21 14:13 UTC

@@ -70,6 +70,9 @@ LEANS = [
 ]
 
 STANDS_ALONE = [
+    # a share of what the message itself named: in a thread, not a share of the earlier turns
+    "What is RLHF? is any of this used by OpenAI?",
+    "what is instrumental convergence and does any of this apply to LLMs",
     "what is inner alignment",
     "what are s-risks?",
     "what is HCH?",

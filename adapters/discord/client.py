@@ -379,7 +379,8 @@ class AiSafetyDiscord(discord.Client):
             await self._forget(gone, f"{len(gone)} server(s) removed the bot while it was away")
 
     async def _forget(self, communities: list[str], why: str) -> None:
-        """Delete these communities' stored rows; one INFO line with the counts (no names)."""
+        """Delete these communities' stored rows and their copies on Redis; one INFO line with the counts
+        (no names)."""
         store = _forgetting_store(self.conversation)
         if store is None:
             return
