@@ -102,14 +102,15 @@ class _Tally:
 
 async def evaluate(core: AnswerCore, items: list[EvalItem], *, k: int = 5) -> dict[str, Any]:
     """Hit rate@k and MRR over distinct articles, and how the core judges each question's coverage
-    (`AnswerCore.understand`, `search` and `judge`, as the bot reads, searches and judges it): `false_abstain` (answerable) and `abstained_offtopic` count the
-    not_covered ones, `close_answerable` and `close_offtopic` the close calls."""
+    (`AnswerCore.understand`, `search` and `judge`, as the bot reads, searches and judges it):
+    `false_abstain` (answerable) and `abstained_offtopic` count the not_covered ones, `close_answerable`
+    and `close_offtopic` the close calls."""
     overall = _Tally()
     by_kind: dict[str, _Tally] = defaultdict(_Tally)
     for item in items:
         understood = await core.understand(Question(item.question, item.history))
         if understood.reply is not None:  # declined, small talk, empty or too long: nothing searched
-            ranked, coverage = [], understood.reply.coverage or "not_covered"
+            ranked, coverage = [], understood.reply.coverage
         else:
             fresh = not understood.history
             found = await core.search(understood.text, understood.query, fresh=fresh, k=max(k, core.top_k))

@@ -112,6 +112,12 @@ def test_answers_votes_retention_and_privacy_on_both(open_store) -> None:  # typ
     assert (row.question, row.answer, row.asker, row.mode) == ("", "", "", "llm")
 
 
+def _record(store: FeedbackStore, question: str, answer: Answer = ANSWER, **where: str) -> int:
+    """An answer recorded in Slack workspace 1's channel C1 (or where `where` says)."""
+    at = {"platform": "slack", "community": "slack:1", "place": "C1", "asker": "U1"} | where
+    return store.record_answer(question=question, answer=answer, **at)
+
+
 def test_coverage_offtopic_and_channel_name_read_back_on_both(open_store) -> None:  # type: ignore[no-untyped-def]
     """The report's newer columns (a close call, an off-topic request, the channel's name) round-trip on
     both databases, and a private store keeps no channel name."""
@@ -119,15 +125,7 @@ def test_coverage_offtopic_and_channel_name_read_back_on_both(open_store) -> Non
     close = Answer("Close [1].", ANSWER.sources, "retrieval-only", coverage="close")
     offtopic = Answer("Not covered.", (), "abstain", coverage="not_covered", offtopic=True)
     for n, answer in enumerate((close, offtopic, ANSWER)):
-        store.record_answer(
-            platform="slack",
-            community="slack:1",
-            place="C1",
-            asker="U1",
-            question=f"q{n}?",
-            answer=answer,
-            place_name="ai-safety",
-        )
+        _record(store, f"q{n}?", answer, place_name="ai-safety")
     rows = sorted(store.since(1), key=lambda r: r.question)
     assert [(r.coverage, r.offtopic, r.mode, r.place_name) for r in rows] == [
         ("close", False, "retrieval-only", "ai-safety"),
@@ -135,15 +133,7 @@ def test_coverage_offtopic_and_channel_name_read_back_on_both(open_store) -> Non
         ("covered", False, "llm", "ai-safety"),
     ]
     private: FeedbackStore = open_store(store_questions=False)
-    private.record_answer(
-        platform="slack",
-        community="slack:2",
-        place="C2",
-        asker="U2",
-        question="q?",
-        answer=close,
-        place_name="secret-channel",
-    )
+    _record(private, "q?", close, community="slack:2", place="C2", place_name="secret-channel")
     (row,) = private.since(1, community="slack:2")
     assert (row.coverage, row.place_name) == ("close", "")
 
@@ -210,14 +200,7 @@ def test_report_feedback_and_moving_an_sqlite_history_into_postgresql(
 ) -> None:
     old = FeedbackStore(tmp_path / "history.sqlite3")
     for i in range(3):
-        answer_id = old.record_answer(
-            platform="slack",
-            community="slack:1",
-            place="C1",
-            asker="U1",
-            question=f"question {i}?",
-            answer=ANSWER,
-        )
+        answer_id = _record(old, f"question {i}?")
         old.record_vote(answer_id, voter="U2", vote="down" if i == 1 else "up")
     old.close()
     env = home_env(tmp_path, DATABASE_URL=pg_schema, **model_env)

@@ -402,26 +402,24 @@ def test_the_report_command_marks_a_topic_and_an_empty_report_says_so(
     assert [(m["community"], m["question"]) for m in marks] == [("slack:T1", "why not turn it off")]
 
 
-def test_wordings_of_one_question_group_together_and_different_questions_do_not(
-    embedder: FastEmbedder,
-) -> None:
-    """benchmarks/data/wording_pairs.jsonl, every question grouped at once as the report does, with the
-    shared corpus's vocabulary as the running bot reads it from its index: issue 24's bar (at least 90%
-    of same pairs grouped, at most 5% of different ones). `benchmarks/wordings.py` gives the figure held
-    out by topic."""
-    from retrieval.chunking import chunk_document
-    from retrieval.ingest import IngestReport, load_documents
-    from retrieval.vocabulary import Vocabulary
+@pytest.fixture(scope="module")
+def wording_pairs() -> tuple[Any, list[dict[str, Any]]]:
+    """The shared corpus's vocabulary, cut as ingest cuts it (`benchmarks/wordings.py`), and the
+    project's wording pairs (benchmarks/data/wording_pairs.jsonl) but the described ones."""
+    shared = need_corpus().parent  # before the benchmark's import, which defaults HF_HUB_OFFLINE
+    from benchmarks import wordings as bench
 
-    corpus = need_corpus()
-    docs = load_documents(
-        [str(corpus / f) for f in ("aisafety.info.jsonl", "ai-safety-atlas.jsonl", "distill.jsonl")],
-        IngestReport(),
-    )
-    vocabulary = Vocabulary.from_texts(c.text for d in docs for c in chunk_document(d))
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "wording_pairs.jsonl"
-    pairs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    pairs = [p for p in pairs if p["kind"] != "described"]
+    pairs = [p for p in bench.load() if p["kind"] != "described"]
+    return bench.corpus_vocabulary(shared), pairs
+
+
+def test_wordings_of_one_question_group_together_and_different_questions_do_not(
+    embedder: FastEmbedder, wording_pairs: tuple[Any, list[dict[str, Any]]]
+) -> None:
+    """Every question of the pairs grouped at once as the report does, with the shared corpus's
+    vocabulary as the running bot reads it from its index: issue 24's bar (at least 90% of same pairs
+    grouped, at most 5% of different ones). Held out by topic: the next test."""
+    vocabulary, pairs = wording_pairs
     same = [p for p in pairs if p["same"]]
     different = [p for p in pairs if not p["same"]]
     assert len(same) >= 100 and len(different) >= 100
@@ -433,16 +431,16 @@ def test_wordings_of_one_question_group_together_and_different_questions_do_not(
     assert grouped >= 0.90 and wrong <= 0.05, (grouped, wrong)
 
 
-def test_wordings_held_out_by_topic_meet_the_bar(embedder: FastEmbedder) -> None:
+def test_wordings_held_out_by_topic_meet_the_bar(
+    embedder: FastEmbedder, wording_pairs: tuple[Any, list[dict[str, Any]]]
+) -> None:
     """The same bar held out: the grouping's constants chosen on four fifths of the pairs' topics and the
     fifth grouped with them (`benchmarks/wordings.py`, nested by topic), averaged over the five folds."""
     import numpy as np
 
-    shared = need_corpus().parent  # before the benchmark's import, which defaults HF_HUB_OFFLINE
     from benchmarks import wordings as bench
 
-    vocabulary = bench.corpus_vocabulary(shared)
-    pairs = [p for p in bench.load() if p["kind"] != "described"]
+    vocabulary, pairs = wording_pairs
     vectors = embed_questions([q for p in pairs for q in (p["a"], p["b"])], embedder.embed_dense_only).vectors
     held = bench.held_out(vectors, vocabulary, pairs)
     grouped, wrong = float(np.mean([h[3] for h in held])), float(np.mean([h[4] for h in held]))
