@@ -11,7 +11,9 @@ report is built from it (`service.report.build_report`). Prints:
 - off-topic prompts: the share whose answer is marked off-topic, and the share of them in the report's
   `offtopic` table and in "questions to write";
 - answerable questions: how many the library did not cover (coverage not_covered), the share of those
-  marked off-topic (so kept out of "questions to write" wrongly), and of all answerable questions.
+  marked off-topic (so kept out of "questions to write" wrongly), and of all answerable questions;
+- the messages built around "just" (benchmarks/data/just_fixes.jsonl): of the fixes proposed for AI and
+  of the off-topic requests, the share marked off-topic and how they were covered.
 
 Issue 24 asks for at least 90% of the off-topic set in the table and at most 10% of answerable questions
 that abstain. `--store` reuses an embedded store already holding the corpus (ingest is incremental).
@@ -124,9 +126,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in ("offtopic", *ANSWERABLE)
         }
         answers = {name: await ask_all(core, qs) for name, qs in sets.items()}
+        rows = [json.loads(line) for line in (DATA / "just_fixes.jsonl").read_text().splitlines() if line]
+        just = {kind: [r["q"] for r in rows if r["kind"] == kind] for kind in ("fix", "offtopic")}
+        just_answers = {kind: await ask_all(core, qs) for kind, qs in just.items()}
     finally:
         store.close()
-    return table_figures(sets, answers, embedder.embed_dense_only)
+    figures = table_figures(sets, answers, embedder.embed_dense_only)
+    figures["just"] = {
+        kind: {
+            "messages": len(got),
+            "marked_offtopic": round(sum(a.offtopic for a in got) / len(got), 3),
+            "coverage": {c: sum(a.coverage == c for a in got) for c in ("covered", "close", "not_covered")},
+        }
+        for kind, got in just_answers.items()
+    }
+    return figures
 
 
 def main() -> int:
@@ -156,6 +170,11 @@ def main() -> int:
         )
     for q in figures["answerable"]["offtopic_examples"]:
         print(f"  answerable but marked off-topic: {q}")
+    for kind, f in figures["just"].items():
+        print(
+            f"'just' messages, {kind} ({f['messages']}): marked off-topic {f['marked_offtopic']:.3f} "
+            f"(coverage {f['coverage']})"
+        )
     return 0
 
 

@@ -334,11 +334,12 @@ class AnswerCore:
     async def search(self, text: str, query: str, *, fresh: bool, k: int | None = None) -> list[Passage]:
         """The passages found for the question (`text`, searched as `query`). "why not just unplug it",
         asked in an AI-safety community with no thread before it (`fresh`): "it" is the community's
-        subject, so when the words alone find nothing that covers the question at all, it is searched
+        subject, and so is what "just pull the plug lol" would stop (`followup.on_the_subject`); so when
+        the words alone find nothing that covers the question at all, it is searched
         again with the subject named, and each article found keeps its place but takes the better
         evidence of the two readings (`with_evidence`) when that comes close or covers the question."""
         found = await self.retrieve(query, k=k)
-        if fresh and followup.points_at_unnamed(text):
+        if fresh and followup.on_the_subject(text):
             if rescoring.judge(found[: self.top_k]).coverage == "not_covered":
                 named = await self.retrieve(f"{query} ({SUBJECT})", k=k)
                 both = with_evidence(found, named)
@@ -403,8 +404,9 @@ class AnswerCore:
           reply gives the closest articles and says plainly what they do not cover;
         - not_covered: below the close band; `offtopic` when well below it too (far from every article),
           unless, asked `fresh` (no thread before it), an "it" or "this" in it points at something it never
-          names ("why not just unplug it"): in an AI-safety community that is the AI, so the question is on
-          the community's subject though its words are far from every article (`followup.points_at_unnamed`).
+          names ("why not just unplug it") or it proposes a fix with "just" ("just pull the plug lol"): in
+          an AI-safety community what it means is the AI, so the question is on the community's subject
+          though its words are far from every article (`followup.on_the_subject`).
 
         A message that carried instructions to the bot is never a close call: only a question the
         articles plainly cover reaches the model with them. Without a language model, a question in
@@ -416,7 +418,7 @@ class AnswerCore:
             judged = Judgement("not_covered") if below else Judgement("covered")
         else:
             topic = rescoring.judge(passages)
-            judged = Judgement(topic.coverage, topic.far and not (fresh and followup.points_at_unnamed(text)))
+            judged = Judgement(topic.coverage, topic.far and not (fresh and followup.on_the_subject(text)))
             if topic.coverage == "close" and find_instructions(text):
                 judged = Judgement("not_covered")
         if judged.coverage != "covered" and self.llm is None and not looks_english(text):

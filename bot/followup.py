@@ -240,7 +240,7 @@ _TIME_IT = frozenset("today tomorrow now raining snowing".split())
 @functools.lru_cache(maxsize=1024)  # asked of one message by the query, the banner and each later turn
 def dependence(text: str) -> str | None:
     """The rule by which the message leans on the earlier turns, or None when it stands alone."""
-    raw = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    raw = _lowered(text)
     if _NEW_TOPIC.search(raw):
         return None
     tokens = _tokens(raw)
@@ -276,6 +276,11 @@ def thread_query(question: str, earlier: Sequence[str]) -> str:
         if not depends_on_thread(previous):
             break
     return " ".join(parts)
+
+
+def _lowered(text: str) -> str:
+    """Lower case, with typographic apostrophes made plain ("can\u2019t" -> "can't")."""
+    return text.lower().replace("\u2019", "'").replace("\u2018", "'")
 
 
 def _tokens(raw: str) -> list[str]:
@@ -467,9 +472,75 @@ def points_at_unnamed(text: str) -> bool:
     unplug it", "who's even working on this stuff"): asked in an AI-safety community with no thread
     before it, what it points at is the community's subject, so the message is on its topic even when
     its words are not (`bot.core` does not call such a question far off-topic)."""
-    tokens = _tokens(text.lower().replace("\u2019", "'").replace("\u2018", "'"))
+    tokens = _tokens(_lowered(text))
     for i, tok in enumerate(tokens):
         if tok in _IT or tok in _DEMONSTRATIVE or tok == "that":
             if _points_back(tokens, i, tok, fresh=True) == "pronoun":
                 return True
     return False
+
+
+# A fix proposed with "just" ("just pull the plug lol", "why not just unplug the server", "can't we just
+# hardcode the rules?"): the classic objection of the field (aisafety.info answers a row of "Why can't we
+# just ...?" questions), so in an AI-safety community what it would fix is the AI, named or not.
+# "just" opening the message, or after the people who would do it ("can't we just", "why not just").
+_FIX_BY = frozenset("we you they someone somebody anyone people humans humanity labs companies not".split())
+_OPENERS = _FILLERS | frozenset("lol lmao honestly bro dude um uh like".split())
+# What follows a "just" that proposes nothing: "just a question", "just the two of us", "just so you know".
+_NO_FIX_NEXT = (
+    frozenset(
+        "a an the one some any this that these those there here about like because so to as now for".split()
+    )
+    | _AUX
+    | _WH
+    | _PERSONAL
+    | _IT
+    | _PREPOSITIONS
+)
+# "just" meaning "a moment ago": "just got here", "just bought a laptop" (regular forms end in -ed or -ing).
+_PAST = frozenset(
+    "got bought saw made had did went came found heard thought told said left lost sent began became took "
+    "gave wrote ran ate read met won".split()
+)
+# A request of the member's own or advice to someone present ("just tell me a joke", "just do my
+# homework", "just restart your router"): nothing of the field's to fix.
+_PRESENT = frozenset("i me my mine myself 'm you your yours yourself u ur".split())
+# After "just", a request for the bot to say something ("just answer the question", "just explain how to
+# cook rice") or a state of mind ("just want to know", "just curious"): no fix either.
+_NO_FIX_VERBS = frozenset(
+    "say tell answer reply respond write explain describe define translate summarise summarize list show "
+    "give print repeat post send share talk chat want need wonder think feel know hope wish love "
+    "curious".split()
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def proposes_a_fix(text: str) -> bool:
+    """The message proposes a fix with "just" and asks nothing for the member: "just pull the plug lol",
+    "why not just turn off the power", not "just tell me a joke", "just joined the server" or "just a
+    quick question about pasta". In an AI-safety community what such a fix would fix is the community's
+    subject, so the message is on its topic even when its words are far from every article."""
+    tokens = _tokens(_lowered(text))
+    for i, tok in enumerate(tokens[:-1]):
+        if tok != "just":
+            continue
+        opens = all(t in _OPENERS or t in _PUNCT for t in tokens[:i])
+        if not (opens or tokens[i - 1] in _FIX_BY):
+            continue
+        nxt = tokens[i + 1]
+        if not nxt.isalpha() or nxt in _NO_FIX_NEXT or nxt in _NO_FIX_VERBS or nxt in _PAST:
+            continue
+        if nxt.endswith(("ed", "ing")):
+            continue
+        clause = tokens[i + 1 :]
+        end = next((j for j, t in enumerate(clause) if t in _CLAUSE_END), len(clause))
+        if not any(t in _PRESENT for t in clause[:end]):
+            return True
+    return False
+
+
+def on_the_subject(text: str) -> bool:
+    """Asked with no thread before it, the message is about the community's subject though it may not
+    name it: an "it" pointing at nothing named (`points_at_unnamed`) or a fix proposed with "just"
+    (`proposes_a_fix`)."""
+    return points_at_unnamed(text) or proposes_a_fix(text)

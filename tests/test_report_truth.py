@@ -558,22 +558,14 @@ async def test_off_topic_requests_asked_through_the_core_land_in_the_offtopic_ta
     assert not in_table & to_write
     wrongly = [q for q in answerable if q in in_table]
     assert len(wrongly) <= 0.1 * len(answerable), wrongly
-    # No answerable question but the one the next test is marked for lands in the table: a new one fails.
-    assert set(wrongly) <= {"just pull the plug lol"}, wrongly
+    assert not wrongly, wrongly
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 24, point 5, not met yet: 'just pull the plug lol' abstains and is far from every "
-    "article (BENCHMARKS.md, Off-topic table)",
-)
 async def test_answerable_questions_that_abstain_rarely_land_in_the_offtopic_table(
     asked_through_the_core: dict[str, Any],
 ) -> None:
     """Issue 24's second figure: of the answerable questions that abstain (not covered), at most 10% in
-    the `offtopic` table; on this sample few abstain, so it means none. Strict: when the goal is met
-    this test passes and the mark must go."""
+    the `offtopic` table; on this sample few abstain, so it means none."""
     asked = asked_through_the_core
     abstaining = [q for q in asked["answerable"] if asked["answers"][q].coverage == "not_covered"]
     if not abstaining:  # not an AssertionError: a real failure, never taken for the expected one

@@ -1,5 +1,6 @@
 """Small talk gets a friendly word and counts as off-topic; a question whose "it" points at nothing it
-names is on the community's subject, so it is never called far off-topic."""
+names, or that proposes a fix with "just", is on the community's subject, so it is never called far
+off-topic."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.core import AnswerCore
-from bot.followup import points_at_unnamed
+from bot.followup import on_the_subject, points_at_unnamed, proposes_a_fix
 from bot.models import Question
 from bot.smalltalk import REPLIES, small_talk
 from retrieval.documents import Passage
@@ -121,6 +122,39 @@ def test_an_it_that_points_at_nothing_named_is_found(text: str, unnamed: bool) -
     assert points_at_unnamed(text) is unnamed
 
 
+@pytest.mark.parametrize(
+    ("text", "fix"),
+    [
+        ("just pull the plug lol", True),
+        ("lol just cut the internet cable", True),
+        ("why not just switch off the datacenter?", True),
+        ("can't we just outlaw AGI research", True),
+        ("couldn't the labs just keep the weights secret", True),
+        ("ok so we just add a rule against lying", True),
+        # A request of the member's own, or for the bot to say something: nothing to fix.
+        ("just tell me a joke", False),
+        ("just do my homework", False),
+        ("just answer the question", False),
+        ("just explain how to cook rice", False),
+        ("just restart your router", False),
+        ("why don't you just summarise the news for me", False),
+        # "just" meaning a moment ago, only, or a state of mind.
+        ("just joined the server, hi all", False),
+        ("just bought a new laptop", False),
+        ("just checking in", False),
+        ("just a quick question about pasta", False),
+        ("just curious, what's your favourite movie?", False),
+        ("just want to know the weather in Paris", False),
+        # Not opening the message, and nobody who would do it before it.
+        ("it was just a joke", False),
+        ("the model is just autocomplete", False),
+    ],
+)
+def test_a_fix_proposed_with_just_is_found(text: str, fix: bool) -> None:
+    assert proposes_a_fix(text) is fix
+    assert on_the_subject(text) is (fix or points_at_unnamed(text))
+
+
 def _far() -> list[Passage]:
     """Articles found far below every threshold: a far off-topic reading."""
     return [
@@ -138,6 +172,10 @@ def test_a_far_question_about_an_unnamed_it_is_on_the_communitys_subject() -> No
     assert skeptic.coverage == "not_covered" and not skeptic.offtopic
     # In a thread the "it" is the thread's subject, which may be off-topic itself.
     assert core.judge("why not just unplug it", _far(), fresh=False).offtopic
+    # A fix proposed with "just" and nothing named: what it would fix is the AI.
+    assert not core.judge("just pull the plug lol", _far()).offtopic
+    assert core.judge("just tell me a joke", _far()).offtopic
+    assert core.judge("just pull the plug lol", _far(), fresh=False).offtopic
 
 
 def _passage(article: str, strength: float) -> Passage:
@@ -186,6 +224,11 @@ async def test_an_unnamed_it_is_searched_again_as_the_communitys_subject() -> No
     found = await core.search("why not just unplug it", "why not just unplug it", fresh=False)
     assert readings.queries == ["why not just unplug it"]  # in a thread, "it" is the thread's subject
     assert core.judge("why not just unplug it", found, fresh=False).coverage == "not_covered"
+
+    readings.queries.clear()
+    found = await core.search("just pull the plug lol", "just pull the plug lol", fresh=True)
+    assert readings.queries == ["just pull the plug lol", "just pull the plug lol (AI)"]  # a fix: for the AI
+    assert core.judge("just pull the plug lol", found).coverage == "covered"
 
     readings.queries.clear()
     await core.search("what's the best pizza?", "what's the best pizza?", fresh=True)
