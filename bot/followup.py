@@ -22,6 +22,11 @@ named in `dependence`'s answer):
 
 A new-topic marker ("unrelated, but...", "different question:") overrides them all. Measured on the
 project's own two-turn conversations (`benchmarks/data/followups_topics.jsonl`, `benchmarks/followups.py`).
+
+Asked with no thread before it, a message can still mean the community's subject without naming it
+(`on_the_subject`): an "it" that points at nothing named ("why not just unplug it") or a fix proposed
+with "just" ("just pull the plug lol"); `bot.core` searches it again with the subject named and never
+calls it far off-topic.
 """
 
 from __future__ import annotations
@@ -483,28 +488,30 @@ def points_at_unnamed(text: str) -> bool:
 # A fix proposed with "just" ("just pull the plug lol", "why not just unplug the server", "can't we just
 # hardcode the rules?"): the classic objection of the field (aisafety.info answers a row of "Why can't we
 # just ...?" questions), so in an AI-safety community what it would fix is the AI, named or not.
-# "just" opening the message, or after the people who would do it ("can't we just", "why not just").
-_FIX_BY = frozenset("we you they someone somebody anyone people humans humanity labs companies not".split())
+# "just" opens a clause, or follows the people who would do it ("we just", "labs should just"), or "why
+# not". Not "you": "why don't you just use google" is advice to the member or the bot.
+_FIX_BY = frozenset(
+    "we they someone somebody anyone people humans humanity labs companies governments".split()
+)
 _OPENERS = _FILLERS | frozenset("lol lmao honestly bro dude um uh like".split())
 # What follows a "just" that proposes nothing: "just a question", "just the two of us", "just so you know".
 _NO_FIX_NEXT = (
-    frozenset(
-        "a an the one some any this that these those there here about like because so to as now for".split()
-    )
+    frozenset("a an the one some any this that these those there here because so now lol fyi sayin".split())
     | _AUX
     | _WH
     | _PERSONAL
     | _IT
     | _PREPOSITIONS
 )
-# "just" meaning "a moment ago": "just got here", "just bought a laptop" (regular forms end in -ed or -ing).
-_PAST = frozenset(
+# "just" meaning "a moment ago": "just got here", "just bought a laptop" (regular forms end in -ed or
+# -ing; "hit" or "put" could be either, and are read as a fix).
+_IRREGULAR_PAST = frozenset(
     "got bought saw made had did went came found heard thought told said left lost sent began became took "
-    "gave wrote ran ate read met won".split()
+    "gave wrote ran ate read met won spent stole woke slept broke forgot".split()
 )
 # A request of the member's own or advice to someone present ("just tell me a joke", "just do my
 # homework", "just restart your router"): nothing of the field's to fix.
-_PRESENT = frozenset("i me my mine myself 'm you your yours yourself u ur".split())
+_MEMBER_OR_ADDRESSEE = frozenset("i me my mine myself 'm you your yours yourself u ur".split())
 # After "just", a request for the bot to say something ("just answer the question", "just explain how to
 # cook rice") or a state of mind ("just want to know", "just curious"): no fix either.
 _NO_FIX_VERBS = frozenset(
@@ -512,29 +519,47 @@ _NO_FIX_VERBS = frozenset(
     "give print repeat post send share talk chat want need wonder think feel know hope wish love "
     "curious".split()
 )
+# Where a clause of a message starts or ends, for this rule: "AI scares me. just pull the plug",
+# "hey bot, just pull the plug", "just pull the plug, you know?".
+_FIX_CLAUSE_END = _CLAUSE_END | {","}
 
 
-@functools.lru_cache(maxsize=1024)
+def _fix_verb(word: str) -> bool:
+    """A word that can open a fix: a verb's plain form ("pull", "feed", "air-gap"), not a past or an -ing
+    form ("joined", "testing"; "bring" and "speed" are plain) nor a request to the bot or a state of mind."""
+    if not word.replace("-", "").isalpha() or word in _NO_FIX_NEXT or word in _NO_FIX_VERBS:
+        return False
+    if word in _IRREGULAR_PAST:
+        return False
+    past = word.endswith("ed") and not word.endswith("eed") and len(word) > 4
+    return not past and not (word.endswith("ing") and len(word) > 5)
+
+
+@functools.lru_cache(maxsize=1024)  # asked of one question by the search and by the coverage decision
 def proposes_a_fix(text: str) -> bool:
     """The message proposes a fix with "just" and asks nothing for the member: "just pull the plug lol",
-    "why not just turn off the power", not "just tell me a joke", "just joined the server" or "just a
-    quick question about pasta". In an AI-safety community what such a fix would fix is the community's
-    subject, so the message is on its topic even when its words are far from every article."""
-    tokens = _tokens(_lowered(text))
+    "why not just turn off the power", "just don't build AGI", not "just tell me a joke", "just joined
+    the server" or "just a quick question about pasta". In an AI-safety community what such a fix would
+    fix is the community's subject, so the message is on its topic even when its words are far from
+    every article."""
+    tokens = _tokens(_lowered(text).replace("n't", " not").replace("dont", "do not"))
     for i, tok in enumerate(tokens[:-1]):
         if tok != "just":
             continue
-        opens = all(t in _OPENERS or t in _PUNCT for t in tokens[:i])
-        if not (opens or tokens[i - 1] in _FIX_BY):
+        start = max((j + 1 for j in range(i) if tokens[j] in _FIX_CLAUSE_END), default=0)
+        opens = all(t in _OPENERS for t in tokens[start:i])
+        prev, before = (tokens[i - 1] if i else ""), (tokens[i - 2] if i > 1 else "")
+        by = prev in _FIX_BY or (prev in _DO_MODALS and before in _FIX_BY) or (prev, before) == ("not", "why")
+        if not (opens or by):
             continue
-        nxt = tokens[i + 1]
-        if not nxt.isalpha() or nxt in _NO_FIX_NEXT or nxt in _NO_FIX_VERBS or nxt in _PAST:
+        verb = i + 1
+        if tokens[verb : verb + 2] == ["do", "not"]:  # "just don't build AGI"
+            verb += 2
+        if verb >= len(tokens) or not _fix_verb(tokens[verb]):
             continue
-        if nxt.endswith(("ed", "ing")):
-            continue
-        clause = tokens[i + 1 :]
-        end = next((j for j, t in enumerate(clause) if t in _CLAUSE_END), len(clause))
-        if not any(t in _PRESENT for t in clause[:end]):
+        clause = tokens[verb:]
+        end = next((j for j, t in enumerate(clause) if t in _FIX_CLAUSE_END), len(clause))
+        if not any(t in _MEMBER_OR_ADDRESSEE for t in clause[:end]):
             return True
     return False
 

@@ -537,7 +537,7 @@ async def test_off_topic_requests_asked_through_the_core_land_in_the_offtopic_ta
     asked_through_the_core: dict[str, Any], embedder: FastEmbedder
 ) -> None:
     """Issue 24: at least 90% of an off-topic set lands in the `offtopic` table (never in "questions to
-    write"), and few answerable questions do (of all of them; of those that abstain: below)."""
+    write"), and no answerable question of the sample does (of those that abstain: below)."""
     from service.report import to_write_candidate
 
     asked = asked_through_the_core
@@ -557,7 +557,6 @@ async def test_off_topic_requests_asked_through_the_core_land_in_the_offtopic_ta
     assert landed >= 0.9, landed
     assert not in_table & to_write
     wrongly = [q for q in answerable if q in in_table]
-    assert len(wrongly) <= 0.1 * len(answerable), wrongly
     assert not wrongly, wrongly
 
 
@@ -568,7 +567,7 @@ async def test_answerable_questions_that_abstain_rarely_land_in_the_offtopic_tab
     the `offtopic` table; on this sample few abstain, so it means none."""
     asked = asked_through_the_core
     abstaining = [q for q in asked["answerable"] if asked["answers"][q].coverage == "not_covered"]
-    if not abstaining:  # not an AssertionError: a real failure, never taken for the expected one
+    if not abstaining:
         pytest.fail("no answerable question of the sample abstains: the figure would say nothing")
     far = [q for q in abstaining if q in asked["in_table"]]
     assert len(far) <= 0.1 * len(abstaining), (far, abstaining)

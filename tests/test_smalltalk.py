@@ -131,6 +131,12 @@ def test_an_it_that_points_at_nothing_named_is_found(text: str, unnamed: bool) -
         ("can't we just outlaw AGI research", True),
         ("couldn't the labs just keep the weights secret", True),
         ("ok so we just add a rule against lying", True),
+        ("just don't build AGI", True),
+        ("labs should just stop", True),
+        ("just feed the model nicer data", True),
+        ("just air-gap the model", True),
+        ("AI scares me. just pull the plug", True),
+        ("hey bot, just pull the plug, you know?", True),
         # A request of the member's own, or for the bot to say something: nothing to fix.
         ("just tell me a joke", False),
         ("just do my homework", False),
@@ -138,6 +144,7 @@ def test_an_it_that_points_at_nothing_named_is_found(text: str, unnamed: bool) -
         ("just explain how to cook rice", False),
         ("just restart your router", False),
         ("why don't you just summarise the news for me", False),
+        ("why don't you just use google", False),
         # "just" meaning a moment ago, only, or a state of mind.
         ("just joined the server, hi all", False),
         ("just bought a new laptop", False),
@@ -145,14 +152,30 @@ def test_an_it_that_points_at_nothing_named_is_found(text: str, unnamed: bool) -
         ("just a quick question about pasta", False),
         ("just curious, what's your favourite movie?", False),
         ("just want to know the weather in Paris", False),
+        ("we just spent the day at the beach", False),
+        ("just FYI the server is down", False),
         # Not opening the message, and nobody who would do it before it.
         ("it was just a joke", False),
         ("the model is just autocomplete", False),
+        ("pizza is not just food", False),
     ],
 )
 def test_a_fix_proposed_with_just_is_found(text: str, fix: bool) -> None:
     assert proposes_a_fix(text) is fix
-    assert on_the_subject(text) is (fix or points_at_unnamed(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "subject"),
+    [
+        ("just pull the plug lol", True),  # a fix
+        ("why not just unplug it", True),  # an unnamed "it", and a fix
+        ("just tell me what it is", True),  # no fix, but an "it" that points at nothing named
+        ("just tell me a joke", False),
+        ("what's the best pizza topping?", False),
+    ],
+)
+def test_a_message_is_on_the_subject_by_either_rule(text: str, subject: bool) -> None:
+    assert on_the_subject(text) is subject
 
 
 def _far() -> list[Passage]:
@@ -209,7 +232,7 @@ class _Readings:
         return {}
 
 
-async def test_an_unnamed_it_is_searched_again_as_the_communitys_subject() -> None:
+async def test_an_unnamed_it_or_a_fix_is_searched_again_as_the_communitys_subject() -> None:
     readings = _Readings()
     core = AnswerCore(retriever=readings, llm=None)  # type: ignore[arg-type]
     found = await core.search("why not just unplug it", "why not just unplug it", fresh=True)
@@ -229,6 +252,9 @@ async def test_an_unnamed_it_is_searched_again_as_the_communitys_subject() -> No
     found = await core.search("just pull the plug lol", "just pull the plug lol", fresh=True)
     assert readings.queries == ["just pull the plug lol", "just pull the plug lol (AI)"]  # a fix: for the AI
     assert core.judge("just pull the plug lol", found).coverage == "covered"
+    readings.queries.clear()
+    await core.search("just pull the plug lol", "just pull the plug lol", fresh=False)
+    assert readings.queries == ["just pull the plug lol"]  # in a thread, what it would stop is the thread's
 
     readings.queries.clear()
     await core.search("what's the best pizza?", "what's the best pizza?", fresh=True)
