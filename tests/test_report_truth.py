@@ -160,6 +160,10 @@ def test_off_topic_questions_have_their_table_and_close_calls_are_questions_to_w
     page = render_page(report, 7)
     assert 'id="offtopic"' in page and "close calls" in page
     assert "/admin/csv/offtopic.csv" in page and "offtopic" in TABLES
+    # The close call's row in "to write", its count under "close calls" (not covered, close calls, voted down).
+    to_write = page.split('<section id="to_write">', 1)[1].split("</section>", 1)[0]
+    assert "<th>close calls</th>" in to_write
+    assert re.search(r"<td>0</td><td>1</td><td>0</td><td>what is gradient hacking", to_write), to_write
 
 
 def test_a_voted_down_answer_shows_its_text_and_each_question_when_and_where(tmp_path: Path) -> None:
@@ -238,6 +242,14 @@ def test_the_previous_period_is_beside_this_one(tmp_path: Path) -> None:
     page = render_page(report, 7)
     assert '3 <span class="prev">(prev 2)</span> answers in the last 7 days' in page
     assert '<span>2</span> not covered <span class="prev">(prev 2)</span>' in page
+    # Most asked and to write: the previous period's count, the UTC time and the place on each row.
+    for section, count in (("most_asked", 3), ("to_write", 2)):
+        body = page.split(f'<section id="{section}">', 1)[1].split("</section>", 1)[0]
+        row = (
+            rf'<td>{count} <span class="prev">\(prev 2\)</span></td>.*what is a quantilizer.*'
+            r"<td>\d{4}-\d\d-\d\d \d\d:\d\d UTC</td><td>slack:C1</td>"
+        )
+        assert re.search(row, body), body
 
 
 def test_a_topic_marked_written_leaves_until_it_is_asked_again(tmp_path: Path) -> None:
