@@ -6,6 +6,7 @@ Private servers of the test's own are frozen, never the machine's."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import glob
 import os
 import shutil
@@ -30,7 +31,7 @@ from retrieval.store import QdrantStore
 from service.feedback import DatabaseWatch, FeedbackStore
 from service.journal import RedisJournal, SqlJournal
 from service.lease import RedisLeases, SqlLeases
-from service.redis_state import RedisLink
+from service.redis_state import RedisLink, RedisRateLimit, RedisThreads, forget_community
 from tests.conftest import need
 from tests.qdrant_server import QdrantServer
 from tests.test_redis_state import PrivateRedis, _free_port, _wait
@@ -234,6 +235,43 @@ async def test_a_frozen_redis_hands_off_from_this_process(
     finally:
         os.kill(private_redis.proc.pid, signal.SIGCONT)
     _wait(private_redis.port, up=True)
+    await link.aclose()
+    store.close()
+
+
+async def test_forgetting_a_community_while_redis_is_frozen_does_not_hang(
+    private_redis: PrivateRedis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A community leaves (the bot is removed) while Redis is frozen: its rows leave the database, and
+    forgetting waits one Redis time-out, not for Redis to thaw; what Redis kept of it expires by itself."""
+    assert private_redis.proc is not None
+    link = RedisLink(private_redis.url)
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    store.after_forget(functools.partial(forget_community, link))
+    store.record_answer(
+        platform="discord",
+        place="discord:5",
+        asker="discord:U1",
+        question="what is a quantilizer",
+        answer=Answer("An agent that...", (SOURCE,), "llm"),
+        community="discord:1",
+    )
+    assert await RedisRateLimit(link, 5).allow("discord:1:discord:U1")
+    await RedisThreads(link).remember("discord:1:C1", "T1", True)
+
+    os.kill(private_redis.proc.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        counts = await store.forget("discord:1")
+        assert time.monotonic() - started < 3  # one Redis time-out (0.5 s), then done
+    finally:
+        os.kill(private_redis.proc.pid, signal.SIGCONT)
+    _wait(private_redis.port, up=True)
+    assert counts["answers"] == 1 and store.between(0, 2**40, community="discord:1") == []
+    assert "unreachable" in caplog.text
+    left = [k async for k in link.client.scan_iter(match=link.prefix + "*discord:1*")]
+    ttls = [await link.client.ttl(k) for k in left]
+    assert left and all(t > 0 for t in ttls), dict(zip(left, ttls, strict=True))
     await link.aclose()
     store.close()
 
