@@ -335,9 +335,9 @@ class AnswerCore:
         """The passages found for the question (`text`, searched as `query`). "why not just unplug it",
         asked in an AI-safety community with no thread before it (`fresh`): "it" is the community's
         subject, and so is what "just pull the plug lol" would stop (`followup.on_the_subject`); so when
-        the words alone find nothing that covers the question at all, it is searched
-        again with the subject named, and each article found keeps its place but takes the better
-        evidence of the two readings (`with_evidence`) when that comes close or covers the question."""
+        the words alone find nothing that covers the question at all, it is searched again with the
+        subject named, and each article found keeps its place but takes the better evidence of the two
+        readings (`with_evidence`) when that comes close or covers the question."""
         found = await self.retrieve(query, k=k)
         if fresh and followup.on_the_subject(text):
             if rescoring.judge(found[: self.top_k]).coverage == "not_covered":

@@ -519,6 +519,9 @@ _NO_FIX_VERBS = frozenset(
     "give print repeat post send share talk chat want need wonder think feel know hope wish love "
     "curious".split()
 )
+_NOT_A_FIX_VERB = _NO_FIX_NEXT | _NO_FIX_VERBS | _IRREGULAR_PAST
+# "n't" and a bare "dont" as a word of their own ("just don't build AGI" keeps its "not").
+_NOT = re.compile(r"n't\b|(?<=\bdo)nt\b")
 # Where a clause of a message starts or ends, for this rule: "AI scares me. just pull the plug",
 # "hey bot, just pull the plug", "just pull the plug, you know?".
 _FIX_CLAUSE_END = _CLAUSE_END | {","}
@@ -527,9 +530,7 @@ _FIX_CLAUSE_END = _CLAUSE_END | {","}
 def _fix_verb(word: str) -> bool:
     """A word that can open a fix: a verb's plain form ("pull", "feed", "air-gap"), not a past or an -ing
     form ("joined", "testing"; "bring" and "speed" are plain) nor a request to the bot or a state of mind."""
-    if not word.replace("-", "").isalpha() or word in _NO_FIX_NEXT or word in _NO_FIX_VERBS:
-        return False
-    if word in _IRREGULAR_PAST:
+    if not word.replace("-", "").isalpha() or word in _NOT_A_FIX_VERB:
         return False
     past = word.endswith("ed") and not word.endswith("eed") and len(word) > 4
     return not past and not (word.endswith("ing") and len(word) > 5)
@@ -542,7 +543,9 @@ def proposes_a_fix(text: str) -> bool:
     the server" or "just a quick question about pasta". In an AI-safety community what such a fix would
     fix is the community's subject, so the message is on its topic even when its words are far from
     every article."""
-    tokens = _tokens(_lowered(text).replace("n't", " not").replace("dont", "do not"))
+    tokens = _tokens(
+        _NOT.sub(" not", _lowered(text).replace("can't", "can not").replace("won't", "will not"))
+    )
     for i, tok in enumerate(tokens[:-1]):
         if tok != "just":
             continue
